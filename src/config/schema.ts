@@ -1,0 +1,108 @@
+/**
+ * The one configuration schema, with defaults. Keys are camelCase; each leaf can be overridden by an
+ * environment variable named after its path in upper snake case, e.g. `server.maxBatchEvents` →
+ * `CAIRN_SERVER_MAX_BATCH_EVENTS`, `store.url` → `CAIRN_STORE_URL`.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+
+const EventTypeSpec = Type.Object(
+  {
+    weight: Type.Number({ minimum: 0 }),
+    useValue: Type.Optional(Type.Boolean()),
+    negative: Type.Optional(Type.Boolean()),
+    minValue: Type.Optional(Type.Number()),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    server: Type.Object(
+      {
+        host: Type.String({ default: '127.0.0.1' }),
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+        bodyLimitBytes: Type.Integer({ minimum: 1024, default: 16 * 1024 * 1024 }),
+        maxBatchEvents: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
+        maxBatchItems: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    dataDir: Type.String({ default: './data' }),
+    store: Type.Object(
+      {
+        /** `sqlite://PATH` (relative to the working directory) or `postgres://…`. Empty: SQLite in dataDir. */
+        url: Type.String({ default: '' }),
+        /** PostgreSQL schema holding Cairn's tables (lets several deployments or tests share a database). */
+        schema: Type.String({ default: 'public', pattern: '^[a-z_][a-z0-9_]*$' }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    events: Type.Object(
+      {
+        types: Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' }), EventTypeSpec, {
+          default: {
+            view: { weight: 1 },
+            click: { weight: 2 },
+            add_to_cart: { weight: 4 },
+            purchase: { weight: 8 },
+            rating: { weight: 1, useValue: true },
+            like: { weight: 4 },
+            dislike: { weight: 0, negative: true },
+            return: { weight: 0, negative: true },
+          },
+        }),
+        /** Events older than this many days into the future of the server clock are rejected. */
+        maxFutureSkewSeconds: Type.Integer({ minimum: 0, default: 300 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    training: Type.Object(
+      {
+        algorithm: Type.Union([Type.Literal('als'), Type.Literal('bpr'), Type.Literal('itemknn'), Type.Literal('ease'), Type.Literal('pop')], {
+          default: 'als',
+        }),
+        /** Worker threads for training; 0 means one per core. */
+        threads: Type.Integer({ minimum: 0, maximum: 64, default: 0 }),
+        seed: Type.Integer({ default: 42 }),
+        /** Hyper-parameter overrides per algorithm, e.g. `{"als": {"factors": 64}}`. */
+        params: Type.Record(Type.String(), Type.Record(Type.String(), Type.Union([Type.Number(), Type.String(), Type.Boolean()])), {
+          default: {},
+        }),
+        /** Fraction of each user's interactions held out to measure a new model before it is served. */
+        holdoutFraction: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 0.5, default: 0.1 }),
+        /** Fewer positive interactions than this and training refuses (CAIRN_NOT_ENOUGH_DATA). */
+        minInteractions: Type.Integer({ minimum: 1, default: 10 }),
+        /** Promote a new model automatically when its holdout ndcg@10 is at least this fraction of the champion's. */
+        autoPromoteMinRatio: Type.Number({ minimum: 0, default: 0.95 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    serving: Type.Object(
+      {
+        defaultK: Type.Integer({ minimum: 1, default: 10 }),
+        maxK: Type.Integer({ minimum: 1, default: 200 }),
+        /** Newest events of a user read per request (history used for exclusion and fold-in). */
+        historyLimit: Type.Integer({ minimum: 1, default: 500 }),
+        /** Recent items used by the similar-to-recent fallback. */
+        recentItems: Type.Integer({ minimum: 1, default: 10 }),
+        /** Half-life of the time-decayed popularity, in days. */
+        popularityHalfLifeDays: Type.Number({ exclusiveMinimum: 0, default: 7 }),
+        /** Exclude items the user already interacted with positively. */
+        excludeSeen: Type.Boolean({ default: true }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    logging: Type.Object(
+      {
+        level: Type.Union(
+          ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+          { default: 'info' },
+        ),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type Config = Static<typeof ConfigSchema>;

@@ -1,0 +1,90 @@
+/**
+ * Prometheus metrics (prom-client). Each process owns one registry, built once by its composition root
+ * and passed to whoever records; nothing uses the global default registry (tests build many apps).
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly httpRequestDuration: Histogram<'method' | 'route' | 'status_code'>;
+  readonly eventsIngested: Counter<'type' | 'status'>;
+  readonly recommendationsServed: Counter<'endpoint' | 'source' | 'fallback_reason'>;
+  readonly recommendationDuration: Histogram<'endpoint'>;
+  readonly modelInfo: Gauge<'version' | 'algorithm'>;
+  readonly modelCreatedSeconds: Gauge;
+  readonly modelAgeSeconds: Gauge;
+  readonly trainingDuration: Histogram<'algorithm' | 'status'>;
+  /** Records the champion the process serves: sets the info gauge and the age clock. */
+  setChampion(version: string, algorithm: string, createdAtMs: number): void;
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'cairn_process_' });
+
+  let championCreatedAt: number | null = null;
+  const modelInfo = new Gauge({
+    name: 'cairn_model_info',
+    help: 'The champion model served by this process (value 1)',
+    labelNames: ['version', 'algorithm'] as const,
+    registers: [registry],
+  });
+  const modelCreatedSeconds = new Gauge({
+    name: 'cairn_model_created_timestamp_seconds',
+    help: 'Creation time of the served champion model (Unix seconds)',
+    registers: [registry],
+  });
+
+  return {
+    registry,
+    httpRequestDuration: new Histogram({
+      name: 'cairn_http_request_duration_seconds',
+      help: 'HTTP request latency by route',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    eventsIngested: new Counter({
+      name: 'cairn_events_ingested_total',
+      help: 'Events received, by type and outcome (accepted, duplicate, rejected)',
+      labelNames: ['type', 'status'] as const,
+      registers: [registry],
+    }),
+    recommendationsServed: new Counter({
+      name: 'cairn_recommendations_total',
+      help: 'Recommendation answers, by endpoint, source and fallback reason',
+      labelNames: ['endpoint', 'source', 'fallback_reason'] as const,
+      registers: [registry],
+    }),
+    recommendationDuration: new Histogram({
+      name: 'cairn_recommendation_duration_seconds',
+      help: 'Time to compute one recommendation answer (excluding HTTP)',
+      labelNames: ['endpoint'] as const,
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      registers: [registry],
+    }),
+    modelInfo,
+    modelCreatedSeconds,
+    modelAgeSeconds: new Gauge({
+      name: 'cairn_model_age_seconds',
+      help: 'Age of the served champion model; absent until a model is served',
+      registers: [registry],
+      collect() {
+        if (championCreatedAt !== null) this.set((Date.now() - championCreatedAt) / 1000);
+      },
+    }),
+    trainingDuration: new Histogram({
+      name: 'cairn_training_duration_seconds',
+      help: 'Wall time of training jobs',
+      labelNames: ['algorithm', 'status'] as const,
+      buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
+      registers: [registry],
+    }),
+    setChampion(version, algorithm, createdAtMs) {
+      modelInfo.reset();
+      modelInfo.set({ version, algorithm }, 1);
+      modelCreatedSeconds.set(createdAtMs / 1000);
+      championCreatedAt = createdAtMs;
+    },
+  };
+}
