@@ -16,10 +16,17 @@ export interface EventStore {
   append(events: CairnEvent[]): Promise<AppendOutcome[]>;
   /** A user's events, newest first (by timestamp, then insertion order). */
   forUser(userId: string, limit: number): Promise<StoredEvent[]>;
-  /** All events in insertion order, in pages, starting after `afterSeq` (for training and backfills). */
+  /**
+   * All events in insertion order, in pages, starting after `afterSeq` (for training and backfills).
+   * `afterSeq` is exclusive, `untilSeq` inclusive; without `untilSeq` the scan stops at `lastSeq()` as it
+   * was when the scan started (a snapshot that terminates under live ingestion). Pages are never empty.
+   */
   scan(options: { afterSeq?: number; batchSize?: number; untilSeq?: number }): AsyncIterable<StoredEvent[]>;
   count(): Promise<number>;
-  /** Highest assigned sequence number, 0 when empty. */
+  /**
+   * Highest assigned sequence number, 0 when empty. It is the highest among the events stored now (erasing
+   * the newest events lowers it), and seqs are never reused, so a later append always gets a higher one.
+   */
   lastSeq(): Promise<number>;
   deleteForUser(userId: string): Promise<number>;
 }
@@ -36,6 +43,7 @@ export interface ItemStore {
   /** Inserts or replaces the given fields of each item; unspecified fields keep their stored values. */
   upsert(items: ItemPatch[]): Promise<Item[]>;
   get(id: string): Promise<Item | null>;
+  /** The stored items among `ids`, in the order asked; missing ids are skipped, repeated ids returned once. */
   getMany(ids: string[]): Promise<Item[]>;
   /** Pages through items ordered by id; `after` is the last id of the previous page. */
   list(options: { after?: string; limit: number }): Promise<Item[]>;

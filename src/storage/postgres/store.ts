@@ -1,0 +1,811 @@
+/**
+ * Production system of record on PostgreSQL (node-postgres Pool). All tables live in one configurable
+ * schema, so several deployments or test runs can share a database. Batches travel as arrays or one JSON
+ * document: a 10,000-event append is a single INSERT round trip.
+ */
+import pg from 'pg';
+import type { PoolClient, QueryResultRow } from 'pg';
+import { CairnError } from '../../errors/errors.ts';
+import type {
+  CairnEvent,
+  Item,
+  Job,
+  JsonObject,
+  ModelVersion,
+  StoredEvent,
+  User,
+} from '../../domain/types.ts';
+import type {
+  AppendOutcome,
+  EventStore,
+  ItemPatch,
+  ItemStore,
+  JobStore,
+  ModelStore,
+  Store,
+  UserPatch,
+  UserStore,
+} from '../ports.ts';
+import { definedFields, foldItemPatches, scanBounds } from '../shared.ts';
+import { POSTGRES_MIGRATIONS } from './migrations.ts';
+
+export interface PostgresStoreOptions {
+  /** `postgres://user:pass@host:port/db`. */
+  url: string;
+  /** Schema holding Cairn's tables; must match `^[a-z_][a-z0-9_]*$`. */
+  schema?: string;
+  /** Pool size (connections). */
+  maxConnections?: number;
+  /** Fail a request that waits this long for a connection (ms). */
+  connectionTimeoutMs?: number;
+}
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]*$/;
+
+/**
+ * Advisory-lock namespaces (first int4 key); the second key is a hash of the schema, so deployments
+ * sharing a database do not block each other.
+ */
+const LOCK_MIGRATE = 0x43616901;
+const LOCK_APPEND = 0x43616902;
+const LOCK_PROMOTE = 0x43616903;
+
+const INT8_OID = 20;
+
+/** BIGINT (seq, counts, ms timestamps) arrives as a string; every value Cairn stores fits a double exactly. */
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary'): unknown =>
+    oid === INT8_OID && format !== 'binary'
+      ? (v: string) => Number(v)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+/** 32-bit FNV-1a as a signed int4. */
+function hash32(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h | 0;
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+
+/** Maps driver errors to Cairn codes: unreachable database → CAIRN_UNAVAILABLE, unique key → CAIRN_CONFLICT. */
+export function mapPgError(e: unknown): unknown {
+  if (e instanceof CairnError || typeof e !== 'object' || e === null) return e;
+  const code = (e as { code?: unknown }).code;
+  const raw = (e as { message?: unknown }).message;
+  const message = typeof raw === 'string' ? raw : 'unknown database error';
+  if (typeof code === 'string') {
+    if (code === '23505') return new CairnError('CAIRN_CONFLICT', message, undefined, { cause: e });
+    if (
+      NETWORK_CODES.has(code) ||
+      code.startsWith('08') || // connection exception
+      code === '57P01' || // admin shutdown
+      code === '57P02' || // crash shutdown
+      code === '57P03' || // cannot connect now (starting up)
+      code === '53300' // too many connections
+    ) {
+      return new CairnError('CAIRN_UNAVAILABLE', `PostgreSQL unavailable: ${message}`, undefined, {
+        cause: e,
+      });
+    }
+  }
+  if (/^(Connection terminated|timeout exceeded when trying to connect)/.test(message)) {
+    return new CairnError('CAIRN_UNAVAILABLE', `PostgreSQL unavailable: ${message}`, undefined, { cause: e });
+  }
+  return e;
+}
+
+interface EventRow {
+  seq: number;
+  event_id: string;
+  user_id: string;
+  item_id: string;
+  type: string;
+  value: number | null;
+  ts: number;
+  context: JsonObject | null;
+}
+
+interface ItemRow {
+  id: string;
+  categories: string[];
+  attributes: JsonObject;
+  available: boolean;
+  created_at: number;
+  updated_at: number;
+}
+
+interface UserRow {
+  id: string;
+  attributes: JsonObject;
+  segments: string[];
+  opt_out: boolean;
+  created_at: number;
+  updated_at: number;
+}
+
+interface ModelRow {
+  version: string;
+  algorithm: string;
+  params: JsonObject;
+  status: string;
+  training_data: ModelVersion['trainingData'];
+  metrics: Record<string, number>;
+  train_seconds: number;
+  artifact_path: string;
+  checksum: string;
+  config_hash: string;
+  parent_version: string | null;
+  created_at: number;
+  promoted_at: number | null;
+  error: string | null;
+}
+
+interface JobRow {
+  id: string;
+  name: string;
+  payload: JsonObject;
+  status: string;
+  progress: number;
+  result: JsonObject | null;
+  error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+const EVENT_COLUMNS = 'seq, event_id, user_id, item_id, type, value, ts, context';
+const ITEM_COLUMNS = 'id, categories, attributes, available, created_at, updated_at';
+const USER_COLUMNS = 'id, attributes, segments, opt_out, created_at, updated_at';
+const MODEL_COLUMNS =
+  'version, algorithm, params, status, training_data, metrics, train_seconds, artifact_path, checksum, config_hash, parent_version, created_at, promoted_at, error';
+const JOB_COLUMNS = 'id, name, payload, status, progress, result, error, created_at, updated_at';
+
+const toEvent = (r: EventRow): StoredEvent => ({
+  seq: r.seq,
+  eventId: r.event_id,
+  userId: r.user_id,
+  itemId: r.item_id,
+  type: r.type,
+  value: r.value,
+  timestamp: r.ts,
+  context: r.context,
+});
+
+const toItem = (r: ItemRow): Item => ({
+  id: r.id,
+  categories: r.categories,
+  attributes: r.attributes,
+  available: r.available,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+const toUser = (r: UserRow): User => ({
+  id: r.id,
+  attributes: r.attributes,
+  segments: r.segments,
+  optOut: r.opt_out,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+const toModel = (r: ModelRow): ModelVersion => ({
+  version: r.version,
+  algorithm: r.algorithm,
+  params: r.params,
+  status: r.status as ModelVersion['status'],
+  trainingData: r.training_data,
+  metrics: r.metrics,
+  trainSeconds: r.train_seconds,
+  artifactPath: r.artifact_path,
+  checksum: r.checksum,
+  configHash: r.config_hash,
+  parentVersion: r.parent_version,
+  createdAt: r.created_at,
+  promotedAt: r.promoted_at,
+  error: r.error,
+});
+
+/** Values for `$1..$14` in MODEL_COLUMNS order (JSON columns as text, cast by the statement). */
+const modelValues = (m: ModelVersion): unknown[] => [
+  m.version,
+  m.algorithm,
+  JSON.stringify(m.params),
+  m.status,
+  JSON.stringify(m.trainingData),
+  JSON.stringify(m.metrics),
+  m.trainSeconds,
+  m.artifactPath,
+  m.checksum,
+  m.configHash,
+  m.parentVersion,
+  m.createdAt,
+  m.promotedAt,
+  m.error,
+];
+
+const toJob = (r: JobRow): Job => ({
+  id: r.id,
+  name: r.name,
+  payload: r.payload,
+  status: r.status as Job['status'],
+  progress: r.progress,
+  result: r.result,
+  error: r.error,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+const jobValues = (j: Job): unknown[] => [
+  j.id,
+  j.name,
+  JSON.stringify(j.payload),
+  j.status,
+  j.progress,
+  j.result === null || j.result === undefined ? null : JSON.stringify(j.result),
+  j.error,
+  j.createdAt,
+  j.updatedAt,
+];
+
+/** Connection handling shared by the sub-stores: queries and transactions with mapped errors. */
+class Db {
+  constructor(
+    readonly pool: pg.Pool,
+    /** Quoted schema identifier, e.g. `"cairn"`. */
+    readonly s: string,
+    /** Second advisory-lock key for this schema. */
+    readonly lockKey: number,
+  ) {}
+
+  async query<R extends QueryResultRow>(text: string, values?: unknown[]): Promise<R[]> {
+    try {
+      return (await this.pool.query<R>(text, values)).rows;
+    } catch (e) {
+      throw mapPgError(e);
+    }
+  }
+
+  /** Runs `fn` inside BEGIN/COMMIT on one pooled connection; rolls back on any error. */
+  async tx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      throw mapPgError(e);
+    }
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (e) {
+      try {
+        await client.query('ROLLBACK');
+      } catch {
+        broken = true; // the connection is unusable: destroy it instead of returning it to the pool
+      }
+      throw mapPgError(e);
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /** Transaction-scoped advisory lock: serializes one kind of write per schema, released at COMMIT. */
+  async lock(c: PoolClient, namespace: number): Promise<void> {
+    await c.query('SELECT pg_advisory_xact_lock($1, $2)', [namespace, this.lockKey]);
+  }
+}
+
+/** PostgreSQL implementation of every storage port. */
+export class PostgresStore implements Store {
+  readonly kind = 'postgres' as const;
+  readonly events: EventStore;
+  readonly items: ItemStore;
+  readonly users: UserStore;
+  readonly models: ModelStore;
+  readonly jobs: JobStore;
+  readonly schema: string;
+  private readonly db: Db;
+  private closed = false;
+
+  constructor(options: PostgresStoreOptions) {
+    const schema = options.schema ?? 'public';
+    // The name is spliced into SQL, so it is checked here too, not only by the config schema.
+    if (!SCHEMA_NAME.test(schema)) {
+      throw new CairnError('CAIRN_CONFIG_INVALID', `invalid PostgreSQL schema name "${schema}"`, {
+        fields: [{ field: 'store.schema', message: 'must match ^[a-z_][a-z0-9_]*$' }],
+      });
+    }
+    this.schema = schema;
+    const pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.maxConnections ?? 10,
+      connectionTimeoutMillis: options.connectionTimeoutMs ?? 10_000,
+      idleTimeoutMillis: 30_000,
+      application_name: 'cairn',
+      types,
+    });
+    // An idle connection dropped by the server emits 'error' on the pool; without a listener Node would
+    // crash the process. The next query gets a fresh connection or a mapped CAIRN_UNAVAILABLE error.
+    pool.on('error', () => undefined);
+    this.db = new Db(pool, `"${schema}"`, hash32(schema));
+    this.events = new PgEvents(this.db);
+    this.items = new PgItems(this.db);
+    this.users = new PgUsers(this.db);
+    this.models = new PgModels(this.db);
+    this.jobs = new PgJobs(this.db);
+  }
+
+  /**
+   * Applies pending migrations in one transaction under an advisory lock, so several processes may start
+   * at once: the first applies them, the others wait and then find nothing to do.
+   */
+  async migrate(): Promise<void> {
+    const { s } = this.db;
+    await this.db.tx(async (c) => {
+      await this.db.lock(c, LOCK_MIGRATE);
+      // Check first: CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database, which a
+      // least-privilege role given an existing schema does not have.
+      const exists = await c.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [this.schema]);
+      if (exists.rowCount === 0) await c.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+      await c.query(`CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
+        version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`);
+      const applied = new Set(
+        (await c.query<{ version: number }>(`SELECT version FROM ${s}.schema_migrations`)).rows.map(
+          (r) => r.version,
+        ),
+      );
+      for (const m of POSTGRES_MIGRATIONS) {
+        if (applied.has(m.version)) continue;
+        await c.query(m.sql(s));
+        await c.query(`INSERT INTO ${s}.schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`, [
+          m.version,
+          m.name,
+          Date.now(),
+        ]);
+      }
+    });
+  }
+
+  async ping(): Promise<void> {
+    await this.db.query('SELECT 1');
+  }
+
+  async eraseUser(userId: string): Promise<boolean> {
+    const { s } = this.db;
+    return this.db.tx(async (c) => {
+      const events = await c.query(`DELETE FROM ${s}.events WHERE user_id = $1`, [userId]);
+      const users = await c.query(`DELETE FROM ${s}.users WHERE id = $1`, [userId]);
+      return (events.rowCount ?? 0) + (users.rowCount ?? 0) > 0;
+    });
+  }
+
+  /** Ends the pool (idempotent). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.db.pool.end();
+  }
+}
+
+class PgEvents implements EventStore {
+  private readonly insertSql: string;
+
+  constructor(private readonly db: Db) {
+    // ORDER BY ord: seqs follow the batch order. ON CONFLICT DO NOTHING + RETURNING tells which were new.
+    this.insertSql = `
+      INSERT INTO ${db.s}.events (event_id, user_id, item_id, type, value, ts, context)
+      SELECT e.event_id, e.user_id, e.item_id, e.type, e.value, e.ts, e.context
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::int8[], $7::jsonb[])
+        WITH ORDINALITY AS e(event_id, user_id, item_id, type, value, ts, context, ord)
+      ORDER BY e.ord
+      ON CONFLICT (event_id) DO NOTHING
+      RETURNING event_id`;
+  }
+
+  /**
+   * One transaction, one INSERT. Appends are serialized per schema with an advisory lock so that seq
+   * order equals commit order: otherwise a reader could see seq 11 committed before seq 10, and a
+   * consumer resuming from a watermark (`scan({ afterSeq })`) would skip seq 10 forever.
+   */
+  async append(events: CairnEvent[]): Promise<AppendOutcome[]> {
+    if (events.length === 0) return [];
+    // Only first occurrences go to the database; later repeats in the batch are duplicates by definition.
+    const first = new Map<string, number>();
+    const n = events.length;
+    const ids: string[] = [];
+    const users: string[] = [];
+    const items: string[] = [];
+    const kinds: string[] = [];
+    const values: (number | null)[] = [];
+    const times: number[] = [];
+    const contexts: (string | null)[] = [];
+    for (let i = 0; i < n; i++) {
+      const e = events[i];
+      if (first.has(e.eventId)) continue;
+      first.set(e.eventId, i);
+      ids.push(e.eventId);
+      users.push(e.userId);
+      items.push(e.itemId);
+      kinds.push(e.type);
+      values.push(e.value ?? null);
+      times.push(e.timestamp);
+      contexts.push(e.context === null || e.context === undefined ? null : JSON.stringify(e.context));
+    }
+    const inserted = await this.db.tx(async (c) => {
+      await this.db.lock(c, LOCK_APPEND);
+      const res = await c.query<{ event_id: string }>({
+        name: 'cairn_events_append',
+        text: this.insertSql,
+        values: [ids, users, items, kinds, values, times, contexts],
+      });
+      return new Set(res.rows.map((r) => r.event_id));
+    });
+    const out = new Array<AppendOutcome>(n);
+    for (let i = 0; i < n; i++) {
+      const id = events[i].eventId;
+      out[i] = first.get(id) === i && inserted.has(id) ? 'inserted' : 'duplicate';
+    }
+    return out;
+  }
+
+  async forUser(userId: string, limit: number): Promise<StoredEvent[]> {
+    if (limit <= 0) return [];
+    const rows = await this.db.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM ${this.db.s}.events WHERE user_id = $1 ORDER BY ts DESC, seq DESC LIMIT $2`,
+      [userId, Math.floor(limit)],
+    );
+    return rows.map(toEvent);
+  }
+
+  /**
+   * Keyset pages by seq. Without `untilSeq` the scan stops at the newest event present when it started:
+   * a consistent snapshot that terminates under live ingestion.
+   */
+  async *scan(options: {
+    afterSeq?: number;
+    batchSize?: number;
+    untilSeq?: number;
+  }): AsyncIterable<StoredEvent[]> {
+    const { afterSeq, batchSize, untilSeq } = scanBounds(options);
+    const until = untilSeq ?? (await this.lastSeq());
+    const sql = `SELECT ${EVENT_COLUMNS} FROM ${this.db.s}.events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3`;
+    let cursor = afterSeq;
+    while (cursor < until) {
+      const rows = await this.db.query<EventRow>(sql, [cursor, until, batchSize]);
+      if (rows.length === 0) return;
+      yield rows.map(toEvent);
+      cursor = rows[rows.length - 1].seq;
+      if (rows.length < batchSize) return;
+    }
+  }
+
+  async count(): Promise<number> {
+    const rows = await this.db.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${this.db.s}.events`);
+    return rows[0].n;
+  }
+
+  /** Highest seq among stored events (0 when empty); BIGSERIAL never hands out a seq twice. */
+  async lastSeq(): Promise<number> {
+    const rows = await this.db.query<{ s: number }>(
+      `SELECT COALESCE(MAX(seq), 0) AS s FROM ${this.db.s}.events`,
+    );
+    return rows[0].s;
+  }
+
+  async deleteForUser(userId: string): Promise<number> {
+    const rows = await this.db.query<{ seq: number }>(
+      `DELETE FROM ${this.db.s}.events WHERE user_id = $1 RETURNING seq`,
+      [userId],
+    );
+    return rows.length;
+  }
+}
+
+class PgItems implements ItemStore {
+  constructor(private readonly db: Db) {}
+
+  /**
+   * Two statements in one transaction, because ON CONFLICT DO UPDATE cannot tell "field not given" from
+   * the default a new row gets: (1) create missing rows with defaults, (2) lock every row in id order
+   * (no deadlock between overlapping batches) and (3) UPDATE only the given fields. Step 3 reads the
+   * latest committed row, so concurrent partial patches of one item never undo each other.
+   */
+  async upsert(items: ItemPatch[]): Promise<Item[]> {
+    if (items.length === 0) return [];
+    const { s } = this.db;
+    const folded = foldItemPatches(items);
+    const now = Date.now();
+    const doc = JSON.stringify(
+      folded.map((p) => ({
+        id: p.id,
+        categories: p.categories ?? null,
+        attributes: p.attributes ?? null,
+        available: p.available ?? null,
+        created_at: p.createdAt ?? null,
+      })),
+    );
+    const ids = folded.map((p) => p.id);
+    const rows = await this.db.tx(async (c) => {
+      await c.query(
+        `INSERT INTO ${s}.items (id, categories, attributes, available, created_at, updated_at)
+         SELECT x.id, '{}', '{}', true, COALESCE(x.created_at, $2), $2
+         FROM jsonb_to_recordset($1::jsonb) AS x(id text, created_at bigint)
+         ORDER BY x.id COLLATE "C"
+         ON CONFLICT (id) DO NOTHING`,
+        [doc, now],
+      );
+      await c.query(`SELECT 1 FROM ${s}.items WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`, [ids]);
+      const res = await c.query<ItemRow>(
+        `UPDATE ${s}.items AS t SET
+           categories = CASE WHEN x.categories IS NULL THEN t.categories
+                             ELSE ARRAY(SELECT jsonb_array_elements_text(x.categories)) END,
+           attributes = COALESCE(x.attributes, t.attributes),
+           available = COALESCE(x.available, t.available),
+           created_at = COALESCE(x.created_at, t.created_at),
+           updated_at = $2
+         FROM jsonb_to_recordset($1::jsonb)
+           AS x(id text, categories jsonb, attributes jsonb, available boolean, created_at bigint)
+         WHERE t.id = x.id
+         RETURNING t.id, t.categories, t.attributes, t.available, t.created_at, t.updated_at`,
+        [doc, now],
+      );
+      return res.rows;
+    });
+    const byId = new Map(rows.map((r) => [r.id, toItem(r)]));
+    // A batch naming one id twice reports the final state at both positions.
+    return items.map((p) => byId.get(p.id)!);
+  }
+
+  async get(id: string): Promise<Item | null> {
+    const rows = await this.db.query<ItemRow>(
+      `SELECT ${ITEM_COLUMNS} FROM ${this.db.s}.items WHERE id = $1`,
+      [id],
+    );
+    return rows.length > 0 ? toItem(rows[0]) : null;
+  }
+
+  /** Existing items among `ids`, in the order asked (missing ids skipped, repeats once). */
+  async getMany(ids: string[]): Promise<Item[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db.query<ItemRow>(
+      `SELECT ${ITEM_COLUMNS} FROM ${this.db.s}.items WHERE id = ANY($1::text[])`,
+      [ids],
+    );
+    const found = new Map(rows.map((r) => [r.id, toItem(r)]));
+    const out: Item[] = [];
+    for (const id of new Set(ids)) {
+      const item = found.get(id);
+      if (item) out.push(item);
+    }
+    return out;
+  }
+
+  async list(options: { after?: string; limit: number }): Promise<Item[]> {
+    if (options.limit <= 0) return [];
+    const limit = Math.floor(options.limit);
+    const { s } = this.db;
+    const rows =
+      options.after === undefined
+        ? await this.db.query<ItemRow>(`SELECT ${ITEM_COLUMNS} FROM ${s}.items ORDER BY id LIMIT $1`, [limit])
+        : await this.db.query<ItemRow>(
+            `SELECT ${ITEM_COLUMNS} FROM ${s}.items WHERE id > $1 ORDER BY id LIMIT $2`,
+            [options.after, limit],
+          );
+    return rows.map(toItem);
+  }
+
+  async count(): Promise<number> {
+    const rows = await this.db.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${this.db.s}.items`);
+    return rows[0].n;
+  }
+}
+
+class PgUsers implements UserStore {
+  constructor(private readonly db: Db) {}
+
+  async upsert(user: UserPatch): Promise<User> {
+    const { s } = this.db;
+    // One row, so parameters can say "not given" directly: NULL keeps the stored value.
+    const rows = await this.db.query<UserRow>(
+      `INSERT INTO ${s}.users AS u (id, attributes, segments, opt_out, created_at, updated_at)
+       VALUES ($1, COALESCE($2::jsonb, '{}'), COALESCE($3::text[], '{}'), COALESCE($4::boolean, false), $5, $5)
+       ON CONFLICT (id) DO UPDATE SET
+         attributes = COALESCE($2::jsonb, u.attributes),
+         segments = COALESCE($3::text[], u.segments),
+         opt_out = COALESCE($4::boolean, u.opt_out),
+         updated_at = $5
+       RETURNING ${USER_COLUMNS}`,
+      [
+        user.id,
+        user.attributes === undefined ? null : JSON.stringify(user.attributes),
+        user.segments ?? null,
+        user.optOut ?? null,
+        Date.now(),
+      ],
+    );
+    return toUser(rows[0]);
+  }
+
+  async get(id: string): Promise<User | null> {
+    const rows = await this.db.query<UserRow>(
+      `SELECT ${USER_COLUMNS} FROM ${this.db.s}.users WHERE id = $1`,
+      [id],
+    );
+    return rows.length > 0 ? toUser(rows[0]) : null;
+  }
+
+  /** Sorted by id. */
+  async optedOut(): Promise<string[]> {
+    const rows = await this.db.query<{ id: string }>(
+      `SELECT id FROM ${this.db.s}.users WHERE opt_out ORDER BY id`,
+    );
+    return rows.map((r) => r.id);
+  }
+
+  async delete(id: string): Promise<boolean> {
+    const rows = await this.db.query<{ id: string }>(
+      `DELETE FROM ${this.db.s}.users WHERE id = $1 RETURNING id`,
+      [id],
+    );
+    return rows.length > 0;
+  }
+
+  async count(): Promise<number> {
+    const rows = await this.db.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${this.db.s}.users`);
+    return rows[0].n;
+  }
+}
+
+class PgModels implements ModelStore {
+  private readonly updateSql: string;
+
+  constructor(private readonly db: Db) {
+    this.updateSql = `UPDATE ${db.s}.models SET algorithm = $2, params = $3::jsonb, status = $4,
+      training_data = $5::jsonb, metrics = $6::jsonb, train_seconds = $7, artifact_path = $8, checksum = $9,
+      config_hash = $10, parent_version = $11, created_at = $12, promoted_at = $13, error = $14
+      WHERE version = $1`;
+  }
+
+  async insert(model: ModelVersion): Promise<void> {
+    await this.db.query(
+      `INSERT INTO ${this.db.s}.models (${MODEL_COLUMNS})
+       VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14)`,
+      modelValues(model),
+    );
+  }
+
+  /** Throws CAIRN_MODEL_NOT_FOUND for an unknown version. */
+  async update(version: string, patch: Partial<Omit<ModelVersion, 'version'>>): Promise<ModelVersion> {
+    return this.db.tx(async (c) => {
+      const current = await this.locked(c, version);
+      const next: ModelVersion = { ...current, ...definedFields(patch), version };
+      await c.query(this.updateSql, modelValues(next));
+      return next;
+    });
+  }
+
+  async get(version: string): Promise<ModelVersion | null> {
+    const rows = await this.db.query<ModelRow>(
+      `SELECT ${MODEL_COLUMNS} FROM ${this.db.s}.models WHERE version = $1`,
+      [version],
+    );
+    return rows.length > 0 ? toModel(rows[0]) : null;
+  }
+
+  /** Newest first; the serial id breaks ties between models created in the same millisecond. */
+  async list(limit?: number): Promise<ModelVersion[]> {
+    const rows = await this.db.query<ModelRow>(
+      `SELECT ${MODEL_COLUMNS} FROM ${this.db.s}.models ORDER BY created_at DESC, id DESC LIMIT $1`,
+      [limit === undefined ? null : Math.max(0, Math.floor(limit))],
+    );
+    return rows.map(toModel);
+  }
+
+  async champion(): Promise<ModelVersion | null> {
+    const rows = await this.db.query<ModelRow>(
+      `SELECT ${MODEL_COLUMNS} FROM ${this.db.s}.models WHERE status = 'champion'`,
+    );
+    return rows.length > 0 ? toModel(rows[0]) : null;
+  }
+
+  /**
+   * Serialized per schema by an advisory lock, so two concurrent promotions chain (the second retires the
+   * first) instead of racing on "who is the champion". Throws CAIRN_MODEL_NOT_FOUND, or
+   * CAIRN_MODEL_NOT_PROMOTABLE unless the model is `ready` or `retired`; promoting the champion returns
+   * it unchanged.
+   */
+  async promote(version: string, at: number): Promise<ModelVersion> {
+    const { s } = this.db;
+    return this.db.tx(async (c) => {
+      await this.db.lock(c, LOCK_PROMOTE);
+      const target = await this.locked(c, version);
+      if (target.status === 'champion') return target;
+      if (target.status !== 'ready' && target.status !== 'retired') {
+        throw new CairnError('CAIRN_MODEL_NOT_PROMOTABLE', `model ${version} is ${target.status}`, {
+          version,
+          status: target.status,
+        });
+      }
+      const previous = await c.query<{ version: string }>(
+        `UPDATE ${s}.models SET status = 'retired' WHERE status = 'champion' RETURNING version`,
+      );
+      const next: ModelVersion = {
+        ...target,
+        status: 'champion',
+        promotedAt: at,
+        parentVersion: previous.rows.length > 0 ? previous.rows[0].version : null,
+      };
+      await c.query(this.updateSql, modelValues(next));
+      return next;
+    });
+  }
+
+  private async locked(c: PoolClient, version: string): Promise<ModelVersion> {
+    const res = await c.query<ModelRow>(
+      `SELECT ${MODEL_COLUMNS} FROM ${this.db.s}.models WHERE version = $1 FOR UPDATE`,
+      [version],
+    );
+    if (res.rows.length === 0) throw new CairnError('CAIRN_MODEL_NOT_FOUND', `model ${version} not found`);
+    return toModel(res.rows[0]);
+  }
+}
+
+class PgJobs implements JobStore {
+  constructor(private readonly db: Db) {}
+
+  async create(job: Job): Promise<void> {
+    await this.db.query(
+      `INSERT INTO ${this.db.s}.jobs (${JOB_COLUMNS}) VALUES ($1, $2, $3::jsonb, $4, $5, $6::jsonb, $7, $8, $9)`,
+      jobValues(job),
+    );
+  }
+
+  /** Throws CAIRN_JOB_NOT_FOUND; `updatedAt` defaults to now unless the patch sets it. */
+  async update(id: string, patch: Partial<Omit<Job, 'id'>>): Promise<Job> {
+    const { s } = this.db;
+    return this.db.tx(async (c) => {
+      const res = await c.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE id = $1 FOR UPDATE`, [
+        id,
+      ]);
+      if (res.rows.length === 0) throw new CairnError('CAIRN_JOB_NOT_FOUND', `job ${id} not found`);
+      const next: Job = { ...toJob(res.rows[0]), updatedAt: Date.now(), ...definedFields(patch), id };
+      await c.query(
+        `UPDATE ${s}.jobs SET name = $2, payload = $3::jsonb, status = $4, progress = $5, result = $6::jsonb,
+           error = $7, created_at = $8, updated_at = $9 WHERE id = $1`,
+        jobValues(next),
+      );
+      return next;
+    });
+  }
+
+  async get(id: string): Promise<Job | null> {
+    const rows = await this.db.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM ${this.db.s}.jobs WHERE id = $1`, [
+      id,
+    ]);
+    return rows.length > 0 ? toJob(rows[0]) : null;
+  }
+
+  /** Oldest first. */
+  async unfinished(): Promise<Job[]> {
+    const rows = await this.db.query<JobRow>(
+      `SELECT ${JOB_COLUMNS} FROM ${this.db.s}.jobs WHERE status IN ('queued', 'running') ORDER BY created_at, id`,
+    );
+    return rows.map(toJob);
+  }
+}
