@@ -5,7 +5,15 @@
 export const ERROR_CODES = {
   CAIRN_VALIDATION: 400,
   CAIRN_INVALID_JSON: 400,
+  /** A request object carries a field Cairn does not know (typo guard; the field is named). */
+  CAIRN_UNKNOWN_FIELD: 400,
+  /** An event's `type` is not one of `config.events.types`. */
+  CAIRN_UNKNOWN_EVENT_TYPE: 422,
+  /** A timestamp is well-formed but outside the accepted window (too old or too far in the future). */
+  CAIRN_TIMESTAMP_OUT_OF_RANGE: 422,
   CAIRN_BATCH_TOO_LARGE: 413,
+  CAIRN_PAYLOAD_TOO_LARGE: 413,
+  CAIRN_UNSUPPORTED_MEDIA_TYPE: 415,
   CAIRN_UNAUTHORIZED: 401,
   CAIRN_FORBIDDEN: 403,
   CAIRN_NOT_FOUND: 404,
