@@ -66,12 +66,15 @@ export interface SimilarResult {
   items: { itemId: string; score: number; reason: string }[];
 }
 
+/** Popular items are not relative to an item: same shape as SimilarResult with `itemId: null`. */
+export type PopularResult = Omit<SimilarResult, 'itemId'> & { itemId: null };
+
 export interface RecommendationService {
   /** Always answers (fallback chain); throws only CAIRN_VALIDATION for bad k/category. */
   recommend(request: RecommendRequest): Promise<RecommendationResult>;
   /** Throws CAIRN_ITEM_NOT_FOUND for an unknown item. */
   similar(itemId: string, options: { k?: number; category?: string }): Promise<SimilarResult>;
-  popular(options: { k?: number; category?: string }): Promise<SimilarResult & { itemId: null }>;
+  popular(options: { k?: number; category?: string }): Promise<PopularResult>;
 }
 
 export interface TrainRequest {

@@ -1,0 +1,191 @@
+/**
+ * The Fastify app factory. `buildApp(deps)` wires routes, validation, errors, request ids, metrics and
+ * the OpenAPI document around services built elsewhere (src/main); it never listens, so tests drive it
+ * with `app.inject()` and composition roots call `listen()`.
+ */
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { Type } from '@sinclair/typebox';
+import Fastify, {
+  LogController,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
+import type { AppDeps } from './deps.ts';
+import { buildErrorHandler, notFoundAnswer } from './errors.ts';
+import { registerEventRoutes } from './routes/events.ts';
+import { registerHealthRoutes } from './routes/health.ts';
+import { registerItemRoutes } from './routes/items.ts';
+import { registerModelRoutes } from './routes/models.ts';
+import { registerRecommendationRoutes } from './routes/recommendations.ts';
+import { registerSimilarRoutes } from './routes/similar.ts';
+import { registerUserRoutes } from './routes/users.ts';
+import type { RouteContext } from './routes/common.ts';
+import { buildSchemas } from './schemas.ts';
+import { typeboxValidatorCompiler } from './validation.ts';
+
+const REQUEST_ID_HEADER = 'x-request-id';
+/** Operations whose JSON body may be omitted (@fastify/swagger marks every body as required). */
+const OPTIONAL_BODY_OPERATIONS = new Set(['trainModel']);
+const VALID_REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** Honours a well-formed incoming `x-request-id` (so ids follow a request across services), else makes one. */
+export function requestIdFrom(header: string | string[] | undefined): string {
+  return typeof header === 'string' && VALID_REQUEST_ID.test(header) ? header : randomUUID();
+}
+
+/**
+ * One log line per request, written when it completes (Fastify's default writes two, with headers).
+ * Probes and scrapes log at debug so they don't drown the interesting lines.
+ */
+class CompactLogController extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(
+    error: Error | null | undefined,
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): void {
+    const route = request.routeOptions.url;
+    const fields = {
+      method: request.method,
+      url: request.url,
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 100) / 100,
+    };
+    if (error) reply.log.error({ ...fields, err: error }, 'request errored');
+    else if (route === '/metrics' || route === '/health/live' || route === '/health/ready')
+      reply.log.debug(fields, 'request completed');
+    else reply.log.info(fields, 'request completed');
+  }
+}
+
+/** Builds the HTTP app around already-built services. Does not listen. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config, metrics } = deps;
+  const bodyLimit = config.server.bodyLimitBytes;
+  const errorHandler = buildErrorHandler({ bodyLimitBytes: bodyLimit });
+
+  // Typed with the default logger interface: routes take a plain FastifyInstance (pino satisfies it).
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    logController: new CompactLogController({ requestIdLogLabel: 'request_id' }),
+    bodyLimit,
+    requestIdHeader: false,
+    genReqId: (req) => requestIdFrom(req.headers[REQUEST_ID_HEADER]),
+    // Client ids can be long (URLs, composite keys); the params schema bounds them at 512.
+    routerOptions: { maxParamLength: 1024 },
+    // Malformed URLs are answered before any hook runs: route them through the same error shape.
+    frameworkErrors: (error, request, reply) => {
+      errorHandler(error, request, reply);
+    },
+  }) as unknown as FastifyInstance;
+
+  app.setValidatorCompiler(typeboxValidatorCompiler);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => {
+    const result = notFoundAnswer(request.method, request.url);
+    return reply.code(result.status).send(result.body);
+  });
+
+  // JSON only (anything else is 415), and an empty JSON body counts as no body, so action endpoints
+  // (POST /v1/models/rollback) work for clients that always send `Content-Type: application/json`.
+  app.removeContentTypeParser(['application/json', 'text/plain']);
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') done(null, undefined);
+    else void parseJson(request, text, done);
+  });
+
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header(REQUEST_ID_HEADER, request.id);
+    done();
+  });
+  // Labelled by route pattern, never the raw URL: ids in paths would explode the label cardinality.
+  app.addHook('onResponse', (request, reply, done) => {
+    metrics.httpRequestDuration.observe(
+      {
+        method: request.method,
+        route: request.routeOptions.url ?? 'unmatched',
+        status_code: reply.statusCode,
+      },
+      reply.elapsedTime / 1000,
+    );
+    done();
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Cairn',
+        // The version of the HTTP contract (/v1), not of the package.
+        version: '1.0.0',
+        description:
+          'Self-hosted real-time recommendation engine. Errors are `{"error":{"code","message","details"}}`; ' +
+          'branch on `code`. Every answer carries an `x-request-id` header (an incoming one is honoured).',
+      },
+      tags: [
+        { name: 'events', description: 'Behaviour events' },
+        { name: 'items', description: 'Catalog' },
+        { name: 'users', description: 'Users and GDPR erasure' },
+        { name: 'recommendations', description: 'Personal and non-personal recommendations' },
+        { name: 'models', description: 'Model registry: training, promotion, rollback' },
+        { name: 'jobs', description: 'Background jobs' },
+        { name: 'health', description: 'Liveness and readiness' },
+        { name: 'monitoring', description: 'Prometheus metrics' },
+      ],
+    },
+    transformObject: (documents) => {
+      if (!('openapiObject' in documents)) return documents.swaggerObject;
+      const doc = documents.openapiObject;
+      for (const operations of Object.values(doc.paths ?? {})) {
+        for (const op of Object.values(operations ?? {})) {
+          const operation = op as { operationId?: string; requestBody?: { required?: boolean } };
+          if (operation.requestBody && OPTIONAL_BODY_OPERATIONS.has(operation.operationId ?? '')) {
+            operation.requestBody.required = false;
+          }
+        }
+      }
+      return doc;
+    },
+  });
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { deepLinking: true, docExpansion: 'list' },
+  });
+
+  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        tags: ['monitoring'],
+        operationId: 'metrics',
+        summary: 'Prometheus metrics (text exposition format)',
+        response: {
+          200: { description: 'Metrics', content: { 'text/plain': { schema: Type.String() } } },
+        },
+      },
+    },
+    async (_request, reply) => {
+      const body = await metrics.registry.metrics();
+      return reply.header('content-type', metrics.registry.contentType).send(body);
+    },
+  );
+
+  const context: RouteContext = { deps, schemas: buildSchemas(config) };
+  registerEventRoutes(app, context);
+  registerItemRoutes(app, context);
+  registerUserRoutes(app, context);
+  registerRecommendationRoutes(app, context);
+  registerSimilarRoutes(app, context);
+  registerModelRoutes(app, context);
+  registerHealthRoutes(app, context);
+
+  return app;
+}

@@ -1,0 +1,47 @@
+/** Liveness and readiness probes. */
+import type { FastifyInstance } from 'fastify';
+import type { HealthCheck } from '../deps.ts';
+import { LiveResponse, ReadyResponse, withErrors, type ReadyWire } from '../schemas.ts';
+import type { RouteContext } from './common.ts';
+
+export function registerHealthRoutes(app: FastifyInstance, { deps }: RouteContext): void {
+  app.get(
+    '/health/live',
+    {
+      schema: {
+        tags: ['health'],
+        operationId: 'live',
+        summary: 'Liveness: the process answers',
+        response: withErrors({ 200: LiveResponse }),
+      },
+    },
+    () => ({ status: 'ok' as const }),
+  );
+
+  app.get(
+    '/health/ready',
+    {
+      schema: {
+        tags: ['health'],
+        operationId: 'ready',
+        summary: 'Readiness: the store is reachable and recommendations can be answered',
+        description: '503 with the failing checks (and why) when not ready.',
+        response: withErrors({ 200: ReadyResponse, 503: ReadyResponse }),
+      },
+    },
+    async (request, reply) => {
+      let ready: boolean;
+      let checks: Record<string, HealthCheck>;
+      try {
+        ({ ready, checks } = await deps.health.ready());
+      } catch (err) {
+        // A throwing probe is itself a reason not to be ready; the cause goes to the log only.
+        request.log.error({ err }, 'readiness check failed');
+        ready = false;
+        checks = { health: { ok: false, detail: 'readiness check failed' } };
+      }
+      const body: ReadyWire = { status: ready ? 'ready' : 'not_ready', checks };
+      return reply.code(ready ? 200 : 503).send(body);
+    },
+  );
+}

@@ -1,0 +1,104 @@
+/** Model registry and jobs: list, train, promote, rollback; job status. */
+import type { FastifyInstance } from 'fastify';
+import type { TrainRequest } from '../deps.ts';
+import {
+  IdParams,
+  JobResponse,
+  ModelResponse,
+  ModelsQuery,
+  ModelsResponse,
+  TrainAcceptedResponse,
+  TrainBody,
+  VersionParams,
+  withErrors,
+  type IdParamsWire,
+  type ModelsQueryWire,
+  type ModelsWire,
+  type TrainBodyWire,
+  type VersionParamsWire,
+} from '../schemas.ts';
+import { jobToWire, modelToWire } from '../wire.ts';
+import { emptyBodyAsObject, type RouteContext } from './common.ts';
+
+export function registerModelRoutes(app: FastifyInstance, { deps }: RouteContext): void {
+  app.get<{ Querystring: ModelsQueryWire }>(
+    '/v1/models',
+    {
+      schema: {
+        tags: ['models'],
+        operationId: 'listModels',
+        summary: 'Model versions, newest first',
+        querystring: ModelsQuery,
+        response: withErrors({ 200: ModelsResponse }),
+      },
+    },
+    async (request): Promise<ModelsWire> => ({
+      models: (await deps.models.list(request.query.limit)).map(modelToWire),
+    }),
+  );
+
+  app.post<{ Body: TrainBodyWire }>(
+    '/v1/models/train',
+    {
+      schema: {
+        tags: ['models'],
+        operationId: 'trainModel',
+        summary: 'Queue a training job',
+        description: 'Answers 202 with the job id; poll GET /v1/jobs/{id}. The body is optional.',
+        body: TrainBody,
+        response: withErrors({ 202: TrainAcceptedResponse }),
+      },
+      preValidation: emptyBodyAsObject,
+    },
+    async (request, reply) => {
+      const body = request.body;
+      const train: TrainRequest = {};
+      if (body.algorithm !== undefined) train.algorithm = body.algorithm;
+      if (body.params !== undefined) train.params = body.params;
+      if (body.promote !== undefined) train.promote = body.promote;
+      const job = await deps.models.train(train);
+      return reply.code(202).send({ job_id: job.id, status: job.status });
+    },
+  );
+
+  app.post<{ Params: VersionParamsWire }>(
+    '/v1/models/:version/promote',
+    {
+      schema: {
+        tags: ['models'],
+        operationId: 'promoteModel',
+        summary: 'Make a model version the champion',
+        params: VersionParams,
+        response: withErrors({ 200: ModelResponse }),
+      },
+    },
+    async (request) => modelToWire(await deps.models.promote(request.params.version)),
+  );
+
+  app.post(
+    '/v1/models/rollback',
+    {
+      schema: {
+        tags: ['models'],
+        operationId: 'rollbackModel',
+        summary: 'Make the previous champion the champion again',
+        response: withErrors({ 200: ModelResponse }),
+      },
+    },
+    async () => modelToWire(await deps.models.rollback()),
+  );
+
+  app.get<{ Params: IdParamsWire }>(
+    '/v1/jobs/:id',
+    {
+      schema: {
+        tags: ['jobs'],
+        operationId: 'getJob',
+        summary: 'Status of a background job',
+        params: IdParams,
+        response: withErrors({ 200: JobResponse }),
+      },
+    },
+    async (request) => jobToWire(await deps.jobs.get(request.params.id)),
+  );
+}

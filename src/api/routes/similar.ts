@@ -1,0 +1,44 @@
+/** Non-personal lists: GET /v1/items/:id/similar and GET /v1/popular. */
+import type { FastifyInstance } from 'fastify';
+import { IdParams, SimilarResponse, withErrors, type IdParamsWire, type ListQueryWire } from '../schemas.ts';
+import { similarToWire } from '../wire.ts';
+import type { RouteContext } from './common.ts';
+
+function listOptions(query: ListQueryWire): { k?: number; category?: string } {
+  const options: { k?: number; category?: string } = {};
+  if (query.k !== undefined) options.k = query.k;
+  if (query.category !== undefined) options.category = query.category;
+  return options;
+}
+
+export function registerSimilarRoutes(app: FastifyInstance, { deps, schemas }: RouteContext): void {
+  app.get<{ Params: IdParamsWire; Querystring: ListQueryWire }>(
+    '/v1/items/:id/similar',
+    {
+      schema: {
+        tags: ['recommendations'],
+        operationId: 'getSimilarItems',
+        summary: 'Items similar to an item',
+        params: IdParams,
+        querystring: schemas.ListQuery,
+        response: withErrors({ 200: SimilarResponse }),
+      },
+    },
+    async (request) =>
+      similarToWire(await deps.recommendations.similar(request.params.id, listOptions(request.query))),
+  );
+
+  app.get<{ Querystring: ListQueryWire }>(
+    '/v1/popular',
+    {
+      schema: {
+        tags: ['recommendations'],
+        operationId: 'getPopularItems',
+        summary: 'Popular items, optionally in one category',
+        querystring: schemas.ListQuery,
+        response: withErrors({ 200: SimilarResponse }),
+      },
+    },
+    async (request) => similarToWire(await deps.recommendations.popular(listOptions(request.query))),
+  );
+}

@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import type { Job } from '../domain/types.ts';
+import { mapLimited } from './routes/recommendations.ts';
+import {
+  eventOutcomesToWire,
+  isoTime,
+  jobToWire,
+  parseExclude,
+  recommendBodyToRequest,
+  recommendQueryToRequest,
+} from './wire.ts';
+
+describe('wire mapping', () => {
+  it('formats epoch milliseconds as ISO-8601 UTC', () => {
+    expect(isoTime(0)).toBe('1970-01-01T00:00:00.000Z');
+    expect(isoTime(Date.UTC(2024, 1, 29, 23, 59, 59, 1))).toBe('2024-02-29T23:59:59.001Z');
+  });
+
+  it('parses exclude lists: comma-separated and repeated, trimmed, deduplicated, order kept', () => {
+    expect(parseExclude(undefined)).toBeUndefined();
+    expect(parseExclude([])).toBeUndefined();
+    expect(parseExclude([' , ,'])).toBeUndefined();
+    expect(parseExclude(['b,a', ' c ', 'a', 'd,,b'])).toEqual(['b', 'a', 'c', 'd']);
+  });
+
+  it('builds service requests from the query and the body without inventing fields', () => {
+    expect(recommendQueryToRequest('u', { k: 3 })).toEqual({ userId: 'u', k: 3 });
+    expect(recommendQueryToRequest('u', { k: 3, category: 'c', explain: false, exclude: ['x,y'] })).toEqual({
+      userId: 'u',
+      k: 3,
+      category: 'c',
+      explain: false,
+      exclude: ['x', 'y'],
+    });
+    expect(recommendBodyToRequest({ user_id: 'u' }, 7)).toEqual({ userId: 'u', k: 7 });
+    expect(recommendBodyToRequest({ user_id: 'u', k: 2, exclude: [] }, 7)).toEqual({ userId: 'u', k: 2 });
+  });
+
+  it('counts event outcomes by status and keeps the error only where there is one', () => {
+    const wire = eventOutcomesToWire([
+      { index: 0, eventId: 'a', status: 'accepted' },
+      { index: 1, eventId: 'a', status: 'duplicate' },
+      { index: 2, eventId: null, status: 'rejected', error: { code: 'C', field: 'f', message: 'm' } },
+      { index: 3, eventId: 'b', status: 'accepted' },
+    ]);
+    expect([wire.accepted, wire.duplicates, wire.rejected]).toEqual([2, 1, 1]);
+    expect(wire.results.map((r) => 'error' in r)).toEqual([false, false, true, false]);
+    expect(wire.results[2]).toEqual({
+      index: 2,
+      event_id: null,
+      status: 'rejected',
+      error: { code: 'C', field: 'f', message: 'm' },
+    });
+  });
+
+  it('omits a job result and error while they are null', () => {
+    const job: Job = {
+      id: 'j',
+      name: 'train',
+      payload: {},
+      status: 'running',
+      progress: 0.25,
+      result: null,
+      error: null,
+      createdAt: 0,
+      updatedAt: 1000,
+    };
+    expect(jobToWire(job)).toEqual({
+      job_id: 'j',
+      name: 'train',
+      status: 'running',
+      progress: 0.25,
+      created_at: '1970-01-01T00:00:00.000Z',
+      updated_at: '1970-01-01T00:00:01.000Z',
+    });
+    expect(jobToWire({ ...job, status: 'succeeded', result: { version: 'v3' } })).toMatchObject({
+      result: { version: 'v3' },
+    });
+  });
+});
+
+describe('mapLimited', () => {
+  it('keeps input order and never runs more than `limit` calls at once', async () => {
+    let inFlight = 0;
+    let peak = 0;
+    const inputs = Array.from({ length: 25 }, (_, i) => i);
+    const out = await mapLimited(inputs, 4, async (x) => {
+      inFlight++;
+      peak = Math.max(peak, inFlight);
+      // finish out of order: later inputs resolve sooner
+      await new Promise((r) => setTimeout(r, (25 - x) % 5));
+      inFlight--;
+      return x * 2;
+    });
+    expect(out).toEqual(inputs.map((x) => x * 2));
+    expect(peak).toBe(4);
+    expect(await mapLimited([], 4, () => Promise.resolve(1))).toEqual([]);
+  });
+
+  it('rejects when one call fails', async () => {
+    await expect(
+      mapLimited([1, 2, 3], 2, (x) => (x === 2 ? Promise.reject(new Error('no')) : Promise.resolve(x))),
+    ).rejects.toThrow('no');
+  });
+});

@@ -1,0 +1,189 @@
+/**
+ * Pure mappings between the domain (camelCase, epoch-millisecond times) and the wire format
+ * (snake_case, ISO-8601 times). Small and allocation-light: they run on every response.
+ */
+import type { Item, Job, ModelVersion, RecommendationResult, User } from '../domain/types.ts';
+import type { EventOutcome, ItemOutcome, PopularResult, RecommendRequest, SimilarResult } from './deps.ts';
+import type {
+  EventsBatchWire,
+  ItemsBatchWire,
+  ItemWire,
+  JobWire,
+  ModelWire,
+  RecommendationWire,
+  RecommendBodyWire,
+  RecommendQueryWire,
+  SimilarWire,
+  UserWire,
+} from './schemas.ts';
+
+/** Epoch milliseconds → ISO-8601 UTC string. */
+export function isoTime(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+export function itemToWire(item: Item): ItemWire {
+  return {
+    id: item.id,
+    categories: item.categories,
+    attributes: item.attributes,
+    available: item.available,
+    created_at: isoTime(item.createdAt),
+    updated_at: isoTime(item.updatedAt),
+  };
+}
+
+export function userToWire(user: User): UserWire {
+  return {
+    id: user.id,
+    attributes: user.attributes,
+    segments: user.segments,
+    opt_out: user.optOut,
+    created_at: isoTime(user.createdAt),
+    updated_at: isoTime(user.updatedAt),
+  };
+}
+
+function itemsToWire(items: RecommendationResult['items']): RecommendationWire['items'] {
+  const out = new Array<RecommendationWire['items'][number]>(items.length);
+  for (let i = 0; i < items.length; i++) {
+    const it = items[i];
+    out[i] = { item_id: it.itemId, score: it.score, reason: it.reason };
+  }
+  return out;
+}
+
+export function recommendationToWire(result: RecommendationResult): RecommendationWire {
+  return {
+    request_id: result.requestId,
+    user_id: result.userId,
+    model_version: result.modelVersion,
+    source: result.source,
+    fallback_reason: result.fallbackReason,
+    degraded: result.degraded,
+    items: itemsToWire(result.items),
+  };
+}
+
+export function similarToWire(result: SimilarResult | PopularResult): SimilarWire {
+  return {
+    request_id: result.requestId,
+    item_id: result.itemId,
+    model_version: result.modelVersion,
+    source: result.source,
+    fallback_reason: result.fallbackReason,
+    degraded: result.degraded,
+    items: itemsToWire(result.items),
+  };
+}
+
+/**
+ * `exclude` arrives as repeated parameters and/or comma-separated lists; flattens, trims, drops
+ * empties and duplicates (order kept).
+ */
+export function parseExclude(values: readonly string[] | undefined): string[] | undefined {
+  if (values === undefined || values.length === 0) return undefined;
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const value of values) {
+    for (const part of value.split(',')) {
+      const id = part.trim();
+      if (id !== '' && !seen.has(id)) {
+        seen.add(id);
+        out.push(id);
+      }
+    }
+  }
+  return out.length > 0 ? out : undefined;
+}
+
+/** Query of GET /v1/users/:id/recommendations → service request. */
+export function recommendQueryToRequest(userId: string, query: RecommendQueryWire): RecommendRequest {
+  const request: RecommendRequest = { userId };
+  if (query.k !== undefined) request.k = query.k;
+  if (query.category !== undefined) request.category = query.category;
+  if (query.explain !== undefined) request.explain = query.explain;
+  const exclude = parseExclude(query.exclude);
+  if (exclude) request.exclude = exclude;
+  return request;
+}
+
+/** Body of POST /v1/recommendations (and each bulk entry) → service request; `k` defaults to `defaultK`. */
+export function recommendBodyToRequest(body: RecommendBodyWire, defaultK: number): RecommendRequest {
+  const request: RecommendRequest = { userId: body.user_id, k: body.k ?? defaultK };
+  if (body.category !== undefined) request.category = body.category;
+  if (body.explain !== undefined) request.explain = body.explain;
+  const exclude = parseExclude(body.exclude);
+  if (exclude) request.exclude = exclude;
+  return request;
+}
+
+function issueToWire(error: { code: string; field: string; message: string } | undefined) {
+  return error ? { code: error.code, field: error.field, message: error.message } : undefined;
+}
+
+export function eventOutcomesToWire(outcomes: readonly EventOutcome[]): EventsBatchWire {
+  let accepted = 0;
+  let duplicates = 0;
+  let rejected = 0;
+  const results = new Array<EventsBatchWire['results'][number]>(outcomes.length);
+  for (let i = 0; i < outcomes.length; i++) {
+    const o = outcomes[i];
+    if (o.status === 'accepted') accepted++;
+    else if (o.status === 'duplicate') duplicates++;
+    else rejected++;
+    const error = issueToWire(o.error);
+    results[i] = error
+      ? { index: o.index, event_id: o.eventId, status: o.status, error }
+      : { index: o.index, event_id: o.eventId, status: o.status };
+  }
+  return { accepted, duplicates, rejected, results };
+}
+
+export function itemOutcomesToWire(outcomes: readonly ItemOutcome[]): ItemsBatchWire {
+  let upserted = 0;
+  let rejected = 0;
+  const results = new Array<ItemsBatchWire['results'][number]>(outcomes.length);
+  for (let i = 0; i < outcomes.length; i++) {
+    const o = outcomes[i];
+    if (o.status === 'upserted') upserted++;
+    else rejected++;
+    const error = issueToWire(o.error);
+    results[i] = error
+      ? { index: o.index, item_id: o.itemId, status: o.status, error }
+      : { index: o.index, item_id: o.itemId, status: o.status };
+  }
+  return { upserted, rejected, results };
+}
+
+export function modelToWire(model: ModelVersion): ModelWire {
+  const t = model.trainingData;
+  return {
+    version: model.version,
+    algorithm: model.algorithm,
+    params: model.params,
+    status: model.status,
+    training_data: { users: t.users, items: t.items, interactions: t.interactions, events: t.events },
+    metrics: model.metrics,
+    train_seconds: model.trainSeconds,
+    created_at: isoTime(model.createdAt),
+    promoted_at: model.promotedAt === null ? null : isoTime(model.promotedAt),
+    parent_version: model.parentVersion,
+    error: model.error,
+  };
+}
+
+export function jobToWire(job: Job): JobWire {
+  const wire: JobWire = {
+    job_id: job.id,
+    name: job.name,
+    status: job.status,
+    progress: job.progress,
+    created_at: isoTime(job.createdAt),
+    updated_at: isoTime(job.updatedAt),
+  };
+  // Optional on the wire: present only when there is something to say.
+  if (job.result !== null) wire.result = job.result;
+  if (job.error !== null) wire.error = job.error;
+  return wire;
+}
