@@ -1,0 +1,138 @@
+/**
+ * Model artifact files. One file per model version:
+ *
+ *   "CAIRNMDL" (8 bytes) | u32 LE header length | header JSON (utf8) | padding to 8 | array blobs (8-aligned)
+ *
+ * The header carries the container format version, the algorithm's own artifact format version,
+ * params, the id mappings and a table of arrays (name, dtype, byte offset, length). The SHA-256 of the
+ * whole file is recorded in the registry and verified on load. Readers accept every container version
+ * they know; a newer one is refused with a clear error instead of being misread.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { ModelArtifact } from '../algorithms/types.ts';
+
+export const CONTAINER_FORMAT_VERSION = 1;
+const MAGIC = Buffer.from('CAIRNMDL', 'ascii');
+
+type DType = 'f32' | 'i32' | 'f64';
+
+interface ArrayEntry {
+  name: string;
+  dtype: DType;
+  offset: number;
+  length: number;
+}
+
+interface Header {
+  container: number;
+  artifact: Omit<ModelArtifact, 'arrays'>;
+  userIds: string[];
+  itemIds: string[];
+  extra: Record<string, unknown>;
+  arrays: ArrayEntry[];
+}
+
+/** A fitted model plus the id spaces it was fitted on. */
+export interface StoredModel {
+  artifact: ModelArtifact;
+  userIds: string[];
+  itemIds: string[];
+  /** Anything else the pipeline keeps with the model (e.g. training watermark). */
+  extra: Record<string, unknown>;
+}
+
+function dtypeOf(a: Float32Array | Int32Array | Float64Array): DType {
+  if (a instanceof Float32Array) return 'f32';
+  if (a instanceof Int32Array) return 'i32';
+  return 'f64';
+}
+
+export function encodeModel(model: StoredModel): Buffer {
+  const { arrays, ...rest } = model.artifact;
+  const entries: ArrayEntry[] = [];
+  let offset = 0;
+  for (const [name, arr] of Object.entries(arrays)) {
+    entries.push({ name, dtype: dtypeOf(arr), offset, length: arr.length });
+    offset += Math.ceil(arr.byteLength / 8) * 8;
+  }
+  const header: Header = {
+    container: CONTAINER_FORMAT_VERSION,
+    artifact: rest,
+    userIds: model.userIds,
+    itemIds: model.itemIds,
+    extra: model.extra,
+    arrays: entries,
+  };
+  const headerBytes = Buffer.from(JSON.stringify(header), 'utf8');
+  const preamble = MAGIC.length + 4 + headerBytes.length;
+  const dataStart = Math.ceil(preamble / 8) * 8;
+  const out = Buffer.alloc(dataStart + offset);
+  MAGIC.copy(out, 0);
+  out.writeUInt32LE(headerBytes.length, MAGIC.length);
+  headerBytes.copy(out, MAGIC.length + 4);
+  for (const e of entries) {
+    const arr = arrays[e.name];
+    Buffer.from(arr.buffer, arr.byteOffset, arr.byteLength).copy(out, dataStart + e.offset);
+  }
+  return out;
+}
+
+export function decodeModel(buf: Buffer): StoredModel {
+  if (buf.length < MAGIC.length + 4 || !buf.subarray(0, MAGIC.length).equals(MAGIC)) {
+    throw new Error('not a Cairn model artifact (bad magic)');
+  }
+  const headerLength = buf.readUInt32LE(MAGIC.length);
+  const header = JSON.parse(
+    buf.toString('utf8', MAGIC.length + 4, MAGIC.length + 4 + headerLength),
+  ) as Header;
+  if (header.container > CONTAINER_FORMAT_VERSION) {
+    throw new Error(
+      `model artifact container version ${header.container} is newer than this Cairn supports (${CONTAINER_FORMAT_VERSION})`,
+    );
+  }
+  const dataStart = Math.ceil((MAGIC.length + 4 + headerLength) / 8) * 8;
+  const arrays: ModelArtifact['arrays'] = {};
+  for (const e of header.arrays) {
+    const start = dataStart + e.offset;
+    // Copy into a fresh aligned buffer: typed arrays need alignment and must not pin the file buffer.
+    const Ctor = e.dtype === 'f32' ? Float32Array : e.dtype === 'i32' ? Int32Array : Float64Array;
+    const bytes = e.length * Ctor.BYTES_PER_ELEMENT;
+    const copy = new Uint8Array(bytes);
+    copy.set(buf.subarray(start, start + bytes));
+    arrays[e.name] = new Ctor(copy.buffer, 0, e.length);
+  }
+  return {
+    artifact: { ...header.artifact, arrays },
+    userIds: header.userIds,
+    itemIds: header.itemIds,
+    extra: header.extra,
+  };
+}
+
+export function sha256(buf: Buffer): string {
+  return createHash('sha256').update(buf).digest('hex');
+}
+
+/** Writes atomically (temp file + rename) and returns the checksum. */
+export async function writeModelFile(
+  path: string,
+  model: StoredModel,
+): Promise<{ checksum: string; bytes: number }> {
+  const buf = encodeModel(model);
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, buf);
+  await rename(tmp, path);
+  return { checksum: sha256(buf), bytes: buf.length };
+}
+
+/** Reads a model file, verifying its checksum when one is given. */
+export async function readModelFile(path: string, expectedChecksum?: string): Promise<StoredModel> {
+  const buf = await readFile(path);
+  if (expectedChecksum && sha256(buf) !== expectedChecksum) {
+    throw new Error(`model artifact ${path} is corrupt: checksum mismatch`);
+  }
+  return decodeModel(buf);
+}

@@ -1,0 +1,66 @@
+/**
+ * A champion model ready to serve: the fitted model, its id spaces, and masks derived from the
+ * catalog (unavailable items, category members) that are rebuilt only when the catalog changes.
+ * Scratch buffers are reused across requests: scoring is synchronous on the event loop, so one
+ * request at a time uses them.
+ */
+import type { FittedModel } from '../algorithms/types.ts';
+import type { ModelVersion } from '../domain/types.ts';
+import type { CatalogView } from './catalog.ts';
+
+export class ServingModel {
+  readonly itemIndex: Map<string, number>;
+  readonly userIndex: Map<string, number>;
+  readonly scores: Float32Array;
+  readonly mask: Uint8Array;
+  private unavailableMask: Uint8Array | null = null;
+  private unavailableVersion = -1;
+  private readonly categoryMasks = new Map<string, Uint8Array>();
+  private categoryVersion = -1;
+
+  constructor(
+    readonly version: ModelVersion,
+    readonly model: FittedModel,
+    readonly userIds: readonly string[],
+    readonly itemIds: readonly string[],
+    /** Event sequence watermark of the training data: newer events are folded in at serve time. */
+    readonly lastEventSeq: number,
+  ) {
+    this.itemIndex = new Map(itemIds.map((id, i) => [id, i]));
+    this.userIndex = new Map(userIds.map((id, i) => [id, i]));
+    this.scores = new Float32Array(itemIds.length);
+    this.mask = new Uint8Array(itemIds.length);
+  }
+
+  get nItems(): number {
+    return this.itemIds.length;
+  }
+
+  /** 1 for items that may not be recommended to anyone right now (unavailable). */
+  unavailable(catalog: CatalogView): Uint8Array {
+    if (this.unavailableMask === null || this.unavailableVersion !== catalog.version) {
+      const m = new Uint8Array(this.itemIds.length);
+      for (let i = 0; i < m.length; i++) m[i] = catalog.isAvailable(this.itemIds[i]) ? 0 : 1;
+      this.unavailableMask = m;
+      this.unavailableVersion = catalog.version;
+    }
+    return this.unavailableMask;
+  }
+
+  /** 1 for items OUTSIDE the category. */
+  outsideCategory(catalog: CatalogView, category: string): Uint8Array {
+    if (this.categoryVersion !== catalog.version) {
+      this.categoryMasks.clear();
+      this.categoryVersion = catalog.version;
+    }
+    let m = this.categoryMasks.get(category);
+    if (!m) {
+      m = new Uint8Array(this.itemIds.length);
+      for (let i = 0; i < m.length; i++) m[i] = catalog.inCategory(this.itemIds[i], category) ? 0 : 1;
+      // Bound the cache: categories are few in practice, but a client could send many distinct ones.
+      if (this.categoryMasks.size > 256) this.categoryMasks.clear();
+      this.categoryMasks.set(category, m);
+    }
+    return m;
+  }
+}

@@ -1,0 +1,445 @@
+/**
+ * The online recommendation path: candidates from the champion model → business rules → fallback
+ * chain → explanations. Every answer is labelled with where it came from:
+ *
+ *   personal (champion model, folding in the user's newest events)
+ *     → similar-to-recent (item-to-item on the user's recent items)
+ *     → category popular (the request's category, else the categories of the user's recent items)
+ *     → global popular (online, time-decayed)
+ *
+ * Later links only fill what earlier links could not. The chain never fails: when the store is down
+ * the answer comes from memory and says `degraded: true`.
+ */
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { topK } from '../algorithms/topk.ts';
+import type { PopularResult, RecommendRequest, RecommendationService, SimilarResult } from '../api/deps.ts';
+import type { Config } from '../config/load.ts';
+import type { RecommendationResult, RecommendedItem, StoredEvent, User } from '../domain/types.ts';
+import { CairnError } from '../errors/errors.ts';
+import { buildUserProfile, type UserProfile } from '../features/interactions.ts';
+import type { Logger } from '../monitoring/logger.ts';
+import type { Metrics } from '../monitoring/metrics.ts';
+import type { EventStore, UserStore } from '../storage/ports.ts';
+import type { CatalogView } from './catalog.ts';
+import type { ServingModel } from './model-state.ts';
+import type { PopularityTracker } from './popularity.ts';
+
+export interface RecommenderDeps {
+  config: Readonly<Config>;
+  events: Pick<EventStore, 'forUser'>;
+  users: Pick<UserStore, 'get'>;
+  catalog: CatalogView;
+  popularity: PopularityTracker;
+  metrics: Metrics;
+  logger: Logger;
+  /** The champion currently served by this process, or null before the first model. */
+  champion: () => ServingModel | null;
+  now?: () => number;
+}
+
+export type FallbackReason =
+  | 'store_unavailable'
+  | 'opt_out'
+  | 'no_model'
+  | 'cold_start_user'
+  | 'history_not_in_model'
+  | 'no_personal_candidates'
+  | 'model_error'
+  | 'item_not_in_model';
+
+const VERBS: Record<string, string> = {
+  view: 'viewed',
+  click: 'clicked',
+  add_to_cart: 'added to cart',
+  purchase: 'purchased',
+  rating: 'rated',
+  like: 'liked',
+};
+
+/** Models whose zero score means "no evidence" (sums over neighbours): such items are not candidates. */
+const EVIDENCE_MODELS = new Set(['itemknn', 'ease']);
+const MAX_CATEGORY_LENGTH = 256;
+
+export class Recommender implements RecommendationService {
+  private readonly now: () => number;
+  private readonly popularWindow: string;
+
+  constructor(private readonly deps: RecommenderDeps) {
+    this.now = deps.now ?? Date.now;
+    const days = deps.config.serving.popularityHalfLifeDays;
+    this.popularWindow = days === 7 ? 'this week' : `over the last ${days} day${days === 1 ? '' : 's'}`;
+  }
+
+  async recommend(request: RecommendRequest): Promise<RecommendationResult> {
+    const started = performance.now();
+    const k = this.checkK(request.k);
+    const category = this.checkCategory(request.category);
+    const { config, logger } = this.deps;
+
+    let user: User | null = null;
+    let history: StoredEvent[] = [];
+    let storeDown = false;
+    try {
+      [user, history] = await Promise.all([
+        this.deps.users.get(request.userId),
+        this.deps.events.forUser(request.userId, config.serving.historyLimit),
+      ]);
+    } catch (err) {
+      storeDown = true;
+      logger.warn(
+        { err, userId: request.userId },
+        'store unavailable while recommending; answering from memory',
+      );
+    }
+    const optOut = user?.optOut === true;
+    // An opted-out user's history is not used at all, not even to pick fallback categories.
+    const profile = buildUserProfile(config.events.types, optOut ? [] : history);
+    const blocked = new Set<string>(request.exclude ?? []);
+    for (const id of profile.negatives) blocked.add(id);
+    if (config.serving.excludeSeen) for (const id of profile.seen) blocked.add(id);
+
+    const sm = this.deps.champion();
+    const items: RecommendedItem[] = [];
+    let source: 'personalized' | 'fallback' = 'fallback';
+    let reason: FallbackReason | null = null;
+
+    if (storeDown) reason = 'store_unavailable';
+    else if (optOut) reason = 'opt_out';
+    else if (!sm) reason = 'no_model';
+    else if (profile.positives.size === 0) reason = 'cold_start_user';
+    else {
+      try {
+        const personal = this.personal(sm, request.userId, history, profile, k, category, blocked);
+        if (personal === 'history_not_in_model') reason = personal;
+        else if (personal.length === 0) reason = 'no_personal_candidates';
+        else {
+          source = 'personalized';
+          items.push(...personal);
+        }
+      } catch (err) {
+        reason = 'model_error';
+        logger.error({ err, version: sm.version.version }, 'champion model failed to score; falling back');
+      }
+    }
+
+    const taken = new Set(items.map((i) => i.itemId));
+    const usable = (id: string) =>
+      !taken.has(id) &&
+      !blocked.has(id) &&
+      this.deps.catalog.isAvailable(id) &&
+      (!category || this.deps.catalog.inCategory(id, category));
+
+    if (items.length < k && sm && !optOut && !storeDown && profile.recent.length > 0) {
+      this.push(items, taken, this.similarToRecent(sm, profile, k - items.length, usable));
+    }
+    if (items.length < k) {
+      const categories = category ? [category] : optOut ? [] : this.userCategories(profile);
+      for (const c of categories) {
+        if (items.length >= k) break;
+        this.push(items, taken, this.popularIn(c, k - items.length, usable));
+      }
+    }
+    if (items.length < k && !category)
+      this.push(items, taken, this.popularIn(null, k - items.length, usable));
+
+    const result: RecommendationResult = {
+      requestId: randomUUID(),
+      userId: request.userId,
+      modelVersion: source === 'personalized' && sm ? sm.version.version : (sm?.version.version ?? null),
+      source,
+      fallbackReason: source === 'personalized' ? null : reason,
+      degraded: storeDown || reason === 'model_error',
+      items,
+    };
+    this.record('recommendations', source, result.fallbackReason, started);
+    return result;
+  }
+
+  similar(itemId: string, options: { k?: number; category?: string }): Promise<SimilarResult> {
+    const started = performance.now();
+    const k = this.checkK(options.k);
+    const category = this.checkCategory(options.category);
+    const sm = this.deps.champion();
+    const idx = sm?.itemIndex.get(itemId);
+    const catalog = this.deps.catalog;
+    if (idx === undefined && !catalog.has(itemId) && this.deps.popularity.score(itemId, this.now()) === 0) {
+      return Promise.reject(
+        new CairnError('CAIRN_ITEM_NOT_FOUND', `item ${itemId} is unknown`, { field: 'id' }),
+      );
+    }
+    const items: RecommendedItem[] = [];
+    let reason: FallbackReason | null = null;
+    let degraded = false;
+    if (sm && idx !== undefined) {
+      try {
+        items.push(...this.similarTo(sm, idx, k, category));
+      } catch (err) {
+        degraded = true;
+        reason = 'model_error';
+        this.deps.logger.error({ err }, 'champion model failed on similar items');
+      }
+      if (items.length === 0 && reason === null) reason = 'no_personal_candidates';
+    } else reason = sm ? 'item_not_in_model' : 'no_model';
+    const source = items.length > 0 ? 'personalized' : 'fallback';
+
+    const taken = new Set(items.map((i) => i.itemId));
+    taken.add(itemId);
+    const usable = (id: string) =>
+      !taken.has(id) && catalog.isAvailable(id) && (!category || catalog.inCategory(id, category));
+    const categories = category ? [category] : catalog.categories(itemId);
+    for (const c of categories) {
+      if (items.length >= k) break;
+      this.push(items, taken, this.popularIn(c, k - items.length, usable));
+    }
+    if (items.length < k && !category)
+      this.push(items, taken, this.popularIn(null, k - items.length, usable));
+
+    this.record('similar', source, source === 'personalized' ? null : reason, started);
+    return Promise.resolve({
+      requestId: randomUUID(),
+      itemId,
+      modelVersion: sm?.version.version ?? null,
+      source,
+      fallbackReason: source === 'personalized' ? null : reason,
+      degraded,
+      items,
+    });
+  }
+
+  popular(options: { k?: number; category?: string }): Promise<PopularResult> {
+    const started = performance.now();
+    const k = this.checkK(options.k);
+    const category = this.checkCategory(options.category);
+    const catalog = this.deps.catalog;
+    const items = this.popularIn(
+      category ?? null,
+      k,
+      (id) => catalog.isAvailable(id) && (!category || catalog.inCategory(id, category)),
+    );
+    this.record('popular', 'fallback', null, started);
+    return Promise.resolve({
+      requestId: randomUUID(),
+      itemId: null,
+      modelVersion: null,
+      source: 'fallback',
+      fallbackReason: null,
+      degraded: false,
+      items,
+    });
+  }
+
+  /** The champion's own ranking for the user, with the history items that made each item score. */
+  private personal(
+    sm: ServingModel,
+    userId: string,
+    history: readonly StoredEvent[],
+    profile: UserProfile,
+    k: number,
+    category: string | undefined,
+    blocked: ReadonlySet<string>,
+  ): RecommendedItem[] | 'history_not_in_model' {
+    const known: [number, number][] = [];
+    for (const [id, w] of profile.positives) {
+      const i = sm.itemIndex.get(id);
+      if (i !== undefined) known.push([i, w]);
+    }
+    if (known.length === 0) return 'history_not_in_model';
+    known.sort((a, b) => a[0] - b[0]);
+    const hist = {
+      items: Int32Array.from(known, (p) => p[0]),
+      weights: Float32Array.from(known, (p) => p[1]),
+    };
+    const userIdx = sm.userIndex.get(userId) ?? -1;
+    // Fold the user in from their current history whenever they have events the model has not seen.
+    const foldIn = userIdx < 0 || history.some((e) => e.seq > sm.lastEventSeq);
+    sm.model.scoreUser(userIdx, hist, sm.scores, foldIn);
+
+    const mask = this.baseMask(sm, category);
+    for (const id of blocked) {
+      const i = sm.itemIndex.get(id);
+      if (i !== undefined) mask[i] = 1;
+    }
+    const top = topK(sm.scores, k, mask);
+    const needEvidence = EVIDENCE_MODELS.has(sm.model.algorithm);
+    const out: RecommendedItem[] = [];
+    for (let r = 0; r < top.indices.length; r++) {
+      const score = top.scores[r];
+      if (!Number.isFinite(score) || (needEvidence && score <= 0)) continue;
+      const item = top.indices[r];
+      out.push({ itemId: sm.itemIds[item], score, reason: this.explainPersonal(sm, item, hist, profile) });
+    }
+    return out;
+  }
+
+  private explainPersonal(
+    sm: ServingModel,
+    item: number,
+    hist: { items: Int32Array; weights: Float32Array },
+    profile: UserProfile,
+  ): string {
+    const sim = sm.model.itemSimilarity?.bind(sm.model);
+    if (!sim)
+      return `Recommended by the ${sm.model.algorithm} model from your ${hist.items.length} interactions`;
+    let best = -1;
+    let bestC = 0;
+    let second = -1;
+    let secondC = 0;
+    for (let h = 0; h < hist.items.length; h++) {
+      const c = sim(hist.items[h], item) * hist.weights[h];
+      if (c > bestC) {
+        second = best;
+        secondC = bestC;
+        best = hist.items[h];
+        bestC = c;
+      } else if (c > secondC) {
+        second = hist.items[h];
+        secondC = c;
+      }
+    }
+    if (best < 0)
+      return `Recommended by the ${sm.model.algorithm} model from your ${hist.items.length} interactions`;
+    const verb = (i: number) => VERBS[profile.strongestType.get(sm.itemIds[i]) ?? ''] ?? 'interacted with';
+    const label = (i: number) => this.deps.catalog.label(sm.itemIds[i]);
+    if (second < 0) return `Because you ${verb(best)} ${label(best)}`;
+    return verb(best) === verb(second)
+      ? `Because you ${verb(best)} ${label(best)} and ${label(second)}`
+      : `Because you ${verb(best)} ${label(best)} and ${verb(second)} ${label(second)}`;
+  }
+
+  /** Item-to-item on the user's most recent items, weighted towards the newest. */
+  private similarToRecent(
+    sm: ServingModel,
+    profile: UserProfile,
+    k: number,
+    usable: (id: string) => boolean,
+  ): RecommendedItem[] {
+    const recent: number[] = [];
+    for (const id of profile.recent) {
+      const i = sm.itemIndex.get(id);
+      if (i !== undefined) recent.push(i);
+      if (recent.length >= this.deps.config.serving.recentItems) break;
+    }
+    if (recent.length === 0) return [];
+    const acc = new Float32Array(sm.nItems);
+    const bestSource = new Int32Array(sm.nItems).fill(-1);
+    const bestValue = new Float32Array(sm.nItems);
+    const buf = sm.scores;
+    for (let r = 0; r < recent.length; r++) {
+      if (!sm.model.similarItems(recent[r], buf)) return [];
+      const w = 1 / (r + 1);
+      for (let i = 0; i < buf.length; i++) {
+        const v = buf[i] * w;
+        if (v > 0) {
+          acc[i] += v;
+          if (v > bestValue[i]) {
+            bestValue[i] = v;
+            bestSource[i] = recent[r];
+          }
+        }
+      }
+    }
+    const mask = new Uint8Array(sm.nItems);
+    for (let i = 0; i < mask.length; i++) mask[i] = acc[i] > 0 && usable(sm.itemIds[i]) ? 0 : 1;
+    const top = topK(acc, k, mask);
+    const out: RecommendedItem[] = [];
+    for (let r = 0; r < top.indices.length; r++) {
+      const i = top.indices[r];
+      const src = sm.itemIds[bestSource[i]];
+      const verb = VERBS[profile.strongestType.get(src) ?? ''] ?? 'interacted with';
+      out.push({
+        itemId: sm.itemIds[i],
+        score: top.scores[r],
+        reason: `Similar to ${this.deps.catalog.label(src)}, which you ${verb} recently`,
+      });
+    }
+    return out;
+  }
+
+  private similarTo(
+    sm: ServingModel,
+    idx: number,
+    k: number,
+    category: string | undefined,
+  ): RecommendedItem[] {
+    if (!sm.model.similarItems(idx, sm.scores)) return [];
+    const mask = this.baseMask(sm, category);
+    mask[idx] = 1;
+    const top = topK(sm.scores, k, mask);
+    const label = this.deps.catalog.label(sm.itemIds[idx]);
+    const out: RecommendedItem[] = [];
+    for (let r = 0; r < top.indices.length; r++) {
+      if (!(top.scores[r] > 0)) continue;
+      const reason =
+        sm.model.algorithm === 'itemknn' || sm.model.algorithm === 'ease'
+          ? `Often chosen by the same people as ${label}`
+          : `Liked by people with the same taste as those who liked ${label}`;
+      out.push({ itemId: sm.itemIds[top.indices[r]], score: top.scores[r], reason });
+    }
+    return out;
+  }
+
+  private popularIn(category: string | null, k: number, usable: (id: string) => boolean): RecommendedItem[] {
+    const now = this.now();
+    const catalog = this.deps.catalog;
+    const accept = category ? (id: string) => catalog.inCategory(id, category) && usable(id) : usable;
+    const where = category ? `Popular in ${category}` : 'Popular';
+    return this.deps.popularity.top(k, now, accept).map((p) => ({
+      itemId: p.itemId,
+      score: p.score,
+      reason: `${where} ${this.popularWindow}`,
+    }));
+  }
+
+  /** Categories of the user's recent items, most frequent first. */
+  private userCategories(profile: UserProfile): string[] {
+    const counts = new Map<string, number>();
+    for (const id of profile.recent.slice(0, this.deps.config.serving.recentItems)) {
+      for (const c of this.deps.catalog.categories(id)) counts.set(c, (counts.get(c) ?? 0) + 1);
+    }
+    return [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([c]) => c);
+  }
+
+  private baseMask(sm: ServingModel, category: string | undefined): Uint8Array {
+    const mask = sm.mask;
+    mask.set(sm.unavailable(this.deps.catalog));
+    if (category) {
+      const outside = sm.outsideCategory(this.deps.catalog, category);
+      for (let i = 0; i < mask.length; i++) mask[i] |= outside[i];
+    }
+    return mask;
+  }
+
+  private push(items: RecommendedItem[], taken: Set<string>, more: RecommendedItem[]): void {
+    for (const m of more) {
+      if (taken.has(m.itemId)) continue;
+      taken.add(m.itemId);
+      items.push(m);
+    }
+  }
+
+  private checkK(k: number | undefined): number {
+    const { defaultK, maxK } = this.deps.config.serving;
+    if (k === undefined) return defaultK;
+    if (!Number.isInteger(k) || k < 1 || k > maxK) {
+      throw CairnError.validation([{ field: 'k', message: `must be an integer from 1 to ${maxK}` }]);
+    }
+    return k;
+  }
+
+  private checkCategory(category: string | undefined): string | undefined {
+    if (category === undefined || category === '') return undefined;
+    if (category.length > MAX_CATEGORY_LENGTH) {
+      throw CairnError.validation([
+        { field: 'category', message: `must be at most ${MAX_CATEGORY_LENGTH} characters` },
+      ]);
+    }
+    return category;
+  }
+
+  private record(endpoint: string, source: string, fallbackReason: string | null, started: number): void {
+    const m = this.deps.metrics;
+    m.recommendationsServed.inc({ endpoint, source, fallback_reason: fallbackReason ?? 'none' });
+    m.recommendationDuration.observe({ endpoint }, (performance.now() - started) / 1000);
+  }
+}
