@@ -1,0 +1,82 @@
+/** `cairn train`: trains a model from the stored events now, with a progress bar, and registers it. */
+import type { Command } from 'commander';
+import { createEmbedded } from '../../main/embedded.ts';
+import { createLogger } from '../../monitoring/logger.ts';
+import { runTrainingJob } from '../../training/pipeline.ts';
+import { validateTrainRequest } from '../../training/service.ts';
+import { addStoreOptions, configFrom, type StoreOptions } from '../common.ts';
+import { progressBar } from '../progress.ts';
+
+interface TrainOptions extends StoreOptions {
+  algorithm?: string;
+  param: string[];
+  promote: boolean;
+  json?: boolean;
+}
+
+export function parseParamFlags(values: string[]): Record<string, number | string | boolean> {
+  const out: Record<string, number | string | boolean> = {};
+  for (const v of values) {
+    const eq = v.indexOf('=');
+    if (eq <= 0) throw new Error(`--param expects NAME=VALUE, got "${v}"`);
+    const name = v.slice(0, eq);
+    const raw = v.slice(eq + 1);
+    out[name] =
+      raw === 'true'
+        ? true
+        : raw === 'false'
+          ? false
+          : raw !== '' && Number.isFinite(Number(raw))
+            ? Number(raw)
+            : raw;
+  }
+  return out;
+}
+
+export function registerTrain(program: Command): void {
+  addStoreOptions(
+    program
+      .command('train')
+      .description('train a model from the stored events and register it (promoted when it passes the gates)')
+      .option('--algorithm <name>', 'als | bpr | itemknn | ease | pop (default: config training.algorithm)')
+      .option(
+        '--param <NAME=VALUE>',
+        'hyper-parameter override (repeatable)',
+        (v: string, acc: string[]) => [...acc, v],
+        [],
+      )
+      .option('--no-promote', 'register without promoting')
+      .option('--json', 'print the result as JSON'),
+  ).action(async (opts: TrainOptions) => {
+    const config = configFrom({ logLevel: 'warn', ...opts });
+    const request = { algorithm: opts.algorithm, params: parseParamFlags(opts.param), promote: opts.promote };
+    validateTrainRequest(config, request);
+    const logger = createLogger(config.logging.level, { destination: process.stderr });
+    const cairn = await createEmbedded(config, { logger, pollMs: 0 });
+    const bar = progressBar('training');
+    try {
+      const result = await runTrainingJob(
+        { store: cairn.store, config, registry: cairn.registry, metrics: cairn.metrics, logger },
+        request,
+        { jobId: 'cli', progress: (f) => bar.update(f), signal: new AbortController().signal, logger },
+      );
+      bar.stop();
+      if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      else {
+        const m = result.metrics as Record<string, number>;
+        process.stdout.write(
+          `model ${String(result.version)} (${String(result.algorithm)}) trained in ${Number(result.train_seconds).toFixed(2)} s on ${String(
+            result.interactions,
+          )} interactions\nholdout: ${Object.entries(m)
+            .map(([k, v]) => `${k}=${v.toFixed(4)}`)
+            .join(
+              ' ',
+            )}\n${result.promoted ? 'promoted to champion' : `not promoted: ${String(result.gate_reason)}`}\n`,
+        );
+      }
+    } finally {
+      bar.stop();
+      await cairn.close();
+    }
+  });
+}
