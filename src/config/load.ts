@@ -29,7 +29,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Readonly<Config> {
   if (file) {
     try {
       const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
-      if (!isPlainObject(parsed)) issues.push({ field: file, message: 'config file must hold a JSON object' });
+      if (!isPlainObject(parsed))
+        issues.push({ field: file, message: 'config file must hold a JSON object' });
       else merged = deepMerge(merged, parsed);
     } catch (e) {
       issues.push({ field: file, message: `cannot read config file: ${(e as Error).message}` });
@@ -37,11 +38,14 @@ export function loadConfig(options: LoadConfigOptions = {}): Readonly<Config> {
   }
 
   merged = deepMerge(merged, envOverrides(env, issues));
-  if (options.overrides) merged = deepMerge(merged, options.overrides as Record<string, unknown>);
+  if (options.overrides) merged = deepMerge(merged, options.overrides);
 
   const withDefaults = Value.Default(ConfigSchema, Value.Clone(merged)) as Record<string, unknown>;
   for (const err of Value.Errors(ConfigSchema, withDefaults)) {
-    issues.push({ field: err.path.replace(/^\//, '').replaceAll('/', '.') || '(root)', message: err.message });
+    issues.push({
+      field: err.path.replace(/^\//, '').replaceAll('/', '.') || '(root)',
+      message: err.message,
+    });
   }
   if (issues.length > 0) {
     throw new CairnError(
@@ -54,7 +58,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Readonly<Config> {
 }
 
 /** Maps `CAIRN_A_B_C` onto the schema path whose upper-snake-case spelling it is. */
-function envOverrides(env: Record<string, string | undefined>, issues: FieldIssue[]): Record<string, unknown> {
+function envOverrides(
+  env: Record<string, string | undefined>,
+  issues: FieldIssue[],
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith('CAIRN_') || raw === undefined || name === 'CAIRN_CONFIG') continue;
@@ -98,7 +105,10 @@ function resolvePath(schema: TSchema, tokens: string[]): { path: string[]; schem
   const props = (schema as { properties?: Record<string, TSchema> }).properties;
   if (!props) return null;
   for (const [key, sub] of Object.entries(props)) {
-    const snake = key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase().split('_');
+    const snake = key
+      .replace(/[A-Z]/g, (c) => `_${c}`)
+      .toUpperCase()
+      .split('_');
     if (snake.length <= tokens.length && snake.every((t, i) => t === tokens[i])) {
       const rest = resolvePath(sub, tokens.slice(snake.length));
       if (rest) return { path: [key, ...rest.path], schema: rest.schema };

@@ -58,16 +58,29 @@ export const ConfigSchema = Type.Object(
     ),
     training: Type.Object(
       {
-        algorithm: Type.Union([Type.Literal('als'), Type.Literal('bpr'), Type.Literal('itemknn'), Type.Literal('ease'), Type.Literal('pop')], {
-          default: 'als',
-        }),
+        algorithm: Type.Union(
+          [
+            Type.Literal('als'),
+            Type.Literal('bpr'),
+            Type.Literal('itemknn'),
+            Type.Literal('ease'),
+            Type.Literal('pop'),
+          ],
+          {
+            default: 'als',
+          },
+        ),
         /** Worker threads for training; 0 means one per core. */
         threads: Type.Integer({ minimum: 0, maximum: 64, default: 0 }),
         seed: Type.Integer({ default: 42 }),
         /** Hyper-parameter overrides per algorithm, e.g. `{"als": {"factors": 64}}`. */
-        params: Type.Record(Type.String(), Type.Record(Type.String(), Type.Union([Type.Number(), Type.String(), Type.Boolean()])), {
-          default: {},
-        }),
+        params: Type.Record(
+          Type.String(),
+          Type.Record(Type.String(), Type.Union([Type.Number(), Type.String(), Type.Boolean()])),
+          {
+            default: {},
+          },
+        ),
         /** Fraction of each user's interactions held out to measure a new model before it is served. */
         holdoutFraction: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 0.5, default: 0.1 }),
         /** Fewer positive interactions than this and training refuses (CAIRN_NOT_ENOUGH_DATA). */

@@ -3,7 +3,10 @@ import { pino, type Logger as PinoLogger } from 'pino';
 
 export type Logger = PinoLogger;
 
-export function createLogger(level: string, options: { name?: string; destination?: NodeJS.WritableStream } = {}): Logger {
+export function createLogger(
+  level: string,
+  options: { name?: string; destination?: NodeJS.WritableStream } = {},
+): Logger {
   return pino(
     {
       level,
