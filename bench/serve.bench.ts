@@ -1,0 +1,71 @@
+/**
+ * Online path latency: `GET /v1/users/{id}/recommendations` through the whole Fastify app in-process
+ * (`app.inject`, no network), on the embedded SQLite store seeded with demo data and a trained champion.
+ * Prints p50/p95/p99 for personalized users, cold-start users and similar items.
+ *
+ *   npm run bench:serve -- [--users 2000] [--items 1000] [--events 100000] [--requests 5000] [--algorithm als]
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../src/config/load.ts';
+import { seedDemo } from '../src/main/demo.ts';
+import { createEmbedded } from '../src/main/embedded.ts';
+import { createLogger } from '../src/monitoring/logger.ts';
+
+const { values } = parseArgs({
+  options: {
+    users: { type: 'string', default: '2000' },
+    items: { type: 'string', default: '1000' },
+    events: { type: 'string', default: '100000' },
+    requests: { type: 'string', default: '5000' },
+    algorithm: { type: 'string', default: 'als' },
+  },
+});
+const users = Number(values.users);
+const requests = Number(values.requests);
+
+const dir = await mkdtemp(join(tmpdir(), 'cairn-bench-serve-'));
+const config = loadConfig({
+  env: {},
+  overrides: { dataDir: dir, training: { algorithm: values.algorithm as 'als' } },
+});
+const cairn = await createEmbedded(config, { logger: createLogger('silent'), pollMs: 0 });
+const t0 = performance.now();
+await seedDemo(cairn, { users, items: Number(values.items), events: Number(values.events), seed: 42 });
+console.log(
+  `seeded ${values.events} events and trained ${values.algorithm} in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+);
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+async function measure(label: string, url: (i: number) => string): Promise<void> {
+  for (let i = 0; i < 200; i++) await cairn.app.inject({ method: 'GET', url: url(i) }); // warm-up
+  const times: number[] = [];
+  const sources = new Map<string, number>();
+  for (let i = 0; i < requests; i++) {
+    const s = performance.now();
+    const res = await cairn.app.inject({ method: 'GET', url: url(i) });
+    times.push(performance.now() - s);
+    const src = (res.json() as { source: string }).source;
+    sources.set(src, (sources.get(src) ?? 0) + 1);
+  }
+  times.sort((a, b) => a - b);
+  console.log(
+    `${label.padEnd(34)} n=${requests} p50=${pct(times, 50).toFixed(3)} ms p95=${pct(times, 95).toFixed(3)} ms p99=${pct(times, 99).toFixed(3)} ms  sources=${JSON.stringify(Object.fromEntries(sources))}`,
+  );
+}
+
+await measure(
+  'recommendations (known users, k=10)',
+  (i) => `/v1/users/u${(i % users) + 1}/recommendations?k=10`,
+);
+await measure('recommendations (new users, k=10)', (i) => `/v1/users/new-${i}/recommendations?k=10`);
+await measure('similar items (k=10)', (i) => `/v1/items/i${(i % 500) + 1}/similar?k=10`);
+await measure('popular (k=10)', () => `/v1/popular?k=10`);
+
+await cairn.close();
+await rm(dir, { recursive: true, force: true });
