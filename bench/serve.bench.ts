@@ -50,7 +50,7 @@ async function measure(label: string, url: (i: number) => string): Promise<void>
     const s = performance.now();
     const res = await cairn.app.inject({ method: 'GET', url: url(i) });
     times.push(performance.now() - s);
-    const src = (res.json() as { source: string }).source;
+    const src = res.json<{ source: string }>().source;
     sources.set(src, (sources.get(src) ?? 0) + 1);
   }
   times.sort((a, b) => a - b);
