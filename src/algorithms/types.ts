@@ -59,6 +59,11 @@ export interface FittedModel {
    * when the model has no notion of item similarity.
    */
   similarItems(item: number, out: Float32Array): boolean;
+  /**
+   * Similarity of two items as this model sees it, cheap (a dot product or a lookup), used to explain
+   * a recommendation by the history items that contributed to it. Absent for models without one.
+   */
+  itemSimilarity?(a: number, b: number): number;
   toArtifact(): ModelArtifact;
 }
 
