@@ -286,6 +286,28 @@ describe('ALS', () => {
     );
   });
 
+  it('handles empty matrices, empty rows and empty columns', async () => {
+    for (const [rows, cols] of [
+      [[], []],
+      [
+        [0, 1, 2],
+        [0, 0, 0],
+      ],
+    ] as [number[], number[]][]) {
+      const m = csrFromCoo(3, 4, rows, cols, null);
+      for (const kernel of ['js', 'wasm']) {
+        const model = await alsSpec.fit(m, { factors: 8, iterations: 2, kernel }, { threads: 1, seed: 1 });
+        const out = new Float32Array(4);
+        model.scoreUser(0, history(m, 0), out);
+        expect(out.every(Number.isFinite)).toBe(true);
+        model.scoreUser(-1, { items: new Int32Array([3]), weights: new Float32Array([1]) }, out);
+        expect(out.every(Number.isFinite)).toBe(true);
+      }
+    }
+    const none = await alsSpec.fit(csrFromCoo(0, 0, [], [], null), small, { threads: 1, seed: 1 });
+    expect(none.nUsers + none.nItems).toBe(0);
+  });
+
   it('validates parameters', () => {
     expect(alsParams({}).factors).toBe(64);
     expect(alsParams({ factors: '32' }).factors).toBe(32);

@@ -1,12 +1,14 @@
 /**
- * WebAssembly SIMD kernels for the hottest loop of training: implicit ALS's per-row conjugate-gradient
- * update. The module is assembled at start-up from the small encoder below (no toolchain, no binary
- * blob to trust), validated by WebAssembly itself, and checked against the JavaScript reference
- * (kernels.ts `alsCgRows`) in tests. It computes in float32 lanes (f32x4), as implicit does; the
- * JavaScript path, in doubles, stays the reference and the fallback.
+ * WebAssembly SIMD kernels for the hot loops of training: implicit ALS's per-row conjugate-gradient
+ * update, the Gramian YᵀY, and BPR's SGD epoch. The module is assembled at run time by the small
+ * encoder below (no toolchain, no binary blob to trust), specialised for the factor count k so every
+ * vector loop is unrolled, validated by WebAssembly itself, and checked against the JavaScript
+ * references in kernels.ts (`alsCgRows`, `gramian`, `bprEpoch`) in tests. Vectors compute in float32
+ * lanes (f32x4), as implicit does; the Gramian accumulates in float64 lanes. The JavaScript kernels,
+ * in doubles, stay the reference and the fallback (`kernel: 'js'`).
  *
- * Data the kernel touches must live in one WebAssembly.Memory: `WasmArena` lays the interaction
- * matrices, factors, Gramian and per-task scratch out in it, as typed-array views that the rest of
+ * Data the kernels touch must live in one WebAssembly.Memory: `WasmArena` lays the interaction
+ * matrices, factors, Gramians and per-task scratch out in it, as typed-array views that the rest of
  * the code (and worker threads, when the memory is shared) uses like any other array.
  */
 

@@ -4,8 +4,9 @@
  * Tasks are plain synchronous functions dispatched by name, so the same code runs in a worker or
  * in-thread (when the pool has one thread). Arguments travel by structured clone: typed arrays on
  * SharedArrayBuffers arrive as views of the same memory, which is how workers update factors in
- * place. To add a task: import its kernel and add an entry to TASKS (keep kernels free of imports
- * of parallel.ts, or the import graph becomes circular).
+ * place. WebAssembly tasks (wasm.ts) also receive the arena's shared WebAssembly.Memory and
+ * instantiate their module once per thread and arena. To add a task: import its kernel and add an
+ * entry to TASKS (keep kernels free of imports of parallel.ts, or the import graph becomes circular).
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import {
