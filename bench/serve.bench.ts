@@ -67,5 +67,35 @@ await measure('recommendations (new users, k=10)', (i) => `/v1/users/new-${i}/re
 await measure('similar items (k=10)', (i) => `/v1/items/i${(i % 500) + 1}/similar?k=10`);
 await measure('popular (k=10)', () => `/v1/popular?k=10`);
 
+// Ingestion through HTTP (validation, idempotency, store append, popularity update): 10k-event batches.
+{
+  const batches = 20;
+  const times: number[] = [];
+  for (let b = 0; b < batches; b++) {
+    const events = Array.from({ length: 10_000 }, (_, i) => ({
+      event_id: `bench-${b}-${i}`,
+      user_id: `u${((b * 10_000 + i) % users) + 1}`,
+      item_id: `i${(i % 500) + 1}`,
+      type: 'view',
+      timestamp: Date.now() - 1000,
+    }));
+    const payload = JSON.stringify({ events });
+    const s = performance.now();
+    const res = await cairn.app.inject({
+      method: 'POST',
+      url: '/v1/events',
+      payload,
+      headers: { 'content-type': 'application/json' },
+    });
+    times.push(performance.now() - s);
+    if (res.json<{ accepted: number }>().accepted !== 10_000) throw new Error('batch not fully accepted');
+  }
+  times.sort((a, b) => a - b);
+  const median = times[Math.floor(times.length / 2)];
+  console.log(
+    `${'ingest POST /v1/events (10k batch)'.padEnd(34)} n=${batches} median=${median.toFixed(1)} ms/batch → ${Math.round(10_000 / (median / 1000)).toLocaleString('en')} events/s`,
+  );
+}
+
 await cairn.close();
 await rm(dir, { recursive: true, force: true });
