@@ -22,7 +22,8 @@ export function csrFromCoo(
   values: ArrayLike<number> | null,
 ): Csr {
   const n = rowIdx.length;
-  if (colIdx.length !== n || (values && values.length !== n)) throw new RangeError('coo arrays differ in length');
+  if (colIdx.length !== n || (values && values.length !== n))
+    throw new RangeError('coo arrays differ in length');
   const counts = new Int32Array(rows + 1);
   for (let k = 0; k < n; k++) {
     const r = rowIdx[k];
