@@ -3,6 +3,7 @@
  * user × item interaction matrix with the same weighting serving uses (features/interactions.ts).
  */
 import type { Csr } from '../algorithms/sparse.ts';
+import { Column } from '../algorithms/column.ts';
 import { csrFromCoo } from '../algorithms/sparse.ts';
 import { interactionWeight, type EventTypes } from '../features/interactions.ts';
 import type { EventStore } from '../storage/ports.ts';
@@ -20,26 +21,6 @@ export interface TrainingData {
   lastEventSeq: number;
   /** Newest event time seen (ms), the reference "now" for decay. */
   newestEventAt: number;
-}
-
-/** Growable typed-array column, so extraction of millions of events allocates O(log n) times. */
-class Column<T extends Int32Array | Float32Array | Float64Array> {
-  length = 0;
-  constructor(
-    private data: T,
-    private readonly make: (n: number) => T,
-  ) {}
-  push(v: number): void {
-    if (this.length === this.data.length) {
-      const next = this.make(this.data.length * 2);
-      next.set(this.data);
-      this.data = next;
-    }
-    this.data[this.length++] = v;
-  }
-  view(): T {
-    return this.data.subarray(0, this.length) as T;
-  }
 }
 
 export async function extractTrainingData(

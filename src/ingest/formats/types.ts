@@ -4,6 +4,8 @@
  */
 
 /** Formats `readDataset` understands; `auto` picks one from the file name and its first line. */
+import { Column } from '../../algorithms/column.ts';
+
 export type DatasetFormat = 'movielens' | 'movietweetings' | 'lastfm' | 'csv' | 'jsonl';
 
 /**
@@ -48,27 +50,6 @@ export interface ParsedRow {
 
 /** Thrown by a line parser for a line that is not blank or a header but cannot be read. */
 export class LineError extends Error {}
-
-/** Growable typed-array column: appending millions of rows reallocates only O(log n) times. */
-class Column<T extends Int32Array | Float32Array | Float64Array> {
-  length = 0;
-  constructor(
-    private data: T,
-    private readonly make: (n: number) => T,
-  ) {}
-  push(v: number): void {
-    if (this.length === this.data.length) {
-      const next = this.make(this.data.length * 2);
-      next.set(this.data);
-      this.data = next;
-    }
-    this.data[this.length++] = v;
-  }
-  /** A compact copy holding exactly the pushed values. */
-  finish(): T {
-    return this.data.slice(0, this.length) as T;
-  }
-}
 
 const MAX_REPORTED_ERRORS = 10;
 
