@@ -3,9 +3,9 @@
  * indices, so files with millions of interactions fit in a few dozen bytes per row.
  */
 
-/** Formats `readDataset` understands; `auto` picks one from the file name and its first line. */
 import { Column } from '../../algorithms/column.ts';
 
+/** Formats `readDataset` understands; `auto` picks one from the file name and its first line. */
 export type DatasetFormat = 'movielens' | 'movietweetings' | 'lastfm' | 'csv' | 'jsonl';
 
 /**
