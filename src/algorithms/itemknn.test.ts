@@ -54,7 +54,11 @@ function itemUser(m: Csr): number[][] {
 
 describe('itemknn', () => {
   it('computes cosine similarity by hand on a 4×4 matrix', async () => {
-    const model = (await itemknnSpec.fit(m4, { shrink: 0, neighbors: 10 }, seq)) as ItemKnnModel;
+    const model = (await itemknnSpec.fit(
+      m4,
+      { shrink: 0, neighbors: 10, weighting: 'none' },
+      seq,
+    )) as ItemKnnModel;
     const s01 = 2 / Math.sqrt(6);
     const s02 = 1 / Math.sqrt(6);
     const s12 = 2 / 3;
@@ -68,7 +72,11 @@ describe('itemknn', () => {
   });
 
   it('applies shrinkage and keeps the top-K neighbours per item', async () => {
-    const model = (await itemknnSpec.fit(m4, { shrink: 1, neighbors: 1 }, seq)) as ItemKnnModel;
+    const model = (await itemknnSpec.fit(
+      m4,
+      { shrink: 1, neighbors: 1, weighting: 'none' },
+      seq,
+    )) as ItemKnnModel;
     // With shrink 1: s01 = 0.5798, s02 = 0.2899, s12 = 0.5, s23 = 0.3660; each row keeps its best.
     const s01 = 2 / (Math.sqrt(6) + 1);
     const s12 = 2 / (3 + 1);
@@ -88,13 +96,13 @@ describe('itemknn', () => {
     const s02 = 1 / Math.sqrt(6);
     const s23 = 1 / Math.sqrt(3);
     const out = new Float32Array(4);
-    const weighted = await itemknnSpec.fit(m4, { shrink: 0 }, seq);
+    const weighted = await itemknnSpec.fit(m4, { shrink: 0, weighting: 'none' }, seq);
     weighted.scoreUser(-1, history, out);
     expect(out[0]).toBeCloseTo(0, 6);
     expect(out[1]).toBeCloseTo(2 * s01, 6);
     expect(out[2]).toBeCloseTo(2 * s02 + s23, 6);
     expect(out[3]).toBeCloseTo(0, 6);
-    const binary = await itemknnSpec.fit(m4, { shrink: 0, binary: true }, seq);
+    const binary = await itemknnSpec.fit(m4, { shrink: 0, binary: true, weighting: 'none' }, seq);
     binary.scoreUser(-1, history, out);
     expect(out[2]).toBeCloseTo(s02 + s23, 6);
     // Items beyond the model (newer than it) are ignored, not an error.
@@ -104,10 +112,14 @@ describe('itemknn', () => {
 
   it('uses the weights in the similarity unless binary', async () => {
     const w = csrFromCoo(2, 2, [0, 0, 1, 1], [0, 1, 0, 1], [1, 3, 2, 1]);
-    const model = (await itemknnSpec.fit(w, { shrink: 0 }, seq)) as ItemKnnModel;
+    const model = (await itemknnSpec.fit(w, { shrink: 0, weighting: 'none' }, seq)) as ItemKnnModel;
     // i0 = (1, 2), i1 = (3, 1): cos = 5 / (√5 √10)
     expect(model.itemSimilarity(0, 1)).toBeCloseTo(5 / Math.sqrt(50), 6);
-    const bin = (await itemknnSpec.fit(w, { shrink: 0, binary: true }, seq)) as ItemKnnModel;
+    const bin = (await itemknnSpec.fit(
+      w,
+      { shrink: 0, binary: true, weighting: 'none' },
+      seq,
+    )) as ItemKnnModel;
     expect(bin.itemSimilarity(0, 1)).toBeCloseTo(1, 6);
     expect(bin.itemSimilarity(0, 0)).toBe(0);
   });
