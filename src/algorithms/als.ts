@@ -12,6 +12,7 @@ import { CairnError } from '../errors/errors.ts';
 import {
   alsLossRows,
   alsSolveExact,
+  cosinePair,
   cosineToAll,
   gramian,
   invNorms,
@@ -179,10 +180,7 @@ export class AlsModel implements FittedModel {
   itemSimilarity(a: number, b: number): number {
     if (!(a >= 0 && a < this.nItems && b >= 0 && b < this.nItems)) return 0;
     this.itemInvNorms ??= invNorms(this.itemFactors, this.nItems, this.factors);
-    const k = this.factors;
-    let s = 0;
-    for (let f = 0; f < k; f++) s += this.itemFactors[a * k + f] * this.itemFactors[b * k + f];
-    return s * this.itemInvNorms[a] * this.itemInvNorms[b];
+    return cosinePair(this.itemFactors, this.itemInvNorms, this.factors, a, b);
   }
 
   toArtifact(): ModelArtifact {

@@ -698,6 +698,15 @@ export function invNorms(M: Float32Array, rows: number, k: number): Float32Array
 }
 
 /** out[j] = cos(M[row], M[j]) for j < rows, given the rows' inverse norms. */
+/** Cosine of rows `a` and `b` of M (k columns) given precomputed inverse row norms. */
+export function cosinePair(M: Float32Array, inv: Float32Array, k: number, a: number, b: number): number {
+  let s = 0;
+  const oa = a * k;
+  const ob = b * k;
+  for (let f = 0; f < k; f++) s += M[oa + f] * M[ob + f];
+  return s * inv[a] * inv[b];
+}
+
 export function cosineToAll(
   M: Float32Array,
   inv: Float32Array,
