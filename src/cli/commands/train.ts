@@ -6,31 +6,13 @@ import { runTrainingJob } from '../../training/pipeline.ts';
 import { validateTrainRequest } from '../../training/service.ts';
 import { addStoreOptions, configFrom, type StoreOptions } from '../common.ts';
 import { progressBar } from '../progress.ts';
+import { collect, parseAlgorithms, parseParamOverrides } from './eval-data.ts';
 
 interface TrainOptions extends StoreOptions {
   algorithm?: string;
   param: string[];
   promote: boolean;
   json?: boolean;
-}
-
-export function parseParamFlags(values: string[]): Record<string, number | string | boolean> {
-  const out: Record<string, number | string | boolean> = {};
-  for (const v of values) {
-    const eq = v.indexOf('=');
-    if (eq <= 0) throw new Error(`--param expects NAME=VALUE, got "${v}"`);
-    const name = v.slice(0, eq);
-    const raw = v.slice(eq + 1);
-    out[name] =
-      raw === 'true'
-        ? true
-        : raw === 'false'
-          ? false
-          : raw !== '' && Number.isFinite(Number(raw))
-            ? Number(raw)
-            : raw;
-  }
-  return out;
 }
 
 export function registerTrain(program: Command): void {
@@ -40,16 +22,18 @@ export function registerTrain(program: Command): void {
       .description('train a model from the stored events and register it (promoted when it passes the gates)')
       .option('--algorithm <name>', 'als | bpr | itemknn | ease | pop (default: config training.algorithm)')
       .option(
-        '--param <NAME=VALUE>',
-        'hyper-parameter override (repeatable)',
-        (v: string, acc: string[]) => [...acc, v],
+        '--param <ALG.NAME=VALUE>',
+        'hyper-parameter override, e.g. als.factors=64 (repeatable)',
+        collect,
         [],
       )
       .option('--no-promote', 'register without promoting')
       .option('--json', 'print the result as JSON'),
   ).action(async (opts: TrainOptions) => {
     const config = configFrom({ logLevel: 'warn', ...opts });
-    const request = { algorithm: opts.algorithm, params: parseParamFlags(opts.param), promote: opts.promote };
+    const spec = parseAlgorithms(opts.algorithm ?? config.training.algorithm)[0];
+    const params = parseParamOverrides(opts.param, [spec]).get(spec.name);
+    const request = { algorithm: spec.name, params, promote: opts.promote };
     validateTrainRequest(config, request);
     const logger = createLogger(config.logging.level, { destination: process.stderr });
     const cairn = await createEmbedded(config, { logger, pollMs: 0 });
