@@ -54,9 +54,9 @@ export function csrFromCoo(
     const rowStart = out;
     for (const p of order) {
       if (ci[p] === last) {
-        cv[out - 1] += cv[p];
+        tmpVal[tmpVal.length - 1] += cv[p];
       } else {
-        // Writing in place is safe: out <= p's original slot region is not guaranteed, so use temps.
+        // The merged row is built aside: writing it in place could overwrite entries not yet read.
         tmpIdx.push(ci[p]);
         tmpVal.push(cv[p]);
         out++;
