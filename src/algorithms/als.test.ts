@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { alsLoss, alsParams, alsSpec, type AlsModel } from './als.ts';
+import { ALS_FORMAT_VERSION, alsLoss, alsParams, alsSpec, rowRegularization, type AlsModel } from './als.ts';
 import { Rng } from './random.ts';
 import { csrFromCoo, type Csr } from './sparse.ts';
 import type { UserHistory } from './types.ts';
@@ -79,16 +79,21 @@ describe('ALS', () => {
 
   it('decreases the loss every iteration (CG and Cholesky)', async () => {
     const { train } = planted(2, 120, 80);
-    for (const [solver, kernel] of [
-      ['cg', 'wasm'],
-      ['cg', 'js'],
-      ['cholesky', 'js'],
-    ]) {
+    for (const [solver, kernel, regExponent] of [
+      ['cg', 'wasm', 0],
+      ['cg', 'js', 0],
+      ['cholesky', 'js', 0],
+      // Frequency-scaled λ (λ·C_r): a different objective, still decreasing monotonically.
+      ['cg', 'wasm', 1],
+      ['cg', 'js', 1],
+      ['cholesky', 'js', 1],
+    ] as const) {
       const losses: number[] = [];
+      const reg = regExponent === 0 ? small.regularization : 0.002;
       for (const iterations of [1, 2, 3, 5, 8]) {
         const m = (await alsSpec.fit(
           train,
-          { ...small, solver, kernel, iterations },
+          { ...small, regularization: reg, regExponent, solver, kernel, iterations },
           { threads: 1, seed: 3 },
         )) as AlsModel;
         losses.push(alsLoss(train, m.userFactors, m.itemFactors, alsParams(m.params)));
@@ -223,7 +228,7 @@ describe('ALS', () => {
       { threads: 1, seed: 8 },
     )) as AlsModel;
     const art = model.toArtifact();
-    expect(art.formatVersion).toBe(1);
+    expect(art.formatVersion).toBe(ALS_FORMAT_VERSION);
     expect(art.algorithm).toBe('als');
     const loaded = alsSpec.load(structuredClone(art));
     const h = history(train, 3);
@@ -236,6 +241,58 @@ describe('ALS', () => {
     }
     expect(() => alsSpec.load({ ...art, formatVersion: 99 })).toThrow();
     expect(() => alsSpec.load({ ...art, arrays: { userFactors: art.arrays.userFactors } })).toThrow();
+  });
+
+  it('folds a user in to the exact minimiser of their objective with frequency-scaled λ', async () => {
+    const { train } = planted(11, 120, 60);
+    const p = { ...small, regularization: 0.003, regExponent: 1, iterations: 6 };
+    const model = (await alsSpec.fit(train, p, { threads: 1, seed: 12 })) as AlsModel;
+    const h = history(train, 5);
+    for (let q = 0; q < h.weights.length; q++) h.weights[q] = 1 + (q % 3);
+    const k = model.factors;
+    const x = Float64Array.from(model.userVector(-1, h));
+    let mass = 0;
+    for (const w of h.weights) mass += w;
+    const lambda = rowRegularization(p.regularization, 1, model.nItems, p.alpha, mass);
+    expect(lambda).toBeCloseTo(0.003 * (60 + 5 * mass), 10);
+    // f(x) = Σ_i c_i (p_i − x·y_i)² + λ_u‖x‖² over every item.
+    const objective = (v: Float64Array): number => {
+      let f = 0;
+      for (let i = 0; i < model.nItems; i++) {
+        let s = 0;
+        for (let a = 0; a < k; a++) s += v[a] * model.itemFactors[i * k + a];
+        const q = h.items.indexOf(i);
+        const c = q >= 0 ? 1 + p.alpha * h.weights[q] : 1;
+        const pref = q >= 0 ? 1 : 0;
+        f += c * (pref - s) * (pref - s);
+      }
+      for (let a = 0; a < k; a++) f += lambda * v[a] * v[a];
+      return f;
+    };
+    const best = objective(x);
+    for (let a = 0; a < k; a++) {
+      for (const step of [1e-3, -1e-3]) {
+        const y = Float64Array.from(x);
+        y[a] += step;
+        expect(objective(y)).toBeGreaterThan(best);
+      }
+    }
+  });
+
+  it('loads a format-1 artifact (one λ for every row) as regExponent 0', async () => {
+    const { train } = planted(12, 80, 50);
+    const model = (await alsSpec.fit(train, { ...small, regExponent: 0, iterations: 3 }, { threads: 1, seed: 2 })) as AlsModel;
+    const art = model.toArtifact();
+    const { regExponent: _dropped, ...v1Params } = art.params;
+    const v1 = { ...art, formatVersion: 1, params: v1Params };
+    const loaded = alsSpec.load(structuredClone(v1));
+    expect(loaded.params.regExponent).toBe(0);
+    const h = history(train, 2);
+    const a = new Float32Array(model.nItems);
+    const b = new Float32Array(model.nItems);
+    model.scoreUser(2, h, a, true);
+    loaded.scoreUser(2, h, b, true);
+    expect(Array.from(b)).toEqual(Array.from(a));
   });
 
   it('computes cosine item similarities', async () => {

@@ -42,6 +42,8 @@ export interface BprParams {
   learningRate: number;
   regularization: number;
   iterations: number;
+  /** Negative candidates per sample, the highest-scoring one used (1: uniform negatives). */
+  negatives: number;
   /** SGD implementation: 'wasm' (SIMD, float32), 'js' (the double-precision reference) or 'auto'. */
   kernel: 'auto' | 'js' | 'wasm';
 }
@@ -55,6 +57,7 @@ const DEFAULTS: BprParams = {
   learningRate: 0.02,
   regularization: 0.01,
   iterations: 100,
+  negatives: 1,
   kernel: 'auto',
 };
 
@@ -72,6 +75,7 @@ export function bprParams(params: Params): BprParams {
       max: 100000,
       integer: true,
     }),
+    negatives: readNumber(params, 'bpr', 'negatives', DEFAULTS.negatives, { min: 1, max: 1000, integer: true }),
     kernel: readChoice(params, 'bpr', 'kernel', DEFAULTS.kernel, ['auto', 'js', 'wasm'] as const),
   };
 }
@@ -283,6 +287,7 @@ async function fitBpr(train: Csr, params: Params, opts: FitOptions): Promise<Bpr
           regularization: p.regularization,
           samples,
           seed: mixSeed(opts.seed, epoch, c),
+          negatives: p.negatives,
         };
         if (arena !== null && states !== null && qbufs !== null) {
           const b = c % buffers;

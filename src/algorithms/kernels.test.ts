@@ -321,6 +321,42 @@ describe('BPR kernels', () => {
     expect(sortedContains(a, 2, 2, 5)).toBe(false);
   });
 
+  it('dynamic negative sampling updates the highest-scoring candidate, uniform a random one', () => {
+    // One user who likes item 0 of 12; item scores are their biases (user vector zero), item 7 the
+    // top non-positive. With 200 candidates item 7 is all but surely drawn and must be the one
+    // pushed down; with 1 candidate the negative is whatever one draw gives.
+    const k = 4;
+    const items = 12;
+    const m = csrFromCoo(1, items, [0], [0], null);
+    const bias = Float32Array.from({ length: items }, (_, i) => (i === 7 ? 1 : i * 0.01));
+    const changed = (negatives: number, seed: number): number[] => {
+      const b = new Float32Array(bias);
+      bprEpoch({
+        indptr: m.indptr,
+        indices: m.indices,
+        X: new Float32Array(k),
+        Y: new Float32Array(items * k),
+        bias: b,
+        k,
+        nItems: items,
+        learningRate: 0.1,
+        regularization: 0,
+        samples: 1,
+        seed,
+        negatives,
+      });
+      return Array.from(b.keys()).filter((i) => i !== 0 && b[i] !== bias[i]);
+    };
+    for (let seed = 1; seed <= 20; seed++) expect(changed(200, seed)).toEqual([7]);
+    const uniform = new Set<number>();
+    for (let seed = 1; seed <= 20; seed++) {
+      const c = changed(1, seed);
+      expect(c).toHaveLength(1);
+      uniform.add(c[0]);
+    }
+    expect(uniform.size).toBeGreaterThan(3);
+  });
+
   it('one SGD step matches the hand-derived update', () => {
     // One user who likes item 0 of two: the negative must be item 1.
     const k = 2;

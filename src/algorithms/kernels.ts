@@ -194,8 +194,13 @@ export interface AlsRowsArgs {
   X: Float32Array;
   /** Fixed factors of the other side (cols × k). */
   Y: Float32Array;
-  /** YᵀY + λI (k × k, symmetric). */
+  /** YᵀY, plus λI when every row shares one λ (k × k, symmetric). */
   gram: Float64Array;
+  /**
+   * Per-row regularisation added to `gram`'s diagonal for row u (frequency-scaled λ_u); absent, the
+   * rows share the λ already in `gram`.
+   */
+  rowReg?: Float32Array;
   k: number;
   alpha: number;
   /** CG steps per row (implicit's default is 3); ignored by the Cholesky solver. */
@@ -279,7 +284,7 @@ function axpyRow(a: number, Y: Float32Array, o: number, v: Float64Array, k: numb
  * Each row is independent, so any partition of rows across threads gives identical results.
  */
 export function alsCgRows(args: AlsRowsArgs): void {
-  const { indptr, indices, data, X, Y, gram, k, alpha, cgSteps, start, end } = args;
+  const { indptr, indices, data, X, Y, gram, k, alpha, cgSteps, rowReg, start, end } = args;
   const s = getScratch(k);
   const x = s.x;
   const r = s.r;
@@ -287,10 +292,11 @@ export function alsCgRows(args: AlsRowsArgs): void {
   const ap = s.ap;
   for (let u = start; u < end; u++) {
     const xo = u * k;
+    const lu = rowReg === undefined ? 0 : rowReg[u];
     for (let f = 0; f < k; f++) x[f] = X[xo + f];
     // r = b − A x
     symv(gram, x, r, k);
-    for (let f = 0; f < k; f++) r[f] = -r[f];
+    for (let f = 0; f < k; f++) r[f] = -r[f] - lu * x[f];
     const rs = indptr[u];
     const re = indptr[u + 1];
     for (let q = rs; q < re; q++) {
@@ -307,6 +313,7 @@ export function alsCgRows(args: AlsRowsArgs): void {
     for (let step = 0; step < cgSteps; step++) {
       // ap = A p
       symv(gram, p, ap, k);
+      for (let f = 0; f < k; f++) ap[f] += lu * p[f];
       for (let q = rs; q < re; q++) {
         const w = data[q];
         const c1 = alpha * (w < 0 ? -w : w);
@@ -334,10 +341,10 @@ export function alsCgRows(args: AlsRowsArgs): void {
 }
 
 /**
- * Solves one row's normal equations exactly: A = gram + Σ (c−1) y yᵀ, b = Σ c·p·y, via Cholesky.
- * `A` (k×k) and `b` (k) are scratch; the solution is left in `b`. Items are `items[from..to)`
- * with weights `weights[from..to)`. Returns false if the system was not positive definite
- * (only possible with λ = 0), in which case `b` is zeroed.
+ * Solves one row's normal equations exactly: A = gram + reg·I + Σ (c−1) y yᵀ, b = Σ c·p·y, via
+ * Cholesky. `A` (k×k) and `b` (k) are scratch; the solution is left in `b`. Items are
+ * `items[from..to)` with weights `weights[from..to)`. Returns false if the system was not positive
+ * definite (only possible with λ = 0), in which case `b` is zeroed.
  */
 export function alsSolveExact(
   Y: Float32Array,
@@ -350,11 +357,13 @@ export function alsSolveExact(
   to: number,
   A: Float64Array,
   b: Float64Array,
+  reg = 0,
 ): boolean {
   // Only the lower triangle is needed by `cholesky`.
   for (let a = 0; a < k; a++) {
     const o = a * k;
     for (let c = 0; c <= a; c++) A[o + c] = gram[o + c];
+    A[o + a] += reg;
     b[a] = 0;
   }
   let q = from;
@@ -434,10 +443,11 @@ export function alsSolveExact(
 
 /** Exact (Cholesky) update of rows [start, end) of X; used to check the CG solver. */
 export function alsCholeskyRows(args: AlsRowsArgs): void {
-  const { indptr, indices, data, X, Y, gram, k, alpha, start, end } = args;
+  const { indptr, indices, data, X, Y, gram, k, alpha, rowReg, start, end } = args;
   const s = getScratch(k);
   for (let u = start; u < end; u++) {
-    alsSolveExact(Y, gram, k, alpha, indices, data, indptr[u], indptr[u + 1], s.A, s.x);
+    const lu = rowReg === undefined ? 0 : rowReg[u];
+    alsSolveExact(Y, gram, k, alpha, indices, data, indptr[u], indptr[u + 1], s.A, s.x, lu);
     const xo = u * k;
     for (let f = 0; f < k; f++) X[xo + f] = s.x[f];
   }
@@ -505,6 +515,11 @@ export interface BprEpochArgs {
   regularization: number;
   samples: number;
   seed: number;
+  /**
+   * Uniformly drawn negative candidates per sample, of which the highest-scoring one is used
+   * (dynamic negative sampling, Zhang et al. 2013); 1 is plain BPR's uniform negative.
+   */
+  negatives?: number;
   /** Positives per sorted block; BPR_BLOCK unless a test wants small blocks. */
   blockSize?: number;
 }
@@ -583,6 +598,7 @@ let blockBuf = new Int32Array(0);
  */
 export function bprEpoch(args: BprEpochArgs): BprEpochResult {
   const { indptr, indices, X, Y, bias, k, nItems, learningRate: lr, regularization: reg, samples } = args;
+  const candidates = args.negatives ?? 1;
   const rng = new Rng(args.seed);
   const total = indices.length;
   const rows = indptr.length - 1;
@@ -617,6 +633,22 @@ export function bprEpoch(args: BprEpochArgs): BprEpochResult {
         continue;
       }
       const uo = u * k;
+      if (candidates > 1) {
+        // Keep the hardest of `candidates` uniform non-positives (a positive draw is just dropped).
+        let best = bias[j];
+        for (let f = 0; f < k; f++) best += X[uo + f] * Y[j * k + f];
+        for (let c = 1; c < candidates; c++) {
+          const j2 = rng.int(nItems);
+          if (sortedContains(indices, rs, re, j2)) continue;
+          let s2 = bias[j2];
+          const o2 = j2 * k;
+          for (let f = 0; f < k; f++) s2 += X[uo + f] * Y[o2 + f];
+          if (s2 > best) {
+            best = s2;
+            j = j2;
+          }
+        }
+      }
       const io = i * k;
       const jo = j * k;
       let xuij = bias[i] - bias[j];

@@ -51,7 +51,7 @@ describe('wasm SIMD kernels', () => {
     expect(() => arena.float32(1e6)).toThrow(RangeError);
   });
 
-  it('ALS CG rows match the double-precision JavaScript reference', () => {
+  it('ALS CG rows (per-row λ) match the double-precision JavaScript reference', () => {
     const rng = new Rng(1);
     for (const k of [4, 16, 64]) {
       const users = 60;
@@ -59,7 +59,7 @@ describe('wasm SIMD kernels', () => {
       const m = randomCsr(rng, users, items, 8);
       const z = m.indptr[users];
       const arena = new WasmArena(
-        4 * (z * 2 + users + 1 + (users + items) * k + k * k + 4 * k) + 4096,
+        4 * (z * 2 + 2 * users + 1 + (users + items) * k + k * k + 4 * k) + 4096,
         false,
       );
       const indptr = arena.int32(users + 1);
@@ -74,9 +74,11 @@ describe('wasm SIMD kernels', () => {
       for (let q = 0; q < Y.length; q++) Y[q] = rng.float() * 0.5 - 0.2;
       const gram = new Float64Array(k * k);
       gramian(Y, k, 0, items, gram);
-      for (let f = 0; f < k; f++) gram[f * k + f] += 0.1;
       const gram32 = arena.float32(k * k);
       gram32.set(gram);
+      // Frequency-scaled λ differs per row.
+      const rowReg = arena.float32(users);
+      for (let u = 0; u < users; u++) rowReg[u] = 0.05 + rng.float() * 2;
       const ref = new Float32Array(X);
       alsCgRows({
         indptr: m.indptr,
@@ -85,6 +87,7 @@ describe('wasm SIMD kernels', () => {
         X: ref,
         Y,
         gram,
+        rowReg,
         k,
         alpha: 2,
         cgSteps: 3,
@@ -100,6 +103,7 @@ describe('wasm SIMD kernels', () => {
         X,
         Y,
         gram: gram32,
+        rowReg,
         scratch: arena.float32(4 * k),
         k,
         alpha: 2,
@@ -133,7 +137,7 @@ describe('wasm SIMD kernels', () => {
     }
   });
 
-  it('a BPR epoch draws the same samples as the JavaScript kernel', () => {
+  it.each([1, 4])('a BPR epoch (%i negative candidates) draws the same samples as the JavaScript kernel', (negatives) => {
     const rng = new Rng(3);
     const k = 16;
     const users = 200;
@@ -178,6 +182,7 @@ describe('wasm SIMD kernels', () => {
         samples: z + 123,
         blockSize: Math.ceil(z / 3),
         seed: 10 + epoch,
+        negatives,
       };
       const ref = bprEpoch({ ...common, X: Xr, Y: Yr, bias: br });
       const got = bprEpochWasm({ ...common, ...wasmRef(arena), X, Y, bias, state, qbuf });

@@ -290,9 +290,10 @@ class VecOps {
 }
 
 /**
- * alsCg(start, end, indptr, indices, data, X, Y, G, S, k, alpha, cgSteps): implicit's CG update of
- * rows [start, end). Pointers are byte offsets into the imported memory; G is YᵀY + λI (k×k f32),
- * S is 4k floats of scratch (x, r, p, Ap) private to the caller. The module is built for one k (a
+ * alsCg(start, end, indptr, indices, data, X, Y, G, S, k, alpha, cgSteps, R): implicit's CG update
+ * of rows [start, end). Pointers are byte offsets into the imported memory; G is YᵀY (k×k f32), R
+ * the rows' λ_u (f32 each, added to G's diagonal for row u), S is 4k floats of scratch (x, r, p,
+ * Ap) private to the caller. The module is built for one k (a
  * multiple of 4), so every vector loop is unrolled with constant offsets; the `k` argument is only
  * checked by the caller.
  */
@@ -310,8 +311,9 @@ function buildAlsCg(k: number): FnBuilder {
     k: 9,
     alpha: 10,
     steps: 11,
+    R: 12,
   };
-  const fn = new FnBuilder([I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, F32, I32]);
+  const fn = new FnBuilder([I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, F32, I32, I32]);
   const kb = 4 * k;
   const u = fn.local(I32);
   const q = fn.local(I32);
@@ -329,6 +331,7 @@ function buildAlsCg(k: number): FnBuilder {
   const c1 = fn.local(F32);
   const t = fn.local(F32);
   const sv = fn.local(V128);
+  const lv = fn.local(V128);
   const rsold = fn.local(F64);
   const rsnew = fn.local(F64);
   const pap = fn.local(F64);
@@ -424,8 +427,12 @@ function buildAlsCg(k: number): FnBuilder {
       fn.get(P.X).get(u).i32(kb).op(OP.i32Mul).op(OP.i32Add).set(xo);
       fn.get(P.indptr).get(u).i32(2).op(OP.i32Shl).op(OP.i32Add).op(0x28, 2, 4).set(qe); // indptr[u+1]
       V.copy(at(xs), at(xo));
-      // r = b − A x: start from −G x, then add each entry's term.
+      // lv = splat(R[u]), the row's λ
+      fn.get(P.R).get(u).i32(2).op(OP.i32Shl).op(OP.i32Add).op(...OP.f32Load);
+      fn.simd(SIMD.f32x4Splat).set(lv);
+      // r = b − A x: start from −(G + λ_u I) x, then add each entry's term.
       symv(xs, rs, true);
+      V.axpy(at(rs), lv, at(xs), true);
       rowEntries(() => {
         loadEntry();
         // t = (w > 0 ? 1 + c1 : 0) − c1 · (y · x)
@@ -449,6 +456,7 @@ function buildAlsCg(k: number): FnBuilder {
             1,
             () => {
               symv(ps, aps, false);
+              V.axpy(at(aps), lv, at(ps));
               rowEntries(() => {
                 loadEntry();
                 fn.get(c1);
@@ -611,8 +619,9 @@ function buildGram(): FnBuilder {
 }
 
 /**
- * bpr(indptr, indices, qbuf, X, Y, bias, k, nItems, lr, reg, count, state) → correct: one sorted
- * block of kernels.ts `bprEpoch`. `qbuf` holds `count` ascending stored-entry indices (the
+ * bpr(indptr, indices, qbuf, X, Y, bias, k, nItems, lr, reg, count, state, negatives) → correct:
+ * one sorted block of kernels.ts `bprEpoch` (with `negatives` candidates per sample, the
+ * highest-scoring kept). `qbuf` holds `count` ascending stored-entry indices (the
  * positives); negatives come from the xoshiro128** stream in `state` with the same Lemire reduction
  * as `Rng.int`, so the kernel visits the same (u, i, j) triples as the JavaScript one. `state` points
  * to six i32: the 4 generator words (updated), the skipped-sample count (written) and the row of
@@ -632,8 +641,9 @@ function buildBpr(k: number): FnBuilder {
     reg: 9,
     samples: 10,
     state: 11,
+    negatives: 12,
   };
-  const fn = new FnBuilder([I32, I32, I32, I32, I32, I32, I32, I32, F32, F32, I32, I32]);
+  const fn = new FnBuilder([I32, I32, I32, I32, I32, I32, I32, I32, F32, F32, I32, I32, I32]);
   const [s0, s1, s2, s3] = [fn.local(I32), fn.local(I32), fn.local(I32), fn.local(I32)];
   const tmp = fn.local(I32);
   const n = fn.local(I32);
@@ -670,6 +680,11 @@ function buildBpr(k: number): FnBuilder {
   const regv = fn.local(V128);
   const bi = fn.local(F32);
   const bj = fn.local(F32);
+  const cand = fn.local(I32);
+  const cidx = fn.local(I32);
+  const co = fn.local(I32);
+  const best = fn.local(F32);
+  const sc = fn.local(F32);
 
   const i32At = (base: number, idx: number, offset = 0): void =>
     void fn.get(base).get(idx).i32(2).op(OP.i32Shl).op(OP.i32Add).op(0x28, 2, offset);
@@ -698,6 +713,46 @@ function buildBpr(k: number): FnBuilder {
         fn.br(done);
       });
     });
+  };
+
+  /** found = sortedContains(indices, rs, re, v): binary search of the user's sorted row. */
+  const contains = (v: number): void => {
+    fn.i32(0).set(found);
+    fn.get(rs).set(lo);
+    fn.get(re).i32(1).op(OP.i32Sub).set(hi);
+    fn.block((searched) => {
+      fn.loop((step) => {
+        fn.get(lo).get(hi).op(0x4a).brIf(searched); // lo > hi
+        fn.get(lo).get(hi).op(OP.i32Add).i32(1).op(0x76).set(mid);
+        i32At(P.indices, mid);
+        fn.set(tmp);
+        fn.get(tmp).get(v).op(0x48); // m < v
+        fn.ifElse(
+          () => fn.get(mid).i32(1).op(OP.i32Add).set(lo),
+          () => {
+            fn.get(tmp).get(v).op(0x4a); // m > v
+            fn.ifElse(
+              () => fn.get(mid).i32(1).op(OP.i32Sub).set(hi),
+              () => {
+                fn.i32(1).set(found);
+                fn.br(searched);
+              },
+            );
+          },
+        );
+        fn.br(step);
+      });
+    });
+  };
+  /** Pushes bias[item] + x_u · y_item (uo must be set). */
+  const score = (item: number): void => {
+    fn.get(P.Y).get(item).get(kb).op(OP.i32Mul).op(OP.i32Add).set(co);
+    V.dot(
+      () => fn.get(uo),
+      () => fn.get(co),
+    );
+    fn.get(P.bias).get(item).i32(2).op(OP.i32Shl).op(OP.i32Add).op(...OP.f32Load);
+    fn.op(OP.f32Add);
   };
 
   fn.get(P.k).i32(2).op(OP.i32Shl).set(kb);
@@ -745,33 +800,7 @@ function buildBpr(k: number): FnBuilder {
         fn.i32(1).set(tries);
         fn.block((sampled) => {
           fn.loop((retry) => {
-            // found = sortedContains(indices, rs, re, jj)
-            fn.i32(0).set(found);
-            fn.get(rs).set(lo);
-            fn.get(re).i32(1).op(OP.i32Sub).set(hi);
-            fn.block((searched) => {
-              fn.loop((step) => {
-                fn.get(lo).get(hi).op(0x4a).brIf(searched); // lo > hi
-                fn.get(lo).get(hi).op(OP.i32Add).i32(1).op(0x76).set(mid);
-                i32At(P.indices, mid);
-                fn.set(tmp);
-                fn.get(tmp).get(jj).op(0x48); // m < v
-                fn.ifElse(
-                  () => fn.get(mid).i32(1).op(OP.i32Add).set(lo),
-                  () => {
-                    fn.get(tmp).get(jj).op(0x4a); // m > v
-                    fn.ifElse(
-                      () => fn.get(mid).i32(1).op(OP.i32Sub).set(hi),
-                      () => {
-                        fn.i32(1).set(found);
-                        fn.br(searched);
-                      },
-                    );
-                  },
-                );
-                fn.br(step);
-              });
-            });
+            contains(jj);
             fn.get(found).op(OP.i32Eqz).brIf(sampled);
             fn.get(tries).i32(1).op(OP.i32Add).set(tries);
             fn.get(tries).i32(64).op(0x4a); // tries > 64
@@ -785,6 +814,33 @@ function buildBpr(k: number): FnBuilder {
           });
         });
         fn.get(P.X).get(u).get(kb).op(OP.i32Mul).op(OP.i32Add).set(uo);
+        // Dynamic negative sampling: keep the hardest of `negatives` uniform non-positives.
+        fn.get(P.negatives).i32(1).op(0x4a); // negatives > 1
+        fn.ifElse(() => {
+          score(jj);
+          fn.set(best);
+          fn.forRange(
+            cidx,
+            () => fn.i32(1),
+            () => fn.get(P.negatives),
+            1,
+            () => {
+              intBelow(P.nItems, threshItems);
+              fn.get(draw).set(cand);
+              contains(cand);
+              fn.get(found).op(OP.i32Eqz);
+              fn.ifElse(() => {
+                score(cand);
+                fn.set(sc);
+                fn.get(sc).get(best).op(OP.f32Gt);
+                fn.ifElse(() => {
+                  fn.get(sc).set(best);
+                  fn.get(cand).set(jj);
+                });
+              });
+            },
+          );
+        });
         fn.get(P.Y).get(i).get(kb).op(OP.i32Mul).op(OP.i32Add).set(io);
         fn.get(P.Y).get(jj).get(kb).op(OP.i32Mul).op(OP.i32Add).set(jo);
         fn.get(P.bias)
@@ -970,6 +1026,7 @@ interface Kernels {
     k: number,
     alpha: number,
     cgSteps: number,
+    R: number,
   ) => void;
   gram: (Y: number, k: number, start: number, end: number, out: number, tmp: number) => void;
   bpr: (
@@ -985,6 +1042,7 @@ interface Kernels {
     reg: number,
     samples: number,
     state: number,
+    negatives: number,
   ) => number;
 }
 
@@ -1087,8 +1145,10 @@ export interface WasmAlsArgs extends WasmMemoryRef {
   data: Float32Array;
   X: Float32Array;
   Y: Float32Array;
-  /** YᵀY + λI as float32 (k×k). */
+  /** YᵀY as float32 (k×k). */
   gram: Float32Array;
+  /** λ_u of every row (indexed by row), added to the Gramian's diagonal. */
+  rowReg: Float32Array;
   /** 4k floats private to this task. */
   scratch: Float32Array;
   k: number;
@@ -1138,6 +1198,7 @@ export function alsCgRowsWasm(a: WasmAlsArgs): void {
     a.k,
     a.alpha,
     a.cgSteps,
+    a.rowReg.byteOffset,
   );
 }
 
@@ -1171,6 +1232,8 @@ export interface WasmBprArgs extends WasmMemoryRef {
   regularization: number;
   samples: number;
   seed: number;
+  /** Negative candidates per sample (kernels.ts `BprEpochArgs.negatives`); 1 when absent. */
+  negatives?: number;
   /** Positives per sorted block; BPR_BLOCK unless a test wants small blocks. */
   blockSize?: number;
   /** Arena scratch private to this task: min(BPR_BLOCK, samples) int32 for the sorted positives. */
@@ -1214,6 +1277,7 @@ export function bprEpochWasm(a: WasmBprArgs): { correct: number; skipped: number
       a.regularization,
       nb,
       a.state.byteOffset,
+      a.negatives ?? 1,
     );
     skipped += a.state[4];
     rng.setState(a.state[0], a.state[1], a.state[2], a.state[3]);
