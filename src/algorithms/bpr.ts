@@ -42,7 +42,12 @@ export interface BprParams {
   learningRate: number;
   regularization: number;
   iterations: number;
-  /** Negative candidates per sample, the highest-scoring one used (1: uniform negatives). */
+  /**
+   * Negative candidates per sample, drawn uniformly; the highest-scoring one is used (dynamic
+   * negative sampling, Zhang et al. 2013). 1 is classic BPR. 0 (the default) picks one candidate
+   * per 1,000 catalog items (at least 1), so the negative comes from about the same absolute rank
+   * band — the user's top ~1,000 — whatever the catalog size; fitted models record the count used.
+   */
   negatives: number;
   /** SGD implementation: 'wasm' (SIMD, float32), 'js' (the double-precision reference) or 'auto'. */
   kernel: 'auto' | 'js' | 'wasm';
@@ -50,14 +55,17 @@ export interface BprParams {
 
 /**
  * Chosen on validation splits (see als.ts) of MovieTweetings-100k and synthetic data at 1e5 and 1e6
- * events: learning rate 0.02 was best or within 2% of best on all three.
+ * events: learning rate 0.02 was best or within 2% of best on all three. Uniform negatives left
+ * BPR below popularity on MovieTweetings (10.5k items); the best candidate count grew with the
+ * catalog (1 at 1–2k items, 2–5 at 3k, 5–20 at 10k), hence one per 1,000 items: +17% NDCG@10 on
+ * MovieTweetings and 5-core MovieTweetings +7%, synthetic sets −2% to +4%.
  */
 const DEFAULTS: BprParams = {
   factors: 64,
   learningRate: 0.02,
   regularization: 0.01,
   iterations: 100,
-  negatives: 1,
+  negatives: 0,
   kernel: 'auto',
 };
 
@@ -75,7 +83,7 @@ export function bprParams(params: Params): BprParams {
       max: 100000,
       integer: true,
     }),
-    negatives: readNumber(params, 'bpr', 'negatives', DEFAULTS.negatives, { min: 1, max: 1000, integer: true }),
+    negatives: readNumber(params, 'bpr', 'negatives', DEFAULTS.negatives, { min: 0, max: 1000, integer: true }),
     kernel: readChoice(params, 'bpr', 'kernel', DEFAULTS.kernel, ['auto', 'js', 'wasm'] as const),
   };
 }
@@ -156,6 +164,7 @@ export class BprModel implements FittedModel {
       this.p.regularization,
       foldInSteps(history.items.length),
       x,
+      this.p.negatives,
     );
     return x;
   }
@@ -224,8 +233,14 @@ function useWasm(p: BprParams, train: Csr, qbufTotal: number, chunks: number): b
   return ok;
 }
 
+/** Candidates per sample for a catalog of `nItems` (see `BprParams.negatives`). */
+export function negativeCandidates(negatives: number, nItems: number): number {
+  return negatives > 0 ? negatives : Math.max(1, Math.round(nItems / 1000));
+}
+
 async function fitBpr(train: Csr, params: Params, opts: FitOptions): Promise<BprModel> {
-  const p = bprParams(params);
+  const given = bprParams(params);
+  const p = { ...given, negatives: negativeCandidates(given.negatives, train.cols) };
   const k = p.factors;
   const { rows: nUsers, cols: nItems } = train;
   if (opts.signal?.aborted) throw abortReason(opts.signal);

@@ -687,6 +687,7 @@ export function bprFoldIn(
   regularization: number,
   steps: number,
   x: Float64Array,
+  negatives = 1,
 ): void {
   x.fill(0, 0, k);
   const n = items.length;
@@ -706,6 +707,21 @@ export function bprFoldIn(
     let tries = 1;
     while (sortedContains(items, 0, n, j) && tries++ < 64) j = rng.int(nItems);
     if (tries > 64) continue;
+    if (negatives > 1) {
+      // The same dynamic negative sampling as training (bprEpoch).
+      let best = bias[j];
+      for (let f = 0; f < k; f++) best += x[f] * Y[j * k + f];
+      for (let c = 1; c < negatives; c++) {
+        const j2 = rng.int(nItems);
+        if (sortedContains(items, 0, n, j2)) continue;
+        let s2 = bias[j2];
+        for (let f = 0; f < k; f++) s2 += x[f] * Y[j2 * k + f];
+        if (s2 > best) {
+          best = s2;
+          j = j2;
+        }
+      }
+    }
     const io = i * k;
     const jo = j * k;
     let xuij = bias[i] - bias[j];
