@@ -281,7 +281,11 @@ describe('ALS', () => {
 
   it('loads a format-1 artifact (one λ for every row) as regExponent 0', async () => {
     const { train } = planted(12, 80, 50);
-    const model = (await alsSpec.fit(train, { ...small, regExponent: 0, iterations: 3 }, { threads: 1, seed: 2 })) as AlsModel;
+    const model = (await alsSpec.fit(
+      train,
+      { ...small, regExponent: 0, iterations: 3 },
+      { threads: 1, seed: 2 },
+    )) as AlsModel;
     const art = model.toArtifact();
     const { regExponent: _dropped, ...v1Params } = art.params;
     const v1 = { ...art, formatVersion: 1, params: v1Params };

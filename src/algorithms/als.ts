@@ -181,7 +181,19 @@ export class AlsModel implements FittedModel {
       mass += Math.abs(weights[q]);
     }
     const reg = rowRegularization(this.reg, this.regExponent, this.nItems, this.alpha, mass);
-    alsSolveExact(this.itemFactors, this.gram, k, this.alpha, items, weights, 0, items.length, this.A, x, reg);
+    alsSolveExact(
+      this.itemFactors,
+      this.gram,
+      k,
+      this.alpha,
+      items,
+      weights,
+      0,
+      items.length,
+      this.A,
+      x,
+      reg,
+    );
     return x;
   }
 
@@ -215,7 +227,13 @@ export class AlsModel implements FittedModel {
 }
 
 /** λ_r = λ·(n + α·mass)^ν: see `AlsParams.regExponent`. */
-export function rowRegularization(reg: number, exponent: number, n: number, alpha: number, mass: number): number {
+export function rowRegularization(
+  reg: number,
+  exponent: number,
+  n: number,
+  alpha: number,
+  mass: number,
+): number {
   return exponent === 0 ? reg : reg * Math.pow(n + alpha * mass, exponent);
 }
 

@@ -137,64 +137,70 @@ describe('wasm SIMD kernels', () => {
     }
   });
 
-  it.each([1, 4])('a BPR epoch (%i negative candidates) draws the same samples as the JavaScript kernel', (negatives) => {
-    const rng = new Rng(3);
-    const k = 16;
-    const users = 200;
-    const items = 50;
-    const m = randomCsr(rng, users, items, 10);
-    // One user with every item exercises the skip path.
-    const full = csrFromCoo(
-      users + 1,
-      items,
-      [
-        ...Array.from({ length: m.indptr[users] }, (_, q) => userOfEntry(m, q)),
-        ...Array.from({ length: items }, () => users),
-      ],
-      [...m.indices, ...Array.from({ length: items }, (_, i) => i)],
-      null,
-    );
-    const z = full.indptr[users + 1];
-    const arena = new WasmArena(4 * (3 * z + users + 2 + (users + 1 + items) * k + items + 8) + 8192, false);
-    const indptr = arena.int32(users + 2);
-    indptr.set(full.indptr);
-    const indices = arena.int32(z);
-    indices.set(full.indices);
-    const qbuf = arena.int32(z);
-    const X = arena.float32((users + 1) * k);
-    const Y = arena.float32(items * k);
-    const bias = arena.float32(items);
-    for (let q = 0; q < X.length; q++) X[q] = (rng.float() - 0.5) / k;
-    for (let q = 0; q < Y.length; q++) Y[q] = (rng.float() - 0.5) / k;
-    const Xr = new Float32Array(X);
-    const Yr = new Float32Array(Y);
-    const br = new Float32Array(bias);
-    const state = arena.int32(6);
-    for (let epoch = 0; epoch < 3; epoch++) {
-      const common = {
-        indptr,
-        indices,
-        k,
-        nItems: items,
-        learningRate: 0.05,
-        regularization: 0.01,
-        // Several sorted blocks per epoch, the last one short.
-        samples: z + 123,
-        blockSize: Math.ceil(z / 3),
-        seed: 10 + epoch,
-        negatives,
-      };
-      const ref = bprEpoch({ ...common, X: Xr, Y: Yr, bias: br });
-      const got = bprEpochWasm({ ...common, ...wasmRef(arena), X, Y, bias, state, qbuf });
-      expect(got.skipped).toBe(ref.skipped);
-      expect(ref.skipped).toBeGreaterThan(0);
-      expect(Math.abs(got.correct - ref.correct)).toBeLessThanOrEqual(2);
-    }
-    expect(maxAbsDiff(X, Xr)).toBeLessThan(1e-5);
-    expect(maxAbsDiff(Y, Yr)).toBeLessThan(1e-5);
-    expect(maxAbsDiff(bias, br)).toBeLessThan(1e-5);
-    expect(maxAbs(bias)).toBeGreaterThan(0.01);
-  });
+  it.each([1, 4])(
+    'a BPR epoch (%i negative candidates) draws the same samples as the JavaScript kernel',
+    (negatives) => {
+      const rng = new Rng(3);
+      const k = 16;
+      const users = 200;
+      const items = 50;
+      const m = randomCsr(rng, users, items, 10);
+      // One user with every item exercises the skip path.
+      const full = csrFromCoo(
+        users + 1,
+        items,
+        [
+          ...Array.from({ length: m.indptr[users] }, (_, q) => userOfEntry(m, q)),
+          ...Array.from({ length: items }, () => users),
+        ],
+        [...m.indices, ...Array.from({ length: items }, (_, i) => i)],
+        null,
+      );
+      const z = full.indptr[users + 1];
+      const arena = new WasmArena(
+        4 * (3 * z + users + 2 + (users + 1 + items) * k + items + 8) + 8192,
+        false,
+      );
+      const indptr = arena.int32(users + 2);
+      indptr.set(full.indptr);
+      const indices = arena.int32(z);
+      indices.set(full.indices);
+      const qbuf = arena.int32(z);
+      const X = arena.float32((users + 1) * k);
+      const Y = arena.float32(items * k);
+      const bias = arena.float32(items);
+      for (let q = 0; q < X.length; q++) X[q] = (rng.float() - 0.5) / k;
+      for (let q = 0; q < Y.length; q++) Y[q] = (rng.float() - 0.5) / k;
+      const Xr = new Float32Array(X);
+      const Yr = new Float32Array(Y);
+      const br = new Float32Array(bias);
+      const state = arena.int32(6);
+      for (let epoch = 0; epoch < 3; epoch++) {
+        const common = {
+          indptr,
+          indices,
+          k,
+          nItems: items,
+          learningRate: 0.05,
+          regularization: 0.01,
+          // Several sorted blocks per epoch, the last one short.
+          samples: z + 123,
+          blockSize: Math.ceil(z / 3),
+          seed: 10 + epoch,
+          negatives,
+        };
+        const ref = bprEpoch({ ...common, X: Xr, Y: Yr, bias: br });
+        const got = bprEpochWasm({ ...common, ...wasmRef(arena), X, Y, bias, state, qbuf });
+        expect(got.skipped).toBe(ref.skipped);
+        expect(ref.skipped).toBeGreaterThan(0);
+        expect(Math.abs(got.correct - ref.correct)).toBeLessThanOrEqual(2);
+      }
+      expect(maxAbsDiff(X, Xr)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(Y, Yr)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(bias, br)).toBeLessThan(1e-5);
+      expect(maxAbs(bias)).toBeGreaterThan(0.01);
+    },
+  );
 });
 
 function userOfEntry(m: Csr, q: number): number {

@@ -428,7 +428,12 @@ function buildAlsCg(k: number): FnBuilder {
       fn.get(P.indptr).get(u).i32(2).op(OP.i32Shl).op(OP.i32Add).op(0x28, 2, 4).set(qe); // indptr[u+1]
       V.copy(at(xs), at(xo));
       // lv = splat(R[u]), the row's λ
-      fn.get(P.R).get(u).i32(2).op(OP.i32Shl).op(OP.i32Add).op(...OP.f32Load);
+      fn.get(P.R)
+        .get(u)
+        .i32(2)
+        .op(OP.i32Shl)
+        .op(OP.i32Add)
+        .op(...OP.f32Load);
       fn.simd(SIMD.f32x4Splat).set(lv);
       // r = b − A x: start from −(G + λ_u I) x, then add each entry's term.
       symv(xs, rs, true);
@@ -751,7 +756,12 @@ function buildBpr(k: number): FnBuilder {
       () => fn.get(uo),
       () => fn.get(co),
     );
-    fn.get(P.bias).get(item).i32(2).op(OP.i32Shl).op(OP.i32Add).op(...OP.f32Load);
+    fn.get(P.bias)
+      .get(item)
+      .i32(2)
+      .op(OP.i32Shl)
+      .op(OP.i32Add)
+      .op(...OP.f32Load);
     fn.op(OP.f32Add);
   };
 
