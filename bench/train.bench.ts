@@ -5,6 +5,7 @@
  *
  *   npm run bench:train -- [--sizes 1e6,1e7] [--threads 2] [--factors 64] [--als-iters 5]
  *                          [--bpr-epochs 3] [--algos als,bpr] [--solver cg] [--kernel auto|js|wasm]
+ *                          [--bpr-negatives 0]  (0: BPR's automatic candidate count)
  *                          [--movietweetings PATH|none]
  *                          [--users N --items M]
  *
@@ -41,6 +42,7 @@ const bprEpochs = Number(arg('bpr-epochs', '3'));
 const algos = new Set(arg('algos', 'als,bpr').split(','));
 const solver = arg('solver', 'cg');
 const kernel = arg('kernel', 'auto');
+const bprNegatives = Number(arg('bpr-negatives', '0'));
 const mtPath = arg('movietweetings', DEFAULT_MT);
 const usersArg = Number(arg('users', '0'));
 const itemsArg = Number(arg('items', '0'));
@@ -142,7 +144,12 @@ async function run(name: string, m: Csr): Promise<void> {
     });
   }
   if (algos.has('bpr')) {
-    const r = await timeFit(bprSpec, m, { factors, iterations: bprEpochs, kernel }, bprEpochs);
+    const r = await timeFit(
+      bprSpec,
+      m,
+      { factors, iterations: bprEpochs, kernel, negatives: bprNegatives },
+      bprEpochs,
+    );
     const bpr = r.model as BprModel;
     const foldIn50 = foldInLatency(bpr, 50);
     const foldInMs = foldInLatency(bpr, 300);
@@ -152,7 +159,7 @@ async function run(name: string, m: Csr): Promise<void> {
     );
     rows.push({
       ...base,
-      algo: `bpr (${kernel})`,
+      algo: `bpr (${kernel}, ${bpr.params.negatives} neg.)`,
       first: r.first,
       steady: r.steady,
       cpu: r.cpu,

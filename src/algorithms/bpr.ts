@@ -59,7 +59,7 @@ export interface BprParams {
  * events: learning rate 0.02 was best or within 2% of best on all three. Uniform negatives left
  * BPR below popularity on MovieTweetings (10.5k items); the best candidate count grew with the
  * catalog (1 at 1–2k items, 2–5 at 3k, 5–20 at 10k), hence one per 1,000 items: +17% NDCG@10 on
- * MovieTweetings and 5-core MovieTweetings +7%, synthetic sets −2% to +4%.
+ * MovieTweetings, +5% on its 5-core, −2% to +4% on synthetic sets (docs/benchmarks.md).
  */
 const DEFAULTS: BprParams = {
   factors: 64,
