@@ -391,6 +391,7 @@ export const bprSpec: AlgorithmSpec = {
     learningRate: { kind: 'float', min: 0.005, max: 0.2, log: true },
     regularization: { kind: 'float', min: 1e-4, max: 0.1, log: true },
     iterations: { kind: 'int', min: 10, max: 200 },
+    negatives: { kind: 'int', min: 1, max: 20, log: true },
   },
   fit: fitBpr,
   load: loadBpr,
