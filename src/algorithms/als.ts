@@ -75,10 +75,11 @@ export interface AlsParams {
  * test part untouched) of MovieTweetings-100k (as is, 5-core, ratings ≥ 8) and synthetic demo data
  * from 1e5 to 1e6 events (sparse and dense shapes), two split seeds. The quality surface has a
  * ridge along λ/α ≈ 10–20: less regularisation over-fits the many short histories, more collapses
- * the factors (towards popularity, and below it when they shrink to noise). λ 100 with α 7 was
- * within 4% of each set's best setting on every set (the previous λ 100 / α 20 fell 12% below
- * popularity's lead on MovieTweetings). `regExponent` 1 (Rendle et al.'s frequency scaling) reached
- * the same peaks but no better, with a narrower ridge, so rows share one λ by default.
+ * the factors (towards popularity, and below it when they shrink to noise). λ 100 with α 7 came
+ * within 3% of the best setting tried on five of six sets and within 8% on the sixth (the previous
+ * λ 100 / α 20 was 2% above popularity on MovieTweetings' validation part and below it on the test
+ * part). `regExponent` 1 (Rendle et al.'s frequency scaling) reached the same peaks but no better,
+ * with no wider a ridge, so rows share one λ by default (docs/benchmarks.md has the figures).
  */
 const DEFAULTS: AlsParams = {
   factors: 64,
