@@ -156,7 +156,7 @@ export class AlsModel implements FittedModel {
     this.regExponent = p.regExponent;
     this.userFactors = userFactors;
     this.itemFactors = itemFactors;
-    this.gram = gram ?? regularisedGramian(itemFactors, nItems, k, 0);
+    this.gram = gram ?? gramianInThread(itemFactors, nItems, k);
     this.A = new Float64Array(k * k);
     this.x = new Float64Array(k);
   }
@@ -249,8 +249,8 @@ function sideRegularization(m: Csr, p: AlsParams, shared: boolean, arena: WasmAr
   return out;
 }
 
-/** YᵀY + λI in-thread (used when loading an artifact). Same block order as training. */
-function regularisedGramian(Y: Float32Array, rows: number, k: number, reg: number): Float64Array {
+/** YᵀY in-thread (used when loading an artifact). Same block order as training. */
+function gramianInThread(Y: Float32Array, rows: number, k: number): Float64Array {
   const g = new Float64Array(k * k);
   const part = new Float64Array(k * k);
   for (let s = 0; s < rows; s += GRAM_BLOCK) {
@@ -258,17 +258,15 @@ function regularisedGramian(Y: Float32Array, rows: number, k: number, reg: numbe
     gramian(Y, k, s, Math.min(rows, s + GRAM_BLOCK), part, 0);
     for (let q = 0; q < k * k; q++) g[q] += part[q];
   }
-  for (let f = 0; f < k; f++) g[f * k + f] += reg;
   return g;
 }
 
-/** YᵀY (+ λI) on the pool: fixed row blocks, summed in block order, so any thread count agrees. */
+/** YᵀY on the pool: fixed row blocks, summed in block order, so any thread count agrees. */
 async function poolGramian(
   pool: WorkerPool,
   Y: Float32Array,
   rows: number,
   k: number,
-  reg: number,
   wasm: WasmState | null,
 ): Promise<Float64Array> {
   const blocks = Math.max(1, Math.ceil(rows / GRAM_BLOCK));
@@ -309,7 +307,6 @@ async function poolGramian(
     const o = b * k * k;
     for (let q = 0; q < k * k; q++) g[q] += parts[o + q];
   }
-  for (let f = 0; f < k; f++) g[f * k + f] += reg;
   return g;
 }
 
@@ -347,7 +344,7 @@ async function solveSide(
   const k = p.factors;
   const m = side.m;
   // λ_r goes on each row's diagonal in the kernel; the shared part is YᵀY alone.
-  const gram = await poolGramian(pool, Y, m.cols, k, 0, wasm);
+  const gram = await poolGramian(pool, Y, m.cols, k, wasm);
   const bounds = partitionRows(m.indptr, m.rows, rangeCount(pool), k / 2);
   if (wasm !== null) {
     wasm.gram.set(gram);
@@ -465,7 +462,7 @@ export function alsLoss(
   p: Pick<AlsParams, 'factors' | 'alpha' | 'regularization'> & Partial<Pick<AlsParams, 'regExponent'>>,
 ): number {
   const k = p.factors;
-  const gram = regularisedGramian(itemFactors, train.cols, k, 0);
+  const gram = gramianInThread(itemFactors, train.cols, k);
   let loss = alsLossRows(
     train.indptr,
     train.indices,
@@ -538,7 +535,7 @@ async function fitAls(train: Csr, params: Params, opts: FitOptions): Promise<Als
       await solveSide(pool, byItem, X, p, wasm);
       opts.onProgress?.((it + 1) / p.iterations, `als: iteration ${it + 1}/${p.iterations}`);
     }
-    const gram = await poolGramian(pool, Y, nItems, k, 0, wasm);
+    const gram = await poolGramian(pool, Y, nItems, k, wasm);
     // Hand back ordinary arrays: shared or arena memory belongs to the training run.
     const uf = shared || wasm !== null ? new Float32Array(X) : X;
     const itf = shared || wasm !== null ? new Float32Array(Y) : Y;
