@@ -37,6 +37,44 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    redis: Type.Object(
+      {
+        /** `redis://host:port/db`. With `nats.url` and a PostgreSQL `store.url`, roles api/worker use Redis for online state and jobs. */
+        url: Type.String({ default: '' }),
+        /** Prefix of every key Cairn writes (lets deployments or tests share a Redis). */
+        keyPrefix: Type.String({ default: 'cairn:', pattern: '^[A-Za-z0-9:_.-]{0,64}$' }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    nats: Type.Object(
+      {
+        /** `nats://host:port`. With `redis.url` and a PostgreSQL `store.url`, roles api/worker use JetStream as the event log. */
+        url: Type.String({ default: '' }),
+        /** Prefix of the JetStream stream and subject names (`<PREFIX>_EVENTS`, `<PREFIX>_CHANGES`). */
+        streamPrefix: Type.String({ default: 'CAIRN', pattern: '^[A-Za-z0-9_-]{1,32}$' }),
+        /** How long JetStream recognizes a repeated event id by itself (the store of record dedupes beyond). */
+        duplicateWindowSeconds: Type.Integer({ minimum: 1, default: 86_400 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    artifacts: Type.Object(
+      {
+        /** Where model artifacts live: empty follows the store (SQLite → files under dataDir, PostgreSQL → the database); `file://DIR` forces files. */
+        url: Type.String({ default: '' }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    jobs: Type.Object(
+      {
+        /** A worker's claim on a job lasts this long unless its heartbeat renews it; a dead worker's job is taken over after it. */
+        leaseSeconds: Type.Integer({ minimum: 1, default: 30 }),
+        /** Attempts before a retryable failure is final. */
+        maxAttempts: Type.Integer({ minimum: 1, default: 3 }),
+        /** Backoff before the second attempt; doubles per attempt. */
+        backoffSeconds: Type.Number({ minimum: 0, default: 5 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     events: Type.Object(
       {
         types: Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' }), EventTypeSpec, {

@@ -87,6 +87,17 @@ export interface Job {
   error: string | null;
   createdAt: number;
   updatedAt: number;
+  /** Attempts started so far (a claim starts one). */
+  attempts: number;
+  maxAttempts: number;
+  /** Worker holding the job while it runs (null otherwise). */
+  owner: string | null;
+  /** Epoch ms the owner's lease lasts until (null when not running). */
+  leaseUntil: number | null;
+  /** Epoch ms from which a queued job may be claimed (retry backoff). */
+  runAt: number;
+  /** At most one unfinished job per key (e.g. one training per trigger). */
+  dedupeKey: string | null;
 }
 
 export type RecommendationSource = 'personalized' | 'fallback';

@@ -3,7 +3,15 @@
  * connections; nothing driver-specific leaks through these interfaces. Every adapter passes the one
  * conformance suite in conformance/.
  */
-import type { CairnEvent, Item, Job, JsonObject, ModelVersion, StoredEvent, User } from '../domain/types.ts';
+import type {
+  CairnEvent,
+  EventTypeSpec,
+  Item,
+  JsonObject,
+  ModelVersion,
+  StoredEvent,
+  User,
+} from '../domain/types.ts';
 
 /** Result of appending one event: `false` means its event_id was already stored (never counted twice). */
 export type AppendOutcome = 'inserted' | 'duplicate';
@@ -14,6 +22,12 @@ export interface EventStore {
    * Idempotent by `eventId`: a repeated id, within the batch or across calls, is a `duplicate`.
    */
   append(events: CairnEvent[]): Promise<AppendOutcome[]>;
+  /**
+   * Stores events that already carry their event-log seq (the production store-writer consuming the
+   * NATS stream): each keeps its `seq`, so store seqs equal log seqs and model watermarks mean the same
+   * thing everywhere. Idempotent by `eventId` (and by seq): replays are `duplicate`.
+   */
+  appendLogged(events: StoredEvent[]): Promise<AppendOutcome[]>;
   /** A user's events, newest first (by timestamp, then insertion order). */
   forUser(userId: string, limit: number): Promise<StoredEvent[]>;
   /**
@@ -80,12 +94,11 @@ export interface ModelStore {
   promote(version: string, at: number): Promise<ModelVersion>;
 }
 
-export interface JobStore {
-  create(job: Job): Promise<void>;
-  update(id: string, patch: Partial<Omit<Job, 'id'>>): Promise<Job>;
-  get(id: string): Promise<Job | null>;
-  /** Jobs left `queued` or `running` by a process that died (to fail or resume on start). */
-  unfinished(): Promise<Job[]>;
+/** Where each durable consumer of a log stands (the SQL logs keep them beside their tables). */
+export interface ConsumerOffsets {
+  get(name: string): Promise<number>;
+  /** Moves the position forward only: a lower `seq` than stored is ignored. */
+  set(name: string, seq: number): Promise<void>;
 }
 
 export interface Store {
@@ -94,9 +107,10 @@ export interface Store {
   readonly items: ItemStore;
   readonly users: UserStore;
   readonly models: ModelStore;
-  readonly jobs: JobStore;
   /** Creates or upgrades the schema; safe to call on every start. */
   migrate(): Promise<void>;
+  /** Durable positions of named consumers of the store's own logs (SQL log adapters use them). */
+  readonly offsets: ConsumerOffsets;
   /** Cheap round trip for readiness checks. */
   ping(): Promise<void>;
   /**
@@ -104,5 +118,172 @@ export interface Store {
    * Returns false when nothing was stored for the user.
    */
   eraseUser(userId: string): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The change feed. Two ordered, durable, replayable logs: behaviour events, and entity changes
+ * (catalog, users, erasures, champion promotions). Embedded, the store's own tables are the logs
+ * (with an in-process notify, and PostgreSQL LISTEN/NOTIFY across processes); in production they are
+ * NATS JetStream streams, and an idempotent consumer feeds the store of record from the event log.
+ * Serving state is a consumer of both logs, with its own watermarks. Every adapter passes
+ * conformance/log.conformance.ts.
+ * ---------------------------------------------------------------------------------------------- */
+
+/** A change every replica must see, in log order. */
+export type EntityChange =
+  | { kind: 'items'; items: Item[] }
+  | { kind: 'user'; user: User }
+  | {
+      /**
+       * GDPR erase. `events` are the erased user's positive events (no user id), so that state derived
+       * from them (popularity) is subtracted exactly instead of rebuilt by a full scan.
+       */
+      kind: 'erase';
+      userId: string;
+      events: Pick<CairnEvent, 'itemId' | 'type' | 'value' | 'timestamp'>[];
+    }
+  | { kind: 'champion'; version: string };
+
+export interface LogRecord<T> {
+  seq: number;
+  value: T;
+}
+
+export interface ConsumeOptions {
+  /**
+   * Durable consumer name: its position survives restarts and is shared by every process consuming
+   * under that name (each record is handled by one of them). Without it the consumer is private to
+   * this process and starts after `after`.
+   */
+  durable?: string;
+  /** Exclusive start for a private consumer (default 0: from the beginning). */
+  after?: number;
+  /** Largest batch handed to the handler (default 1000). */
+  batchSize?: number;
+}
+
+/** A running consumer. Delivery is at least once, in log order; handlers must be idempotent. */
+export interface LogConsumer {
+  /** Highest seq whose batch the handler completed (0 before the first). */
+  readonly position: number;
+  /** Resolves once `position ≥ seq` (immediately if already there). */
+  caughtUp(seq: number): Promise<void>;
+  /** Stops after the batch in progress; resolves when stopped. */
+  close(): Promise<void>;
+}
+
+/**
+ * A batch handler. A batch is acknowledged when it resolves; when it rejects, the consumer waits (with
+ * backoff) and delivers the same records again, so nothing is skipped while a dependency is down.
+ */
+export type BatchHandler<R> = (records: R[]) => Promise<void>;
+
+export interface EventLog {
+  readonly kind: string;
+  /**
+   * Appends events durably (resolved = durable, safe to acknowledge to the client) and reports per event
+   * whether it is new. Idempotent by `eventId`: a repeat is a `duplicate` and gets no new seq. (A NATS
+   * stream recognizes repeats within its duplicate window; the store of record beyond it.)
+   */
+  append(events: CairnEvent[]): Promise<AppendOutcome[]>;
+  /** Events with `seq > after`, ascending, at most `limit`. */
+  read(after: number, limit: number): Promise<StoredEvent[]>;
+  /** Highest seq in the log (0 when empty). */
+  head(): Promise<number>;
+  consume(options: ConsumeOptions, handler: BatchHandler<StoredEvent>): LogConsumer;
+  /** GDPR: drops the user's events from the log itself where the log keeps its own copy. */
+  forgetUser(userId: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ChangeLog {
+  readonly kind: string;
+  /** Appends durably, in order; returns the seq of each change. */
+  append(changes: EntityChange[]): Promise<number[]>;
+  read(after: number, limit: number): Promise<LogRecord<EntityChange>[]>;
+  head(): Promise<number>;
+  consume(options: ConsumeOptions, handler: BatchHandler<LogRecord<EntityChange>>): LogConsumer;
+  close(): Promise<void>;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Online state: what serving reads on every request, kept current by the change-feed consumer.
+ * Embedded: memory (snapshotted to the artifact store so a restart resumes, not rescans). Production:
+ * Redis, shared by every API replica. Every adapter passes conformance/online-state.conformance.ts.
+ * ---------------------------------------------------------------------------------------------- */
+
+export interface PopularEntry {
+  itemId: string;
+  /** Decayed weighted interactions as of `now`. */
+  score: number;
+}
+
+export interface OnlineWatermarks {
+  /** Highest event-log seq applied. */
+  events: number;
+  /** Highest change-log seq applied. */
+  changes: number;
+}
+
+export interface OnlineStateOptions {
+  /** Weight of each event type (the training weights: no train/serve skew). */
+  types: Readonly<Record<string, EventTypeSpec>>;
+  popularityHalfLifeDays: number;
+  /** Newest events kept per user. */
+  historyLimit: number;
+}
+
+export interface OnlineState {
+  readonly kind: string;
+  /**
+   * Applies events in log order: time-decayed item popularity (positive interactions), the user's
+   * bounded recent history, and drops the user's cached answers. Events with `seq ≤ watermarks.events`
+   * are skipped, so a replayed batch changes nothing.
+   */
+  applyEvents(events: StoredEvent[]): Promise<void>;
+  /**
+   * Applies entity changes in log order: items → catalog, user → opt-out flag, erase → the user's
+   * history, flag and cache are dropped and their events' popularity subtracted, champion → nothing to
+   * store (but the watermark moves). Records with `seq ≤ watermarks.changes` are skipped.
+   */
+  applyChanges(records: LogRecord<EntityChange>[]): Promise<void>;
+  watermarks(): Promise<OnlineWatermarks>;
+  /** The user's newest events, newest first (by timestamp, then seq), at most `limit`. */
+  recentEvents(userId: string, limit: number): Promise<StoredEvent[]>;
+  optedOut(userId: string): Promise<boolean>;
+  /** Items by popularity at `now`, best first, from rank `offset` (0-based), at most `count`. */
+  popular(offset: number, count: number, now: number): Promise<PopularEntry[]>;
+  /** Decayed popularity of each id at `now` (0 for unknown ids), in the order asked. */
+  popularity(itemIds: string[], now: number): Promise<number[]>;
+  /** Number of items with popularity. */
+  popularCount(): Promise<number>;
+  /** Catalog entries ordered by id, after `after`, at most `limit` (to load a replica's catalog view). */
+  items(after: string | undefined, limit: number): Promise<Item[]>;
+  /** Cached answer for the user under `key` (null when absent, expired or dropped by a newer event). */
+  cacheGet(userId: string, key: string): Promise<string | null>;
+  cacheSet(userId: string, key: string, value: string, ttlMs: number): Promise<void>;
+  /** Forgets everything (tests, rebuilds). */
+  clear(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Artifact store: model files by key (`models/<version>.cairn`), never by absolute path. Embedded:
+ * files under dataDir. Production: PostgreSQL (chunked bytea), so replicas need no shared volume.
+ * Every adapter passes conformance/artifacts.conformance.ts.
+ * ---------------------------------------------------------------------------------------------- */
+
+export interface ArtifactStore {
+  readonly kind: string;
+  /** Stores `bytes` under `key` atomically (readers see the old or the new bytes, never a mix). */
+  put(key: string, bytes: Uint8Array): Promise<{ checksum: string; bytes: number }>;
+  /** The bytes under `key`; throws CAIRN_NOT_FOUND when absent. */
+  get(key: string): Promise<Buffer>;
+  exists(key: string): Promise<boolean>;
+  /** False when nothing was stored under `key`. */
+  delete(key: string): Promise<boolean>;
+  /** Keys starting with `prefix`, sorted. */
+  list(prefix: string): Promise<string[]>;
   close(): Promise<void>;
 }

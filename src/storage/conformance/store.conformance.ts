@@ -8,7 +8,7 @@
  * behaviour the port promises, never about an adapter's internals.
  */
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { CairnEvent, Job, JsonObject, ModelVersion, StoredEvent } from '../../domain/types.ts';
+import type { CairnEvent, JsonObject, ModelVersion, StoredEvent } from '../../domain/types.ts';
 import type { Store } from '../ports.ts';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -58,21 +58,6 @@ function model(version: string, createdAt: number, overrides: Partial<ModelVersi
     createdAt,
     promotedAt: null,
     error: null,
-    ...overrides,
-  };
-}
-
-function job(id: string, createdAt: number, overrides: Partial<Job> = {}): Job {
-  return {
-    id,
-    name: 'train',
-    payload: { algorithm: 'als', params: { factors: 32 } },
-    status: 'queued',
-    progress: 0,
-    result: null,
-    error: null,
-    createdAt,
-    updatedAt: createdAt,
     ...overrides,
   };
 }
@@ -133,7 +118,6 @@ export function describeStoreConformance(
         expect(await store.users.count()).toBe(0);
         expect(await store.models.list()).toEqual([]);
         expect(await store.models.champion()).toBeNull();
-        expect(await store.jobs.unfinished()).toEqual([]);
         expect(await scanAll(store)).toEqual([]);
       });
     });
@@ -677,53 +661,6 @@ export function describeStoreConformance(
         expect(champ.parentVersion).toBe(other);
         expect(await store.models.get(other)).toMatchObject({ status: 'retired', parentVersion: 'base' });
         expect(await store.models.get('base')).toMatchObject({ status: 'retired' });
-      });
-    });
-
-    describe('jobs', () => {
-      it('creates and reads back a job; a repeated id is a conflict', async () => {
-        const j = job('j1', 1000, { payload: RICH_JSON });
-        await store.jobs.create(j);
-        expect(await store.jobs.get('j1')).toStrictEqual(j);
-        expect(await store.jobs.get('nope')).toBeNull();
-        await expectCode(store.jobs.create(job('j1', 2000)), 'CAIRN_CONFLICT');
-      });
-
-      it('update applies a partial patch; updatedAt is the patch’s or now', async () => {
-        await store.jobs.create(job('j1', 1000));
-        const running = await store.jobs.update('j1', { status: 'running', progress: 0.25, updatedAt: 1500 });
-        expect(running).toStrictEqual(
-          job('j1', 1000, { status: 'running', progress: 0.25, updatedAt: 1500 }),
-        );
-        const before = Date.now();
-        const done = await store.jobs.update('j1', {
-          status: 'succeeded',
-          progress: 1,
-          result: { version: 'v9', n: [1, 2] },
-        });
-        expect(done).toMatchObject({
-          status: 'succeeded',
-          progress: 1,
-          result: { version: 'v9', n: [1, 2] },
-          error: null,
-        });
-        expect(done.updatedAt).toBeGreaterThanOrEqual(before);
-        expect(done.createdAt).toBe(1000);
-        expect(await store.jobs.get('j1')).toStrictEqual(done);
-        const cleared = await store.jobs.update('j1', { result: null, status: 'failed', error: 'x' });
-        expect(cleared).toMatchObject({ result: null, status: 'failed', error: 'x', progress: 1 });
-        await expectCode(store.jobs.update('missing', { status: 'failed' }), 'CAIRN_JOB_NOT_FOUND');
-      });
-
-      it('unfinished lists queued and running jobs, oldest first', async () => {
-        await store.jobs.create(job('q2', 3000));
-        await store.jobs.create(job('r1', 1000, { status: 'running' }));
-        await store.jobs.create(job('s1', 500, { status: 'succeeded', progress: 1 }));
-        await store.jobs.create(job('f1', 700, { status: 'failed', error: 'x' }));
-        await store.jobs.create(job('q1', 2000));
-        expect((await store.jobs.unfinished()).map((j) => j.id)).toEqual(['r1', 'q1', 'q2']);
-        await store.jobs.update('r1', { status: 'succeeded' });
-        expect((await store.jobs.unfinished()).map((j) => j.id)).toEqual(['q1', 'q2']);
       });
     });
   });

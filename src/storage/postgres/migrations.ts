@@ -84,4 +84,62 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       CREATE INDEX jobs_unfinished ON ${s}.jobs (created_at, id) WHERE status IN ('queued', 'running');
     `,
   },
+  {
+    version: 2,
+    name: 'change log, consumer offsets, job leases, artifacts',
+    sql: (s) => `
+      -- Entity changes (catalog, users, erasures, promotions) in one ordered log; every serving
+      -- replica consumes it with its own watermark (LISTEN/NOTIFY wakes them).
+      CREATE TABLE ${s}.changes (
+        seq BIGSERIAL PRIMARY KEY,
+        change JSONB NOT NULL,
+        created_at BIGINT NOT NULL
+      );
+      -- What existed before the log did enters it once, so a consumer starting at 0 sees everything.
+      INSERT INTO ${s}.changes (change, created_at)
+        SELECT jsonb_build_object('kind', 'items', 'items', jsonb_build_array(jsonb_build_object(
+          'id', id, 'categories', to_jsonb(categories), 'attributes', attributes, 'available', available,
+          'createdAt', created_at, 'updatedAt', updated_at))), updated_at
+        FROM ${s}.items ORDER BY id;
+      INSERT INTO ${s}.changes (change, created_at)
+        SELECT jsonb_build_object('kind', 'user', 'user', jsonb_build_object(
+          'id', id, 'attributes', attributes, 'segments', to_jsonb(segments), 'optOut', opt_out,
+          'createdAt', created_at, 'updatedAt', updated_at)), updated_at
+        FROM ${s}.users ORDER BY id;
+      INSERT INTO ${s}.changes (change, created_at)
+        SELECT jsonb_build_object('kind', 'champion', 'version', version), COALESCE(promoted_at, created_at)
+        FROM ${s}.models WHERE status = 'champion';
+
+      CREATE TABLE ${s}.consumer_offsets (
+        name TEXT PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      );
+
+      ALTER TABLE ${s}.jobs
+        ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0,
+        ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 3,
+        ADD COLUMN owner TEXT NULL,
+        ADD COLUMN lease_until BIGINT NULL,
+        ADD COLUMN run_at BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN dedupe_key TEXT NULL;
+      -- One unfinished job per dedupe key, enforced by the database.
+      CREATE UNIQUE INDEX jobs_dedupe ON ${s}.jobs (dedupe_key)
+        WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running');
+
+      -- Model artifacts by key, in 1 MiB chunks: replicas need no shared volume.
+      CREATE TABLE ${s}.artifacts (
+        key TEXT COLLATE "C" PRIMARY KEY,
+        checksum TEXT NOT NULL,
+        bytes BIGINT NOT NULL,
+        created_at BIGINT NOT NULL
+      );
+      CREATE TABLE ${s}.artifact_chunks (
+        key TEXT COLLATE "C" NOT NULL REFERENCES ${s}.artifacts (key) ON DELETE CASCADE,
+        n INTEGER NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (key, n)
+      );
+    `,
+  },
 ];

@@ -9,7 +9,6 @@ import { CairnError } from '../../errors/errors.ts';
 import type {
   CairnEvent,
   Item,
-  Job,
   JsonObject,
   ModelVersion,
   StoredEvent,
@@ -17,10 +16,10 @@ import type {
 } from '../../domain/types.ts';
 import type {
   AppendOutcome,
+  ConsumerOffsets,
   EventStore,
   ItemPatch,
   ItemStore,
-  JobStore,
   ModelStore,
   Store,
   UserPatch,
@@ -47,7 +46,7 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]*$/;
  * sharing a database do not block each other.
  */
 const LOCK_MIGRATE = 0x43616901;
-const LOCK_APPEND = 0x43616902;
+export const LOCK_APPEND = 0x43616902;
 const LOCK_PROMOTE = 0x43616903;
 
 const INT8_OID = 20;
@@ -108,7 +107,7 @@ export function mapPgError(e: unknown): unknown {
   return e;
 }
 
-interface EventRow {
+export interface EventRow {
   seq: number;
   event_id: string;
   user_id: string;
@@ -154,26 +153,13 @@ interface ModelRow {
   error: string | null;
 }
 
-interface JobRow {
-  id: string;
-  name: string;
-  payload: JsonObject;
-  status: string;
-  progress: number;
-  result: JsonObject | null;
-  error: string | null;
-  created_at: number;
-  updated_at: number;
-}
-
-const EVENT_COLUMNS = 'seq, event_id, user_id, item_id, type, value, ts, context';
+export const EVENT_COLUMNS = 'seq, event_id, user_id, item_id, type, value, ts, context';
 const ITEM_COLUMNS = 'id, categories, attributes, available, created_at, updated_at';
 const USER_COLUMNS = 'id, attributes, segments, opt_out, created_at, updated_at';
 const MODEL_COLUMNS =
   'version, algorithm, params, status, training_data, metrics, train_seconds, artifact_path, checksum, config_hash, parent_version, created_at, promoted_at, error';
-const JOB_COLUMNS = 'id, name, payload, status, progress, result, error, created_at, updated_at';
 
-const toEvent = (r: EventRow): StoredEvent => ({
+export const toEvent = (r: EventRow): StoredEvent => ({
   seq: r.seq,
   eventId: r.event_id,
   userId: r.user_id,
@@ -184,7 +170,7 @@ const toEvent = (r: EventRow): StoredEvent => ({
   context: r.context,
 });
 
-const toItem = (r: ItemRow): Item => ({
+export const toItem = (r: ItemRow): Item => ({
   id: r.id,
   categories: r.categories,
   attributes: r.attributes,
@@ -193,7 +179,7 @@ const toItem = (r: ItemRow): Item => ({
   updatedAt: r.updated_at,
 });
 
-const toUser = (r: UserRow): User => ({
+export const toUser = (r: UserRow): User => ({
   id: r.id,
   attributes: r.attributes,
   segments: r.segments,
@@ -237,32 +223,8 @@ const modelValues = (m: ModelVersion): unknown[] => [
   m.error,
 ];
 
-const toJob = (r: JobRow): Job => ({
-  id: r.id,
-  name: r.name,
-  payload: r.payload,
-  status: r.status as Job['status'],
-  progress: r.progress,
-  result: r.result,
-  error: r.error,
-  createdAt: r.created_at,
-  updatedAt: r.updated_at,
-});
-
-const jobValues = (j: Job): unknown[] => [
-  j.id,
-  j.name,
-  JSON.stringify(j.payload),
-  j.status,
-  j.progress,
-  j.result === null || j.result === undefined ? null : JSON.stringify(j.result),
-  j.error,
-  j.createdAt,
-  j.updatedAt,
-];
-
 /** Connection handling shared by the sub-stores: queries and transactions with mapped errors. */
-class Db {
+export class Db {
   constructor(
     readonly pool: pg.Pool,
     /** Quoted schema identifier, e.g. `"cairn"`. */
@@ -318,9 +280,10 @@ export class PostgresStore implements Store {
   readonly items: ItemStore;
   readonly users: UserStore;
   readonly models: ModelStore;
-  readonly jobs: JobStore;
+  readonly offsets: ConsumerOffsets;
   readonly schema: string;
-  private readonly db: Db;
+  /** Pool and schema, for the sibling adapters of this folder (logs, job queue, artifacts). */
+  readonly db: Db;
   private closed = false;
 
   constructor(options: PostgresStoreOptions) {
@@ -348,7 +311,7 @@ export class PostgresStore implements Store {
     this.items = new PgItems(this.db);
     this.users = new PgUsers(this.db);
     this.models = new PgModels(this.db);
-    this.jobs = new PgJobs(this.db);
+    this.offsets = new PgOffsets(this.db);
   }
 
   /**
@@ -462,6 +425,40 @@ class PgEvents implements EventStore {
       out[i] = first.get(id) === i && inserted.has(id) ? 'inserted' : 'duplicate';
     }
     return out;
+  }
+
+  /**
+   * Keeps each event's log seq. No advisory lock: seqs come from the log, and one consumer writes them
+   * in log order. ON CONFLICT without a target covers both the event id and the seq.
+   */
+  async appendLogged(events: StoredEvent[]): Promise<AppendOutcome[]> {
+    if (events.length === 0) return [];
+    const res = await this.db.query<{ event_id: string }>(
+      `INSERT INTO ${this.db.s}.events (seq, event_id, user_id, item_id, type, value, ts, context)
+       SELECT e.seq, e.event_id, e.user_id, e.item_id, e.type, e.value, e.ts, e.context
+       FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::int8[],
+         $8::jsonb[]) WITH ORDINALITY AS e(seq, event_id, user_id, item_id, type, value, ts, context, ord)
+       ORDER BY e.ord
+       ON CONFLICT DO NOTHING
+       RETURNING event_id`,
+      [
+        events.map((e) => e.seq),
+        events.map((e) => e.eventId),
+        events.map((e) => e.userId),
+        events.map((e) => e.itemId),
+        events.map((e) => e.type),
+        events.map((e) => e.value ?? null),
+        events.map((e) => e.timestamp),
+        events.map((e) => (e.context === null || e.context === undefined ? null : JSON.stringify(e.context))),
+      ],
+    );
+    const inserted = new Set(res.map((r) => r.event_id));
+    const seen = new Set<string>();
+    return events.map((e) => {
+      const first = !seen.has(e.eventId);
+      seen.add(e.eventId);
+      return first && inserted.has(e.eventId) ? 'inserted' : 'duplicate';
+    });
   }
 
   async forUser(userId: string, limit: number): Promise<StoredEvent[]> {
@@ -766,46 +763,22 @@ class PgModels implements ModelStore {
   }
 }
 
-class PgJobs implements JobStore {
+class PgOffsets implements ConsumerOffsets {
   constructor(private readonly db: Db) {}
 
-  async create(job: Job): Promise<void> {
+  async get(name: string): Promise<number> {
+    const rows = await this.db.query<{ seq: number }>(
+      `SELECT seq FROM ${this.db.s}.consumer_offsets WHERE name = $1`,
+      [name],
+    );
+    return rows.length > 0 ? rows[0].seq : 0;
+  }
+
+  async set(name: string, seq: number): Promise<void> {
     await this.db.query(
-      `INSERT INTO ${this.db.s}.jobs (${JOB_COLUMNS}) VALUES ($1, $2, $3::jsonb, $4, $5, $6::jsonb, $7, $8, $9)`,
-      jobValues(job),
+      `INSERT INTO ${this.db.s}.consumer_offsets AS o (name, seq, updated_at) VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO UPDATE SET seq = GREATEST(o.seq, EXCLUDED.seq), updated_at = EXCLUDED.updated_at`,
+      [name, seq, Date.now()],
     );
-  }
-
-  /** Throws CAIRN_JOB_NOT_FOUND; `updatedAt` defaults to now unless the patch sets it. */
-  async update(id: string, patch: Partial<Omit<Job, 'id'>>): Promise<Job> {
-    const { s } = this.db;
-    return this.db.tx(async (c) => {
-      const res = await c.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE id = $1 FOR UPDATE`, [
-        id,
-      ]);
-      if (res.rows.length === 0) throw new CairnError('CAIRN_JOB_NOT_FOUND', `job ${id} not found`);
-      const next: Job = { ...toJob(res.rows[0]), updatedAt: Date.now(), ...definedFields(patch), id };
-      await c.query(
-        `UPDATE ${s}.jobs SET name = $2, payload = $3::jsonb, status = $4, progress = $5, result = $6::jsonb,
-           error = $7, created_at = $8, updated_at = $9 WHERE id = $1`,
-        jobValues(next),
-      );
-      return next;
-    });
-  }
-
-  async get(id: string): Promise<Job | null> {
-    const rows = await this.db.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM ${this.db.s}.jobs WHERE id = $1`, [
-      id,
-    ]);
-    return rows.length > 0 ? toJob(rows[0]) : null;
-  }
-
-  /** Oldest first. */
-  async unfinished(): Promise<Job[]> {
-    const rows = await this.db.query<JobRow>(
-      `SELECT ${JOB_COLUMNS} FROM ${this.db.s}.jobs WHERE status IN ('queued', 'running') ORDER BY created_at, id`,
-    );
-    return rows.map(toJob);
   }
 }

@@ -82,4 +82,49 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       CREATE INDEX jobs_unfinished ON jobs (created_at, id) WHERE status IN ('queued', 'running');
     `,
   },
+  {
+    version: 2,
+    name: 'change log, consumer offsets, job leases',
+    sql: `
+      -- Entity changes (catalog, users, erasures, promotions) in one ordered log; every serving
+      -- replica consumes it with its own watermark. Seqs are never reused (AUTOINCREMENT).
+      CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        change TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      -- What existed before the log did enters it once, so a consumer starting at 0 sees everything.
+      INSERT INTO changes (change, created_at)
+        SELECT json_object('kind', 'items', 'items', json_array(json_object(
+          'id', id, 'categories', json(categories), 'attributes', json(attributes),
+          'available', json(CASE available WHEN 1 THEN 'true' ELSE 'false' END),
+          'createdAt', created_at, 'updatedAt', updated_at))), updated_at
+        FROM items ORDER BY id;
+      INSERT INTO changes (change, created_at)
+        SELECT json_object('kind', 'user', 'user', json_object(
+          'id', id, 'attributes', json(attributes), 'segments', json(segments),
+          'optOut', json(CASE opt_out WHEN 1 THEN 'true' ELSE 'false' END),
+          'createdAt', created_at, 'updatedAt', updated_at)), updated_at
+        FROM users ORDER BY id;
+      INSERT INTO changes (change, created_at)
+        SELECT json_object('kind', 'champion', 'version', version), COALESCE(promoted_at, created_at)
+        FROM models WHERE status = 'champion';
+
+      CREATE TABLE consumer_offsets (
+        name TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+
+      ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE jobs ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 3;
+      ALTER TABLE jobs ADD COLUMN owner TEXT NULL;
+      ALTER TABLE jobs ADD COLUMN lease_until INTEGER NULL;
+      ALTER TABLE jobs ADD COLUMN run_at INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE jobs ADD COLUMN dedupe_key TEXT NULL;
+      -- One unfinished job per dedupe key, enforced by the database.
+      CREATE UNIQUE INDEX jobs_dedupe ON jobs (dedupe_key)
+        WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running');
+    `,
+  },
 ];

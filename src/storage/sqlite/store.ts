@@ -8,7 +8,6 @@ import { CairnError } from '../../errors/errors.ts';
 import type {
   CairnEvent,
   Item,
-  Job,
   JsonObject,
   ModelVersion,
   StoredEvent,
@@ -16,10 +15,10 @@ import type {
 } from '../../domain/types.ts';
 import type {
   AppendOutcome,
+  ConsumerOffsets,
   EventStore,
   ItemPatch,
   ItemStore,
-  JobStore,
   ModelStore,
   Store,
   UserPatch,
@@ -28,13 +27,13 @@ import type {
 import { definedFields, scanBounds } from '../shared.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 
-type Db = Database.Database;
+export type Db = Database.Database;
 
 /**
  * Prepares a statement on first use: statements name tables, so they can only be compiled after
  * `migrate()` has created them.
  */
-function lazy<T>(make: () => T): () => T {
+export function lazy<T>(make: () => T): () => T {
   let value: T | undefined;
   return () => (value ??= make());
 }
@@ -46,7 +45,7 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
 }
 
-interface EventRow {
+export interface EventRow {
   seq: number;
   event_id: string;
   user_id: string;
@@ -92,18 +91,6 @@ interface ModelRow {
   error: string | null;
 }
 
-interface JobRow {
-  id: string;
-  name: string;
-  payload: string;
-  status: string;
-  progress: number;
-  result: string | null;
-  error: string | null;
-  created_at: number;
-  updated_at: number;
-}
-
 /** Upsert parameters: `null` means "not given" (COALESCE keeps the stored value or the default). */
 interface ItemParams {
   id: string;
@@ -122,9 +109,9 @@ interface UserParams {
   now: number;
 }
 
-const EVENT_COLUMNS = 'seq, event_id, user_id, item_id, type, value, ts, context';
+export const EVENT_COLUMNS = 'seq, event_id, user_id, item_id, type, value, ts, context';
 
-function toEvent(r: EventRow): StoredEvent {
+export function toEvent(r: EventRow): StoredEvent {
   return {
     seq: r.seq,
     eventId: r.event_id,
@@ -137,7 +124,7 @@ function toEvent(r: EventRow): StoredEvent {
   };
 }
 
-function toItem(r: ItemRow): Item {
+export function toItem(r: ItemRow): Item {
   return {
     id: r.id,
     categories: JSON.parse(r.categories) as string[],
@@ -148,7 +135,7 @@ function toItem(r: ItemRow): Item {
   };
 }
 
-function toUser(r: UserRow): User {
+export function toUser(r: UserRow): User {
   return {
     id: r.id,
     attributes: JSON.parse(r.attributes) as JsonObject,
@@ -197,26 +184,12 @@ function modelParams(m: ModelVersion): unknown[] {
   ];
 }
 
-function toJob(r: JobRow): Job {
-  return {
-    id: r.id,
-    name: r.name,
-    payload: JSON.parse(r.payload) as JsonObject,
-    status: r.status as Job['status'],
-    progress: r.progress,
-    result: r.result === null ? null : (JSON.parse(r.result) as JsonObject),
-    error: r.error,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-}
-
 function jsonOrNull(v: unknown): string | null {
   return v === undefined || v === null ? null : JSON.stringify(v);
 }
 
 /** Translates driver errors into Cairn codes where the caller can act on them; others pass through. */
-function mapError(e: unknown): unknown {
+export function mapError(e: unknown): unknown {
   if (e instanceof CairnError) return e;
   const code = (e as { code?: unknown }).code;
   if (typeof code === 'string') {
@@ -233,7 +206,7 @@ function mapError(e: unknown): unknown {
 }
 
 /** Runs `fn` and rethrows its error mapped to a Cairn code. */
-function guarded<T>(fn: () => T): T {
+export function guarded<T>(fn: () => T): T {
   try {
     return fn();
   } catch (e) {
@@ -248,8 +221,9 @@ export class SqliteStore implements Store {
   readonly items: ItemStore;
   readonly users: UserStore;
   readonly models: ModelStore;
-  readonly jobs: JobStore;
-  private readonly db: Db;
+  readonly offsets: ConsumerOffsets;
+  /** The connection, for the sibling adapters of this folder (logs, job queue) that share the file. */
+  readonly db: Db;
 
   constructor(options: SqliteStoreOptions) {
     this.db = new Database(options.path);
@@ -275,7 +249,7 @@ export class SqliteStore implements Store {
     this.items = new SqliteItems(this.db);
     this.users = new SqliteUsers(this.db);
     this.models = new SqliteModels(this.db);
-    this.jobs = new SqliteJobs(this.db);
+    this.offsets = new SqliteOffsets(this.db);
   }
 
   async migrate(): Promise<void> {
@@ -336,6 +310,8 @@ class SqliteEvents implements EventStore {
   private readonly total;
   private readonly deleteUser;
   private readonly appendTx;
+  private readonly insertLogged;
+  private readonly appendLoggedTx;
 
   constructor(db: Db) {
     this.insert = lazy(() =>
@@ -357,6 +333,27 @@ class SqliteEvents implements EventStore {
     this.maxSeq = lazy(() => db.prepare<[], number>('SELECT COALESCE(MAX(seq), 0) FROM events').pluck());
     this.total = lazy(() => db.prepare<[], number>('SELECT COUNT(*) FROM events').pluck());
     this.deleteUser = lazy(() => db.prepare<[string]>('DELETE FROM events WHERE user_id = ?'));
+    this.insertLogged = lazy(() =>
+      db.prepare<[number, string, string, string, string, number | null, number, string | null]>(
+        `INSERT INTO events (seq, event_id, user_id, item_id, type, value, ts, context)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      ),
+    );
+    this.appendLoggedTx = db.transaction((events: StoredEvent[]): AppendOutcome[] =>
+      events.map((e) => {
+        const r = this.insertLogged().run(
+          e.seq,
+          e.eventId,
+          e.userId,
+          e.itemId,
+          e.type,
+          e.value ?? null,
+          e.timestamp,
+          e.context === null || e.context === undefined ? null : JSON.stringify(e.context),
+        );
+        return r.changes === 1 ? 'inserted' : 'duplicate';
+      }),
+    );
     // One transaction per call: all-or-nothing, and one commit per batch instead of one per event.
     this.appendTx = db.transaction((events: CairnEvent[]): AppendOutcome[] => {
       const insert = this.insert();
@@ -382,6 +379,11 @@ class SqliteEvents implements EventStore {
   async append(events: CairnEvent[]): Promise<AppendOutcome[]> {
     if (events.length === 0) return Promise.resolve([]);
     return Promise.resolve(guarded(() => this.appendTx.immediate(events)));
+  }
+
+  async appendLogged(events: StoredEvent[]): Promise<AppendOutcome[]> {
+    if (events.length === 0) return Promise.resolve([]);
+    return Promise.resolve(guarded(() => this.appendLoggedTx.immediate(events)));
   }
 
   async forUser(userId: string, limit: number): Promise<StoredEvent[]> {
@@ -694,72 +696,28 @@ class SqliteModels implements ModelStore {
   }
 }
 
-class SqliteJobs implements JobStore {
-  private readonly insertOne;
-  private readonly updateOne;
-  private readonly byId;
-  private readonly open;
-  private readonly updateTx;
+class SqliteOffsets implements ConsumerOffsets {
+  private readonly read;
+  private readonly write;
 
   constructor(db: Db) {
-    this.insertOne = lazy(() =>
-      db.prepare(
-        `INSERT INTO jobs (name, payload, status, progress, result, error, created_at, updated_at, id)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    this.read = lazy(() =>
+      db.prepare<[string], number>('SELECT seq FROM consumer_offsets WHERE name = ?').pluck(),
+    );
+    this.write = lazy(() =>
+      db.prepare<[string, number, number]>(
+        `INSERT INTO consumer_offsets (name, seq, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET seq = MAX(seq, excluded.seq), updated_at = excluded.updated_at`,
       ),
     );
-    this.updateOne = lazy(() =>
-      db.prepare(
-        `UPDATE jobs SET name = ?, payload = ?, status = ?, progress = ?, result = ?, error = ?, created_at = ?,
-         updated_at = ? WHERE id = ?`,
-      ),
-    );
-    this.byId = lazy(() => db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE id = ?'));
-    this.open = lazy(() =>
-      db.prepare<[], JobRow>(
-        `SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at, id`,
-      ),
-    );
-    this.updateTx = db.transaction((id: string, patch: Partial<Omit<Job, 'id'>>): Job => {
-      const row = this.byId().get(id);
-      if (!row) throw new CairnError('CAIRN_JOB_NOT_FOUND', `job ${id} not found`);
-      const next: Job = { ...toJob(row), updatedAt: Date.now(), ...definedFields(patch), id };
-      this.updateOne().run(...jobParams(next));
-      return next;
-    });
   }
 
-  async create(job: Job): Promise<void> {
-    guarded(() => this.insertOne().run(...jobParams(job)));
+  async get(name: string): Promise<number> {
+    return Promise.resolve(guarded(() => this.read().get(name) ?? 0));
+  }
+
+  async set(name: string, seq: number): Promise<void> {
+    guarded(() => this.write().run(name, seq, Date.now()));
     return Promise.resolve();
   }
-
-  /** Throws CAIRN_JOB_NOT_FOUND; `updatedAt` defaults to now unless the patch sets it. */
-  async update(id: string, patch: Partial<Omit<Job, 'id'>>): Promise<Job> {
-    return Promise.resolve(guarded(() => this.updateTx.immediate(id, patch)));
-  }
-
-  async get(id: string): Promise<Job | null> {
-    const row = guarded(() => this.byId().get(id));
-    return Promise.resolve(row ? toJob(row) : null);
-  }
-
-  /** Oldest first. */
-  async unfinished(): Promise<Job[]> {
-    return Promise.resolve(guarded(() => this.open().all().map(toJob)));
-  }
-}
-
-function jobParams(j: Job): unknown[] {
-  return [
-    j.name,
-    JSON.stringify(j.payload),
-    j.status,
-    j.progress,
-    jsonOrNull(j.result),
-    j.error,
-    j.createdAt,
-    j.updatedAt,
-    j.id,
-  ];
 }
