@@ -7,27 +7,23 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../config/load.ts';
+import { systemContext, type RequestContext } from '../domain/context.ts';
 import type { Item, Job, ModelVersion, RecommendationResult, User } from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
 import { createLogger } from '../monitoring/logger.ts';
 import { createMetrics } from '../monitoring/metrics.ts';
 import { buildApp } from './app.ts';
+import type { CatalogService, EventOutcome, IngestService, ItemOutcome } from '../ingest/contracts.ts';
+import type { JobService } from '../jobs/contracts.ts';
+import type { HealthCheck, HealthService } from '../monitoring/health.ts';
 import type {
-  AppDeps,
-  CatalogService,
-  EventOutcome,
-  HealthCheck,
-  HealthService,
-  IngestService,
-  ItemOutcome,
-  JobService,
-  ModelService,
   PopularResult,
   RecommendationService,
   RecommendRequest,
   SimilarResult,
-  TrainRequest,
-} from './deps.ts';
+} from '../serving/contracts.ts';
+import type { ModelService, TrainRequest } from '../training/contracts.ts';
+import type { AppDeps } from './deps.ts';
 
 const T0 = Date.UTC(2024, 0, 2, 3, 4, 5, 678);
 
@@ -43,7 +39,7 @@ class MemoryIngest implements IngestService {
   private next = 1;
   constructor(private readonly maxBatch: number) {}
 
-  ingestEvents(raw: unknown[]): Promise<EventOutcome[]> {
+  ingestEvents(_ctx: RequestContext, raw: unknown[]): Promise<EventOutcome[]> {
     if (raw.length > this.maxBatch) {
       return Promise.reject(new CairnError('CAIRN_BATCH_TOO_LARGE', `at most ${this.maxBatch} events`));
     }
@@ -111,12 +107,12 @@ class MemoryCatalog implements CatalogService {
     };
   }
 
-  putItem(id: string, raw: unknown): Promise<Item> {
+  putItem(_ctx: RequestContext, id: string, raw: unknown): Promise<Item> {
     const item = this.parseItem(id, raw);
     this.items.set(id, item);
     return Promise.resolve(item);
   }
-  putItems(raw: unknown[]): Promise<ItemOutcome[]> {
+  putItems(_ctx: RequestContext, raw: unknown[]): Promise<ItemOutcome[]> {
     return Promise.resolve(
       raw.map((r, index): ItemOutcome => {
         const id = isObject(r) && typeof r.id === 'string' ? r.id : null;
@@ -139,13 +135,13 @@ class MemoryCatalog implements CatalogService {
       }),
     );
   }
-  getItem(id: string): Promise<Item> {
+  getItem(_ctx: RequestContext, id: string): Promise<Item> {
     const item = this.items.get(id);
     return item
       ? Promise.resolve(item)
       : Promise.reject(new CairnError('CAIRN_ITEM_NOT_FOUND', `item ${id} not found`));
   }
-  putUser(id: string, raw: unknown): Promise<User> {
+  putUser(_ctx: RequestContext, id: string, raw: unknown): Promise<User> {
     if (!isObject(raw))
       return Promise.reject(CairnError.validation([{ field: 'body', message: 'must be an object' }]));
     if (raw.opt_out !== undefined && typeof raw.opt_out !== 'boolean') {
@@ -162,13 +158,13 @@ class MemoryCatalog implements CatalogService {
     this.users.set(id, user);
     return Promise.resolve(user);
   }
-  getUser(id: string): Promise<User> {
+  getUser(_ctx: RequestContext, id: string): Promise<User> {
     const user = this.users.get(id);
     return user
       ? Promise.resolve(user)
       : Promise.reject(new CairnError('CAIRN_USER_NOT_FOUND', `user ${id} not found`));
   }
-  eraseUser(id: string): Promise<void> {
+  eraseUser(_ctx: RequestContext, id: string): Promise<void> {
     return this.users.delete(id)
       ? Promise.resolve()
       : Promise.reject(new CairnError('CAIRN_USER_NOT_FOUND', `user ${id} not found`));
@@ -178,6 +174,7 @@ class MemoryCatalog implements CatalogService {
 /** Ranks the catalog by a fixed score so answers are predictable; records every request it gets. */
 class MemoryRecommendations implements RecommendationService {
   readonly requests: RecommendRequest[] = [];
+  readonly contexts: RequestContext[] = [];
   private seq = 0;
   constructor(private readonly catalog: MemoryCatalog) {}
 
@@ -198,8 +195,9 @@ class MemoryRecommendations implements RecommendationService {
       .map((i, rank) => ({ itemId: i.id, score: 1 / (rank + 1), reason: 'popular' }));
   }
 
-  recommend(request: RecommendRequest): Promise<RecommendationResult> {
+  recommend(ctx: RequestContext, request: RecommendRequest): Promise<RecommendationResult> {
     this.requests.push(request);
+    this.contexts.push(ctx);
     if (request.userId === 'explode')
       return Promise.reject(new Error('connection to postgres://admin:hunter2@db failed'));
     if (request.userId === 'down')
@@ -208,7 +206,7 @@ class MemoryRecommendations implements RecommendationService {
       const items = this.rank(request);
       const personalized = request.userId.startsWith('known');
       return Promise.resolve({
-        requestId: `rec-${++this.seq}`,
+        requestId: ctx.requestId,
         userId: request.userId,
         modelVersion: personalized ? 'v7' : null,
         source: personalized ? 'personalized' : 'fallback',
@@ -220,7 +218,7 @@ class MemoryRecommendations implements RecommendationService {
       return Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }
   }
-  similar(itemId: string, options: { k?: number; category?: string }): Promise<SimilarResult> {
+  similar(_ctx: RequestContext, itemId: string, options: { k?: number; category?: string }): Promise<SimilarResult> {
     if (!this.catalog.items.has(itemId))
       return Promise.reject(new CairnError('CAIRN_ITEM_NOT_FOUND', 'no such item'));
     const items = this.rank({ ...options, exclude: [itemId] });
@@ -234,7 +232,7 @@ class MemoryRecommendations implements RecommendationService {
       items,
     });
   }
-  popular(options: { k?: number; category?: string }): Promise<PopularResult> {
+  popular(_ctx: RequestContext, options: { k?: number; category?: string }): Promise<PopularResult> {
     return Promise.resolve({
       requestId: `pop-${++this.seq}`,
       itemId: null,
@@ -271,10 +269,10 @@ class MemoryModels implements ModelService, JobService {
   readonly jobs = new Map<string, Job>();
   readonly trainRequests: TrainRequest[] = [];
 
-  list(limit?: number): Promise<ModelVersion[]> {
+  list(_ctx: RequestContext, limit?: number): Promise<ModelVersion[]> {
     return Promise.resolve(this.models.slice(0, limit ?? this.models.length));
   }
-  train(request: TrainRequest): Promise<Job> {
+  train(_ctx: RequestContext, request: TrainRequest): Promise<Job> {
     if (request.algorithm !== undefined && !['als', 'bpr'].includes(request.algorithm)) {
       return Promise.reject(CairnError.validation([{ field: 'algorithm', message: 'unknown algorithm' }]));
     }
@@ -289,16 +287,22 @@ class MemoryModels implements ModelService, JobService {
       error: null,
       createdAt: T0,
       updatedAt: T0,
+      attempts: 0,
+      maxAttempts: 3,
+      owner: null,
+      leaseUntil: null,
+      runAt: T0,
+      dedupeKey: null,
     };
     this.jobs.set(job.id, job);
     return Promise.resolve(job);
   }
-  promote(version: string): Promise<ModelVersion> {
+  promote(_ctx: RequestContext, version: string): Promise<ModelVersion> {
     const m = this.models.find((x) => x.version === version);
     if (!m) return Promise.reject(new CairnError('CAIRN_MODEL_NOT_FOUND', `model ${version} not found`));
     return Promise.resolve({ ...m, status: 'champion', promotedAt: T0 + 120_000 });
   }
-  rollback(): Promise<ModelVersion> {
+  rollback(_ctx: RequestContext): Promise<ModelVersion> {
     const champion = this.models.find((m) => m.status === 'champion');
     if (!champion?.parentVersion)
       return Promise.reject(new CairnError('CAIRN_NO_PREVIOUS_MODEL', 'nothing to roll back to'));
@@ -307,7 +311,7 @@ class MemoryModels implements ModelService, JobService {
     previous.status = 'champion';
     return Promise.resolve(previous);
   }
-  get(id: string): Promise<Job> {
+  get(_ctx: RequestContext, id: string): Promise<Job> {
     const job = this.jobs.get(id);
     return job
       ? Promise.resolve(job)
@@ -396,7 +400,7 @@ async function seedItems() {
     ['e', ['books']],
     ['f', ['toys']],
   ] as const) {
-    await h.catalog.putItem(id, { categories: [...categories] });
+    await h.catalog.putItem(systemContext(), id, { categories: [...categories] });
   }
 }
 
@@ -840,9 +844,20 @@ describe('users', () => {
 describe('GET /v1/users/:id/recommendations', () => {
   it('maps the answer to the wire format and applies the default k', async () => {
     await seedItems();
-    const res = await h.app.inject({ method: 'GET', url: '/v1/users/known-1/recommendations' });
+    const res = await h.app.inject({
+      method: 'GET',
+      url: '/v1/users/known-1/recommendations',
+      headers: { 'x-request-id': 'rec-1' },
+    });
     expect(res.statusCode).toBe(200);
     expect(h.recs.requests.at(-1)).toEqual({ userId: 'known-1', k: 4, explain: false });
+    // One id everywhere: the header, the body's request_id and the context the service received.
+    expect(res.headers['x-request-id']).toBe('rec-1');
+    expect(h.recs.contexts.at(-1)).toMatchObject({
+      requestId: 'rec-1',
+      tenant: 'default',
+      principal: { id: 'anonymous' },
+    });
     expect(json(res)).toEqual({
       request_id: 'rec-1',
       user_id: 'known-1',

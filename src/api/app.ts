@@ -13,6 +13,11 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
+import { ALL_SCOPES, createContext, type RequestContext } from '../domain/context.ts';
+import type { Config } from '../config/load.ts';
+import type { HealthService } from '../monitoring/health.ts';
+import type { Logger } from '../monitoring/logger.ts';
+import type { Metrics } from '../monitoring/metrics.ts';
 import type { AppDeps } from './deps.ts';
 import { buildErrorHandler, notFoundAnswer } from './errors.ts';
 import { registerEventRoutes } from './routes/events.ts';
@@ -62,8 +67,28 @@ class CompactLogController extends LogController {
   }
 }
 
-/** Builds the HTTP app around already-built services. Does not listen. */
-export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The context every service call of this request carries (request id, principal, tenant, experiment). */
+    ctx: RequestContext;
+  }
+}
+
+/** Until API keys exist (a later step), every caller is the anonymous principal with every scope. */
+const ANONYMOUS = Object.freeze({ id: 'anonymous', kind: 'anonymous' as const, scopes: ALL_SCOPES });
+
+/** What every Cairn HTTP server has, whatever its role. */
+export interface BaseDeps {
+  config: Readonly<Config>;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+/**
+ * Fastify with Cairn's conventions: request ids (honoured or made) in the header and the request context,
+ * compact request logs, TypeBox validation, the one error shape, JSON only, HTTP metrics by route.
+ */
+function createBaseApp(deps: BaseDeps): FastifyInstance {
   const { config, metrics } = deps;
   const bodyLimit = config.server.bodyLimitBytes;
   const errorHandler = buildErrorHandler({ bodyLimitBytes: bodyLimit });
@@ -100,8 +125,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     else void parseJson(request, text, done);
   });
 
+  app.decorateRequest('ctx', null as unknown as RequestContext);
   app.addHook('onRequest', (request, reply, done) => {
     reply.header(REQUEST_ID_HEADER, request.id);
+    request.ctx = createContext({ requestId: request.id, principal: ANONYMOUS });
     done();
   });
   // Labelled by route pattern, never the raw URL: ids in paths would explode the label cardinality.
@@ -116,6 +143,44 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     );
     done();
   });
+  return app;
+}
+
+function registerMetricsRoute(app: FastifyInstance, metrics: Metrics): void {
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        tags: ['monitoring'],
+        operationId: 'metrics',
+        summary: 'Prometheus metrics (text exposition format)',
+        response: {
+          200: { description: 'Metrics', content: { 'text/plain': { schema: Type.String() } } },
+        },
+      },
+    },
+    async (_request, reply) => {
+      const body = await metrics.registry.metrics();
+      return reply.header('content-type', metrics.registry.contentType).send(body);
+    },
+  );
+}
+
+/**
+ * The HTTP server of a process without the public API (the worker role): liveness, readiness and
+ * metrics only, so orchestrators can probe it and Prometheus can scrape it.
+ */
+export function buildOpsApp(deps: BaseDeps & { health: HealthService }): FastifyInstance {
+  const app = createBaseApp(deps);
+  registerMetricsRoute(app, deps.metrics);
+  registerHealthRoutes(app, deps.health);
+  return app;
+}
+
+/** Builds the HTTP app around already-built services. Does not listen. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config, metrics } = deps;
+  const app = createBaseApp(deps);
 
   await app.register(swagger, {
     openapi: {
@@ -160,23 +225,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
 
-  app.get(
-    '/metrics',
-    {
-      schema: {
-        tags: ['monitoring'],
-        operationId: 'metrics',
-        summary: 'Prometheus metrics (text exposition format)',
-        response: {
-          200: { description: 'Metrics', content: { 'text/plain': { schema: Type.String() } } },
-        },
-      },
-    },
-    async (_request, reply) => {
-      const body = await metrics.registry.metrics();
-      return reply.header('content-type', metrics.registry.contentType).send(body);
-    },
-  );
+  registerMetricsRoute(app, metrics);
 
   const context: RouteContext = { deps, schemas: buildSchemas(config) };
   registerEventRoutes(app, context);
@@ -185,7 +234,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerRecommendationRoutes(app, context);
   registerSimilarRoutes(app, context);
   registerModelRoutes(app, context);
-  registerHealthRoutes(app, context);
+  registerHealthRoutes(app, deps.health);
 
   return app;
 }

@@ -64,6 +64,12 @@ describe('wire mapping', () => {
       error: null,
       createdAt: 0,
       updatedAt: 1000,
+      attempts: 1,
+      maxAttempts: 3,
+      owner: 'w1',
+      leaseUntil: 31_000,
+      runAt: 0,
+      dedupeKey: null,
     };
     expect(jobToWire(job)).toEqual({
       job_id: 'j',

@@ -3,7 +3,8 @@
  * (snake_case, ISO-8601 times). Small and allocation-light: they run on every response.
  */
 import type { Item, Job, ModelVersion, RecommendationResult, User } from '../domain/types.ts';
-import type { EventOutcome, ItemOutcome, PopularResult, RecommendRequest, SimilarResult } from './deps.ts';
+import type { EventOutcome, ItemOutcome } from '../ingest/contracts.ts';
+import type { PopularResult, RecommendRequest, SimilarResult } from '../serving/contracts.ts';
 import type {
   EventsBatchWire,
   ItemsBatchWire,

@@ -2,30 +2,44 @@
  * The ingestion and catalog services behind `POST /v1/events`, `/v1/items` and `/v1/users`. They speak
  * domain types; routes (src/api) map them to and from the snake_case wire format.
  *
- * Ingestion validates each event on its own (one bad event never sinks a batch), stores all valid ones
- * in ONE atomic `append` (so a crash never leaves half a batch), and relies on the store's idempotency
- * by event id: a retried batch reports `duplicate` for what was already stored and counts nothing twice.
+ * Ingestion validates each event on its own (one bad event never sinks a batch), makes all valid ones
+ * durable in the event log in one `append` (the store's table embedded, a JetStream stream in
+ * production) and relies on the log's idempotency by event id: a retried batch reports `duplicate` for
+ * what was already stored and counts nothing twice. Nothing else is told directly: serving state and
+ * the store of record are consumers of the log.
+ *
+ * Catalog and user writes go to the store of record and then to the change log, which every replica
+ * follows (catalog view, opt-outs, erasures).
  */
-import type { CatalogService, EventOutcome, IngestService, ItemOutcome } from '../api/deps.ts';
+import type { CatalogService, EventOutcome, IngestService, ItemOutcome } from './contracts.ts';
 import type { Config } from '../config/load.ts';
+import type { RequestContext } from '../domain/context.ts';
 import type { CairnEvent, Item, User } from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
+import { interactionWeight } from '../features/interactions.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { Metrics } from '../monitoring/metrics.ts';
-import type { ItemPatch, Store } from '../storage/ports.ts';
+import type { ChangeLog, EventLog, ItemPatch, Store } from '../storage/ports.ts';
 import { createEventValidator, parseItem, parseUser, validateId, validateItem } from './validate.ts';
 
+/**
+ * Read-your-writes for a process that also projects the logs (the all-in-one role): after a write,
+ * wait (bounded, by the implementation) until this process's projector applied it, so a client reading
+ * right after its write sees it. Production API replicas pass none: the projector runs in the worker.
+ */
+export interface ReadYourWrites {
+  /** Resolves once the event log up to its current head is applied (or the wait timed out). */
+  events(): Promise<void>;
+  /** Resolves once the change with this seq is applied (or the wait timed out). */
+  changes(seq: number): Promise<void>;
+}
+
 export interface IngestServiceOptions {
-  store: Pick<Store, 'events'>;
+  eventLog: Pick<EventLog, 'append'>;
   config: Readonly<Config>;
   metrics: Metrics;
   logger: Logger;
-  /**
-   * Called with the newly stored events (not duplicates) before `ingestEvents` resolves, so serving can
-   * react at once and a client reading right after its write sees it. A failing hook is logged and never
-   * fails the request: the events are already durably stored.
-   */
-  onEvents?: (events: CairnEvent[]) => void | Promise<void>;
+  readYourWrites?: ReadYourWrites;
   /** Server clock in epoch ms (tests pin it). */
   now?: () => number;
   /**
@@ -37,14 +51,14 @@ export interface IngestServiceOptions {
 
 /** Builds the ingestion service. */
 export function createIngestService(options: IngestServiceOptions): IngestService {
-  const { store, config, metrics, logger, onEvents } = options;
+  const { eventLog, config, metrics, logger, readYourWrites } = options;
   const now = options.now ?? Date.now;
   const validator = createEventValidator({ ...config.events, minTimestamp: options.minTimestamp });
   const maxBatch = config.server.maxBatchEvents;
   const knownTypes: ReadonlySet<string> = new Set(Object.keys(config.events.types));
 
   return {
-    async ingestEvents(raw: unknown[]): Promise<EventOutcome[]> {
+    async ingestEvents(_ctx: RequestContext, raw: unknown[]): Promise<EventOutcome[]> {
       if (!Array.isArray(raw)) {
         throw CairnError.validation([{ field: 'events', message: 'must be an array of events' }]);
       }
@@ -78,9 +92,9 @@ export function createIngestService(options: IngestServiceOptions): IngestServic
         }
       }
 
-      const accepted: CairnEvent[] = [];
+      let accepted = 0;
       if (valid.length > 0) {
-        const appended = await store.events.append(valid);
+        const appended = await eventLog.append(valid);
         if (appended.length !== valid.length) {
           // A store breaking this contract would make us misreport events; refuse loudly.
           throw new CairnError(
@@ -90,7 +104,7 @@ export function createIngestService(options: IngestServiceOptions): IngestServic
         }
         for (let j = 0; j < valid.length; j++) {
           const inserted = appended[j] === 'inserted';
-          if (inserted) accepted.push(valid[j]);
+          if (inserted) accepted++;
           outcomes[validIndex[j]] = {
             index: validIndex[j],
             eventId: valid[j].eventId,
@@ -104,13 +118,7 @@ export function createIngestService(options: IngestServiceOptions): IngestServic
         logger.debug({ received: raw.length, rejected: raw.length - valid.length }, 'events rejected');
       }
 
-      if (onEvents && accepted.length > 0) {
-        try {
-          await onEvents(accepted);
-        } catch (err) {
-          logger.error({ err, events: accepted.length }, 'onEvents hook failed; events are stored');
-        }
-      }
+      if (accepted > 0) await readYourWrites?.events();
       return outcomes;
     },
   };
@@ -145,38 +153,43 @@ function countOutcomes(
 }
 
 export interface CatalogServiceOptions {
-  store: Pick<Store, 'items' | 'users' | 'eraseUser'>;
+  store: Pick<Store, 'items' | 'users' | 'eraseUser' | 'events'>;
+  /** Where the stored changes are announced to every replica and the online state. */
+  changeLog: Pick<ChangeLog, 'append'>;
+  /** The event log, so an erase also drops the user's events from it where it keeps its own copy. */
+  eventLog: Pick<EventLog, 'forgetUser'>;
   config: Readonly<Config>;
   logger: Logger;
-  /** Called with the stored items after each upsert (serving's in-memory catalog view). Failures are logged. */
-  onItemsChanged?: (items: Item[]) => void | Promise<void>;
-  /** Called after a user was erased from the store, so in-memory state can forget them. Failures are logged. */
-  onUserErased?: (userId: string) => void | Promise<void>;
+  readYourWrites?: ReadYourWrites;
 }
+
+/** More events than any user could have: an erase reads all of them (to subtract their popularity). */
+const ALL_EVENTS = Number.MAX_SAFE_INTEGER;
 
 /** Builds the catalog service (items and users). */
 export function createCatalogService(options: CatalogServiceOptions): CatalogService {
-  const { store, config, logger, onItemsChanged, onUserErased } = options;
+  const { store, changeLog, eventLog, config, logger, readYourWrites } = options;
   const maxBatch = config.server.maxBatchItems;
 
-  const itemsChanged = async (items: Item[]) => {
-    if (!onItemsChanged || items.length === 0) return;
-    try {
-      await onItemsChanged(items);
-    } catch (err) {
-      logger.error({ err, items: items.length }, 'onItemsChanged hook failed; items are stored');
-    }
+  /**
+   * The store holds the change; announcing it can still fail (change log unreachable). The write is
+   * then reported as failed (503) so the client retries: upserts are idempotent, and the retry announces.
+   */
+  const announce = async (items: Item[]) => {
+    if (items.length === 0) return;
+    const [seq] = await changeLog.append([{ kind: 'items', items }]);
+    await readYourWrites?.changes(seq);
   };
 
   return {
-    async putItem(id: string, raw: unknown): Promise<Item> {
+    async putItem(_ctx: RequestContext, id: string, raw: unknown): Promise<Item> {
       const patch = parseItem(raw, id);
       const [item] = await store.items.upsert([patch]);
-      await itemsChanged([item]);
+      await announce([item]);
       return item;
     },
 
-    async putItems(raw: unknown[]): Promise<ItemOutcome[]> {
+    async putItems(_ctx: RequestContext, raw: unknown[]): Promise<ItemOutcome[]> {
       if (!Array.isArray(raw)) {
         throw CairnError.validation([{ field: 'items', message: 'must be an array of items' }]);
       }
@@ -217,38 +230,49 @@ export function createCatalogService(options: CatalogServiceOptions): CatalogSer
       if (patches.size > 0) {
         const stored = await store.items.upsert([...patches.values()]);
         for (const { index, id } of valid) outcomes[index] = { index, itemId: id, status: 'upserted' };
-        await itemsChanged(stored);
+        await announce(stored);
       }
       return outcomes;
     },
 
-    async getItem(id: string): Promise<Item> {
+    async getItem(_ctx: RequestContext, id: string): Promise<Item> {
       const item = validateId(id).ok ? await store.items.get(id) : null;
       if (!item) throw new CairnError('CAIRN_ITEM_NOT_FOUND', `item "${id}" not found`, { item_id: id });
       return item;
     },
 
-    async putUser(id: string, raw: unknown): Promise<User> {
-      return store.users.upsert(parseUser(raw, id));
+    async putUser(_ctx: RequestContext, id: string, raw: unknown): Promise<User> {
+      const user = await store.users.upsert(parseUser(raw, id));
+      const [seq] = await changeLog.append([{ kind: 'user', user }]);
+      await readYourWrites?.changes(seq);
+      return user;
     },
 
-    async getUser(id: string): Promise<User> {
+    async getUser(_ctx: RequestContext, id: string): Promise<User> {
       const user = validateId(id).ok ? await store.users.get(id) : null;
       if (!user) throw new CairnError('CAIRN_USER_NOT_FOUND', `user "${id}" not found`, { user_id: id });
       return user;
     },
 
-    async eraseUser(id: string): Promise<void> {
-      const erased = validateId(id).ok && (await store.eraseUser(id));
+    /**
+     * Reads the user's events (their popularity contributions travel with the erase, without the user id
+     * on them), deletes user and events from the store and from the event log's own copy, then announces
+     * the erase so every online state forgets the user and subtracts exactly what they added.
+     */
+    async eraseUser(ctx: RequestContext, id: string): Promise<void> {
+      if (!validateId(id).ok)
+        throw new CairnError('CAIRN_USER_NOT_FOUND', `nothing is stored for user "${id}"`, { user_id: id });
+      const events = (await store.events.forUser(id, ALL_EVENTS))
+        .filter((e) => interactionWeight(config.events.types, e).weight > 0)
+        .map((e) => ({ seq: e.seq, itemId: e.itemId, type: e.type, value: e.value, timestamp: e.timestamp }));
+      const erased = await store.eraseUser(id);
       if (!erased)
         throw new CairnError('CAIRN_USER_NOT_FOUND', `nothing is stored for user "${id}"`, { user_id: id });
-      logger.info({ userId: id }, 'user erased');
-      if (!onUserErased) return;
-      try {
-        await onUserErased(id);
-      } catch (err) {
-        logger.error({ err, userId: id }, 'onUserErased hook failed; the user is erased from the store');
-      }
+      await eventLog.forgetUser(id);
+      const [seq] = await changeLog.append([{ kind: 'erase', userId: id, events }]);
+      await readYourWrites?.changes(seq);
+      // The request id, not the user id, goes to the log: erased ids must not linger in log files.
+      logger.info({ request_id: ctx.requestId }, 'user erased');
     },
   };
 }

@@ -3,7 +3,10 @@
  * ingest it through the same services the HTTP API uses, and train a first model, so a newcomer has
  * real personalized recommendations within a couple of minutes of `npm start`.
  */
+import { systemContext } from '../domain/context.ts';
+import type { Job } from '../domain/types.ts';
 import { generateDemoData, type DemoDataOptions } from '../ingest/demo-data.ts';
+import type { JobQueue } from '../jobs/contracts.ts';
 import type { Embedded } from './embedded.ts';
 
 export const DEMO_DEFAULTS: DemoDataOptions = { users: 2000, items: 1000, events: 100_000, seed: 42 };
@@ -21,6 +24,7 @@ export async function seedDemo(
   options: DemoDataOptions = DEMO_DEFAULTS,
 ): Promise<DemoSeedResult> {
   const { store, logger } = cairn;
+  const ctx = systemContext('demo-seed');
   if ((await store.events.count()) > 0) {
     logger.info('store already holds events; demo data not generated');
     return { seeded: false, events: 0, items: 0, users: 0, modelVersion: null };
@@ -35,15 +39,15 @@ export async function seedDemo(
     const items = demo.items
       .slice(i, i + batch)
       .map((it) => ({ ...it, created_at: Math.min(it.created_at + shift, started) }));
-    await rejectOnFailure(cairn.catalog.putItems(items), 'item');
+    await rejectOnFailure(cairn.catalog.putItems(ctx, items), 'item');
   }
   for (const u of demo.users)
-    await cairn.catalog.putUser(u.id, { attributes: u.attributes, segments: u.segments });
+    await cairn.catalog.putUser(ctx, u.id, { attributes: u.attributes, segments: u.segments });
 
   let events = 0;
   let pending: unknown[] = [];
   const flush = async () => {
-    const outcomes = await cairn.ingest.ingestEvents(pending);
+    const outcomes = await cairn.ingest.ingestEvents(ctx, pending);
     const rejected = outcomes.filter((o) => o.status === 'rejected');
     if (rejected.length > 0) throw new Error(`demo event rejected: ${JSON.stringify(rejected[0])}`);
     events += pending.length;
@@ -59,14 +63,24 @@ export async function seedDemo(
     'demo data ingested',
   );
 
-  const job = await cairn.queue.enqueue('train', {});
-  await cairn.queue.onIdle();
-  const done = await cairn.queue.get(job.id);
+  const job = await cairn.models.train(ctx, {});
+  const done = await waitForJob(cairn.jobs, job.id);
   if (done.status !== 'succeeded') throw new Error(`demo training failed: ${done.error ?? done.status}`);
+  // The promotion reaches serving through the change log; make sure this process serves it already.
   await cairn.champion.refresh();
   const version = cairn.champion.get()?.version.version ?? null;
   logger.info({ version, ms: Date.now() - started }, 'demo ready');
   return { seeded: true, events, items: demo.items.length, users: demo.users.length, modelVersion: version };
+}
+
+/** Polls a job until it finished (whichever process runs it). */
+export async function waitForJob(jobs: Pick<JobQueue, 'get'>, id: string, pollMs = 100): Promise<Job> {
+  for (;;) {
+    const job = await jobs.get(id);
+    if (!job) throw new Error(`job ${id} disappeared`);
+    if (job.status === 'succeeded' || job.status === 'failed') return job;
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
 }
 
 async function rejectOnFailure(

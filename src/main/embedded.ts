@@ -1,50 +1,84 @@
 /**
- * Composition root of the all-in-one process (`cairn serve`, role `all`): the only place that builds
- * adapters and wires services. Tests and benchmarks build the same thing, so what they measure is
- * what runs.
+ * Composition root of the all-in-one process (`cairn serve`, role `all`, the embedded default): the
+ * HTTP API, serving, the change-feed consumers and the job runner in one process, on whatever backends
+ * the configuration names (SQLite, memory and files by default). Tests and benchmarks build the same
+ * thing, so what they measure is what runs.
+ *
+ * Data flow, the same as in production, only in one process:
+ *   ingest → event log ─┬→ projector → online state → recommender
+ *                       └→ (NATS only) store writer → store of record
+ *   catalog/users/erase/promotions → store → change log → projector + serving follower
  */
-import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.ts';
 import type { Config } from '../config/load.ts';
-import { createCatalogService, createIngestService } from '../ingest/service.ts';
-import { InProcessQueue } from '../jobs/queue.ts';
+import { OnlineProjector, StoreWriter } from '../ingest/consumers.ts';
+import type { CatalogService, IngestService } from '../ingest/contracts.ts';
+import { createCatalogService, createIngestService, type ReadYourWrites } from '../ingest/service.ts';
+import type { JobQueue } from '../jobs/contracts.ts';
+import { createJobService, JobRunner } from '../jobs/runner.ts';
 import { createLogger, type Logger } from '../monitoring/logger.ts';
 import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
 import { ModelRegistry } from '../registry/registry.ts';
-import { CatalogView } from '../serving/catalog.ts';
-import { ChampionHolder } from '../serving/champion.ts';
-import { PopularityTracker } from '../serving/popularity.ts';
-import { Recommender } from '../serving/recommender.ts';
-import { openStore } from '../storage/open.ts';
-import type { EventStore, Store } from '../storage/ports.ts';
+import type { CatalogView } from '../serving/catalog.ts';
+import type { ChampionHolder } from '../serving/champion.ts';
+import type { Recommender } from '../serving/recommender.ts';
+import { MemoryOnlineState } from '../storage/memory/online-state.ts';
+import type { ArtifactStore, ChangeLog, EventLog, OnlineState, Store } from '../storage/ports.ts';
 import { runTrainingJob } from '../training/pipeline.ts';
 import { ModelManagement } from '../training/service.ts';
-import { Health } from './health.ts';
+import {
+  backendsFor,
+  closeAll,
+  DURABLE,
+  ONLINE_SNAPSHOT_KEY,
+  openArtifacts,
+  openJobQueue,
+  openLogs,
+  openOnlineState,
+  openStore,
+  type Backends,
+} from './adapters.ts';
+import { fallbackCheck, Health, modelCheck, pingCheck } from './health.ts';
+import { startServing, type Serving } from './serving.ts';
 
 export interface Embedded {
   config: Readonly<Config>;
+  backends: Backends;
   logger: Logger;
   metrics: Metrics;
   store: Store;
+  eventLog: EventLog;
+  changeLog: ChangeLog;
+  online: OnlineState;
+  artifacts: ArtifactStore;
   app: FastifyInstance;
-  queue: InProcessQueue;
+  jobs: JobQueue;
+  runner: JobRunner;
   registry: ModelRegistry;
   champion: ChampionHolder;
-  popularity: PopularityTracker;
   catalogView: CatalogView;
   health: Health;
   recommender: Recommender;
-  ingest: ReturnType<typeof createIngestService>;
-  catalog: ReturnType<typeof createCatalogService>;
+  ingest: IngestService;
+  catalog: CatalogService;
   models: ModelManagement;
+  projector: OnlineProjector;
+  /** Writes the in-memory online state's snapshot now (no-op for a shared online state). */
+  snapshot(): Promise<void>;
   close(): Promise<void>;
 }
 
 export interface EmbeddedOptions {
   logger?: Logger;
-  /** How often to look for a champion promoted by another process (0: never). */
-  pollMs?: number;
+  /** Run the job runner in this process (default true). */
+  runJobs?: boolean;
+  /** How often the in-memory online state is snapshotted when it changed (ms; 0: only on close). */
+  snapshotEveryMs?: number;
+  /** Write the in-memory online state's snapshot on close (default true; read-only commands don't). */
+  persistSnapshot?: boolean;
+  /** Longest wait of a write for its own projection (read-your-writes), ms. */
+  readYourWritesMs?: number;
 }
 
 export async function createEmbedded(
@@ -53,101 +87,167 @@ export async function createEmbedded(
 ): Promise<Embedded> {
   const logger = options.logger ?? createLogger(config.logging.level);
   const metrics = createMetrics();
+  const backends = backendsFor(config);
+  const opened: { close(): Promise<void> }[] = [];
   const store = await openStore(config);
+  opened.push(store);
   try {
-    const catalogView = new CatalogView();
-    await catalogView.load(store.items);
-    const popularity = new PopularityTracker(config.events.types, config.serving.popularityHalfLifeDays);
-    await warmPopularity(store.events, popularity);
+    const artifacts = await openArtifacts(config, store);
+    opened.unshift(artifacts);
+    const logs = await openLogs(config, store);
+    opened.unshift(logs);
+    const { eventLog, changeLog } = logs;
+    const heads = { events: await eventLog.head(), changes: await changeLog.head() };
+    const online = await openOnlineState(config, artifacts, heads, logger);
+    opened.unshift(online);
 
-    const registry = new ModelRegistry(store.models, resolve(join(config.dataDir, 'models')), logger);
-    const champion = new ChampionHolder(registry, metrics, logger);
-    await champion.start(options.pollMs ?? 5000);
+    // With the logs in NATS, the store of record is a consumer like any other.
+    const storeWriter =
+      backends.logs === 'nats'
+        ? new StoreWriter({
+            eventLog,
+            events: store.events,
+            logger,
+            durable: DURABLE.storeWriter,
+            onWritten: (inserted, duplicates) => {
+              metrics.eventsStored.inc({ outcome: 'inserted' }, inserted);
+              metrics.eventsStored.inc({ outcome: 'duplicate' }, duplicates);
+            },
+          })
+        : null;
+    storeWriter?.start();
+    if (storeWriter) opened.unshift(storeWriter);
 
-    const queue = new InProcessQueue(store.jobs, logger);
-    queue.register('train', (payload, ctx) =>
-      runTrainingJob({ store, config, registry, metrics, logger: ctx.logger }, payload, ctx),
-    );
-
-    const ingest = createIngestService({
-      store,
-      config,
-      metrics,
+    // A private projector (memory state) resumes from the state's watermarks; a shared one (Redis) is
+    // one durable consumer for the whole deployment.
+    const privateState = online instanceof MemoryOnlineState;
+    let serving: Serving | null = null;
+    let dirty = false;
+    const projector = new OnlineProjector({
+      online,
+      eventLog,
+      changeLog,
       logger,
-      onEvents: (events) => popularity.add(events),
-    });
-    const catalog = createCatalogService({
-      store,
-      config,
-      logger,
-      onItemsChanged: (items) => catalogView.upsert(items),
-      onUserErased: (userId) => {
-        // The erased user's events are gone from the store; forget them in memory too.
-        champion.get()?.userIndex.delete(userId);
-        popularity.clear();
-        void warmPopularity(store.events, popularity).catch((err: unknown) =>
-          logger.error({ err }, 'could not rebuild popularity after an erase'),
-        );
+      durable: privateState
+        ? undefined
+        : { events: DURABLE.projectorEvents, changes: DURABLE.projectorChanges },
+      onApplied: (what) => {
+        dirty = true;
+        // This process's own cached popular head is stale now; other replicas refresh within a second.
+        if (what === 'events') serving?.popular.invalidate();
       },
     });
-    const recommender = new Recommender({
-      config,
-      events: store.events,
-      users: store.users,
-      catalog: catalogView,
-      popularity,
-      metrics,
-      logger,
-      champion: () => champion.get(),
-    });
-    const models = new ModelManagement(config, registry, queue);
-    const health = new Health(store, champion, popularity);
+    await projector.start();
+    opened.unshift(projector);
+    if (privateState) {
+      // Start-up: apply what the snapshot did not have yet (nothing at all on a fresh store).
+      await Promise.all([projector.eventsCaughtUp(heads.events), projector.changesCaughtUp(heads.changes)]);
+    }
+
+    const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
+    serving = await startServing({ config, logger, metrics, registry, online, changeLog });
+    opened.unshift(serving);
+    const s = serving;
+
+    const jobs = openJobQueue(config, store);
+    opened.unshift(jobs);
+    const runner = new JobRunner({ queue: jobs, logger, leaseMs: config.jobs.leaseSeconds * 1000 });
+    runner.register('train', (payload, ctx) =>
+      runTrainingJob({ store, config, registry, metrics, logger: ctx.logger }, payload, ctx),
+    );
+    if (options.runJobs ?? true) runner.start();
+    opened.unshift(runner);
+
+    const rywMs = options.readYourWritesMs ?? 2000;
+    const readYourWrites: ReadYourWrites | undefined = privateState
+      ? {
+          events: async () => bounded(projector.eventsCaughtUp(await eventLog.head()), rywMs),
+          changes: (seq) =>
+            bounded(Promise.all([projector.changesCaughtUp(seq), s.follower.caughtUp(seq)]), rywMs),
+        }
+      : undefined;
+    const ingest = createIngestService({ eventLog, config, metrics, logger, readYourWrites });
+    const catalog = createCatalogService({ store, changeLog, eventLog, config, logger, readYourWrites });
+    const models = new ModelManagement(config, registry, jobs, () => runner.wake());
+    const health = new Health([
+      pingCheck('store', true, () => store.ping()),
+      fallbackCheck(() => online.popularCount()),
+      modelCheck(s.champion),
+    ]);
     const app = await buildApp({
       config,
       logger,
       metrics,
       ingest,
       catalog,
-      recommendations: recommender,
+      recommendations: s.recommender,
       models,
-      jobs: queue,
+      jobs: createJobService(jobs),
       health,
     });
-    await queue.recover();
+
+    const persist = options.persistSnapshot ?? true;
+    const snapshot = async () => {
+      if (!(online instanceof MemoryOnlineState) || !dirty || !persist) return;
+      dirty = false;
+      try {
+        await artifacts.put(ONLINE_SNAPSHOT_KEY, online.snapshot());
+      } catch (err) {
+        dirty = true;
+        logger.warn({ err }, 'could not write the online-state snapshot');
+      }
+    };
+    const every = options.snapshotEveryMs ?? 60_000;
+    const timer = privateState && every > 0 ? setInterval(() => void snapshot(), every) : null;
+    timer?.unref();
 
     let closed = false;
     return {
       config,
+      backends,
       logger,
       metrics,
       store,
+      eventLog,
+      changeLog,
+      online,
+      artifacts,
       app,
-      queue,
+      jobs,
+      runner,
       registry,
-      champion,
-      popularity,
-      catalogView,
+      champion: s.champion,
+      catalogView: s.catalogView,
       health,
-      recommender,
+      recommender: s.recommender,
       ingest,
       catalog,
       models,
+      projector,
+      snapshot,
       async close() {
         if (closed) return;
         closed = true;
-        champion.stop();
+        if (timer) clearInterval(timer);
         await app.close();
-        await queue.close();
-        await store.close();
+        await runner.close();
+        await projector.close();
+        await snapshot();
+        await closeAll(opened.filter((o) => o !== runner && o !== projector));
       },
     };
   } catch (err) {
-    await store.close().catch(() => undefined);
+    await closeAll(opened).catch(() => undefined);
     throw err;
   }
 }
 
-/** Rebuilds the online popularity counters from the event log (start-up, after an erase). */
-export async function warmPopularity(events: EventStore, popularity: PopularityTracker): Promise<void> {
-  for await (const page of events.scan({ batchSize: 10_000 })) popularity.add(page);
+/** Waits for `p` at most `ms` (the write is durable either way; this only bounds read-your-writes). */
+async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

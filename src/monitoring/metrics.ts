@@ -8,6 +8,8 @@ export interface Metrics {
   readonly registry: Registry;
   readonly httpRequestDuration: Histogram<'method' | 'route' | 'status_code'>;
   readonly eventsIngested: Counter<'type' | 'status'>;
+  /** Events the store writer wrote from the event log into the store of record. */
+  readonly eventsStored: Counter<'outcome'>;
   readonly recommendationsServed: Counter<'endpoint' | 'source' | 'fallback_reason'>;
   readonly recommendationDuration: Histogram<'endpoint'>;
   readonly modelInfo: Gauge<'version' | 'algorithm'>;
@@ -48,6 +50,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       name: 'cairn_events_ingested_total',
       help: 'Events received, by type and outcome (accepted, duplicate, rejected)',
       labelNames: ['type', 'status'] as const,
+      registers: [registry],
+    }),
+    eventsStored: new Counter({
+      name: 'cairn_events_stored_total',
+      help: 'Events written from the event log into the store of record (inserted, or duplicate on replay)',
+      labelNames: ['outcome'] as const,
       registers: [registry],
     }),
     recommendationsServed: new Counter({

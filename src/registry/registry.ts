@@ -1,52 +1,72 @@
 /**
  * The model registry: versions with lineage (parent = the champion it replaced), artifacts with
- * checksums, promotion and rollback. Promotion emits `champion` so serving in this process hot-swaps
- * at once; other processes notice through the store (see serving/champion.ts).
+ * checksums, promotion and rollback. A promotion (or rollback) is announced on the change log, which
+ * every serving replica follows to hot-swap its champion (see serving/follower.ts).
+ *
+ * Artifacts live in an ArtifactStore under `models/<version>.cairn` (files embedded, PostgreSQL in
+ * production), so any replica can load any version without a shared volume.
  */
 import { randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
-import { join } from 'node:path';
+import { isAbsolute } from 'node:path';
 import type { ModelVersion } from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
 import type { Logger } from '../monitoring/logger.ts';
-import type { ModelStore } from '../storage/ports.ts';
-import { readModelFile, writeModelFile, type StoredModel } from './artifacts.ts';
+import type { ArtifactStore, ChangeLog, ModelStore } from '../storage/ports.ts';
+import { decodeVerified, encodeModel, readModelFile, type StoredModel } from './artifacts.ts';
 
 export type RegisterInfo = Pick<
   ModelVersion,
   'algorithm' | 'params' | 'trainingData' | 'metrics' | 'trainSeconds' | 'configHash'
 >;
 
-export interface RegistryEvents {
-  champion: [ModelVersion];
+/** The artifact key of a model version. */
+export function modelArtifactKey(version: string): string {
+  return `models/${version}.cairn`;
 }
 
-export class ModelRegistry extends EventEmitter<RegistryEvents> {
+export class ModelRegistry {
+  /**
+   * @param store Model metadata (versions, lineage, champion).
+   * @param artifacts Where the encoded models live, by key.
+   * @param changes Where promotions are announced (null: nobody follows, e.g. offline tools).
+   */
   constructor(
     private readonly store: ModelStore,
-    private readonly modelsDir: string,
+    private readonly artifacts: ArtifactStore,
     private readonly logger: Logger,
-  ) {
-    super();
-  }
+    private readonly changes: Pick<ChangeLog, 'append'> | null = null,
+  ) {}
 
-  /** Writes the artifact and records a `ready` version. */
+  /**
+   * Stores the artifact under `models/<version>.cairn` and records a `ready` version whose
+   * `artifactPath` is that key. The artifact is written first, so a recorded version always has one;
+   * if recording fails, the artifact is removed again rather than left behind unreferenced.
+   */
   async register(model: StoredModel, info: RegisterInfo, now = Date.now()): Promise<ModelVersion> {
     const version = newVersionId(info.algorithm, now);
-    const artifactPath = join(this.modelsDir, `${version}.cairn`);
-    const { checksum, bytes } = await writeModelFile(artifactPath, model);
+    const key = modelArtifactKey(version);
+    const { checksum, bytes } = await this.artifacts.put(key, encodeModel(model));
     const record: ModelVersion = {
       version,
       ...info,
       status: 'ready',
-      artifactPath,
+      artifactPath: key,
       checksum,
       parentVersion: null,
       createdAt: now,
       promotedAt: null,
       error: null,
     };
-    await this.store.insert(record);
+    try {
+      await this.store.insert(record);
+    } catch (err) {
+      await this.artifacts
+        .delete(key)
+        .catch((cleanupErr: unknown) =>
+          this.logger.warn({ err: cleanupErr, key }, 'could not remove the artifact of an unrecorded model'),
+        );
+      throw err;
+    }
     this.logger.info(
       { version, algorithm: info.algorithm, bytes, metrics: info.metrics },
       'model registered',
@@ -71,9 +91,14 @@ export class ModelRegistry extends EventEmitter<RegistryEvents> {
     return mv;
   }
 
-  /** Reads and verifies a version's artifact. */
+  /**
+   * Reads a version's artifact and verifies it against the recorded checksum (CAIRN_INTERNAL on a
+   * mismatch, CAIRN_NOT_FOUND when it is gone). Rows written by earlier versions of Cairn hold an
+   * absolute file path instead of a key; those files are read directly, so old models keep loading.
+   */
   async load(mv: ModelVersion): Promise<StoredModel> {
-    return readModelFile(mv.artifactPath, mv.checksum);
+    if (isAbsolute(mv.artifactPath)) return readModelFile(mv.artifactPath, mv.checksum);
+    return decodeVerified(await this.artifacts.get(mv.artifactPath), mv.checksum, mv.artifactPath);
   }
 
   /**
@@ -82,7 +107,11 @@ export class ModelRegistry extends EventEmitter<RegistryEvents> {
    */
   async promote(version: string, now = Date.now()): Promise<ModelVersion> {
     const mv = await this.get(version);
-    if (mv.status === 'champion') return mv;
+    if (mv.status === 'champion') {
+      // Announce again: a caller retrying after a failed announcement must reach the replicas.
+      await this.announce(version);
+      return mv;
+    }
     if (mv.status === 'failed' || mv.status === 'training') {
       throw new CairnError(
         'CAIRN_MODEL_NOT_PROMOTABLE',
@@ -106,7 +135,7 @@ export class ModelRegistry extends EventEmitter<RegistryEvents> {
     }
     const promoted = await this.store.promote(version, now);
     this.logger.info({ version, parent: promoted.parentVersion }, 'model promoted to champion');
-    this.emit('champion', promoted);
+    await this.announce(version);
     return promoted;
   }
 
@@ -123,6 +152,14 @@ export class ModelRegistry extends EventEmitter<RegistryEvents> {
     const restored = await this.store.update(parent.version, { parentVersion: grandParent });
     this.logger.warn({ from: current.version, to: restored.version }, 'model rolled back');
     return restored;
+  }
+
+  /**
+   * The promotion is stored; if the announcement fails the caller gets the error (and retries, which
+   * announces again), while replicas keep serving the previous champion meanwhile.
+   */
+  private async announce(version: string): Promise<void> {
+    await this.changes?.append([{ kind: 'champion', version }]);
   }
 }
 

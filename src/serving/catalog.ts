@@ -1,10 +1,11 @@
 /**
- * The in-memory view of the catalog that serving filters with (availability, categories, titles).
- * Loaded from the item store at start and kept current by item upserts, so business rules never wait
- * on a store round trip. Items known only from events (never PUT) count as available, uncategorised.
+ * This replica's in-memory view of the catalog that serving filters with (availability, categories,
+ * titles): loaded at start from the online state (which the projector keeps current) and then kept
+ * current by the change-log follower, so business rules never wait on a round trip. Items known only
+ * from events (never PUT) count as available, uncategorised.
  */
 import type { Item } from '../domain/types.ts';
-import type { ItemStore } from '../storage/ports.ts';
+import type { OnlineState } from '../storage/ports.ts';
 
 interface ItemMeta {
   available: boolean;
@@ -17,10 +18,10 @@ export class CatalogView {
   /** Increments on every change, so derived masks know when to rebuild. */
   version = 0;
 
-  async load(store: ItemStore, pageSize = 5000): Promise<void> {
+  async load(online: Pick<OnlineState, 'items'>, pageSize = 5000): Promise<void> {
     let after: string | undefined;
     for (;;) {
-      const page = await store.list({ after, limit: pageSize });
+      const page = await online.items(after, pageSize);
       this.upsert(page);
       if (page.length < pageSize) break;
       after = page[page.length - 1].id;

@@ -1,7 +1,7 @@
 /**
- * Holds the champion model this process serves and swaps it without a restart: immediately when this
- * process promotes (registry event), and within `pollMs` when another process does (the store is the
- * source of truth). A model that fails to load never replaces a working one.
+ * Holds the champion model this process serves and swaps it without a restart when the change log
+ * announces a promotion or rollback (made by any process: see serving/follower.ts). A model that fails
+ * to load never replaces a working one.
  */
 import { loadArtifact } from '../algorithms/index.ts';
 import type { ModelVersion } from '../domain/types.ts';
@@ -12,50 +12,45 @@ import { ServingModel } from './model-state.ts';
 
 export class ChampionHolder {
   private current: ServingModel | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private loading: Promise<void> | null = null;
+  private loading: Promise<void> = Promise.resolve();
   /** Last load failure, reported by readiness. */
   lastError: string | null = null;
 
   constructor(
-    private readonly registry: ModelRegistry,
+    private readonly registry: Pick<ModelRegistry, 'champion' | 'get' | 'load'>,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
-  ) {
-    registry.on('champion', (mv) => void this.swapTo(mv));
-  }
+  ) {}
 
   get(): ServingModel | null {
     return this.current;
   }
 
-  /** Loads the stored champion (if any) and starts watching for changes. */
-  async start(pollMs = 5000): Promise<void> {
-    await this.refresh();
-    if (pollMs > 0) {
-      this.timer = setInterval(() => void this.refresh(), pollMs);
-      this.timer.unref();
-    }
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-  }
-
+  /** Loads the stored champion, if any (start-up; later changes arrive through the change log). */
   async refresh(): Promise<void> {
     try {
       const mv = await this.registry.champion();
-      if (mv && mv.version !== this.current?.version.version) await this.swapTo(mv);
+      if (mv) await this.swapTo(mv);
     } catch (err) {
+      this.lastError = `could not read the champion: ${(err as Error).message}`;
       this.logger.warn({ err }, 'could not check the champion model');
     }
   }
 
-  private async swapTo(mv: ModelVersion): Promise<void> {
-    // Serialise loads so two quick promotions end on the newest.
-    const prev = this.loading ?? Promise.resolve();
-    const next = prev.then(async () => {
+  /** Serves `version` (announced as champion by the change log). */
+  async useVersion(version: string): Promise<void> {
+    if (this.current?.version.version === version) return;
+    try {
+      await this.swapTo(await this.registry.get(version));
+    } catch (err) {
+      this.lastError = `could not load model ${version}: ${(err as Error).message}`;
+      this.logger.error({ err, version }, 'announced champion could not be read; keeping the current one');
+    }
+  }
+
+  /** Serialised loads, so two quick promotions end on the newest. */
+  private swapTo(mv: ModelVersion): Promise<void> {
+    const next = this.loading.then(async () => {
       if (this.current?.version.version === mv.version) return;
       try {
         const stored = await this.registry.load(mv);
@@ -74,6 +69,6 @@ export class ChampionHolder {
       }
     });
     this.loading = next;
-    await next;
+    return next;
   }
 }

@@ -7,30 +7,32 @@
  *     → category popular (the request's category, else the categories of the user's recent items)
  *     → global popular (online, time-decayed)
  *
- * Later links only fill what earlier links could not. The chain never fails: when the store is down
- * the answer comes from memory and says `degraded: true`.
+ * Later links only fill what earlier links could not. The chain never fails: when the online state is
+ * unreachable the answer comes from what this process holds and says `degraded: true`.
+ *
+ * Nothing here reads the store of record: histories, opt-outs and popularity come from the online state
+ * (kept current by the change-feed consumer), the catalog and the champion from this replica's views.
  */
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { topK } from '../algorithms/topk.ts';
-import type { PopularResult, RecommendRequest, RecommendationService, SimilarResult } from '../api/deps.ts';
+import type { PopularResult, RecommendRequest, RecommendationService, SimilarResult } from './contracts.ts';
 import type { Config } from '../config/load.ts';
-import type { RecommendationResult, RecommendedItem, StoredEvent, User } from '../domain/types.ts';
+import type { RequestContext } from '../domain/context.ts';
+import type { RecommendationResult, RecommendedItem, StoredEvent } from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
 import { buildUserProfile, type UserProfile } from '../features/interactions.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { Metrics } from '../monitoring/metrics.ts';
-import type { EventStore, UserStore } from '../storage/ports.ts';
+import type { OnlineState } from '../storage/ports.ts';
 import type { CatalogView } from './catalog.ts';
 import type { ServingModel } from './model-state.ts';
-import type { PopularityTracker } from './popularity.ts';
+import type { PopularList } from './popular.ts';
 
 export interface RecommenderDeps {
   config: Readonly<Config>;
-  events: Pick<EventStore, 'forUser'>;
-  users: Pick<UserStore, 'get'>;
+  online: Pick<OnlineState, 'recentEvents' | 'optedOut' | 'popularity'>;
   catalog: CatalogView;
-  popularity: PopularityTracker;
+  popular: PopularList;
   metrics: Metrics;
   logger: Logger;
   /** The champion currently served by this process, or null before the first model. */
@@ -71,28 +73,27 @@ export class Recommender implements RecommendationService {
     this.popularWindow = days === 7 ? 'this week' : `over the last ${days} day${days === 1 ? '' : 's'}`;
   }
 
-  async recommend(request: RecommendRequest): Promise<RecommendationResult> {
+  async recommend(ctx: RequestContext, request: RecommendRequest): Promise<RecommendationResult> {
     const started = performance.now();
     const k = this.checkK(request.k);
     const category = this.checkCategory(request.category);
     const { config, logger } = this.deps;
 
-    let user: User | null = null;
+    let optOut = false;
     let history: StoredEvent[] = [];
     let storeDown = false;
     try {
-      [user, history] = await Promise.all([
-        this.deps.users.get(request.userId),
-        this.deps.events.forUser(request.userId, config.serving.historyLimit),
+      [optOut, history] = await Promise.all([
+        this.deps.online.optedOut(request.userId),
+        this.deps.online.recentEvents(request.userId, config.serving.historyLimit),
       ]);
     } catch (err) {
       storeDown = true;
       logger.warn(
-        { err, userId: request.userId },
-        'store unavailable while recommending; answering from memory',
+        { err, request_id: ctx.requestId },
+        'online state unavailable while recommending; answering from this process',
       );
     }
-    const optOut = user?.optOut === true;
     // An opted-out user's history is not used at all, not even to pick fallback categories.
     const profile = buildUserProfile(config.events.types, optOut ? [] : history);
     const blocked = new Set<string>(request.exclude ?? []);
@@ -133,18 +134,23 @@ export class Recommender implements RecommendationService {
     if (items.length < k && sm && !optOut && !storeDown && profile.recent.length > 0) {
       this.push(items, taken, this.similarToRecent(sm, profile, k - items.length, usable));
     }
+    const fallback = { failed: false };
     if (items.length < k) {
       const categories = category ? [category] : optOut ? [] : this.userCategories(profile);
       for (const c of categories) {
         if (items.length >= k) break;
-        this.push(items, taken, this.popularIn(c, k - items.length, usable));
+        this.push(items, taken, await this.popularOrNone(c, k - items.length, usable, fallback));
       }
     }
     if (items.length < k && !category)
-      this.push(items, taken, this.popularIn(null, k - items.length, usable));
+      this.push(items, taken, await this.popularOrNone(null, k - items.length, usable, fallback));
+    if (fallback.failed && !storeDown) {
+      storeDown = true;
+      if (source === 'fallback' && reason === null) reason = 'store_unavailable';
+    }
 
     const result: RecommendationResult = {
-      requestId: randomUUID(),
+      requestId: ctx.requestId,
       userId: request.userId,
       modelVersion: source === 'personalized' && sm ? sm.version.version : (sm?.version.version ?? null),
       source,
@@ -156,17 +162,19 @@ export class Recommender implements RecommendationService {
     return result;
   }
 
-  similar(itemId: string, options: { k?: number; category?: string }): Promise<SimilarResult> {
+  async similar(
+    ctx: RequestContext,
+    itemId: string,
+    options: { k?: number; category?: string },
+  ): Promise<SimilarResult> {
     const started = performance.now();
     const k = this.checkK(options.k);
     const category = this.checkCategory(options.category);
     const sm = this.deps.champion();
     const idx = sm?.itemIndex.get(itemId);
     const catalog = this.deps.catalog;
-    if (idx === undefined && !catalog.has(itemId) && this.deps.popularity.score(itemId, this.now()) === 0) {
-      return Promise.reject(
-        new CairnError('CAIRN_ITEM_NOT_FOUND', `item ${itemId} is unknown`, { field: 'id' }),
-      );
+    if (idx === undefined && !catalog.has(itemId) && !(await this.hasPopularity(itemId))) {
+      throw new CairnError('CAIRN_ITEM_NOT_FOUND', `item ${itemId} is unknown`, { field: 'id' });
     }
     const items: RecommendedItem[] = [];
     let reason: FallbackReason | null = null;
@@ -188,45 +196,81 @@ export class Recommender implements RecommendationService {
     const usable = (id: string) =>
       !taken.has(id) && catalog.isAvailable(id) && (!category || catalog.inCategory(id, category));
     const categories = category ? [category] : catalog.categories(itemId);
+    const fallback = { failed: false };
     for (const c of categories) {
       if (items.length >= k) break;
-      this.push(items, taken, this.popularIn(c, k - items.length, usable));
+      this.push(items, taken, await this.popularOrNone(c, k - items.length, usable, fallback));
     }
     if (items.length < k && !category)
-      this.push(items, taken, this.popularIn(null, k - items.length, usable));
+      this.push(items, taken, await this.popularOrNone(null, k - items.length, usable, fallback));
+    if (fallback.failed) degraded = true;
 
     this.record('similar', source, source === 'personalized' ? null : reason, started);
-    return Promise.resolve({
-      requestId: randomUUID(),
+    return {
+      requestId: ctx.requestId,
       itemId,
       modelVersion: sm?.version.version ?? null,
       source,
       fallbackReason: source === 'personalized' ? null : reason,
       degraded,
       items,
-    });
+    };
   }
 
-  popular(options: { k?: number; category?: string }): Promise<PopularResult> {
+  async popular(ctx: RequestContext, options: { k?: number; category?: string }): Promise<PopularResult> {
     const started = performance.now();
     const k = this.checkK(options.k);
     const category = this.checkCategory(options.category);
     const catalog = this.deps.catalog;
-    const items = this.popularIn(
-      category ?? null,
-      k,
-      (id) => catalog.isAvailable(id) && (!category || catalog.inCategory(id, category)),
-    );
+    let degraded = false;
+    let items: RecommendedItem[] = [];
+    try {
+      items = await this.popularIn(
+        category ?? null,
+        k,
+        (id) => catalog.isAvailable(id) && (!category || catalog.inCategory(id, category)),
+      );
+    } catch (err) {
+      degraded = true;
+      this.deps.logger.warn({ err, request_id: ctx.requestId }, 'online state unavailable for popular items');
+    }
     this.record('popular', 'fallback', null, started);
-    return Promise.resolve({
-      requestId: randomUUID(),
+    return {
+      requestId: ctx.requestId,
       itemId: null,
       modelVersion: null,
       source: 'fallback',
-      fallbackReason: null,
-      degraded: false,
+      fallbackReason: degraded ? 'store_unavailable' : null,
+      degraded,
       items,
-    });
+    };
+  }
+
+  /** The popular link of the chain; an unreachable online state leaves it empty and flags `state`. */
+  private async popularOrNone(
+    category: string | null,
+    k: number,
+    usable: (id: string) => boolean,
+    state: { failed: boolean },
+  ): Promise<RecommendedItem[]> {
+    if (state.failed) return [];
+    try {
+      return await this.popularIn(category, k, usable);
+    } catch (err) {
+      state.failed = true;
+      this.deps.logger.warn({ err }, 'online state unavailable for the popular fallback');
+      return [];
+    }
+  }
+
+  /** Whether the online state knows the item from events (an item never PUT can still be similar-able). */
+  private async hasPopularity(itemId: string): Promise<boolean> {
+    try {
+      const [score] = await this.deps.online.popularity([itemId], this.now());
+      return score > 0;
+    } catch {
+      return false;
+    }
   }
 
   /** The champion's own ranking for the user, with the history items that made each item score. */
@@ -379,12 +423,16 @@ export class Recommender implements RecommendationService {
     return out;
   }
 
-  private popularIn(category: string | null, k: number, usable: (id: string) => boolean): RecommendedItem[] {
+  private async popularIn(
+    category: string | null,
+    k: number,
+    usable: (id: string) => boolean,
+  ): Promise<RecommendedItem[]> {
     const now = this.now();
     const catalog = this.deps.catalog;
     const accept = category ? (id: string) => catalog.inCategory(id, category) && usable(id) : usable;
     const where = category ? `Popular in ${category}` : 'Popular';
-    return this.deps.popularity.top(k, now, accept).map((p) => ({
+    return (await this.deps.popular.top(k, now, accept)).map((p) => ({
       itemId: p.itemId,
       score: p.score,
       reason: `${where} ${this.popularWindow}`,

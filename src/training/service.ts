@@ -1,33 +1,40 @@
 /** The model-management service behind `/v1/models`: registry reads, training jobs, promotion, rollback. */
 import { getAlgorithm, resolveParams } from '../algorithms/index.ts';
-import type { ModelService, TrainRequest } from '../api/deps.ts';
 import type { Config } from '../config/load.ts';
-import type { Job, ModelVersion } from '../domain/types.ts';
+import type { RequestContext } from '../domain/context.ts';
+import type { Job, JsonObject, ModelVersion } from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
-import type { InProcessQueue } from '../jobs/queue.ts';
+import type { JobQueue } from '../jobs/contracts.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
+import type { ModelService, TrainRequest } from './contracts.ts';
 
 export class ModelManagement implements ModelService {
   constructor(
     private readonly config: Readonly<Config>,
     private readonly registry: ModelRegistry,
-    private readonly queue: InProcessQueue,
+    private readonly jobs: Pick<JobQueue, 'enqueue'>,
+    /** Told after a job was queued (a runner in this process can start at once instead of polling). */
+    private readonly onQueued: () => void = () => undefined,
   ) {}
 
-  list(limit?: number): Promise<ModelVersion[]> {
+  list(_ctx: RequestContext, limit?: number): Promise<ModelVersion[]> {
     return this.registry.list(limit);
   }
 
-  async train(request: TrainRequest): Promise<Job> {
+  async train(ctx: RequestContext, request: TrainRequest): Promise<Job> {
     validateTrainRequest(this.config, request);
-    return this.queue.enqueue('train', request);
+    const job = await this.jobs.enqueue('train', { ...request, requested_by: ctx.principal.id } as JsonObject, {
+      maxAttempts: this.config.jobs.maxAttempts,
+    });
+    this.onQueued();
+    return job;
   }
 
-  promote(version: string): Promise<ModelVersion> {
+  promote(_ctx: RequestContext, version: string): Promise<ModelVersion> {
     return this.registry.promote(version);
   }
 
-  rollback(): Promise<ModelVersion> {
+  rollback(_ctx: RequestContext): Promise<ModelVersion> {
     return this.registry.rollback();
   }
 }

@@ -38,10 +38,10 @@ export function registerEventRoutes(app: FastifyInstance, { deps, schemas }: Rou
     async (request, reply) => {
       const body = request.body;
       if (body.events !== undefined) {
-        const outcomes = await deps.ingest.ingestEvents(body.events);
+        const outcomes = await deps.ingest.ingestEvents(request.ctx, body.events);
         return reply.code(200).send(eventOutcomesToWire(outcomes));
       }
-      const outcome = (await deps.ingest.ingestEvents([body]))[0];
+      const outcome = (await deps.ingest.ingestEvents(request.ctx, [body]))[0];
       if (outcome === undefined) throw new Error('ingest service returned no outcome for a single event');
       if (outcome.status === 'rejected') {
         const issue = outcome.error ?? { code: 'CAIRN_VALIDATION', field: 'body', message: 'event rejected' };

@@ -1,10 +1,9 @@
 /** Liveness and readiness probes. */
 import type { FastifyInstance } from 'fastify';
-import type { HealthCheck } from '../deps.ts';
+import type { HealthCheck, HealthService } from '../../monitoring/health.ts';
 import { LiveResponse, ReadyResponse, withErrors, type ReadyWire } from '../schemas.ts';
-import type { RouteContext } from './common.ts';
 
-export function registerHealthRoutes(app: FastifyInstance, { deps }: RouteContext): void {
+export function registerHealthRoutes(app: FastifyInstance, health: HealthService): void {
   app.get(
     '/health/live',
     {
@@ -33,7 +32,7 @@ export function registerHealthRoutes(app: FastifyInstance, { deps }: RouteContex
       let ready: boolean;
       let checks: Record<string, HealthCheck>;
       try {
-        ({ ready, checks } = await deps.health.ready());
+        ({ ready, checks } = await health.ready());
       } catch (err) {
         // A throwing probe is itself a reason not to be ready; the cause goes to the log only.
         request.log.error({ err }, 'readiness check failed');

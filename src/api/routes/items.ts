@@ -30,7 +30,7 @@ export function registerItemRoutes(app: FastifyInstance, { deps, schemas }: Rout
       },
       config: { swaggerTransform: documentBody(ItemBodyDoc) },
     },
-    async (request) => itemToWire(await deps.catalog.putItem(request.params.id, request.body)),
+    async (request) => itemToWire(await deps.catalog.putItem(request.ctx, request.params.id, request.body)),
   );
 
   app.post<{ Body: ItemsBodyWire }>(
@@ -54,7 +54,7 @@ export function registerItemRoutes(app: FastifyInstance, { deps, schemas }: Rout
           received: items.length,
         });
       }
-      return itemOutcomesToWire(await deps.catalog.putItems(items));
+      return itemOutcomesToWire(await deps.catalog.putItems(request.ctx, items));
     },
   );
 
@@ -69,6 +69,6 @@ export function registerItemRoutes(app: FastifyInstance, { deps, schemas }: Rout
         response: withErrors({ 200: ItemResponse }),
       },
     },
-    async (request) => itemToWire(await deps.catalog.getItem(request.params.id)),
+    async (request) => itemToWire(await deps.catalog.getItem(request.ctx, request.params.id)),
   );
 }

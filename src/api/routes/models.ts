@@ -1,6 +1,6 @@
 /** Model registry and jobs: list, train, promote, rollback; job status. */
 import type { FastifyInstance } from 'fastify';
-import type { TrainRequest } from '../deps.ts';
+import type { TrainRequest } from '../../training/contracts.ts';
 import {
   IdParams,
   JobResponse,
@@ -33,7 +33,7 @@ export function registerModelRoutes(app: FastifyInstance, { deps }: RouteContext
       },
     },
     async (request): Promise<ModelsWire> => ({
-      models: (await deps.models.list(request.query.limit)).map(modelToWire),
+      models: (await deps.models.list(request.ctx, request.query.limit)).map(modelToWire),
     }),
   );
 
@@ -56,7 +56,7 @@ export function registerModelRoutes(app: FastifyInstance, { deps }: RouteContext
       if (body.algorithm !== undefined) train.algorithm = body.algorithm;
       if (body.params !== undefined) train.params = body.params;
       if (body.promote !== undefined) train.promote = body.promote;
-      const job = await deps.models.train(train);
+      const job = await deps.models.train(request.ctx, train);
       return reply.code(202).send({ job_id: job.id, status: job.status });
     },
   );
@@ -72,7 +72,7 @@ export function registerModelRoutes(app: FastifyInstance, { deps }: RouteContext
         response: withErrors({ 200: ModelResponse }),
       },
     },
-    async (request) => modelToWire(await deps.models.promote(request.params.version)),
+    async (request) => modelToWire(await deps.models.promote(request.ctx, request.params.version)),
   );
 
   app.post(
@@ -85,7 +85,7 @@ export function registerModelRoutes(app: FastifyInstance, { deps }: RouteContext
         response: withErrors({ 200: ModelResponse }),
       },
     },
-    async () => modelToWire(await deps.models.rollback()),
+    async (request) => modelToWire(await deps.models.rollback(request.ctx)),
   );
 
   app.get<{ Params: IdParamsWire }>(
@@ -99,6 +99,6 @@ export function registerModelRoutes(app: FastifyInstance, { deps }: RouteContext
         response: withErrors({ 200: JobResponse }),
       },
     },
-    async (request) => jobToWire(await deps.jobs.get(request.params.id)),
+    async (request) => jobToWire(await deps.jobs.get(request.ctx, request.params.id)),
   );
 }

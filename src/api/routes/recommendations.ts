@@ -3,6 +3,7 @@
  * POST /v1/recommendations/bulk.
  */
 import type { FastifyInstance } from 'fastify';
+import { createContext } from '../../domain/context.ts';
 import type { RecommendationResult } from '../../domain/types.ts';
 import { isCairnError } from '../../errors/errors.ts';
 import {
@@ -60,7 +61,7 @@ export function registerRecommendationRoutes(app: FastifyInstance, { deps, schem
     },
     async (request) =>
       recommendationToWire(
-        await deps.recommendations.recommend(recommendQueryToRequest(request.params.id, request.query)),
+        await deps.recommendations.recommend(request.ctx, recommendQueryToRequest(request.params.id, request.query)),
       ),
   );
 
@@ -77,7 +78,7 @@ export function registerRecommendationRoutes(app: FastifyInstance, { deps, schem
     },
     async (request) =>
       recommendationToWire(
-        await deps.recommendations.recommend(recommendBodyToRequest(request.body, defaultK)),
+        await deps.recommendations.recommend(request.ctx, recommendBodyToRequest(request.body, defaultK)),
       ),
   );
 
@@ -96,10 +97,12 @@ export function registerRecommendationRoutes(app: FastifyInstance, { deps, schem
       },
     },
     async (request): Promise<BulkRecommendationsWire> => {
-      const results = await mapLimited(request.body.requests, BULK_CONCURRENCY, async (entry) => {
+      const results = await mapLimited(request.body.requests, BULK_CONCURRENCY, async (entry, index) => {
         let result: RecommendationResult;
+        // Each answer gets its own id, derived from the call's so logs and feedback tie back to it.
+        const ctx = createContext({ ...request.ctx, requestId: `${request.ctx.requestId}.${index}` });
         try {
-          result = await deps.recommendations.recommend(recommendBodyToRequest(entry, defaultK));
+          result = await deps.recommendations.recommend(ctx, recommendBodyToRequest(entry, defaultK));
         } catch (e) {
           // Only the client's own mistakes are reported per entry; anything else fails the call (500).
           if (isCairnError(e) && e.isClientError) {

@@ -26,7 +26,7 @@ export function registerUserRoutes(app: FastifyInstance, { deps }: RouteContext)
       },
       config: { swaggerTransform: documentBody(UserBodyDoc) },
     },
-    async (request) => userToWire(await deps.catalog.putUser(request.params.id, request.body)),
+    async (request) => userToWire(await deps.catalog.putUser(request.ctx, request.params.id, request.body)),
   );
 
   app.get<{ Params: IdParamsWire }>(
@@ -40,7 +40,7 @@ export function registerUserRoutes(app: FastifyInstance, { deps }: RouteContext)
         response: withErrors({ 200: UserResponse }),
       },
     },
-    async (request) => userToWire(await deps.catalog.getUser(request.params.id)),
+    async (request) => userToWire(await deps.catalog.getUser(request.ctx, request.params.id)),
   );
 
   app.delete<{ Params: IdParamsWire }>(
@@ -56,7 +56,7 @@ export function registerUserRoutes(app: FastifyInstance, { deps }: RouteContext)
       },
     },
     async (request, reply) => {
-      await deps.catalog.eraseUser(request.params.id);
+      await deps.catalog.eraseUser(request.ctx, request.params.id);
       return reply.code(204).send();
     },
   );

@@ -10,9 +10,8 @@ import type { Command } from 'commander';
 import { CairnError } from '../../errors/errors.ts';
 import { DATASET_FORMATS, forEachLine, readDataset, type DatasetFormat } from '../../ingest/formats/index.ts';
 import { createIngestService } from '../../ingest/service.ts';
-import { createEmbedded, type Embedded } from '../../main/embedded.ts';
-import { createLogger } from '../../monitoring/logger.ts';
-import { addStoreOptions, configFrom, type StoreOptions } from '../common.ts';
+import type { Embedded } from '../../main/embedded.ts';
+import { addStoreOptions, CTX, configFrom, openForCommand, type StoreOptions } from '../common.ts';
 import { progressBar } from '../progress.ts';
 
 interface ImportOptions extends StoreOptions {
@@ -44,10 +43,7 @@ export function registerImport(program: Command): void {
       ]);
     }
     const config = configFrom({ logLevel: 'warn', ...opts });
-    const cairn = await createEmbedded(config, {
-      logger: createLogger(config.logging.level, { destination: process.stderr }),
-      pollMs: 0,
-    });
+    const cairn = await openForCommand(config);
     const totals: Totals = { accepted: 0, duplicates: 0, rejected: 0, firstRejection: null };
     const started = Date.now();
     try {
@@ -70,20 +66,19 @@ export function registerImport(program: Command): void {
 
 /**
  * Historical data sets predate the API's lower bound on event times (MovieLens 100k is from 1997), so
- * imports use an ingest service without it; everything else (validation, idempotency, the popularity
- * hook) is the API's own.
+ * imports use an ingest service without it; everything else (validation, idempotency, the event log)
+ * is the API's own.
  */
 const importers = new WeakMap<Embedded, ReturnType<typeof createIngestService>>();
 function importer(cairn: Embedded): ReturnType<typeof createIngestService> {
   let svc = importers.get(cairn);
   if (!svc) {
     svc = createIngestService({
-      store: cairn.store,
+      eventLog: cairn.eventLog,
       config: cairn.config,
       metrics: cairn.metrics,
       logger: cairn.logger,
       minTimestamp: 0,
-      onEvents: (events) => cairn.popularity.add(events),
     });
     importers.set(cairn, svc);
   }
@@ -91,7 +86,7 @@ function importer(cairn: Embedded): ReturnType<typeof createIngestService> {
 }
 
 async function ingest(cairn: Embedded, batch: unknown[], totals: Totals): Promise<void> {
-  const outcomes = await importer(cairn).ingestEvents(batch);
+  const outcomes = await importer(cairn).ingestEvents(CTX, batch);
   for (const o of outcomes) {
     if (o.status === 'accepted') totals.accepted++;
     else if (o.status === 'duplicate') totals.duplicates++;
@@ -108,7 +103,7 @@ async function importDirectory(cairn: Embedded, dir: string, totals: Totals): Pr
   if (await exists(itemsPath)) {
     let batch: unknown[] = [];
     const flush = async () => {
-      const outcomes = await cairn.catalog.putItems(batch);
+      const outcomes = await cairn.catalog.putItems(CTX, batch);
       const bad = outcomes.find((o) => o.status === 'rejected');
       if (bad)
         throw new CairnError(
@@ -132,7 +127,7 @@ async function importDirectory(cairn: Embedded, dir: string, totals: Totals): Pr
       usersPath,
       (line) => void (line.trim() && rows.push(JSON.parse(line) as { id: string })),
     );
-    for (const { id, ...rest } of rows) await cairn.catalog.putUser(id, rest);
+    for (const { id, ...rest } of rows) await cairn.catalog.putUser(CTX, id, rest);
   }
   const eventsPath = join(dir, 'events.jsonl');
   if (!(await exists(eventsPath)))

@@ -1,27 +1,35 @@
 /** `cairn models list|promote|rollback`: the registry from the command line. */
 import type { Command } from 'commander';
-import { createEmbedded } from '../../main/embedded.ts';
-import { createLogger } from '../../monitoring/logger.ts';
 import type { ModelVersion } from '../../domain/types.ts';
-import { addStoreOptions, configFrom, type StoreOptions } from '../common.ts';
+import { closeAll, openArtifacts, openLogs, openStore, requireExistingStore } from '../../main/adapters.ts';
+import { createLogger } from '../../monitoring/logger.ts';
+import { ModelRegistry } from '../../registry/registry.ts';
+import { addStoreOptions, configFrom, CTX, type StoreOptions } from '../common.ts';
 
 interface ModelsOptions extends StoreOptions {
   json?: boolean;
 }
 
-async function withCairn<T>(
-  opts: StoreOptions,
-  fn: (c: Awaited<ReturnType<typeof createEmbedded>>) => Promise<T>,
-): Promise<T> {
+/**
+ * Opens only what the registry needs: the store (never created by these commands), the artifact store
+ * (to verify a promoted model loads) and the change log (to announce promotions to every replica).
+ */
+async function withRegistry<T>(opts: StoreOptions, fn: (registry: ModelRegistry) => Promise<T>): Promise<T> {
   const config = configFrom({ logLevel: 'warn', ...opts });
-  const cairn = await createEmbedded(config, {
-    logger: createLogger(config.logging.level, { destination: process.stderr }),
-    pollMs: 0,
+  requireExistingStore(config);
+  const logger = createLogger(config.logging.level, { destination: process.stderr }).child({
+    request_id: CTX.requestId,
   });
+  const store = await openStore(config);
+  const opened: { close(): Promise<void> }[] = [store];
   try {
-    return await fn(cairn);
+    const artifacts = await openArtifacts(config, store);
+    opened.unshift(artifacts);
+    const logs = await openLogs(config, store);
+    opened.unshift(logs);
+    return await fn(new ModelRegistry(store.models, artifacts, logger, logs.changeLog));
   } finally {
-    await cairn.close();
+    await closeAll(opened);
   }
 }
 
@@ -42,8 +50,8 @@ export function registerModels(program: Command): void {
   addStoreOptions(
     models.command('list').description('model versions, newest first').option('--json', 'JSON output'),
   ).action((opts: ModelsOptions) =>
-    withCairn(opts, async (c) => {
-      const list = await c.registry.list();
+    withRegistry(opts, async (registry) => {
+      const list = await registry.list();
       if (opts.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
       else if (list.length === 0) process.stdout.write('no models yet: run `cairn train`\n');
       else process.stdout.write(`${list.map(line).join('\n')}\n`);
@@ -51,15 +59,15 @@ export function registerModels(program: Command): void {
   );
   addStoreOptions(models.command('promote <version>').description('make a version the champion')).action(
     (version: string, opts: ModelsOptions) =>
-      withCairn(opts, async (c) => {
-        const m = await c.registry.promote(version);
+      withRegistry(opts, async (registry) => {
+        const m = await registry.promote(version);
         process.stdout.write(`champion: ${line(m)}\n`);
       }),
   );
   addStoreOptions(models.command('rollback').description('restore the previous champion')).action(
     (opts: ModelsOptions) =>
-      withCairn(opts, async (c) => {
-        const m = await c.registry.rollback();
+      withRegistry(opts, async (registry) => {
+        const m = await registry.rollback();
         process.stdout.write(`champion: ${line(m)}\n`);
       }),
   );

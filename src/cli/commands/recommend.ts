@@ -1,8 +1,6 @@
 /** `cairn recommend USER`: what the service would answer for a user, from the command line. */
 import type { Command } from 'commander';
-import { createEmbedded } from '../../main/embedded.ts';
-import { createLogger } from '../../monitoring/logger.ts';
-import { addStoreOptions, configFrom, parseIntOption, type StoreOptions } from '../common.ts';
+import { addStoreOptions, configFrom, CTX, openForCommand, parseIntOption, type StoreOptions } from '../common.ts';
 
 interface RecommendOptions extends StoreOptions {
   k?: number;
@@ -20,12 +18,9 @@ export function registerRecommend(program: Command): void {
       .option('--json', 'print the response as JSON'),
   ).action(async (user: string, opts: RecommendOptions) => {
     const config = configFrom({ logLevel: 'warn', ...opts });
-    const cairn = await createEmbedded(config, {
-      logger: createLogger(config.logging.level, { destination: process.stderr }),
-      pollMs: 0,
-    });
+    const cairn = await openForCommand(config, { readOnly: true });
     try {
-      const r = await cairn.recommender.recommend({ userId: user, k: opts.k, category: opts.category });
+      const r = await cairn.recommender.recommend(CTX, { userId: user, k: opts.k, category: opts.category });
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
         return;

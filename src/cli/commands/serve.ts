@@ -1,8 +1,18 @@
-/** `cairn serve`: the HTTP service. Role `all` (default) runs everything in one process. */
+/**
+ * `cairn serve`: runs one process role.
+ *   all    — everything in one process (the embedded default; also runs against PostgreSQL, Redis, NATS)
+ *   api    — HTTP API and serving replica (needs PostgreSQL, Redis and NATS JetStream)
+ *   worker — change-feed consumers and training jobs, with an ops server for probes and metrics
+ */
 import type { Command } from 'commander';
-import { createEmbedded } from '../../main/embedded.ts';
+import type { FastifyInstance } from 'fastify';
+import { CairnError } from '../../errors/errors.ts';
+import { backendsFor, checkRole, type Role } from '../../main/adapters.ts';
+import { createApi } from '../../main/api.ts';
 import { seedDemo } from '../../main/demo.ts';
-import { createLogger } from '../../monitoring/logger.ts';
+import { createEmbedded } from '../../main/embedded.ts';
+import { createWorker } from '../../main/worker.ts';
+import { createLogger, type Logger } from '../../monitoring/logger.ts';
 import { addStoreOptions, configFrom, parseIntOption, type StoreOptions } from '../common.ts';
 
 interface ServeOptions extends StoreOptions {
@@ -12,6 +22,8 @@ interface ServeOptions extends StoreOptions {
   demo?: boolean;
 }
 
+const ROLES: readonly Role[] = ['all', 'api', 'worker'];
+
 export function registerServe(program: Command): void {
   addStoreOptions(
     program
@@ -20,46 +32,67 @@ export function registerServe(program: Command): void {
       .option('--role <role>', 'all | api | worker', 'all')
       .option('--port <n>', 'HTTP port (else CAIRN_SERVER_PORT, default 8080)', parseIntOption('port'))
       .option('--host <host>', 'address to listen on (else CAIRN_SERVER_HOST, default 127.0.0.1)')
-      .option('--demo', 'on an empty store, generate demo data and train a first model'),
+      .option('--demo', 'on an empty store, generate demo data and train a first model (role all)'),
   ).action(async (opts: ServeOptions) => {
-    if (opts.role !== 'all') {
-      throw new Error(`--role ${opts.role}: only the all-in-one role is available in this version`);
+    const role = opts.role as Role;
+    if (!ROLES.includes(role)) {
+      throw CairnError.validation([{ field: 'role', message: `must be one of ${ROLES.join(', ')}` }]);
+    }
+    if (opts.demo && role !== 'all') {
+      throw CairnError.validation([{ field: 'demo', message: '--demo seeds the all-in-one role only' }]);
     }
     const server: Record<string, unknown> = {};
     if (opts.port !== undefined) server.port = opts.port;
     if (opts.host !== undefined) server.host = opts.host;
     const config = configFrom(opts, { server });
-    const logger = createLogger(config.logging.level);
-    const cairn = await createEmbedded(config, { logger });
-    if (opts.demo) cairn.health.starting = 'seeding demo data and training the first model';
-    const address = await cairn.app.listen({ host: config.server.host, port: config.server.port });
-    logger.info({ address, store: cairn.store.kind, docs: `${address}/docs` }, 'Cairn is listening');
+    checkRole(role, config);
+    const logger = createLogger(config.logging.level).child({ role });
 
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ signal }, 'shutting down');
-      cairn.close().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          logger.error({ err }, 'error while shutting down');
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-
-    if (opts.demo) {
-      try {
-        const r = await seedDemo(cairn);
-        if (r.seeded) logger.info(r, 'demo data ready');
-      } catch (err) {
-        logger.error({ err }, 'demo seeding failed');
-      } finally {
-        cairn.health.starting = null;
+    let proc: { app: FastifyInstance; close(): Promise<void> };
+    let afterListen: () => Promise<void> = () => Promise.resolve();
+    if (role === 'api') proc = await createApi(config, { logger });
+    else if (role === 'worker') proc = await createWorker(config, { logger });
+    else {
+      const cairn = await createEmbedded(config, { logger });
+      proc = cairn;
+      if (opts.demo) {
+        cairn.health.starting = 'seeding demo data and training the first model';
+        afterListen = async () => {
+          try {
+            const r = await seedDemo(cairn);
+            if (r.seeded) logger.info(r, 'demo data ready');
+          } catch (err) {
+            logger.error({ err }, 'demo seeding failed');
+          } finally {
+            cairn.health.starting = null;
+          }
+        };
       }
     }
+    const address = await proc.app.listen({ host: config.server.host, port: config.server.port });
+    logger.info(
+      { address, backends: backendsFor(config), docs: role === 'worker' ? undefined : `${address}/docs` },
+      'Cairn is listening',
+    );
+    handleSignals(proc, logger);
+    await afterListen();
   });
+}
+
+function handleSignals(proc: { close(): Promise<void> }, logger: Logger): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    proc.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'error while shutting down');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
 }

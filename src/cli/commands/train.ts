@@ -1,10 +1,8 @@
 /** `cairn train`: trains a model from the stored events now, with a progress bar, and registers it. */
 import type { Command } from 'commander';
-import { createEmbedded } from '../../main/embedded.ts';
-import { createLogger } from '../../monitoring/logger.ts';
 import { runTrainingJob } from '../../training/pipeline.ts';
 import { validateTrainRequest } from '../../training/service.ts';
-import { addStoreOptions, configFrom, type StoreOptions } from '../common.ts';
+import { addStoreOptions, configFrom, CTX, openForCommand, type StoreOptions } from '../common.ts';
 import { progressBar } from '../progress.ts';
 import { collect, parseAlgorithms, parseParamOverrides } from './eval-data.ts';
 
@@ -35,14 +33,20 @@ export function registerTrain(program: Command): void {
     const params = parseParamOverrides(opts.param, [spec]).get(spec.name);
     const request = { algorithm: spec.name, params, promote: opts.promote };
     validateTrainRequest(config, request);
-    const logger = createLogger(config.logging.level, { destination: process.stderr });
-    const cairn = await createEmbedded(config, { logger, pollMs: 0 });
+    const cairn = await openForCommand(config);
+    const logger = cairn.logger.child({ request_id: CTX.requestId });
     const bar = progressBar('training');
     try {
       const result = await runTrainingJob(
         { store: cairn.store, config, registry: cairn.registry, metrics: cairn.metrics, logger },
         request,
-        { jobId: 'cli', progress: (f) => bar.update(f), signal: new AbortController().signal, logger },
+        {
+          jobId: CTX.requestId,
+          attempt: 1,
+          progress: (f) => bar.update(f),
+          signal: new AbortController().signal,
+          logger,
+        },
       );
       bar.stop();
       if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

@@ -1,0 +1,103 @@
+/**
+ * Composition root of an API replica (`cairn serve --role api`): HTTP, serving and publishing to the
+ * logs — nothing else. Run as many as the traffic needs, on PostgreSQL, Redis and NATS JetStream:
+ *
+ * - events are acknowledged once durable in the JetStream stream (PostgreSQL may be down meanwhile);
+ * - recommendations read the shared online state in Redis and this replica's champion and catalog
+ *   view, which follow the change log (promotions, catalog changes made anywhere reach every replica);
+ * - training requests go to the BullMQ queue that workers consume.
+ */
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../api/app.ts';
+import type { Config } from '../config/load.ts';
+import { createCatalogService, createIngestService } from '../ingest/service.ts';
+import { createJobService } from '../jobs/runner.ts';
+import { createLogger, type Logger } from '../monitoring/logger.ts';
+import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
+import { ModelRegistry } from '../registry/registry.ts';
+import { ModelManagement } from '../training/service.ts';
+import {
+  checkRole,
+  closeAll,
+  openArtifacts,
+  openJobQueue,
+  openLogs,
+  openOnlineState,
+  openStore,
+} from './adapters.ts';
+import { fallbackCheck, Health, modelCheck, pingCheck } from './health.ts';
+import { startServing, type Serving } from './serving.ts';
+
+export interface ApiProcess {
+  config: Readonly<Config>;
+  logger: Logger;
+  metrics: Metrics;
+  app: FastifyInstance;
+  health: Health;
+  serving: Serving;
+  close(): Promise<void>;
+}
+
+export async function createApi(config: Readonly<Config>, options: { logger?: Logger } = {}): Promise<ApiProcess> {
+  checkRole('api', config);
+  const logger = options.logger ?? createLogger(config.logging.level);
+  const metrics = createMetrics();
+  const opened: { close(): Promise<void> }[] = [];
+  const store = await openStore(config);
+  opened.push(store);
+  try {
+    const artifacts = await openArtifacts(config, store);
+    opened.unshift(artifacts);
+    const logs = await openLogs(config, store);
+    opened.unshift(logs);
+    const { eventLog, changeLog } = logs;
+    const online = await openOnlineState(config, artifacts, { events: 0, changes: 0 }, logger);
+    opened.unshift(online);
+    const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
+    const serving = await startServing({ config, logger, metrics, registry, online, changeLog });
+    opened.unshift(serving);
+    const jobs = openJobQueue(config, store);
+    opened.unshift(jobs);
+
+    const ingest = createIngestService({ eventLog, config, metrics, logger });
+    const catalog = createCatalogService({ store, changeLog, eventLog, config, logger });
+    const models = new ModelManagement(config, registry, jobs);
+    const note = ' (recommendations keep answering; writes that need it fail with 503)';
+    const health = new Health([
+      // What serving needs: the shared online state. The rest is reported, not required.
+      fallbackCheck(() => online.popularCount()),
+      pingCheck('event_log', false, () => eventLog.head(), ' (ingestion answers 503 until it is back)'),
+      pingCheck('store', false, () => store.ping(), note),
+      modelCheck(serving.champion),
+    ]);
+    const app = await buildApp({
+      config,
+      logger,
+      metrics,
+      ingest,
+      catalog,
+      recommendations: serving.recommender,
+      models,
+      jobs: createJobService(jobs),
+      health,
+    });
+    let closed = false;
+    return {
+      config,
+      logger,
+      metrics,
+      app,
+      health,
+      serving,
+      async close() {
+        if (closed) return;
+        closed = true;
+        await app.close();
+        await closeAll(opened);
+      },
+    };
+  } catch (err) {
+    await closeAll(opened).catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Composition root of a worker (`cairn serve --role worker`): the consumers that keep derived state
+ * current and the job runner — no public API (an ops server answers health probes and metrics).
+ *
+ * - store writer: event log (JetStream) → PostgreSQL, idempotent by event id; while PostgreSQL is down
+ *   events wait in the stream and land when it is back;
+ * - projector: event and change logs → the shared online state in Redis (one durable consumer for the
+ *   deployment: several workers share it, each record applied once);
+ * - job runner: claims training jobs with a lease; a worker that dies mid-job loses its lease and
+ *   another takes the job over.
+ */
+import type { FastifyInstance } from 'fastify';
+import { buildOpsApp } from '../api/app.ts';
+import type { Config } from '../config/load.ts';
+import { OnlineProjector, StoreWriter } from '../ingest/consumers.ts';
+import { JobRunner } from '../jobs/runner.ts';
+import { createLogger, type Logger } from '../monitoring/logger.ts';
+import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
+import { ModelRegistry } from '../registry/registry.ts';
+import { runTrainingJob } from '../training/pipeline.ts';
+import {
+  checkRole,
+  closeAll,
+  DURABLE,
+  openArtifacts,
+  openJobQueue,
+  openLogs,
+  openOnlineState,
+  openStore,
+} from './adapters.ts';
+import { Health, pingCheck } from './health.ts';
+
+export interface WorkerProcess {
+  config: Readonly<Config>;
+  logger: Logger;
+  metrics: Metrics;
+  app: FastifyInstance;
+  health: Health;
+  runner: JobRunner;
+  close(): Promise<void>;
+}
+
+export async function createWorker(
+  config: Readonly<Config>,
+  options: { logger?: Logger } = {},
+): Promise<WorkerProcess> {
+  checkRole('worker', config);
+  const logger = options.logger ?? createLogger(config.logging.level);
+  const metrics = createMetrics();
+  const opened: { close(): Promise<void> }[] = [];
+  const store = await openStore(config);
+  opened.push(store);
+  try {
+    const artifacts = await openArtifacts(config, store);
+    opened.unshift(artifacts);
+    const logs = await openLogs(config, store);
+    opened.unshift(logs);
+    const { eventLog, changeLog } = logs;
+    const online = await openOnlineState(config, artifacts, { events: 0, changes: 0 }, logger);
+    opened.unshift(online);
+
+    const storeWriter = new StoreWriter({
+      eventLog,
+      events: store.events,
+      logger,
+      durable: DURABLE.storeWriter,
+      onWritten: (inserted, duplicates) => {
+        metrics.eventsStored.inc({ outcome: 'inserted' }, inserted);
+        metrics.eventsStored.inc({ outcome: 'duplicate' }, duplicates);
+      },
+    });
+    storeWriter.start();
+    opened.unshift(storeWriter);
+    const projector = new OnlineProjector({
+      online,
+      eventLog,
+      changeLog,
+      logger,
+      durable: { events: DURABLE.projectorEvents, changes: DURABLE.projectorChanges },
+    });
+    await projector.start();
+    opened.unshift(projector);
+
+    const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
+    const jobs = openJobQueue(config, store);
+    opened.unshift(jobs);
+    const runner = new JobRunner({ queue: jobs, logger, leaseMs: config.jobs.leaseSeconds * 1000 });
+    runner.register('train', (payload, ctx) =>
+      runTrainingJob({ store, config, registry, metrics, logger: ctx.logger }, payload, ctx),
+    );
+    runner.start();
+    opened.unshift(runner);
+
+    const health = new Health([
+      pingCheck('event_log', true, () => eventLog.head()),
+      pingCheck('online_state', true, () => online.watermarks()),
+      pingCheck('store', false, () => store.ping(), ' (events wait in the log until it is back)'),
+    ]);
+    const app = buildOpsApp({ config, logger, metrics, health });
+    let closed = false;
+    return {
+      config,
+      logger,
+      metrics,
+      app,
+      health,
+      runner,
+      async close() {
+        if (closed) return;
+        closed = true;
+        await app.close();
+        await closeAll(opened);
+      },
+    };
+  } catch (err) {
+    await closeAll(opened).catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The popular lists behind the last links of the fallback chain, read from the online state (shared by
+ * every replica in production). The head of the ranking is cached in the process for `refreshMs`, so a
+ * fallback costs no round trip in the common case; filters (availability, category, seen items) walk
+ * it and page deeper only when it runs out.
+ */
+import type { OnlineState, PopularEntry } from '../storage/ports.ts';
+
+export class PopularList {
+  private head: PopularEntry[] = [];
+  private headAt = -Infinity;
+  private headNow = 0;
+  private refreshing: Promise<void> | null = null;
+
+  constructor(
+    private readonly online: Pick<OnlineState, 'popular'>,
+    /** Entries kept in the cached head. */
+    private readonly headSize = 1000,
+    private readonly refreshMs = 1000,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  /**
+   * The `k` most popular items passing `accept` at `now`, best first. Reads the cached head (refreshed
+   * when older than `refreshMs`), then pages deeper up to `maxScan` entries.
+   */
+  async top(k: number, now: number, accept: (itemId: string) => boolean, maxScan = 20_000): Promise<PopularEntry[]> {
+    await this.fresh();
+    const out: PopularEntry[] = [];
+    for (const e of this.head) {
+      if (out.length >= k) return out;
+      if (accept(e.itemId)) out.push(e);
+    }
+    if (this.head.length < this.headSize) return out; // the whole ranking was in the head
+    for (let offset = this.head.length; out.length < k && offset < maxScan; offset += this.headSize) {
+      const page = await this.online.popular(offset, this.headSize, now);
+      for (const e of page) {
+        if (out.length >= k) break;
+        if (accept(e.itemId)) out.push(e);
+      }
+      if (page.length < this.headSize) break;
+    }
+    return out;
+  }
+
+  /** Drops the cached head (e.g. after this process applied new events and wants them at once). */
+  invalidate(): void {
+    this.headAt = -Infinity;
+  }
+
+  /** Reference time of the cached scores. */
+  get scoredAt(): number {
+    return this.headNow;
+  }
+
+  private async fresh(): Promise<void> {
+    const t = this.clock();
+    if (t - this.headAt < this.refreshMs) return;
+    this.refreshing ??= (async () => {
+      try {
+        const now = this.clock();
+        this.head = await this.online.popular(0, this.headSize, now);
+        this.headNow = now;
+        this.headAt = now;
+      } finally {
+        this.refreshing = null;
+      }
+    })();
+    await this.refreshing;
+  }
+}
