@@ -75,6 +75,11 @@ export class OnlineProjector {
   }
 
   /** Resolves once the events up to `seq` are applied (read-your-writes for the all-in-one process). */
+  /** Highest change-log seq this process's projector has applied. */
+  get changePosition(): number {
+    return this.changes?.position ?? 0;
+  }
+
   async eventsCaughtUp(seq: number): Promise<void> {
     if (this.events) await this.events.caughtUp(seq);
   }

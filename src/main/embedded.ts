@@ -140,8 +140,10 @@ export async function createEmbedded(
     await projector.start();
     opened.unshift(projector);
     if (privateState) {
-      // Start-up: apply what the snapshot did not have yet (nothing at all on a fresh store).
-      await Promise.all([projector.eventsCaughtUp(heads.events), projector.changesCaughtUp(heads.changes)]);
+      // Start-up: apply what the snapshot did not have yet (everything on a fresh store). The target is
+      // capped by the current head: records erased since `heads` was read will never be delivered.
+      await settle(() => projector.eventPosition, () => eventLog.head(), heads.events);
+      await settle(() => projector.changePosition, () => changeLog.head(), heads.changes);
     }
 
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
@@ -242,12 +244,26 @@ export async function createEmbedded(
   }
 }
 
-/** Waits for `p` at most `ms` (the write is durable either way; this only bounds read-your-writes). */
+/**
+ * Waits for `p` at most `ms`; never fails (the write is durable either way: this only bounds
+ * read-your-writes, and a consumer closing at shutdown must not turn an accepted write into an error).
+ */
 async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+    await Promise.race([
+      p.catch(() => undefined),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
+    ]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/** Polls until a consumer's position reaches `target` (or the log's head, if that is lower now). */
+async function settle(position: () => number, head: () => Promise<number>, target: number): Promise<void> {
+  while (position() < target) {
+    if (position() >= (await head())) return;
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
