@@ -140,6 +140,12 @@ export const ConfigSchema = Type.Object(
         popularityHalfLifeDays: Type.Number({ exclusiveMinimum: 0, default: 7 }),
         /** Exclude items the user already interacted with positively. */
         excludeSeen: Type.Boolean({ default: true }),
+        /**
+         * Personalized answers are cached in the online state this long (0: off). A user's new event, an
+         * opt-out or an erase drops their entries; a new champion changes the key; items that became
+         * unavailable are never served from it.
+         */
+        cacheTtlSeconds: Type.Number({ minimum: 0, default: 30 }),
       },
       { default: {}, additionalProperties: false },
     ),

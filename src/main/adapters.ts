@@ -189,10 +189,22 @@ export async function openOnlineState(
   return new MemoryOnlineState(options);
 }
 
-export function openJobQueue(config: Readonly<Config>, store: Store): JobQueue {
+export function openJobQueue(config: Readonly<Config>, store: Store, logger: Logger): JobQueue {
   const options = { backoffBaseMs: config.jobs.backoffSeconds * 1000, maxAttempts: config.jobs.maxAttempts };
   if (config.redis.url.trim() !== '') {
-    return new BullJobQueue({ url: config.redis.url, prefix: `${config.redis.keyPrefix}bull`, ...options });
+    // Connection errors surface on the calls that fail; the background ones are worth a (throttled) line.
+    let lastLogged = 0;
+    return new BullJobQueue({
+      url: config.redis.url,
+      prefix: `${config.redis.keyPrefix}bull`,
+      ...options,
+      onError: (err) => {
+        const now = Date.now();
+        if (now - lastLogged < 10_000) return;
+        lastLogged = now;
+        logger.warn({ err }, 'job queue (Redis) connection error');
+      },
+    });
   }
   if (store instanceof SqliteStore) return new SqliteJobQueue(store, options);
   if (store instanceof PostgresStore) return new PostgresJobQueue(store, options);

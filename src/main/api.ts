@@ -56,7 +56,7 @@ export async function createApi(config: Readonly<Config>, options: { logger?: Lo
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
     const serving = await startServing({ config, logger, metrics, registry, online, changeLog });
     opened.unshift(serving);
-    const jobs = openJobQueue(config, store);
+    const jobs = openJobQueue(config, store, logger);
     opened.unshift(jobs);
 
     const ingest = createIngestService({ eventLog, config, metrics, logger });

@@ -131,10 +131,11 @@ export async function createEmbedded(
       durable: privateState
         ? undefined
         : { events: DURABLE.projectorEvents, changes: DURABLE.projectorChanges },
-      onApplied: (what) => {
+      onApplied: () => {
         dirty = true;
-        // This process's own cached popular head is stale now; other replicas refresh within a second.
-        if (what === 'events') serving?.popular.invalidate();
+        // This process's own cached popular head is stale now (events add popularity, an erase subtracts
+        // it); other replicas refresh within a second.
+        serving?.popular.invalidate();
       },
     });
     await projector.start();
@@ -151,7 +152,7 @@ export async function createEmbedded(
     opened.unshift(serving);
     const s = serving;
 
-    const jobs = openJobQueue(config, store);
+    const jobs = openJobQueue(config, store, logger);
     opened.unshift(jobs);
     const runner = new JobRunner({ queue: jobs, logger, leaseMs: config.jobs.leaseSeconds * 1000 });
     runner.register('train', (payload, ctx) =>

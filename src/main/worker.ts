@@ -82,7 +82,7 @@ export async function createWorker(
     opened.unshift(projector);
 
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
-    const jobs = openJobQueue(config, store);
+    const jobs = openJobQueue(config, store, logger);
     opened.unshift(jobs);
     const runner = new JobRunner({ queue: jobs, logger, leaseMs: config.jobs.leaseSeconds * 1000 });
     runner.register('train', (payload, ctx) =>

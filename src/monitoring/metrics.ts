@@ -12,6 +12,8 @@ export interface Metrics {
   readonly eventsStored: Counter<'outcome'>;
   readonly recommendationsServed: Counter<'endpoint' | 'source' | 'fallback_reason'>;
   readonly recommendationDuration: Histogram<'endpoint'>;
+  /** Personalized answers served from the online state's cache (hit) or computed (miss). */
+  readonly recommendationCache: Counter<'outcome'>;
   readonly modelInfo: Gauge<'version' | 'algorithm'>;
   readonly modelCreatedSeconds: Gauge;
   readonly modelAgeSeconds: Gauge;
@@ -69,6 +71,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       help: 'Time to compute one recommendation answer (excluding HTTP)',
       labelNames: ['endpoint'] as const,
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      registers: [registry],
+    }),
+    recommendationCache: new Counter({
+      name: 'cairn_recommendation_cache_total',
+      help: 'Personalized recommendation answers by cache outcome (hit, miss)',
+      labelNames: ['outcome'] as const,
       registers: [registry],
     }),
     modelInfo,

@@ -30,7 +30,7 @@ import type { PopularList } from './popular.ts';
 
 export interface RecommenderDeps {
   config: Readonly<Config>;
-  online: Pick<OnlineState, 'recentEvents' | 'optedOut' | 'popularity'>;
+  online: Pick<OnlineState, 'recentEvents' | 'optedOut' | 'popularity' | 'cacheGet' | 'cacheSet'>;
   catalog: CatalogView;
   popular: PopularList;
   metrics: Metrics;
@@ -82,10 +82,15 @@ export class Recommender implements RecommendationService {
     let optOut = false;
     let history: StoredEvent[] = [];
     let storeDown = false;
+    const sm = this.deps.champion();
+    const cacheKey = sm && config.serving.cacheTtlSeconds > 0 ? this.cacheKey(sm, k, category, request) : null;
+    let cached: string | null = null;
     try {
-      [optOut, history] = await Promise.all([
+      // One round trip for the three reads (Redis pipelines them on one connection).
+      [optOut, history, cached] = await Promise.all([
         this.deps.online.optedOut(request.userId),
         this.deps.online.recentEvents(request.userId, config.serving.historyLimit),
+        cacheKey ? this.deps.online.cacheGet(request.userId, cacheKey) : Promise.resolve(null),
       ]);
     } catch (err) {
       storeDown = true;
@@ -100,7 +105,23 @@ export class Recommender implements RecommendationService {
     for (const id of profile.negatives) blocked.add(id);
     if (config.serving.excludeSeen) for (const id of profile.seen) blocked.add(id);
 
-    const sm = this.deps.champion();
+    if (cached !== null && !optOut && sm) {
+      const hit = this.fromCache(cached, category);
+      if (hit) {
+        const result: RecommendationResult = {
+          requestId: ctx.requestId,
+          userId: request.userId,
+          modelVersion: sm.version.version,
+          source: 'personalized',
+          fallbackReason: null,
+          degraded: false,
+          items: hit,
+        };
+        this.record('recommendations', 'personalized', null, started, true);
+        return result;
+      }
+    }
+
     const items: RecommendedItem[] = [];
     let source: 'personalized' | 'fallback' = 'fallback';
     let reason: FallbackReason | null = null;
@@ -158,8 +179,45 @@ export class Recommender implements RecommendationService {
       degraded: storeDown || reason === 'model_error',
       items,
     };
-    this.record('recommendations', source, result.fallbackReason, started);
+    this.record('recommendations', source, result.fallbackReason, started, false);
+    if (cacheKey && source === 'personalized' && !result.degraded) {
+      try {
+        await this.deps.online.cacheSet(
+          request.userId,
+          cacheKey,
+          JSON.stringify(items),
+          config.serving.cacheTtlSeconds * 1000,
+        );
+      } catch (err) {
+        logger.debug({ err }, 'could not cache a recommendation');
+      }
+    }
     return result;
+  }
+
+  /** The cache key of an answer: everything the answer depends on besides the user's own state. */
+  private cacheKey(sm: ServingModel, k: number, category: string | undefined, request: RecommendRequest): string {
+    const exclude = [...new Set(request.exclude ?? [])].sort();
+    return JSON.stringify([sm.version.version, k, category ?? null, exclude]);
+  }
+
+  /**
+   * A cached answer, unless an item in it may no longer be served (unavailable, or out of the category
+   * since): then it is recomputed rather than served short.
+   */
+  private fromCache(raw: string, category: string | undefined): RecommendedItem[] | null {
+    let items: RecommendedItem[];
+    try {
+      items = JSON.parse(raw) as RecommendedItem[];
+    } catch {
+      return null;
+    }
+    const catalog = this.deps.catalog;
+    for (const it of items) {
+      if (!catalog.isAvailable(it.itemId)) return null;
+      if (category && !catalog.inCategory(it.itemId, category)) return null;
+    }
+    return items;
   }
 
   async similar(
@@ -485,9 +543,17 @@ export class Recommender implements RecommendationService {
     return category;
   }
 
-  private record(endpoint: string, source: string, fallbackReason: string | null, started: number): void {
+  private record(
+    endpoint: string,
+    source: string,
+    fallbackReason: string | null,
+    started: number,
+    cached = false,
+  ): void {
     const m = this.deps.metrics;
     m.recommendationsServed.inc({ endpoint, source, fallback_reason: fallbackReason ?? 'none' });
+    if (endpoint === 'recommendations' && source === 'personalized')
+      m.recommendationCache.inc({ outcome: cached ? 'hit' : 'miss' });
     m.recommendationDuration.observe({ endpoint }, (performance.now() - started) / 1000);
   }
 }
