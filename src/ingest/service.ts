@@ -153,7 +153,7 @@ function countOutcomes(
 }
 
 export interface CatalogServiceOptions {
-  store: Pick<Store, 'items' | 'users' | 'eraseUser' | 'events'>;
+  store: Pick<Store, 'items' | 'users' | 'eraseUser'>;
   /** Where the stored changes are announced to every replica and the online state. */
   changeLog: Pick<ChangeLog, 'append'>;
   /** The event log, so an erase also drops the user's events from it where it keeps its own copy. */
@@ -162,9 +162,6 @@ export interface CatalogServiceOptions {
   logger: Logger;
   readYourWrites?: ReadYourWrites;
 }
-
-/** More events than any user could have: an erase reads all of them (to subtract their popularity). */
-const ALL_EVENTS = Number.MAX_SAFE_INTEGER;
 
 /** Builds the catalog service (items and users). */
 export function createCatalogService(options: CatalogServiceOptions): CatalogService {
@@ -255,19 +252,22 @@ export function createCatalogService(options: CatalogServiceOptions): CatalogSer
     },
 
     /**
-     * Reads the user's events (their popularity contributions travel with the erase, without the user id
-     * on them), deletes user and events from the store and from the event log's own copy, then announces
-     * the erase so every online state forgets the user and subtracts exactly what they added.
+     * Deletes user and events from the store (which returns the deleted events: their popularity
+     * contributions travel with the erase, without the user id on them) and from the event log's own
+     * copy, then announces the erase so every online state forgets the user and subtracts exactly what
+     * they added.
      */
     async eraseUser(ctx: RequestContext, id: string): Promise<void> {
       if (!validateId(id).ok)
         throw new CairnError('CAIRN_USER_NOT_FOUND', `nothing is stored for user "${id}"`, { user_id: id });
-      const events = (await store.events.forUser(id, ALL_EVENTS))
-        .filter((e) => interactionWeight(config.events.types, e).weight > 0)
-        .map((e) => ({ seq: e.seq, itemId: e.itemId, type: e.type, value: e.value, timestamp: e.timestamp }));
+      // The store returns exactly what it deleted (in the same transaction), so an event accepted for
+      // this user a moment before is either deleted and subtracted, or neither.
       const erased = await store.eraseUser(id);
       if (!erased)
         throw new CairnError('CAIRN_USER_NOT_FOUND', `nothing is stored for user "${id}"`, { user_id: id });
+      const events = erased
+        .filter((e) => interactionWeight(config.events.types, e).weight > 0)
+        .map((e) => ({ seq: e.seq, itemId: e.itemId, type: e.type, value: e.value, timestamp: e.timestamp }));
       await eventLog.forgetUser(id);
       const [seq] = await changeLog.append([{ kind: 'erase', userId: id, events }]);
       await readYourWrites?.changes(seq);

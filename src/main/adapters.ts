@@ -18,6 +18,7 @@ import type { Logger } from '../monitoring/logger.ts';
 import { FileArtifactStore } from '../storage/files/artifacts.ts';
 import { MemoryOnlineState } from '../storage/memory/online-state.ts';
 import { openNatsLogs } from '../storage/nats/log.ts';
+import type { ConsumerErrorInfo } from '../storage/polling-consumer.ts';
 import { openStore, storeLocation } from '../storage/open.ts';
 import type {
   ArtifactStore,
@@ -79,7 +80,10 @@ export function checkRole(role: Role, config: Readonly<Config>): void {
   const b = backendsFor(config);
   const issues: FieldIssue[] = [];
   if (b.store !== 'postgres')
-    issues.push({ field: 'store.url', message: `--role ${role} needs a postgres:// store (CAIRN_STORE_URL)` });
+    issues.push({
+      field: 'store.url',
+      message: `--role ${role} needs a postgres:// store (CAIRN_STORE_URL)`,
+    });
   if (b.online !== 'redis')
     issues.push({ field: 'redis.url', message: `--role ${role} needs Redis (CAIRN_REDIS_URL)` });
   if (b.logs !== 'nats')
@@ -136,7 +140,15 @@ export async function openArtifacts(config: Readonly<Config>, store: Store): Pro
 export async function openLogs(
   config: Readonly<Config>,
   store: Store,
+  logger: Logger,
 ): Promise<{ eventLog: EventLog; changeLog: ChangeLog; close(): Promise<void> }> {
+  // A failing consumer retries with backoff; one line per streak of failures says so.
+  const consumerOptions = {
+    onError: (err: unknown, info: ConsumerErrorInfo) => {
+      if (info.failures === 1)
+        logger.warn({ err, consumer: info.consumer, stage: info.stage }, 'log consumer failing; retrying');
+    },
+  };
   if (config.nats.url.trim() !== '') {
     const logs = await openNatsLogs({
       url: config.nats.url,
@@ -146,13 +158,13 @@ export async function openLogs(
     return logs;
   }
   if (store instanceof SqliteStore) {
-    const eventLog = new SqliteEventLog(store);
-    const changeLog = new SqliteChangeLog(store);
+    const eventLog = new SqliteEventLog(store, consumerOptions);
+    const changeLog = new SqliteChangeLog(store, consumerOptions);
     return { eventLog, changeLog, close: () => closeAll([eventLog, changeLog]) };
   }
   if (store instanceof PostgresStore) {
-    const eventLog = new PgEventLog(store);
-    const changeLog = new PgChangeLog(store);
+    const eventLog = new PgEventLog(store, consumerOptions);
+    const changeLog = new PgChangeLog(store, consumerOptions);
     return { eventLog, changeLog, close: () => closeAll([eventLog, changeLog]) };
   }
   throw new CairnError('CAIRN_INTERNAL', 'no log adapter for this store');
@@ -214,7 +226,9 @@ export function openJobQueue(config: Readonly<Config>, store: Store, logger: Log
 export { openStore };
 
 /** Closes every resource, even when some fail; rethrows the first failure. */
-export async function closeAll(resources: readonly ({ close(): Promise<void> } | null | undefined)[]): Promise<void> {
+export async function closeAll(
+  resources: readonly ({ close(): Promise<void> } | null | undefined)[],
+): Promise<void> {
   let first: unknown = null;
   for (const r of resources) {
     if (!r) continue;

@@ -38,7 +38,10 @@ export interface ApiProcess {
   close(): Promise<void>;
 }
 
-export async function createApi(config: Readonly<Config>, options: { logger?: Logger } = {}): Promise<ApiProcess> {
+export async function createApi(
+  config: Readonly<Config>,
+  options: { logger?: Logger } = {},
+): Promise<ApiProcess> {
   checkRole('api', config);
   const logger = options.logger ?? createLogger(config.logging.level);
   const metrics = createMetrics();
@@ -48,7 +51,7 @@ export async function createApi(config: Readonly<Config>, options: { logger?: Lo
   try {
     const artifacts = await openArtifacts(config, store);
     opened.unshift(artifacts);
-    const logs = await openLogs(config, store);
+    const logs = await openLogs(config, store, logger);
     opened.unshift(logs);
     const { eventLog, changeLog } = logs;
     const online = await openOnlineState(config, artifacts, { events: 0, changes: 0 }, logger);

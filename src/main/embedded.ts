@@ -94,7 +94,7 @@ export async function createEmbedded(
   try {
     const artifacts = await openArtifacts(config, store);
     opened.unshift(artifacts);
-    const logs = await openLogs(config, store);
+    const logs = await openLogs(config, store, logger);
     opened.unshift(logs);
     const { eventLog, changeLog } = logs;
     const heads = { events: await eventLog.head(), changes: await changeLog.head() };
@@ -143,8 +143,16 @@ export async function createEmbedded(
     if (privateState) {
       // Start-up: apply what the snapshot did not have yet (everything on a fresh store). The target is
       // capped by the current head: records erased since `heads` was read will never be delivered.
-      await settle(() => projector.eventPosition, () => eventLog.head(), heads.events);
-      await settle(() => projector.changePosition, () => changeLog.head(), heads.changes);
+      await settle(
+        () => projector.eventPosition,
+        () => eventLog.head(),
+        heads.events,
+      );
+      await settle(
+        () => projector.changePosition,
+        () => changeLog.head(),
+        heads.changes,
+      );
     }
 
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);

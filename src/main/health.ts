@@ -86,7 +86,10 @@ export function modelCheck(champion: ChampionHolder): NamedCheck {
     run() {
       const sm = champion.get();
       if (sm)
-        return Promise.resolve({ ok: true, detail: `serving ${sm.version.version} (${sm.version.algorithm})` });
+        return Promise.resolve({
+          ok: true,
+          detail: `serving ${sm.version.version} (${sm.version.algorithm})`,
+        });
       if (champion.lastError)
         return Promise.resolve({ ok: true, detail: `fallback only: ${champion.lastError}` });
       return Promise.resolve({

@@ -53,7 +53,7 @@ export async function createWorker(
   try {
     const artifacts = await openArtifacts(config, store);
     opened.unshift(artifacts);
-    const logs = await openLogs(config, store);
+    const logs = await openLogs(config, store, logger);
     opened.unshift(logs);
     const { eventLog, changeLog } = logs;
     const online = await openOnlineState(config, artifacts, { events: 0, changes: 0 }, logger);

@@ -114,10 +114,11 @@ export interface Store {
   /** Cheap round trip for readiness checks. */
   ping(): Promise<void>;
   /**
-   * GDPR erase: removes the user and all their events in one transaction.
-   * Returns false when nothing was stored for the user.
+   * GDPR erase: removes the user and all their events in one transaction, and returns the events it
+   * removed (in seq order), so derived state can be corrected exactly by what was actually deleted.
+   * Returns null when nothing was stored for the user.
    */
-  eraseUser(userId: string): Promise<boolean>;
+  eraseUser(userId: string): Promise<StoredEvent[] | null>;
   close(): Promise<void>;
 }
 
@@ -136,12 +137,13 @@ export type EntityChange =
   | { kind: 'user'; user: User }
   | {
       /**
-       * GDPR erase. `events` are the erased user's positive events (no user id), so that state derived
-       * from them (popularity) is subtracted exactly instead of rebuilt by a full scan.
+       * GDPR erase. `events` are the erased user's events (no user id), so that state derived from
+       * them (popularity) is subtracted exactly instead of rebuilt by a full scan. The consumer that
+       * applies the erase passes only events it had applied (seq ≤ its event watermark).
        */
       kind: 'erase';
       userId: string;
-      events: Pick<CairnEvent, 'itemId' | 'type' | 'value' | 'timestamp'>[];
+      events: Pick<StoredEvent, 'seq' | 'itemId' | 'type' | 'value' | 'timestamp'>[];
     }
   | { kind: 'champion'; version: string };
 
@@ -165,9 +167,16 @@ export interface ConsumeOptions {
 
 /** A running consumer. Delivery is at least once, in log order; handlers must be idempotent. */
 export interface LogConsumer {
-  /** Highest seq whose batch the handler completed (0 before the first). */
+  /**
+   * Highest seq whose batch the handler completed. Starts at the start point: `after` for a private
+   * consumer, the stored position for a durable one (so `caughtUp(head)` resolves at once when there
+   * is nothing new).
+   */
   readonly position: number;
-  /** Resolves once `position ≥ seq` (immediately if already there). */
+  /**
+   * Resolves once `position ≥ seq` (immediately if already there); rejects with CAIRN_UNAVAILABLE if
+   * the consumer is closed first.
+   */
   caughtUp(seq: number): Promise<void>;
   /** Stops after the batch in progress; resolves when stopped. */
   close(): Promise<void>;

@@ -65,6 +65,10 @@ describe('PostgreSQL adapter', () => {
           [schema],
         );
         expect(tables.rows.map((r) => r.table_name)).toEqual([
+          'artifact_chunks',
+          'artifacts',
+          'changes',
+          'consumer_offsets',
           'events',
           'items',
           'jobs',

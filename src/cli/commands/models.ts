@@ -25,7 +25,7 @@ async function withRegistry<T>(opts: StoreOptions, fn: (registry: ModelRegistry)
   try {
     const artifacts = await openArtifacts(config, store);
     opened.unshift(artifacts);
-    const logs = await openLogs(config, store);
+    const logs = await openLogs(config, store, logger);
     opened.unshift(logs);
     return await fn(new ModelRegistry(store.models, artifacts, logger, logs.changeLog));
   } finally {

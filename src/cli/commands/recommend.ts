@@ -1,6 +1,13 @@
 /** `cairn recommend USER`: what the service would answer for a user, from the command line. */
 import type { Command } from 'commander';
-import { addStoreOptions, configFrom, CTX, openForCommand, parseIntOption, type StoreOptions } from '../common.ts';
+import {
+  addStoreOptions,
+  configFrom,
+  CTX,
+  openForCommand,
+  parseIntOption,
+  type StoreOptions,
+} from '../common.ts';
 
 interface RecommendOptions extends StoreOptions {
   k?: number;

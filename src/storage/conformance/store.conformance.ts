@@ -538,23 +538,29 @@ export function describeStoreConformance(
         await store.users.upsert({ id: 'gone', attributes: { email: 'x@example.com' } });
         await store.users.upsert({ id: 'stay' });
         await store.events.append([ev('1', 'gone'), ev('2', 'stay'), ev('3', 'gone'), ev('4', 'stay')]);
-        expect(await store.eraseUser('gone')).toBe(true);
+        const removed = await store.eraseUser('gone');
+        // The removed events come back, in seq order, so derived state can be corrected exactly.
+        expect(removed?.map((e) => [e.eventId, e.userId])).toEqual([
+          ['1', 'gone'],
+          ['3', 'gone'],
+        ]);
+        expect(removed![0].seq).toBeLessThan(removed![1].seq);
         expect(await store.users.get('gone')).toBeNull();
         expect(await store.events.forUser('gone', 10)).toEqual([]);
         expect(await store.users.get('stay')).not.toBeNull();
         expect((await scanAll(store)).map((e) => e.eventId)).toEqual(['2', '4']);
         expect(await store.events.count()).toBe(2);
         expect(await store.users.count()).toBe(1);
-        expect(await store.eraseUser('gone')).toBe(false);
+        expect(await store.eraseUser('gone')).toBeNull();
       });
 
       it('erases a user known only from events, and answers false for an unknown one', async () => {
         await store.events.append([ev('1', 'anon'), ev('2', 'other')]);
-        expect(await store.eraseUser('anon')).toBe(true);
+        expect((await store.eraseUser('anon'))?.map((e) => e.eventId)).toEqual(['1']);
         expect(await store.events.count()).toBe(1);
         await store.users.upsert({ id: 'only-row' });
-        expect(await store.eraseUser('only-row')).toBe(true);
-        expect(await store.eraseUser('never-seen')).toBe(false);
+        expect(await store.eraseUser('only-row')).toEqual([]);
+        expect(await store.eraseUser('never-seen')).toBeNull();
         expect(await store.users.count()).toBe(0);
       });
     });
@@ -661,6 +667,71 @@ export function describeStoreConformance(
         expect(champ.parentVersion).toBe(other);
         expect(await store.models.get(other)).toMatchObject({ status: 'retired', parentVersion: 'base' });
         expect(await store.models.get('base')).toMatchObject({ status: 'retired' });
+      });
+    });
+
+    describe('appendLogged and offsets', () => {
+      /** An event as the event log hands it to the store writer: it already carries its log seq. */
+      const logged = (seq: number, eventId: string, extra: Partial<CairnEvent> = {}): StoredEvent => ({
+        ...ev(eventId, 'u1', 'i1', 1_700_000_000_000 + seq, extra),
+        seq,
+      });
+
+      it('appendLogged keeps each event’s log seq and stores every field', async () => {
+        expect(await store.events.appendLogged([])).toEqual([]);
+        const batch = [
+          logged(3, 'a', { type: 'rating', value: 4.5, context: RICH_JSON }),
+          logged(7, 'b'),
+          logged(12, 'c', { userId: 'u2', value: 0, context: {} }),
+        ];
+        expect(await store.events.appendLogged(batch)).toEqual(['inserted', 'inserted', 'inserted']);
+        expect(await scanAll(store)).toStrictEqual(batch);
+        expect(await scanAll(store, { afterSeq: 3, untilSeq: 7 })).toStrictEqual([batch[1]]);
+        expect(await store.events.lastSeq()).toBe(12);
+        expect(await store.events.count()).toBe(3);
+        expect(await store.events.forUser('u2', 10)).toStrictEqual([batch[2]]);
+      });
+
+      it('appendLogged is idempotent by event id and by seq: replays are duplicates and change nothing', async () => {
+        const batch = [logged(1, 'a'), logged(2, 'b')];
+        expect(await store.events.appendLogged(batch)).toEqual(['inserted', 'inserted']);
+        expect(await store.events.appendLogged(batch)).toEqual(['duplicate', 'duplicate']);
+        expect(
+          await store.events.appendLogged([
+            logged(5, 'a', { itemId: 'other' }), // known id under a new seq
+            logged(2, 'z'), // known seq under a new id
+            logged(6, 'c'),
+            logged(6, 'c'), // repeated within the batch
+          ]),
+        ).toEqual(['duplicate', 'duplicate', 'inserted', 'duplicate']);
+        expect(await scanAll(store)).toStrictEqual([...batch, logged(6, 'c')]);
+      });
+
+      it('an ordinary append after appendLogged gets a seq above every logged one', async () => {
+        await store.events.appendLogged([logged(40, 'x'), logged(41, 'y')]);
+        expect(await store.events.append([ev('after-1')])).toEqual(['inserted']);
+        const all = await scanAll(store);
+        expect(all.map((e) => e.eventId)).toEqual(['x', 'y', 'after-1']);
+        expect(all[2].seq).toBeGreaterThan(41);
+      });
+
+      it('offsets start at 0, move forward only, and are kept per name', async () => {
+        expect(await store.offsets.get('events:projector')).toBe(0);
+        await store.offsets.set('events:projector', 10);
+        expect(await store.offsets.get('events:projector')).toBe(10);
+        await store.offsets.set('events:projector', 4);
+        expect(await store.offsets.get('events:projector')).toBe(10);
+        await store.offsets.set('events:projector', 25);
+        expect(await store.offsets.get('events:projector')).toBe(25);
+        expect(await store.offsets.get('changes:projector')).toBe(0);
+
+        await store.offsets.set('ü name ✓', 3);
+        expect(await store.offsets.get('ü name ✓')).toBe(3);
+        await store.offsets.set('big', 2 ** 40 + 1); // beyond int4, exact
+        expect(await store.offsets.get('big')).toBe(2 ** 40 + 1);
+        await Promise.all([7, 3, 9, 5, 8].map((seq) => store.offsets.set('race', seq)));
+        expect(await store.offsets.get('race')).toBe(9);
+        expect(await store.offsets.get('events:projector')).toBe(25);
       });
     });
   });

@@ -142,4 +142,25 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'change feed notifications',
+    sql: (s) => `
+      -- Wakes log consumers in every process (LISTEN on the schema's channel) whenever rows enter the
+      -- event or change log, whoever wrote them. NOTIFY is transactional: it is delivered at COMMIT, so
+      -- a woken consumer always finds the rows; identical notifications of one transaction fold into
+      -- one. The payload names the table. The channel is cut to 63 bytes (an identifier's limit): two
+      -- schemas sharing that prefix only see each other's wake-ups, which cost one empty read.
+      CREATE FUNCTION ${s}.cairn_log_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        PERFORM pg_notify(left('cairn_log_' || TG_TABLE_SCHEMA, 63), TG_TABLE_NAME);
+        RETURN NULL;
+      END
+      $$;
+      CREATE TRIGGER events_notify AFTER INSERT ON ${s}.events
+        FOR EACH STATEMENT EXECUTE FUNCTION ${s}.cairn_log_notify();
+      CREATE TRIGGER changes_notify AFTER INSERT ON ${s}.changes
+        FOR EACH STATEMENT EXECUTE FUNCTION ${s}.cairn_log_notify();
+    `,
+  },
 ];

@@ -6,14 +6,7 @@
 import pg from 'pg';
 import type { PoolClient, QueryResultRow } from 'pg';
 import { CairnError } from '../../errors/errors.ts';
-import type {
-  CairnEvent,
-  Item,
-  JsonObject,
-  ModelVersion,
-  StoredEvent,
-  User,
-} from '../../domain/types.ts';
+import type { CairnEvent, Item, JsonObject, ModelVersion, StoredEvent, User } from '../../domain/types.ts';
 import type {
   AppendOutcome,
   ConsumerOffsets,
@@ -349,12 +342,16 @@ export class PostgresStore implements Store {
     await this.db.query('SELECT 1');
   }
 
-  async eraseUser(userId: string): Promise<boolean> {
+  async eraseUser(userId: string): Promise<StoredEvent[] | null> {
     const { s } = this.db;
     return this.db.tx(async (c) => {
-      const events = await c.query(`DELETE FROM ${s}.events WHERE user_id = $1`, [userId]);
+      const events = await c.query<EventRow>(
+        `DELETE FROM ${s}.events WHERE user_id = $1 RETURNING ${EVENT_COLUMNS}`,
+        [userId],
+      );
       const users = await c.query(`DELETE FROM ${s}.users WHERE id = $1`, [userId]);
-      return (events.rowCount ?? 0) + (users.rowCount ?? 0) > 0;
+      if (events.rows.length + (users.rowCount ?? 0) === 0) return null;
+      return events.rows.map(toEvent).sort((a, b) => a.seq - b.seq);
     });
   }
 
@@ -433,25 +430,39 @@ class PgEvents implements EventStore {
    */
   async appendLogged(events: StoredEvent[]): Promise<AppendOutcome[]> {
     if (events.length === 0) return [];
-    const res = await this.db.query<{ event_id: string }>(
-      `INSERT INTO ${this.db.s}.events (seq, event_id, user_id, item_id, type, value, ts, context)
+    const { s } = this.db;
+    const res = await this.db.tx(async (c) => {
+      const inserted = await c.query<{ event_id: string }>(
+        `INSERT INTO ${s}.events (seq, event_id, user_id, item_id, type, value, ts, context)
        SELECT e.seq, e.event_id, e.user_id, e.item_id, e.type, e.value, e.ts, e.context
        FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::int8[],
          $8::jsonb[]) WITH ORDINALITY AS e(seq, event_id, user_id, item_id, type, value, ts, context, ord)
        ORDER BY e.ord
        ON CONFLICT DO NOTHING
        RETURNING event_id`,
-      [
-        events.map((e) => e.seq),
-        events.map((e) => e.eventId),
-        events.map((e) => e.userId),
-        events.map((e) => e.itemId),
-        events.map((e) => e.type),
-        events.map((e) => e.value ?? null),
-        events.map((e) => e.timestamp),
-        events.map((e) => (e.context === null || e.context === undefined ? null : JSON.stringify(e.context))),
-      ],
-    );
+        [
+          events.map((e) => e.seq),
+          events.map((e) => e.eventId),
+          events.map((e) => e.userId),
+          events.map((e) => e.itemId),
+          events.map((e) => e.type),
+          events.map((e) => e.value ?? null),
+          events.map((e) => e.timestamp),
+          events.map((e) =>
+            e.context === null || e.context === undefined ? null : JSON.stringify(e.context),
+          ),
+        ],
+      );
+      // Explicit seqs do not move the BIGSERIAL counter: move it past them (never back), so an ordinary
+      // append on this schema later can never collide with a logged seq.
+      await this.db.lock(c, LOCK_APPEND);
+      await c.query(
+        `SELECT setval(pg_get_serial_sequence('${s}.events', 'seq'),
+           GREATEST((SELECT last_value FROM ${s}.events_seq_seq), $1::bigint))`,
+        [events.reduce((m, e) => Math.max(m, e.seq), 0)],
+      );
+      return inserted.rows;
+    });
     const inserted = new Set(res.map((r) => r.event_id));
     const seen = new Set<string>();
     return events.map((e) => {

@@ -127,4 +127,18 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
         WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running');
     `,
   },
+  {
+    version: 3,
+    name: 'durable consumer leases',
+    sql: `
+      -- At most one active consumer per durable name across processes sharing the file: the holder
+      -- renews its lease while it runs; a standby takes the name over once the lease has run out
+      -- (its process died) or the holder deleted the row (it stopped).
+      CREATE TABLE consumer_leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `,
+  },
 ];

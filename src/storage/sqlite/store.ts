@@ -5,14 +5,7 @@
  */
 import Database from 'better-sqlite3';
 import { CairnError } from '../../errors/errors.ts';
-import type {
-  CairnEvent,
-  Item,
-  JsonObject,
-  ModelVersion,
-  StoredEvent,
-  User,
-} from '../../domain/types.ts';
+import type { CairnEvent, Item, JsonObject, ModelVersion, StoredEvent, User } from '../../domain/types.ts';
 import type {
   AppendOutcome,
   ConsumerOffsets,
@@ -282,18 +275,20 @@ export class SqliteStore implements Store {
     return Promise.resolve();
   }
 
-  async eraseUser(userId: string): Promise<boolean> {
+  async eraseUser(userId: string): Promise<StoredEvent[] | null> {
     const db = this.db;
-    const removed = guarded(() =>
+    const result = guarded(() =>
       db
         .transaction(() => {
-          const events = db.prepare('DELETE FROM events WHERE user_id = ?').run(userId).changes;
+          const events = db
+            .prepare<[string], EventRow>(`DELETE FROM events WHERE user_id = ? RETURNING ${EVENT_COLUMNS}`)
+            .all(userId);
           const users = db.prepare('DELETE FROM users WHERE id = ?').run(userId).changes;
-          return events + users;
+          return events.length + users > 0 ? events.map(toEvent).sort((a, b) => a.seq - b.seq) : null;
         })
         .immediate(),
     );
-    return Promise.resolve(removed > 0);
+    return Promise.resolve(result);
   }
 
   async close(): Promise<void> {

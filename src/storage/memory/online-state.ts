@@ -1,0 +1,523 @@
+/**
+ * Online state in process memory: the embedded (all-in-one) deployment's serving state. Popularity lives in
+ * typed arrays (features/popularity.ts), everything else in Maps. All work of a call is synchronous, so a
+ * batch is applied atomically with its watermark and `snapshot()` always sees a consistent state.
+ *
+ * `snapshot()` / `MemoryOnlineState.restore()` let the process restart from the last snapshot plus its
+ * watermarks (replaying only the log tail) instead of rescanning the whole event log.
+ */
+import { crc32 } from 'node:zlib';
+import type { EventTypeSpec, Item, StoredEvent } from '../../domain/types.ts';
+import { CairnError } from '../../errors/errors.ts';
+import { compareIds, halfLifeMs, PopularityTracker } from '../../features/popularity.ts';
+import type {
+  EntityChange,
+  LogRecord,
+  OnlineState,
+  OnlineStateOptions,
+  OnlineWatermarks,
+  PopularEntry,
+} from '../ports.ts';
+
+interface CacheEntry {
+  value: string;
+  /** Epoch ms after which the entry is gone. */
+  expiresAt: number;
+}
+
+/** Oldest first: timestamp, then seq (log order). */
+const byTime = (a: StoredEvent, b: StoredEvent): number => a.timestamp - b.timestamp || a.seq - b.seq;
+
+/** Checks the options both adapters share; a bad value is a deployment error, reported by key. */
+function checkOptions(options: OnlineStateOptions): void {
+  const fields: { field: string; message: string }[] = [];
+  if (!(options.popularityHalfLifeDays > 0) || !Number.isFinite(options.popularityHalfLifeDays)) {
+    fields.push({ field: 'serving.popularityHalfLifeDays', message: 'must be a positive number' });
+  }
+  if (!Number.isInteger(options.historyLimit) || options.historyLimit < 1) {
+    fields.push({ field: 'serving.historyLimit', message: 'must be an integer ≥ 1' });
+  }
+  if (fields.length > 0) throw new CairnError('CAIRN_CONFIG_INVALID', fields[0].message, { fields });
+}
+
+/**
+ * Everything popularity depends on, in a canonical form: a snapshot taken under other settings holds sums
+ * that these settings would not have produced, so it must not be restored.
+ */
+function popularitySettings(options: OnlineStateOptions): string {
+  const types = Object.keys(options.types)
+    .sort()
+    .map((name) => {
+      const t: EventTypeSpec = options.types[name];
+      return [name, t.weight, t.useValue === true, t.negative === true, t.minValue ?? null];
+    });
+  return JSON.stringify({ halfLifeMs: halfLifeMs(options.popularityHalfLifeDays), types });
+}
+
+/** In-memory `OnlineState` (see the file comment); `kind` is `memory`. */
+export class MemoryOnlineState implements OnlineState {
+  readonly kind = 'memory';
+  private readonly options: OnlineStateOptions;
+  private pop: PopularityTracker;
+  /** Per user, oldest first; trimmed back to `historyLimit` once it holds twice as many (amortized O(1)). */
+  private histories = new Map<string, StoredEvent[]>();
+  private optOuts = new Set<string>();
+  private catalog = new Map<string, Item>();
+  /** Catalog ids in code-point order; null after an id was added (sorted again on the next listing). */
+  private catalogOrder: string[] | null = [];
+  private cache = new Map<string, Map<string, CacheEntry>>();
+  private cacheEntries = 0;
+  private setsSinceSweep = 0;
+  private wm: OnlineWatermarks = { events: 0, changes: 0 };
+  private closed = false;
+
+  constructor(options: OnlineStateOptions) {
+    checkOptions(options);
+    this.options = { ...options, types: { ...options.types } };
+    this.pop = new PopularityTracker(this.options.types, this.options.popularityHalfLifeDays);
+  }
+
+  applyEvents(events: StoredEvent[]): Promise<void> {
+    return this.run(() => {
+      let top = this.wm.events;
+      const applied: StoredEvent[] = [];
+      for (const e of events) {
+        if (!(e.seq > top)) continue;
+        top = e.seq;
+        this.remember(e);
+        applied.push(e);
+      }
+      this.pop.add(applied);
+      for (const e of applied) this.dropCache(e.userId);
+      this.wm.events = top;
+    });
+  }
+
+  applyChanges(records: LogRecord<EntityChange>[]): Promise<void> {
+    return this.run(() => {
+      let top = this.wm.changes;
+      for (const { seq, value: change } of records) {
+        if (!(seq > top)) continue;
+        top = seq;
+        switch (change.kind) {
+          case 'items':
+            for (const item of change.items) {
+              if (!this.catalog.has(item.id)) this.catalogOrder = null;
+              // A private copy: callers may reuse the objects they handed in.
+              this.catalog.set(item.id, structuredClone(item));
+            }
+            break;
+          case 'user':
+            if (change.user.optOut) this.optOuts.add(change.user.id);
+            else this.optOuts.delete(change.user.id);
+            break;
+          case 'erase':
+            this.histories.delete(change.userId);
+            this.optOuts.delete(change.userId);
+            this.dropCache(change.userId);
+            // Only what this state has counted can be taken away: an event past the event watermark was
+            // never added here (the two logs are consumed independently).
+            this.pop.subtract(change.events.filter((e) => e.seq <= this.wm.events));
+            break;
+          case 'champion':
+            // Serving loads the champion from the registry; here only the watermark moves.
+            break;
+        }
+      }
+      this.wm.changes = top;
+    });
+  }
+
+  watermarks(): Promise<OnlineWatermarks> {
+    return this.run(() => ({ ...this.wm }));
+  }
+
+  recentEvents(userId: string, limit: number): Promise<StoredEvent[]> {
+    return this.run(() => {
+      const history = this.histories.get(userId);
+      const n = Math.min(Math.floor(limit), this.options.historyLimit, history?.length ?? 0);
+      const out: StoredEvent[] = [];
+      for (let i = 0; i < n; i++) out.push(history![history!.length - 1 - i]);
+      return out;
+    });
+  }
+
+  optedOut(userId: string): Promise<boolean> {
+    return this.run(() => this.optOuts.has(userId));
+  }
+
+  popular(offset: number, count: number, now: number): Promise<PopularEntry[]> {
+    return this.run(() => this.pop.page(Math.floor(offset), Math.floor(count), now));
+  }
+
+  popularity(itemIds: string[], now: number): Promise<number[]> {
+    return this.run(() => this.pop.scores(itemIds, now));
+  }
+
+  popularCount(): Promise<number> {
+    return this.run(() => this.pop.size);
+  }
+
+  items(after: string | undefined, limit: number): Promise<Item[]> {
+    return this.run(() => {
+      const order = (this.catalogOrder ??= [...this.catalog.keys()].sort(compareIds));
+      let lo = 0;
+      if (after !== undefined) {
+        // First id strictly after `after`.
+        let hi = order.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1;
+          if (compareIds(order[mid], after) <= 0) lo = mid + 1;
+          else hi = mid;
+        }
+      }
+      const end = Math.min(order.length, lo + Math.max(0, Math.floor(limit)));
+      const out: Item[] = [];
+      for (let i = lo; i < end; i++) out.push(this.catalog.get(order[i])!);
+      return out;
+    });
+  }
+
+  cacheGet(userId: string, key: string): Promise<string | null> {
+    return this.run(() => {
+      const entries = this.cache.get(userId);
+      const entry = entries?.get(key);
+      if (!entry) return null;
+      if (entry.expiresAt <= Date.now()) {
+        this.deleteCacheEntry(userId, entries!, key);
+        return null;
+      }
+      return entry.value;
+    });
+  }
+
+  cacheSet(userId: string, key: string, value: string, ttlMs: number): Promise<void> {
+    return this.run(() => {
+      let entries = this.cache.get(userId);
+      if (!(ttlMs > 0)) {
+        // Expires at once: nothing to keep, and an older answer under the key must not survive it.
+        if (entries?.has(key)) this.deleteCacheEntry(userId, entries, key);
+        return;
+      }
+      if (!entries) this.cache.set(userId, (entries = new Map<string, CacheEntry>()));
+      if (!entries.has(key)) this.cacheEntries++;
+      entries.set(key, { value, expiresAt: Date.now() + ttlMs });
+      // Entries nobody reads again would stay forever: sweep expired ones once the sets since the last sweep
+      // reach half the cache size, which keeps the sweeping cost O(1) per set, amortized.
+      if (++this.setsSinceSweep >= Math.max(1024, this.cacheEntries >>> 1)) this.sweepCache();
+    });
+  }
+
+  clear(): Promise<void> {
+    return this.run(() => this.reset());
+  }
+
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.reset(); // releases the memory even if the caller keeps a reference
+    }
+    return Promise.resolve();
+  }
+
+  /**
+   * The whole state except the answer cache (cheap to recompute, and stale after a restart anyway), with
+   * its watermarks, in a versioned binary format with a CRC-32 trailer. Synchronous, so it is consistent.
+   */
+  snapshot(): Buffer {
+    this.assertOpen();
+    const w = new SnapshotWriter();
+    w.str(popularitySettings(this.options));
+    w.u32(this.options.historyLimit);
+    w.f64(this.wm.events);
+    w.f64(this.wm.changes);
+
+    const pop = this.pop.exportState();
+    w.f64(pop.reference ?? Number.NaN);
+    w.u32(pop.ids.length);
+    for (let i = 0; i < pop.ids.length; i++) {
+      w.str(pop.ids[i]);
+      w.f64(pop.sums[i]);
+    }
+
+    w.u32(this.optOuts.size);
+    for (const id of this.optOuts) w.str(id);
+
+    w.u32(this.catalog.size);
+    for (const item of this.catalog.values()) w.str(JSON.stringify(item));
+
+    w.u32(this.histories.size);
+    for (const [userId, history] of this.histories) {
+      const from = Math.max(0, history.length - this.options.historyLimit);
+      w.str(userId);
+      w.u32(history.length - from);
+      for (let i = from; i < history.length; i++) {
+        const e = history[i];
+        w.f64(e.seq);
+        w.f64(e.timestamp);
+        w.str(e.eventId);
+        w.str(e.itemId);
+        w.str(e.type);
+        w.u8((e.value === null ? 0 : 1) | (e.context === null ? 0 : 2));
+        if (e.value !== null) w.f64(e.value);
+        if (e.context !== null) w.str(JSON.stringify(e.context));
+      }
+    }
+    return w.finish();
+  }
+
+  /**
+   * Rebuilds a state from `snapshot()` output; resume consuming both logs after its `watermarks()`.
+   * Throws CAIRN_UNSUPPORTED (details.reason `format`, `checksum`, `version` or `settings`) when the bytes
+   * are not a snapshot, are damaged, come from an unknown format version, or were taken under different
+   * popularity settings or a smaller history limit: the caller then rebuilds from the logs instead.
+   */
+  static restore(snapshot: Uint8Array, options: OnlineStateOptions): MemoryOnlineState {
+    const state = new MemoryOnlineState(options);
+    try {
+      state.load(new SnapshotReader(snapshot));
+    } catch (e) {
+      if (e instanceof CairnError) throw e;
+      // Only a body that passed the checksum gets here, so this is a writer bug, not damage in transit.
+      throw unsupported('format', `snapshot body is malformed (${(e as Error).message})`);
+    }
+    return state;
+  }
+
+  private load(r: SnapshotReader): void {
+    if (r.str() !== popularitySettings(this.options)) {
+      throw unsupported('settings', 'snapshot was taken under other event weights or half-life');
+    }
+    const historyLimit = r.u32();
+    if (historyLimit < this.options.historyLimit) {
+      throw unsupported('settings', 'snapshot kept fewer events per user than historyLimit asks for');
+    }
+    this.wm = { events: r.f64(), changes: r.f64() };
+
+    const reference = r.f64();
+    const n = r.u32();
+    const ids = new Array<string>(n);
+    const sums = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      ids[i] = r.str();
+      sums[i] = r.f64();
+    }
+    this.pop = PopularityTracker.fromState(this.options.types, this.options.popularityHalfLifeDays, {
+      reference: Number.isNaN(reference) ? null : reference,
+      ids,
+      sums,
+    });
+
+    for (let i = r.u32(); i > 0; i--) this.optOuts.add(r.str());
+
+    for (let i = r.u32(); i > 0; i--) {
+      const item = JSON.parse(r.str()) as Item;
+      this.catalog.set(item.id, item);
+    }
+    this.catalogOrder = null;
+
+    for (let u = r.u32(); u > 0; u--) {
+      const userId = r.str();
+      const count = r.u32();
+      const history: StoredEvent[] = [];
+      for (let i = 0; i < count; i++) {
+        const seq = r.f64();
+        const timestamp = r.f64();
+        const eventId = r.str();
+        const itemId = r.str();
+        const type = r.str();
+        const flags = r.u8();
+        const value = flags & 1 ? r.f64() : null;
+        const context = flags & 2 ? (JSON.parse(r.str()) as StoredEvent['context']) : null;
+        history.push({ seq, eventId, userId, itemId, type, value, timestamp, context });
+      }
+      this.histories.set(userId, history.slice(Math.max(0, count - this.options.historyLimit)));
+    }
+    r.end();
+  }
+
+  private remember(e: StoredEvent): void {
+    let history = this.histories.get(e.userId);
+    if (!history) this.histories.set(e.userId, (history = []));
+    // Events arrive mostly in time order: walk back from the end to the insertion point.
+    let i = history.length;
+    while (i > 0 && byTime(history[i - 1], e) > 0) i--;
+    if (i === history.length) history.push(e);
+    else history.splice(i, 0, e);
+    const limit = this.options.historyLimit;
+    if (history.length >= 2 * limit) history.splice(0, history.length - limit);
+  }
+
+  private dropCache(userId: string): void {
+    const entries = this.cache.get(userId);
+    if (!entries) return;
+    this.cacheEntries -= entries.size;
+    this.cache.delete(userId);
+  }
+
+  private deleteCacheEntry(userId: string, entries: Map<string, CacheEntry>, key: string): void {
+    entries.delete(key);
+    this.cacheEntries--;
+    if (entries.size === 0) this.cache.delete(userId);
+  }
+
+  private sweepCache(): void {
+    const now = Date.now();
+    for (const [userId, entries] of this.cache) {
+      for (const [key, entry] of entries) {
+        if (entry.expiresAt <= now) this.deleteCacheEntry(userId, entries, key);
+      }
+    }
+    this.setsSinceSweep = 0;
+  }
+
+  private reset(): void {
+    this.pop.clear();
+    this.histories = new Map();
+    this.optOuts = new Set();
+    this.catalog = new Map();
+    this.catalogOrder = [];
+    this.cache = new Map();
+    this.cacheEntries = 0;
+    this.setsSinceSweep = 0;
+    this.wm = { events: 0, changes: 0 };
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new CairnError('CAIRN_UNAVAILABLE', 'online state is closed');
+  }
+
+  /** Runs synchronous work behind the async port, failing after close() like the remote adapters do. */
+  private run<T>(fn: () => T): Promise<T> {
+    try {
+      this.assertOpen();
+      return Promise.resolve(fn());
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
+  }
+}
+
+/* -------------------------------------------------------------------------------------------------
+ * Snapshot format, version 1 (little-endian):
+ *   magic "CAIRNOS\0" · u32 version · body · u32 CRC-32 of everything before it
+ * body: settings string · u32 historyLimit · f64 event watermark · f64 change watermark ·
+ *   popularity (f64 reference, NaN = none · u32 n · n × (str id, f64 sum)) · opt-outs (u32 n · n × str) ·
+ *   catalog (u32 n · n × str item JSON) · histories (u32 users · per user: str id · u32 n · n × event)
+ * event: f64 seq · f64 timestamp · str eventId · str itemId · str type · u8 flags (1 value, 2 context) ·
+ *   [f64 value] · [str context JSON]
+ * str: u32 byte length · UTF-8 bytes. A new layout gets a new version; restore() refuses unknown ones.
+ * ----------------------------------------------------------------------------------------------- */
+
+const MAGIC = Buffer.from('CAIRNOS\0', 'latin1');
+const SNAPSHOT_VERSION = 1;
+
+function unsupported(reason: 'format' | 'checksum' | 'version' | 'settings', message: string): CairnError {
+  return new CairnError('CAIRN_UNSUPPORTED', `cannot restore online state: ${message}`, { reason });
+}
+
+class SnapshotWriter {
+  private buf = Buffer.allocUnsafe(1 << 16);
+  private n = 0;
+
+  constructor() {
+    this.bytes(MAGIC);
+    this.u32(SNAPSHOT_VERSION);
+  }
+
+  u8(v: number): void {
+    this.reserve(1);
+    this.n = this.buf.writeUInt8(v, this.n);
+  }
+
+  u32(v: number): void {
+    this.reserve(4);
+    this.n = this.buf.writeUInt32LE(v, this.n);
+  }
+
+  f64(v: number): void {
+    this.reserve(8);
+    this.n = this.buf.writeDoubleLE(v, this.n);
+  }
+
+  str(s: string): void {
+    const len = Buffer.byteLength(s, 'utf8');
+    this.u32(len);
+    this.reserve(len);
+    this.n += this.buf.write(s, this.n, len, 'utf8');
+  }
+
+  finish(): Buffer {
+    this.u32(crc32(this.buf.subarray(0, this.n)));
+    return Buffer.from(this.buf.subarray(0, this.n)); // a tight copy, not the oversized work buffer
+  }
+
+  private bytes(b: Uint8Array): void {
+    this.reserve(b.length);
+    this.buf.set(b, this.n);
+    this.n += b.length;
+  }
+
+  private reserve(k: number): void {
+    if (this.n + k <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.n + k));
+    this.buf.copy(next, 0, 0, this.n);
+    this.buf = next;
+  }
+}
+
+class SnapshotReader {
+  private readonly buf: Buffer;
+  private n = 0;
+  private readonly limit: number;
+
+  constructor(bytes: Uint8Array) {
+    this.buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (this.buf.length < MAGIC.length + 8 || !this.buf.subarray(0, MAGIC.length).equals(MAGIC)) {
+      throw unsupported('format', 'not an online-state snapshot');
+    }
+    this.limit = this.buf.length - 4;
+    if (crc32(this.buf.subarray(0, this.limit)) !== this.buf.readUInt32LE(this.limit)) {
+      throw unsupported('checksum', 'snapshot is damaged (checksum mismatch)');
+    }
+    this.n = MAGIC.length;
+    const version = this.u32();
+    if (version !== SNAPSHOT_VERSION) throw unsupported('version', `unknown snapshot version ${version}`);
+  }
+
+  u8(): number {
+    this.need(1);
+    return this.buf.readUInt8(this.n++);
+  }
+
+  u32(): number {
+    this.need(4);
+    const v = this.buf.readUInt32LE(this.n);
+    this.n += 4;
+    return v;
+  }
+
+  f64(): number {
+    this.need(8);
+    const v = this.buf.readDoubleLE(this.n);
+    this.n += 8;
+    return v;
+  }
+
+  str(): string {
+    const len = this.u32();
+    this.need(len);
+    const s = this.buf.toString('utf8', this.n, this.n + len);
+    this.n += len;
+    return s;
+  }
+
+  /** Every byte must have been read: a longer body is a layout this version does not know. */
+  end(): void {
+    if (this.n !== this.limit) throw unsupported('format', 'snapshot has trailing bytes');
+  }
+
+  private need(k: number): void {
+    if (this.n + k > this.limit) throw unsupported('format', 'snapshot is truncated');
+  }
+}
