@@ -65,6 +65,10 @@ export interface ModelVersion {
   /** Offline metrics from the training pipeline's holdout evaluation, e.g. `ndcg@10`. */
   metrics: Record<string, number>;
   trainSeconds: number;
+  /**
+   * Artifact key in the ArtifactStore (`models/<version>.cairn`). The field keeps its old name for
+   * compatibility; rows written by earlier versions hold an absolute file path, which still loads.
+   */
   artifactPath: string;
   checksum: string;
   configHash: string;

@@ -1,8 +1,15 @@
-import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { decodeModel, encodeModel, readModelFile, writeModelFile, type StoredModel } from './artifacts.ts';
+import {
+  decodeModel,
+  decodeVerified,
+  encodeModel,
+  readModelFile,
+  sha256,
+  type StoredModel,
+} from './artifacts.ts';
 
 const model: StoredModel = {
   artifact: {
@@ -50,15 +57,31 @@ describe('model artifacts', () => {
     expect(() => decodeModel(forged)).toThrow(/newer than this Cairn supports/);
   });
 
-  it('verifies the checksum on read', async () => {
+  it('decodes only bytes that match the recorded checksum (CAIRN_INTERNAL otherwise)', () => {
+    const bytes = encodeModel(model);
+    const checksum = sha256(bytes);
+    expect(checksum).toMatch(/^[0-9a-f]{64}$/);
+    expect(decodeVerified(bytes, checksum, 'models/x.cairn').itemIds).toEqual(['a', 'b', 'c']);
+    const damaged = Buffer.from(bytes);
+    damaged[damaged.length - 1] ^= 0xff;
+    expect(() => decodeVerified(damaged, checksum, 'models/x.cairn')).toThrow(
+      expect.objectContaining({ code: 'CAIRN_INTERNAL' }),
+    );
+  });
+
+  it('reads a legacy model file by absolute path, verifying its checksum', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cairn-art-'));
     dirs.push(dir);
     const path = join(dir, 'm.cairn');
-    const { checksum } = await writeModelFile(path, model);
-    await expect(readModelFile(path, checksum)).resolves.toBeTruthy();
-    const bytes = await readFile(path);
+    const bytes = encodeModel(model);
+    const checksum = sha256(bytes);
+    await writeFile(path, bytes);
+    expect((await readModelFile(path, checksum)).extra).toEqual({ lastEventSeq: 42 });
     bytes[bytes.length - 1] ^= 0xff;
     await writeFile(path, bytes);
-    await expect(readModelFile(path, checksum)).rejects.toThrow(/checksum mismatch/);
+    await expect(readModelFile(path, checksum)).rejects.toMatchObject({ code: 'CAIRN_INTERNAL' });
+    await expect(readModelFile(join(dir, 'gone.cairn'), checksum)).rejects.toMatchObject({
+      code: 'CAIRN_NOT_FOUND',
+    });
   });
 });

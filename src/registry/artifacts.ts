@@ -7,11 +7,14 @@
  * params, the id mappings and a table of arrays (name, dtype, byte offset, length). The SHA-256 of the
  * whole file is recorded in the registry and verified on load. Readers accept every container version
  * they know; a newer one is refused with a clear error instead of being misread.
+ *
+ * This module only encodes and decodes: where the bytes live is the ArtifactStore's business. The one
+ * file read left here serves registry rows from earlier versions, which recorded an absolute file path.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import type { ModelArtifact } from '../algorithms/types.ts';
+import { CairnError } from '../errors/errors.ts';
 
 export const CONTAINER_FORMAT_VERSION = 1;
 const MAGIC = Buffer.from('CAIRNMDL', 'ascii');
@@ -111,28 +114,37 @@ export function decodeModel(buf: Buffer): StoredModel {
   };
 }
 
-export function sha256(buf: Buffer): string {
+/** SHA-256 of the bytes, lowercase hex: the checksum recorded in ModelVersion.checksum. */
+export function sha256(buf: Uint8Array): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 
-/** Writes atomically (temp file + rename) and returns the checksum. */
-export async function writeModelFile(
-  path: string,
-  model: StoredModel,
-): Promise<{ checksum: string; bytes: number }> {
-  const buf = encodeModel(model);
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, buf);
-  await rename(tmp, path);
-  return { checksum: sha256(buf), bytes: buf.length };
-}
-
-/** Reads a model file, verifying its checksum when one is given. */
-export async function readModelFile(path: string, expectedChecksum?: string): Promise<StoredModel> {
-  const buf = await readFile(path);
-  if (expectedChecksum && sha256(buf) !== expectedChecksum) {
-    throw new Error(`model artifact ${path} is corrupt: checksum mismatch`);
+/**
+ * Verifies `buf` against the checksum recorded for it and decodes it. A mismatch is CAIRN_INTERNAL: the
+ * bytes were damaged at rest or in transit, and must never be served as a model.
+ */
+export function decodeVerified(buf: Buffer, expectedChecksum: string, where: string): StoredModel {
+  if (sha256(buf) !== expectedChecksum) {
+    throw new CairnError('CAIRN_INTERNAL', `model artifact ${where} is corrupt: checksum mismatch`);
   }
   return decodeModel(buf);
+}
+
+/**
+ * Reads a model file by absolute path and verifies its checksum. Only for registry rows written before
+ * artifacts moved to the ArtifactStore (their `artifactPath` is a file path, not a key).
+ */
+export async function readModelFile(path: string, expectedChecksum: string): Promise<StoredModel> {
+  let buf: Buffer;
+  try {
+    buf = await readFile(path);
+  } catch (e) {
+    if ((e as { code?: unknown }).code === 'ENOENT') {
+      throw new CairnError('CAIRN_NOT_FOUND', `model artifact file ${path} not found`, undefined, {
+        cause: e,
+      });
+    }
+    throw e;
+  }
+  return decodeVerified(buf, expectedChecksum, path);
 }

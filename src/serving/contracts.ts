@@ -28,6 +28,10 @@ export interface RecommendationService {
   /** Always answers (fallback chain); throws only CAIRN_VALIDATION for bad k/category. */
   recommend(ctx: RequestContext, request: RecommendRequest): Promise<RecommendationResult>;
   /** Throws CAIRN_ITEM_NOT_FOUND for an unknown item. */
-  similar(ctx: RequestContext, itemId: string, options: { k?: number; category?: string }): Promise<SimilarResult>;
+  similar(
+    ctx: RequestContext,
+    itemId: string,
+    options: { k?: number; category?: string },
+  ): Promise<SimilarResult>;
   popular(ctx: RequestContext, options: { k?: number; category?: string }): Promise<PopularResult>;
 }

@@ -24,7 +24,12 @@ export class PopularList {
    * The `k` most popular items passing `accept` at `now`, best first. Reads the cached head (refreshed
    * when older than `refreshMs`), then pages deeper up to `maxScan` entries.
    */
-  async top(k: number, now: number, accept: (itemId: string) => boolean, maxScan = 20_000): Promise<PopularEntry[]> {
+  async top(
+    k: number,
+    now: number,
+    accept: (itemId: string) => boolean,
+    maxScan = 20_000,
+  ): Promise<PopularEntry[]> {
     await this.fresh();
     const out: PopularEntry[] = [];
     for (const e of this.head) {

@@ -83,7 +83,8 @@ export class Recommender implements RecommendationService {
     let history: StoredEvent[] = [];
     let storeDown = false;
     const sm = this.deps.champion();
-    const cacheKey = sm && config.serving.cacheTtlSeconds > 0 ? this.cacheKey(sm, k, category, request) : null;
+    const cacheKey =
+      sm && config.serving.cacheTtlSeconds > 0 ? this.cacheKey(sm, k, category, request) : null;
     let cached: string | null = null;
     try {
       // One round trip for the three reads (Redis pipelines them on one connection).
@@ -105,8 +106,12 @@ export class Recommender implements RecommendationService {
     for (const id of profile.negatives) blocked.add(id);
     if (config.serving.excludeSeen) for (const id of profile.seen) blocked.add(id);
 
+    // The newest event this answer is based on: a cached answer computed from an older history is stale
+    // even if it was written after the invalidation that the newer event caused.
+    let newestSeq = 0;
+    for (const e of history) if (e.seq > newestSeq) newestSeq = e.seq;
     if (cached !== null && !optOut && sm) {
-      const hit = this.fromCache(cached, category);
+      const hit = this.fromCache(cached, category, newestSeq);
       if (hit) {
         const result: RecommendationResult = {
           requestId: ctx.requestId,
@@ -185,7 +190,7 @@ export class Recommender implements RecommendationService {
         await this.deps.online.cacheSet(
           request.userId,
           cacheKey,
-          JSON.stringify(items),
+          JSON.stringify({ seq: newestSeq, items }),
           config.serving.cacheTtlSeconds * 1000,
         );
       } catch (err) {
@@ -196,22 +201,30 @@ export class Recommender implements RecommendationService {
   }
 
   /** The cache key of an answer: everything the answer depends on besides the user's own state. */
-  private cacheKey(sm: ServingModel, k: number, category: string | undefined, request: RecommendRequest): string {
+  private cacheKey(
+    sm: ServingModel,
+    k: number,
+    category: string | undefined,
+    request: RecommendRequest,
+  ): string {
     const exclude = [...new Set(request.exclude ?? [])].sort();
     return JSON.stringify([sm.version.version, k, category ?? null, exclude]);
   }
 
   /**
-   * A cached answer, unless an item in it may no longer be served (unavailable, or out of the category
-   * since): then it is recomputed rather than served short.
+   * A cached answer, unless it was computed from another history than the user's current one, or an
+   * item in it may no longer be served (unavailable, or out of the category since): then it is
+   * recomputed rather than served short or stale.
    */
-  private fromCache(raw: string, category: string | undefined): RecommendedItem[] | null {
-    let items: RecommendedItem[];
+  private fromCache(raw: string, category: string | undefined, newestSeq: number): RecommendedItem[] | null {
+    let entry: { seq: number; items: RecommendedItem[] };
     try {
-      items = JSON.parse(raw) as RecommendedItem[];
+      entry = JSON.parse(raw) as { seq: number; items: RecommendedItem[] };
     } catch {
       return null;
     }
+    if (entry.seq !== newestSeq || !Array.isArray(entry.items)) return null;
+    const items = entry.items;
     const catalog = this.deps.catalog;
     for (const it of items) {
       if (!catalog.isAvailable(it.itemId)) return null;
