@@ -1131,6 +1131,8 @@ describe('models and jobs', () => {
       name: 'train',
       status: 'queued',
       progress: 0,
+      attempts: 0,
+      max_attempts: 3,
       created_at: '2024-01-02T03:04:05.678Z',
       updated_at: '2024-01-02T03:04:05.678Z',
     });

@@ -299,6 +299,11 @@ export const JobResponse = Type.Object({
   progress: Type.Number({ minimum: 0, maximum: 1 }),
   result: Type.Optional(FreeObject()),
   error: Type.Optional(Type.String()),
+  attempts: Type.Integer({
+    minimum: 0,
+    description: 'Attempts started (a worker that died mid-job counts one)',
+  }),
+  max_attempts: Type.Integer({ minimum: 1 }),
   created_at: IsoTime,
   updated_at: IsoTime,
 });

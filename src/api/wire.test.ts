@@ -76,6 +76,8 @@ describe('wire mapping', () => {
       name: 'train',
       status: 'running',
       progress: 0.25,
+      attempts: 1,
+      max_attempts: 3,
       created_at: '1970-01-01T00:00:00.000Z',
       updated_at: '1970-01-01T00:00:01.000Z',
     });

@@ -180,6 +180,8 @@ export function jobToWire(job: Job): JobWire {
     name: job.name,
     status: job.status,
     progress: job.progress,
+    attempts: job.attempts,
+    max_attempts: job.maxAttempts,
     created_at: isoTime(job.createdAt),
     updated_at: isoTime(job.updatedAt),
   };
