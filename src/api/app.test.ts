@@ -218,7 +218,11 @@ class MemoryRecommendations implements RecommendationService {
       return Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }
   }
-  similar(_ctx: RequestContext, itemId: string, options: { k?: number; category?: string }): Promise<SimilarResult> {
+  similar(
+    _ctx: RequestContext,
+    itemId: string,
+    options: { k?: number; category?: string },
+  ): Promise<SimilarResult> {
     if (!this.catalog.items.has(itemId))
       return Promise.reject(new CairnError('CAIRN_ITEM_NOT_FOUND', 'no such item'));
     const items = this.rank({ ...options, exclude: [itemId] });

@@ -35,9 +35,7 @@ export interface RequestContext {
 
 export const DEFAULT_TENANT = 'default';
 
-export function createContext(
-  fields: Partial<RequestContext> & { principal: Principal },
-): RequestContext {
+export function createContext(fields: Partial<RequestContext> & { principal: Principal }): RequestContext {
   return Object.freeze({
     requestId: fields.requestId ?? randomUUID(),
     principal: fields.principal,

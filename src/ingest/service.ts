@@ -263,8 +263,15 @@ export function createCatalogService(options: CatalogServiceOptions): CatalogSer
       // The store returns exactly what it deleted (in the same transaction), so an event accepted for
       // this user a moment before is either deleted and subtracted, or neither.
       const erased = await store.eraseUser(id);
-      if (!erased)
+      if (!erased) {
+        // Nothing stored (any more). A previous erase may have deleted the user and then failed to
+        // announce it (change log unreachable, 503): announcing again, without events, makes the
+        // client's retry finish the job everywhere. Popularity already subtracted stays subtracted.
+        await eventLog.forgetUser(id);
+        const [seq] = await changeLog.append([{ kind: 'erase', userId: id, events: [] }]);
+        await readYourWrites?.changes(seq);
         throw new CairnError('CAIRN_USER_NOT_FOUND', `nothing is stored for user "${id}"`, { user_id: id });
+      }
       const events = erased
         .filter((e) => interactionWeight(config.events.types, e).weight > 0)
         .map((e) => ({ seq: e.seq, itemId: e.itemId, type: e.type, value: e.value, timestamp: e.timestamp }));

@@ -229,14 +229,14 @@ export { openStore };
 export async function closeAll(
   resources: readonly ({ close(): Promise<void> } | null | undefined)[],
 ): Promise<void> {
-  let first: unknown = null;
+  let first: Error | null = null;
   for (const r of resources) {
     if (!r) continue;
     try {
       await r.close();
     } catch (err) {
-      first ??= err;
+      first ??= err instanceof Error ? err : new Error('close failed', { cause: err });
     }
   }
-  if (first !== null) throw first instanceof Error ? first : new Error(String(first));
+  if (first !== null) throw first;
 }

@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { getAlgorithm, resolveParams } from '../algorithms/index.ts';
 import { resolveThreads, workerBootstrap } from '../algorithms/parallel.ts';
 import { nnz } from '../algorithms/sparse.ts';
-import type { TrainRequest } from '../api/deps.ts';
+import type { TrainRequest } from './contracts.ts';
 import type { Config } from '../config/load.ts';
 import type { JsonObject, ModelVersion } from '../domain/types.ts';
 import { CairnError, ERROR_CODES, type ErrorCode } from '../errors/errors.ts';
@@ -195,7 +195,11 @@ function fitInWorker(
   signal: AbortSignal,
 ): Promise<FitOutput> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(workerBootstrap(new URL('./fit-worker.ts', import.meta.url).href), {
+    // Compiled builds (dist/…/pipeline.js) have fit-worker.js beside them, sources fit-worker.ts:
+    // a `.ts` URL would make the worker load tsx and look for a file the build does not ship.
+    const here = import.meta.url;
+    const fitWorker = new URL(here.endsWith('.ts') ? './fit-worker.ts' : './fit-worker.js', here);
+    const worker = new Worker(workerBootstrap(fitWorker.href), {
       eval: true,
       workerData: input,
     });

@@ -2,7 +2,7 @@
 import { getAlgorithm, resolveParams } from '../algorithms/index.ts';
 import type { Config } from '../config/load.ts';
 import type { RequestContext } from '../domain/context.ts';
-import type { Job, JsonObject, ModelVersion } from '../domain/types.ts';
+import type { Job, ModelVersion } from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
 import type { JobQueue } from '../jobs/contracts.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
@@ -23,9 +23,13 @@ export class ModelManagement implements ModelService {
 
   async train(ctx: RequestContext, request: TrainRequest): Promise<Job> {
     validateTrainRequest(this.config, request);
-    const job = await this.jobs.enqueue('train', { ...request, requested_by: ctx.principal.id } as JsonObject, {
-      maxAttempts: this.config.jobs.maxAttempts,
-    });
+    const job = await this.jobs.enqueue(
+      'train',
+      { ...request, requested_by: ctx.principal.id },
+      {
+        maxAttempts: this.config.jobs.maxAttempts,
+      },
+    );
     this.onQueued();
     return job;
   }

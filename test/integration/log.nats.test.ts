@@ -510,6 +510,28 @@ logs.eventLog.consume({ durable: 'crash', batchSize: 5 }, async (batch) => {
       expect(changes[changes.length - 1]).toBe(lastChange);
     }
 
+    it('closes within bounded time while NATS is down (nothing waits for a reconnect)', async () => {
+      const h = await open(freshPrefix(serverUrl), { requestTimeoutMs: 1000 }, serverUrl);
+      await h.eventLog.append(evs('x', 3));
+      const seen: number[] = [];
+      const d = h.eventLog.consume({ durable: 'down' }, (b) => {
+        seen.push(...b.map((e) => e.seq));
+        return Promise.resolve();
+      });
+      h.changeLog.consume({}, () => Promise.resolve());
+      await within(d.caughtUp(3), 'the durable consumer');
+      await server.stop('SIGKILL');
+      try {
+        const started = Date.now();
+        await within(h.close(), 'close() while NATS is down', 15_000);
+        expect(Date.now() - started).toBeLessThan(10_000);
+        await expect(d.caughtUp(4)).rejects.toMatchObject({ code: 'CAIRN_UNAVAILABLE' });
+      } finally {
+        await server.start();
+      }
+      expect(seen).toEqual([1, 2, 3]);
+    });
+
     it('a clean restart: appends are refused while it is down, every consumer resumes in order at once', () =>
       restartScenario('SIGTERM', {}, 10_000));
 

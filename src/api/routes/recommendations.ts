@@ -61,7 +61,10 @@ export function registerRecommendationRoutes(app: FastifyInstance, { deps, schem
     },
     async (request) =>
       recommendationToWire(
-        await deps.recommendations.recommend(request.ctx, recommendQueryToRequest(request.params.id, request.query)),
+        await deps.recommendations.recommend(
+          request.ctx,
+          recommendQueryToRequest(request.params.id, request.query),
+        ),
       ),
   );
 

@@ -25,7 +25,9 @@ export function registerSimilarRoutes(app: FastifyInstance, { deps, schemas }: R
       },
     },
     async (request) =>
-      similarToWire(await deps.recommendations.similar(request.ctx, request.params.id, listOptions(request.query))),
+      similarToWire(
+        await deps.recommendations.similar(request.ctx, request.params.id, listOptions(request.query)),
+      ),
   );
 
   app.get<{ Querystring: ListQueryWire }>(
@@ -39,6 +41,7 @@ export function registerSimilarRoutes(app: FastifyInstance, { deps, schemas }: R
         response: withErrors({ 200: SimilarResponse }),
       },
     },
-    async (request) => similarToWire(await deps.recommendations.popular(request.ctx, listOptions(request.query))),
+    async (request) =>
+      similarToWire(await deps.recommendations.popular(request.ctx, listOptions(request.query))),
   );
 }

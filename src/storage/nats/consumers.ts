@@ -107,6 +107,13 @@ const IDLE_MS = 5000;
  * the wait when more are announced but do not come.
  */
 const GATHER_MS = 50;
+/**
+ * Records handed back (lease lost, closing) are redelivered after this delay rather than at once: the
+ * server may still hold pull requests of the subscription just closed and, for a moment, deliver to them,
+ * where nobody listens (the records would then wait out the whole ack wait).
+ */
+const HAND_BACK_DELAY_MS = 500;
+const HAND_BACK = `-NAK ${JSON.stringify({ delay: nanos(HAND_BACK_DELAY_MS) })}`;
 /** Pull request lifetime: the client re-pulls before it runs out, and heartbeats detect a dead server. */
 const PULL_EXPIRES_MS = 30_000;
 
@@ -420,7 +427,6 @@ export class DurableConsumer<R> extends BaseConsumer<R> {
       return this.fail('read', e);
     }
     if (info.num_ack_pending > this.held.size + this.unacked.size) {
-      console.error('GUARD', info.num_ack_pending, info.num_waiting, [...this.held.keys()], info.delivered, info.ack_floor);
       this.guardWaits++;
       return this.idle(seen, Math.min(1000, 10 * 2 ** Math.min(this.guardWaits, 7)));
     }
@@ -631,16 +637,14 @@ export class DurableConsumer<R> extends BaseConsumer<R> {
 
   /**
    * Stops being the active process: stops pulling, confirms what was handled, and hands back what was
-   * not (`-NAK`, redelivered at once to the next active process). Never throws.
+   * not (`-NAK`, redelivered to the next active process after `HAND_BACK_DELAY_MS`). Never throws.
    */
   private async deactivate(reason: string): Promise<void> {
     if (!this.active) return;
     this.active = false;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
-    console.error('DEACT', reason, [...this.held.keys()], [...this.unacked.keys()]);
     await this.stopPulling();
-    console.error('DEACT stopped', [...this.held.keys()]);
     if (this.unacked.size > 0) {
       const entries = [...this.unacked.entries()].sort((a, b) => a[0] - b[0]);
       try {
@@ -656,7 +660,7 @@ export class DurableConsumer<R> extends BaseConsumer<R> {
     }
     try {
       for (const m of [...this.held.values()].sort((a, b) => a.seq - b.seq)) {
-        this.ctx.nc.publish(replyOf(m), '-NAK');
+        this.ctx.nc.publish(replyOf(m), HAND_BACK);
       }
     } catch {
       // Disconnected: they come back after the ack wait instead.
@@ -751,7 +755,6 @@ export class PrivateConsumer<R> extends BaseConsumer<R> {
 
   protected async shutdown(): Promise<void> {
     await this.stopPulling();
-    this.space?.();
   }
 
   private async startPulling(): Promise<void> {
@@ -770,6 +773,9 @@ export class PrivateConsumer<R> extends BaseConsumer<R> {
   private async stopPulling(): Promise<void> {
     const messages = this.messages;
     this.messages = null;
+    // First let a pump waiting for queue space go (it sees it is stopped): the client's iterator only
+    // completes `close()` once it is iterated again.
+    this.space?.();
     if (messages) {
       try {
         await messages.close();
@@ -777,7 +783,6 @@ export class PrivateConsumer<R> extends BaseConsumer<R> {
         // Already stopped.
       }
     }
-    this.space?.();
     await this.pump;
     this.pump = null;
   }

@@ -34,6 +34,7 @@ interface LeaseBody {
   owner: string;
 }
 
+/** The lease on one durable consumer name (see the file comment). Not shared between consumers. */
 export class NatsLease {
   /** Unique per consumer instance, so two consumers of one name in one process also exclude each other. */
   readonly owner = nuid.next();
@@ -56,6 +57,7 @@ export class NatsLease {
     return this.options.ttlMs;
   }
 
+  /** Changes whenever the lease was taken afresh; equal epochs mean nobody else held it in between. */
   get epoch(): number {
     return this.generation;
   }

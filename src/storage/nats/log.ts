@@ -392,11 +392,19 @@ class NatsBackend {
     if (--this.refs > 0) return;
     this.closed = true;
     if (this.nc.isClosed()) return;
-    try {
-      await this.nc.drain();
-    } catch {
-      await this.nc.close().catch(() => undefined);
-    }
+    // Draining lets in-flight publishes and acks finish; while NATS is unreachable it could wait for a
+    // reconnect that never comes, so it is cut short and the connection closed outright.
+    let timer: NodeJS.Timeout | undefined;
+    const cutShort = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.settings.requestTimeoutMs);
+    });
+    const drained = this.nc.drain().then(
+      () => 'drained' as const,
+      () => 'failed' as const,
+    );
+    const outcome = await Promise.race([drained, cutShort]);
+    clearTimeout(timer);
+    if (outcome !== 'drained') await this.nc.close().catch(() => undefined);
   }
 }
 
@@ -485,9 +493,7 @@ function decodeChange(m: JsMsg): LogRecord<EntityChange> {
 /** Publishes in flight at once by one `append` (bounds memory for very large batches). */
 const PUBLISH_WINDOW = 4096;
 
-/**
- * The behaviour-event log on the `<PREFIX>_EVENTS` stream.
- */
+/** The behaviour-event log on the `<PREFIX>_EVENTS` stream (made by `openNatsLogs`). */
 export class NatsEventLog implements EventLog {
   readonly kind = 'nats';
   private readonly consumers = new ConsumerSet();
@@ -601,9 +607,7 @@ export class NatsEventLog implements EventLog {
   }
 }
 
-/**
- * The entity-change log on the `<PREFIX>_CHANGES` stream.
- */
+/** The entity-change log on the `<PREFIX>_CHANGES` stream (made by `openNatsLogs`). */
 export class NatsChangeLog implements ChangeLog {
   readonly kind = 'nats';
   private readonly consumers = new ConsumerSet();
