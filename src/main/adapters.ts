@@ -13,8 +13,10 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Config } from '../config/load.ts';
 import { CairnError, type FieldIssue } from '../errors/errors.ts';
+import { StoreWriter } from '../ingest/consumers.ts';
 import type { JobQueue } from '../jobs/contracts.ts';
 import type { Logger } from '../monitoring/logger.ts';
+import type { Metrics } from '../monitoring/metrics.ts';
 import { FileArtifactStore } from '../storage/files/artifacts.ts';
 import { MemoryOnlineState } from '../storage/memory/online-state.ts';
 import { openNatsLogs } from '../storage/nats/log.ts';
@@ -224,6 +226,60 @@ export function openJobQueue(config: Readonly<Config>, store: Store, logger: Log
 }
 
 export { openStore };
+
+/** The ports every process role opens, and a stack that closes them (and what is added) in reverse. */
+export interface Core {
+  store: Store;
+  artifacts: ArtifactStore;
+  eventLog: EventLog;
+  changeLog: ChangeLog;
+  online: OnlineState;
+  /** Log heads when the core was opened. */
+  heads: { events: number; changes: number };
+  /** Registers something to close before everything opened so far. */
+  add<T extends { close(): Promise<void> }>(resource: T): T;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens store, artifacts, logs and online state, in that order; on failure closes what was opened.
+ * Later resources registered with `add` close first.
+ */
+export async function openCore(config: Readonly<Config>, logger: Logger): Promise<Core> {
+  const stack: { close(): Promise<void> }[] = [];
+  const add = <T extends { close(): Promise<void> }>(resource: T): T => {
+    stack.unshift(resource);
+    return resource;
+  };
+  const close = () => closeAll(stack.splice(0));
+  try {
+    const store = add(await openStore(config));
+    const artifacts = add(await openArtifacts(config, store));
+    const { eventLog, changeLog } = add(await openLogs(config, store, logger));
+    const heads = { events: await eventLog.head(), changes: await changeLog.head() };
+    const online = add(await openOnlineState(config, artifacts, heads, logger));
+    return { store, artifacts, eventLog, changeLog, online, heads, add, close };
+  } catch (err) {
+    await close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The store writer of a deployment whose event log is NATS, counting what it writes. */
+export function startStoreWriter(core: Core, logger: Logger, metrics: Metrics): StoreWriter {
+  const writer = new StoreWriter({
+    eventLog: core.eventLog,
+    events: core.store.events,
+    logger,
+    durable: DURABLE.storeWriter,
+    onWritten: (inserted, duplicates) => {
+      metrics.eventsStored.inc({ outcome: 'inserted' }, inserted);
+      metrics.eventsStored.inc({ outcome: 'duplicate' }, duplicates);
+    },
+  });
+  writer.start();
+  return core.add(writer);
+}
 
 /** Closes every resource, even when some fail; rethrows the first failure. */
 export async function closeAll(

@@ -16,15 +16,7 @@ import { createLogger, type Logger } from '../monitoring/logger.ts';
 import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { ModelManagement } from '../training/service.ts';
-import {
-  checkRole,
-  closeAll,
-  openArtifacts,
-  openJobQueue,
-  openLogs,
-  openOnlineState,
-  openStore,
-} from './adapters.ts';
+import { checkRole, openCore, openJobQueue } from './adapters.ts';
 import { fallbackCheck, Health, modelCheck, pingCheck } from './health.ts';
 import { startServing, type Serving } from './serving.ts';
 
@@ -45,22 +37,12 @@ export async function createApi(
   checkRole('api', config);
   const logger = options.logger ?? createLogger(config.logging.level);
   const metrics = createMetrics();
-  const opened: { close(): Promise<void> }[] = [];
-  const store = await openStore(config);
-  opened.push(store);
+  const core = await openCore(config, logger);
   try {
-    const artifacts = await openArtifacts(config, store);
-    opened.unshift(artifacts);
-    const logs = await openLogs(config, store, logger);
-    opened.unshift(logs);
-    const { eventLog, changeLog } = logs;
-    const online = await openOnlineState(config, artifacts, { events: 0, changes: 0 }, logger);
-    opened.unshift(online);
+    const { store, artifacts, eventLog, changeLog, online } = core;
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
-    const serving = await startServing({ config, logger, metrics, registry, online, changeLog });
-    opened.unshift(serving);
-    const jobs = openJobQueue(config, store, logger);
-    opened.unshift(jobs);
+    const serving = core.add(await startServing({ config, logger, metrics, registry, online, changeLog }));
+    const jobs = core.add(openJobQueue(config, store, logger));
 
     const ingest = createIngestService({ eventLog, config, metrics, logger });
     const catalog = createCatalogService({ store, changeLog, eventLog, config, logger });
@@ -96,11 +78,11 @@ export async function createApi(
         if (closed) return;
         closed = true;
         await app.close();
-        await closeAll(opened);
+        await core.close();
       },
     };
   } catch (err) {
-    await closeAll(opened).catch(() => undefined);
+    await core.close().catch(() => undefined);
     throw err;
   }
 }

@@ -12,7 +12,7 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.ts';
 import type { Config } from '../config/load.ts';
-import { OnlineProjector, StoreWriter } from '../ingest/consumers.ts';
+import { OnlineProjector } from '../ingest/consumers.ts';
 import type { CatalogService, IngestService } from '../ingest/contracts.ts';
 import { createCatalogService, createIngestService, type ReadYourWrites } from '../ingest/service.ts';
 import type { JobQueue } from '../jobs/contracts.ts';
@@ -29,14 +29,11 @@ import { runTrainingJob } from '../training/pipeline.ts';
 import { ModelManagement } from '../training/service.ts';
 import {
   backendsFor,
-  closeAll,
   DURABLE,
   ONLINE_SNAPSHOT_KEY,
-  openArtifacts,
+  openCore,
   openJobQueue,
-  openLogs,
-  openOnlineState,
-  openStore,
+  startStoreWriter,
   type Backends,
 } from './adapters.ts';
 import { fallbackCheck, Health, modelCheck, pingCheck } from './health.ts';
@@ -88,35 +85,11 @@ export async function createEmbedded(
   const logger = options.logger ?? createLogger(config.logging.level);
   const metrics = createMetrics();
   const backends = backendsFor(config);
-  const opened: { close(): Promise<void> }[] = [];
-  const store = await openStore(config);
-  opened.push(store);
+  const core = await openCore(config, logger);
   try {
-    const artifacts = await openArtifacts(config, store);
-    opened.unshift(artifacts);
-    const logs = await openLogs(config, store, logger);
-    opened.unshift(logs);
-    const { eventLog, changeLog } = logs;
-    const heads = { events: await eventLog.head(), changes: await changeLog.head() };
-    const online = await openOnlineState(config, artifacts, heads, logger);
-    opened.unshift(online);
-
+    const { store, artifacts, eventLog, changeLog, online, heads } = core;
     // With the logs in NATS, the store of record is a consumer like any other.
-    const storeWriter =
-      backends.logs === 'nats'
-        ? new StoreWriter({
-            eventLog,
-            events: store.events,
-            logger,
-            durable: DURABLE.storeWriter,
-            onWritten: (inserted, duplicates) => {
-              metrics.eventsStored.inc({ outcome: 'inserted' }, inserted);
-              metrics.eventsStored.inc({ outcome: 'duplicate' }, duplicates);
-            },
-          })
-        : null;
-    storeWriter?.start();
-    if (storeWriter) opened.unshift(storeWriter);
+    if (backends.logs === 'nats') startStoreWriter(core, logger, metrics);
 
     // A private projector (memory state) resumes from the state's watermarks; a shared one (Redis) is
     // one durable consumer for the whole deployment.
@@ -139,7 +112,7 @@ export async function createEmbedded(
       },
     });
     await projector.start();
-    opened.unshift(projector);
+    core.add(projector);
     if (privateState) {
       // Start-up: apply what the snapshot did not have yet (everything on a fresh store). The target is
       // capped by the current head: records erased since `heads` was read will never be delivered.
@@ -156,18 +129,16 @@ export async function createEmbedded(
     }
 
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
-    serving = await startServing({ config, logger, metrics, registry, online, changeLog });
-    opened.unshift(serving);
+    serving = core.add(await startServing({ config, logger, metrics, registry, online, changeLog }));
     const s = serving;
 
-    const jobs = openJobQueue(config, store, logger);
-    opened.unshift(jobs);
+    const jobs = core.add(openJobQueue(config, store, logger));
     const runner = new JobRunner({ queue: jobs, logger, leaseMs: config.jobs.leaseSeconds * 1000 });
     runner.register('train', (payload, ctx) =>
       runTrainingJob({ store, config, registry, metrics, logger: ctx.logger }, payload, ctx),
     );
+    core.add(runner);
     if (options.runJobs ?? true) runner.start();
-    opened.unshift(runner);
 
     const rywMs = options.readYourWritesMs ?? 2000;
     const readYourWrites: ReadYourWrites | undefined = privateState
@@ -241,14 +212,15 @@ export async function createEmbedded(
         closed = true;
         if (timer) clearInterval(timer);
         await app.close();
+        // Stop the work that changes state before the snapshot of it, then close the rest.
         await runner.close();
         await projector.close();
         await snapshot();
-        await closeAll(opened.filter((o) => o !== runner && o !== projector));
+        await core.close();
       },
     };
   } catch (err) {
-    await closeAll(opened).catch(() => undefined);
+    await core.close().catch(() => undefined);
     throw err;
   }
 }

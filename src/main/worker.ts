@@ -12,22 +12,13 @@
 import type { FastifyInstance } from 'fastify';
 import { buildOpsApp } from '../api/app.ts';
 import type { Config } from '../config/load.ts';
-import { OnlineProjector, StoreWriter } from '../ingest/consumers.ts';
+import { OnlineProjector } from '../ingest/consumers.ts';
 import { JobRunner } from '../jobs/runner.ts';
 import { createLogger, type Logger } from '../monitoring/logger.ts';
 import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { runTrainingJob } from '../training/pipeline.ts';
-import {
-  checkRole,
-  closeAll,
-  DURABLE,
-  openArtifacts,
-  openJobQueue,
-  openLogs,
-  openOnlineState,
-  openStore,
-} from './adapters.ts';
+import { checkRole, DURABLE, openCore, openJobQueue, startStoreWriter } from './adapters.ts';
 import { Health, pingCheck } from './health.ts';
 
 export interface WorkerProcess {
@@ -47,30 +38,10 @@ export async function createWorker(
   checkRole('worker', config);
   const logger = options.logger ?? createLogger(config.logging.level);
   const metrics = createMetrics();
-  const opened: { close(): Promise<void> }[] = [];
-  const store = await openStore(config);
-  opened.push(store);
+  const core = await openCore(config, logger);
   try {
-    const artifacts = await openArtifacts(config, store);
-    opened.unshift(artifacts);
-    const logs = await openLogs(config, store, logger);
-    opened.unshift(logs);
-    const { eventLog, changeLog } = logs;
-    const online = await openOnlineState(config, artifacts, { events: 0, changes: 0 }, logger);
-    opened.unshift(online);
-
-    const storeWriter = new StoreWriter({
-      eventLog,
-      events: store.events,
-      logger,
-      durable: DURABLE.storeWriter,
-      onWritten: (inserted, duplicates) => {
-        metrics.eventsStored.inc({ outcome: 'inserted' }, inserted);
-        metrics.eventsStored.inc({ outcome: 'duplicate' }, duplicates);
-      },
-    });
-    storeWriter.start();
-    opened.unshift(storeWriter);
+    const { store, artifacts, eventLog, changeLog, online } = core;
+    startStoreWriter(core, logger, metrics);
     const projector = new OnlineProjector({
       online,
       eventLog,
@@ -79,17 +50,15 @@ export async function createWorker(
       durable: { events: DURABLE.projectorEvents, changes: DURABLE.projectorChanges },
     });
     await projector.start();
-    opened.unshift(projector);
+    core.add(projector);
 
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
-    const jobs = openJobQueue(config, store, logger);
-    opened.unshift(jobs);
+    const jobs = core.add(openJobQueue(config, store, logger));
     const runner = new JobRunner({ queue: jobs, logger, leaseMs: config.jobs.leaseSeconds * 1000 });
     runner.register('train', (payload, ctx) =>
       runTrainingJob({ store, config, registry, metrics, logger: ctx.logger }, payload, ctx),
     );
-    runner.start();
-    opened.unshift(runner);
+    core.add(runner).start();
 
     const health = new Health([
       pingCheck('event_log', true, () => eventLog.head()),
@@ -109,11 +78,11 @@ export async function createWorker(
         if (closed) return;
         closed = true;
         await app.close();
-        await closeAll(opened);
+        await core.close();
       },
     };
   } catch (err) {
-    await closeAll(opened).catch(() => undefined);
+    await core.close().catch(() => undefined);
     throw err;
   }
 }
