@@ -2,29 +2,90 @@
 import type { Command } from 'commander';
 import { loadConfig, type Config, type DeepPartial } from '../config/load.ts';
 import { cliContext } from '../domain/context.ts';
-import { requireExistingStore } from '../main/adapters.ts';
-import { createEmbedded, type Embedded } from '../main/embedded.ts';
-import { createLogger } from '../monitoring/logger.ts';
+import { OnlineProjector } from '../ingest/consumers.ts';
+import { openBase, openCore, requireExistingStore, type Base } from '../main/adapters.ts';
+import { startServing } from '../main/serving.ts';
+import { createLogger, type Logger } from '../monitoring/logger.ts';
+import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
+import { ModelRegistry } from '../registry/registry.ts';
+import type { Recommender } from '../serving/recommender.ts';
+import { MemoryOnlineState } from '../storage/memory/online-state.ts';
 
 /** The request context of this command run (one id for all its calls, in its log lines too). */
 export const CTX = cliContext();
 
+/** What a command that writes or trains opens: store, artifacts, logs and the registry — no serving. */
+export interface CommandBase extends Base {
+  config: Readonly<Config>;
+  logger: Logger;
+  metrics: Metrics;
+  registry: ModelRegistry;
+}
+
+/** Logs go to stderr (stdout is the command's answer), tagged with the command's request id. */
+function commandLogger(config: Readonly<Config>): Logger {
+  return createLogger(config.logging.level, { destination: process.stderr }).child({
+    request_id: CTX.requestId,
+  });
+}
+
 /**
- * Opens the data directory the way `cairn serve` would (same adapters, same consumers), for a command:
- * no job runner (a command never claims or changes other processes' jobs), logs to stderr. Read-only
- * commands refuse a store that does not exist instead of creating an empty one, and leave no snapshot.
+ * Opens only the ports a writing command uses. Read-only commands pass `readOnly`: a store that does not
+ * exist is an error naming the path instead of a new empty store.
  */
 export async function openForCommand(
   config: Readonly<Config>,
   options: { readOnly?: boolean } = {},
-): Promise<Embedded> {
+): Promise<CommandBase> {
   if (options.readOnly) requireExistingStore(config);
-  return createEmbedded(config, {
-    logger: createLogger(config.logging.level, { destination: process.stderr }),
-    runJobs: false,
-    snapshotEveryMs: 0,
-    persistSnapshot: !options.readOnly,
-  });
+  const logger = commandLogger(config);
+  const base = await openBase(config, logger);
+  const registry = new ModelRegistry(base.store.models, base.artifacts, logger, base.changeLog);
+  return { ...base, config, logger, metrics: createMetrics({ defaultMetrics: false }), registry };
+}
+
+/**
+ * What `cairn recommend` needs: the serving side over the online state, brought up to date first
+ * (an in-memory state is restored from its snapshot and catches up from the logs; it is not written
+ * back). No HTTP, no jobs.
+ */
+export async function openServingForCommand(config: Readonly<Config>): Promise<{
+  recommender: Recommender;
+  close(): Promise<void>;
+}> {
+  requireExistingStore(config);
+  const logger = commandLogger(config);
+  const core = await openCore(config, logger);
+  try {
+    if (core.online instanceof MemoryOnlineState) {
+      const projector = core.add(
+        new OnlineProjector({
+          online: core.online,
+          eventLog: core.eventLog,
+          changeLog: core.changeLog,
+          logger,
+        }),
+      );
+      await projector.start();
+      await projector.eventsCaughtUp(core.heads.events);
+      await projector.changesCaughtUp(core.heads.changes);
+    }
+    const registry = new ModelRegistry(core.store.models, core.artifacts, logger, null);
+    const serving = core.add(
+      await startServing({
+        config,
+        logger,
+        metrics: createMetrics({ defaultMetrics: false }),
+        registry,
+        online: core.online,
+        changeLog: core.changeLog,
+      }),
+    );
+    return { recommender: serving.recommender, close: () => core.close() };
+  } catch (err) {
+    await core.close().catch(() => undefined);
+    throw err;
+  }
 }
 
 export interface StoreOptions {

@@ -227,25 +227,29 @@ export function openJobQueue(config: Readonly<Config>, store: Store, logger: Log
 
 export { openStore };
 
-/** The ports every process role opens, and a stack that closes them (and what is added) in reverse. */
-export interface Core {
+/** Store, artifacts and logs, and a stack that closes them (and what is added) in reverse. */
+export interface Base {
   store: Store;
   artifacts: ArtifactStore;
   eventLog: EventLog;
   changeLog: ChangeLog;
-  online: OnlineState;
-  /** Log heads when the core was opened. */
-  heads: { events: number; changes: number };
   /** Registers something to close before everything opened so far. */
   add<T extends { close(): Promise<void> }>(resource: T): T;
   close(): Promise<void>;
 }
 
+/** The ports every process role opens: the base plus the online state. */
+export interface Core extends Base {
+  online: OnlineState;
+  /** Log heads when the online state was opened. */
+  heads: { events: number; changes: number };
+}
+
 /**
- * Opens store, artifacts, logs and online state, in that order; on failure closes what was opened.
- * Later resources registered with `add` close first.
+ * Opens store, artifacts and logs, in that order (what a command that writes or trains needs); on
+ * failure closes what was opened. Resources registered later with `add` close first.
  */
-export async function openCore(config: Readonly<Config>, logger: Logger): Promise<Core> {
+export async function openBase(config: Readonly<Config>, logger: Logger): Promise<Base> {
   const stack: { close(): Promise<void> }[] = [];
   const add = <T extends { close(): Promise<void> }>(resource: T): T => {
     stack.unshift(resource);
@@ -256,11 +260,22 @@ export async function openCore(config: Readonly<Config>, logger: Logger): Promis
     const store = add(await openStore(config));
     const artifacts = add(await openArtifacts(config, store));
     const { eventLog, changeLog } = add(await openLogs(config, store, logger));
-    const heads = { events: await eventLog.head(), changes: await changeLog.head() };
-    const online = add(await openOnlineState(config, artifacts, heads, logger));
-    return { store, artifacts, eventLog, changeLog, online, heads, add, close };
+    return { store, artifacts, eventLog, changeLog, add, close };
   } catch (err) {
     await close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The base plus the online state (restored from its snapshot when it lives in memory). */
+export async function openCore(config: Readonly<Config>, logger: Logger): Promise<Core> {
+  const base = await openBase(config, logger);
+  try {
+    const heads = { events: await base.eventLog.head(), changes: await base.changeLog.head() };
+    const online = base.add(await openOnlineState(config, base.artifacts, heads, logger));
+    return { ...base, online, heads };
+  } catch (err) {
+    await base.close().catch(() => undefined);
     throw err;
   }
 }

@@ -9,14 +9,26 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { CairnError } from '../../errors/errors.ts';
 import { DATASET_FORMATS, forEachLine, readDataset, type DatasetFormat } from '../../ingest/formats/index.ts';
-import { createIngestService } from '../../ingest/service.ts';
-import type { Embedded } from '../../main/embedded.ts';
-import { addStoreOptions, CTX, configFrom, openForCommand, type StoreOptions } from '../common.ts';
+import type { CatalogService } from '../../ingest/contracts.ts';
+import { createCatalogService, createIngestService } from '../../ingest/service.ts';
+import {
+  addStoreOptions,
+  CTX,
+  configFrom,
+  openForCommand,
+  type CommandBase,
+  type StoreOptions,
+} from '../common.ts';
 import { progressBar } from '../progress.ts';
 
 interface ImportOptions extends StoreOptions {
   format: string;
   type?: string;
+}
+
+/** What an import writes through: the event log and the catalog service, as the API does. */
+interface Target extends CommandBase {
+  catalog: CatalogService;
 }
 
 interface Totals {
@@ -43,7 +55,17 @@ export function registerImport(program: Command): void {
       ]);
     }
     const config = configFrom({ logLevel: 'warn', ...opts });
-    const cairn = await openForCommand(config);
+    const base = await openForCommand(config);
+    const cairn: Target = {
+      ...base,
+      catalog: createCatalogService({
+        store: base.store,
+        changeLog: base.changeLog,
+        eventLog: base.eventLog,
+        config,
+        logger: base.logger,
+      }),
+    };
     const totals: Totals = { accepted: 0, duplicates: 0, rejected: 0, firstRejection: null };
     const started = Date.now();
     try {
@@ -69,8 +91,8 @@ export function registerImport(program: Command): void {
  * imports use an ingest service without it; everything else (validation, idempotency, the event log)
  * is the API's own.
  */
-const importers = new WeakMap<Embedded, ReturnType<typeof createIngestService>>();
-function importer(cairn: Embedded): ReturnType<typeof createIngestService> {
+const importers = new WeakMap<Target, ReturnType<typeof createIngestService>>();
+function importer(cairn: Target): ReturnType<typeof createIngestService> {
   let svc = importers.get(cairn);
   if (!svc) {
     svc = createIngestService({
@@ -85,7 +107,7 @@ function importer(cairn: Embedded): ReturnType<typeof createIngestService> {
   return svc;
 }
 
-async function ingest(cairn: Embedded, batch: unknown[], totals: Totals): Promise<void> {
+async function ingest(cairn: Target, batch: unknown[], totals: Totals): Promise<void> {
   const outcomes = await importer(cairn).ingestEvents(CTX, batch);
   for (const o of outcomes) {
     if (o.status === 'accepted') totals.accepted++;
@@ -97,7 +119,7 @@ async function ingest(cairn: Embedded, batch: unknown[], totals: Totals): Promis
   }
 }
 
-async function importDirectory(cairn: Embedded, dir: string, totals: Totals): Promise<void> {
+async function importDirectory(cairn: Target, dir: string, totals: Totals): Promise<void> {
   const exists = async (p: string) => (await stat(p).catch(() => null))?.isFile() ?? false;
   const itemsPath = join(dir, 'items.jsonl');
   if (await exists(itemsPath)) {
@@ -135,7 +157,7 @@ async function importDirectory(cairn: Embedded, dir: string, totals: Totals): Pr
   await importJsonlEvents(cairn, eventsPath, totals);
 }
 
-async function importJsonlEvents(cairn: Embedded, path: string, totals: Totals): Promise<void> {
+async function importJsonlEvents(cairn: Target, path: string, totals: Totals): Promise<void> {
   // Lines are parsed as they stream in; batches are sent in order after the read, a batch at a time,
   // so memory holds one file's parsed lines at most.
   const lines: unknown[] = [];
@@ -157,7 +179,7 @@ async function importJsonlEvents(cairn: Embedded, path: string, totals: Totals):
 }
 
 async function importDataset(
-  cairn: Embedded,
+  cairn: Target,
   path: string,
   format: DatasetFormat | 'auto',
   type: string | undefined,

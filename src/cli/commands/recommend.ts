@@ -4,7 +4,7 @@ import {
   addStoreOptions,
   configFrom,
   CTX,
-  openForCommand,
+  openServingForCommand,
   parseIntOption,
   type StoreOptions,
 } from '../common.ts';
@@ -25,7 +25,7 @@ export function registerRecommend(program: Command): void {
       .option('--json', 'print the response as JSON'),
   ).action(async (user: string, opts: RecommendOptions) => {
     const config = configFrom({ logLevel: 'warn', ...opts });
-    const cairn = await openForCommand(config, { readOnly: true });
+    const cairn = await openServingForCommand(config);
     try {
       const r = await cairn.recommender.recommend(CTX, { userId: user, k: opts.k, category: opts.category });
       if (opts.json) {

@@ -243,6 +243,13 @@ export class Db {
       throw mapPgError(e);
     }
     let broken = false;
+    // pg-pool takes its 'error' listener off a checked-out client: a connection dropped mid-transaction
+    // (server stopped) would then emit 'error' with nobody listening and crash the process. The query in
+    // flight rejects by itself; this only marks the connection as not to be reused.
+    const onError = () => {
+      broken = true;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const result = await fn(client);
@@ -256,6 +263,7 @@ export class Db {
       }
       throw mapPgError(e);
     } finally {
+      client.removeListener('error', onError);
       client.release(broken);
     }
   }
