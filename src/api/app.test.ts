@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../config/load.ts';
 import { systemContext, type RequestContext } from '../domain/context.ts';
-import type { Item, Job, ModelVersion, RecommendationResult, User } from '../domain/types.ts';
+import type { Item, Job, ModelVersion, RecommendationResult, TrainRequest, User } from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
 import { createLogger } from '../monitoring/logger.ts';
 import { createMetrics } from '../monitoring/metrics.ts';
@@ -22,7 +22,7 @@ import type {
   RecommendRequest,
   SimilarResult,
 } from '../serving/contracts.ts';
-import type { ModelService, TrainRequest } from '../training/contracts.ts';
+import type { ModelService } from '../training/contracts.ts';
 import type { AppDeps } from './deps.ts';
 
 const T0 = Date.UTC(2024, 0, 2, 3, 4, 5, 678);

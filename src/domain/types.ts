@@ -79,6 +79,14 @@ export interface ModelVersion {
   error: string | null;
 }
 
+/** A request to train a model (the payload of a `train` job). */
+export interface TrainRequest {
+  algorithm?: string;
+  params?: Record<string, number | string | boolean>;
+  /** Promote when the gates pass (default true). */
+  promote?: boolean;
+}
+
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed';
 
 export interface Job {

@@ -7,8 +7,7 @@
  * `maxAttempts`; permanent ones fail at once.
  */
 import type { RequestContext } from '../domain/context.ts';
-import type { Job, JsonObject } from '../domain/types.ts';
-import type { TrainRequest } from '../training/contracts.ts';
+import type { Job, JsonObject, TrainRequest } from '../domain/types.ts';
 
 export interface JobPayloads {
   train: TrainRequest;

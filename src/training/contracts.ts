@@ -1,13 +1,6 @@
 /** The model-management contract (implemented by service.ts): registry reads, training, promotion. */
 import type { RequestContext } from '../domain/context.ts';
-import type { Job, ModelVersion } from '../domain/types.ts';
-
-export interface TrainRequest {
-  algorithm?: string;
-  params?: Record<string, number | string | boolean>;
-  /** Promote when the gates pass (default true). */
-  promote?: boolean;
-}
+import type { Job, ModelVersion, TrainRequest } from '../domain/types.ts';
 
 export interface ModelService {
   list(ctx: RequestContext, limit?: number): Promise<ModelVersion[]>;

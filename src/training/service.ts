@@ -2,11 +2,11 @@
 import { getAlgorithm, resolveParams } from '../algorithms/index.ts';
 import type { Config } from '../config/load.ts';
 import type { RequestContext } from '../domain/context.ts';
-import type { Job, ModelVersion } from '../domain/types.ts';
+import type { Job, ModelVersion, TrainRequest } from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
 import type { JobQueue } from '../jobs/contracts.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
-import type { ModelService, TrainRequest } from './contracts.ts';
+import type { ModelService } from './contracts.ts';
 
 export class ModelManagement implements ModelService {
   constructor(

@@ -1,6 +1,6 @@
 /** Model registry and jobs: list, train, promote, rollback; job status. */
 import type { FastifyInstance } from 'fastify';
-import type { TrainRequest } from '../../training/contracts.ts';
+import type { TrainRequest } from '../../domain/types.ts';
 import {
   IdParams,
   JobResponse,
