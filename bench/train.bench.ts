@@ -17,6 +17,7 @@
  */
 import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { alsSpec, type AlsModel } from '../src/algorithms/als.ts';
 import { bprSpec, type BprModel } from '../src/algorithms/bpr.ts';
 import { csrFromCoo, nnz, type Csr } from '../src/algorithms/sparse.ts';
@@ -24,7 +25,10 @@ import type { AlgorithmSpec, UserHistory } from '../src/algorithms/types.ts';
 import { generateInteractions } from '../src/ingest/demo-data.ts';
 import { readDataset } from '../src/ingest/formats/index.ts';
 
-const DEFAULT_MT = '/work/shared/datasets/movietweetings-100k/ratings.dat';
+/** The team's shared data sets sit beside the repository (`../shared`). */
+const DEFAULT_MT = fileURLToPath(
+  new URL('../../shared/datasets/movietweetings-100k/ratings.dat', import.meta.url),
+);
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);

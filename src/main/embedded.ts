@@ -72,8 +72,6 @@ export interface EmbeddedOptions {
   runJobs?: boolean;
   /** How often the in-memory online state is snapshotted when it changed (ms; 0: only on close). */
   snapshotEveryMs?: number;
-  /** Write the in-memory online state's snapshot on close (default true; read-only commands don't). */
-  persistSnapshot?: boolean;
   /** Longest wait of a write for its own projection (read-your-writes), ms. */
   readYourWritesMs?: number;
 }
@@ -168,9 +166,8 @@ export async function createEmbedded(
       health,
     });
 
-    const persist = options.persistSnapshot ?? true;
     const snapshot = async () => {
-      if (!(online instanceof MemoryOnlineState) || !dirty || !persist) return;
+      if (!(online instanceof MemoryOnlineState) || !dirty) return;
       dirty = false;
       try {
         await artifacts.put(ONLINE_SNAPSHOT_KEY, online.snapshot());
