@@ -42,6 +42,10 @@ export async function createApi(
     const { store, artifacts, eventLog, changeLog, online } = core;
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
     const serving = core.add(await startServing({ config, logger, metrics, registry, online, changeLog }));
+    metrics.watchLogs(
+      { events: () => eventLog.head(), changes: () => changeLog.head() },
+      { serving_follower: () => serving.follower.position },
+    );
     const jobs = core.add(openJobQueue(config, store, logger));
 
     const ingest = createIngestService({ eventLog, config, metrics, logger });

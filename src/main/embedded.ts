@@ -87,7 +87,7 @@ export async function createEmbedded(
   try {
     const { store, artifacts, eventLog, changeLog, online, heads } = core;
     // With the logs in NATS, the store of record is a consumer like any other.
-    if (backends.logs === 'nats') startStoreWriter(core, logger, metrics);
+    const storeWriter = backends.logs === 'nats' ? startStoreWriter(core, logger, metrics) : null;
 
     // A private projector (memory state) resumes from the state's watermarks; a shared one (Redis) is
     // one durable consumer for the whole deployment.
@@ -129,6 +129,16 @@ export async function createEmbedded(
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
     serving = core.add(await startServing({ config, logger, metrics, registry, online, changeLog }));
     const s = serving;
+
+    metrics.watchLogs(
+      { events: () => eventLog.head(), changes: () => changeLog.head() },
+      {
+        projector_events: () => projector.eventPosition,
+        projector_changes: () => projector.changePosition,
+        serving_follower: () => s.follower.position,
+        ...(storeWriter ? { store_writer: () => storeWriter.position } : {}),
+      },
+    );
 
     const jobs = core.add(openJobQueue(config, store, logger));
     const runner = new JobRunner({ queue: jobs, logger, leaseMs: config.jobs.leaseSeconds * 1000 });

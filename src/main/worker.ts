@@ -41,7 +41,7 @@ export async function createWorker(
   const core = await openCore(config, logger);
   try {
     const { store, artifacts, eventLog, changeLog, online } = core;
-    startStoreWriter(core, logger, metrics);
+    const storeWriter = startStoreWriter(core, logger, metrics);
     const projector = new OnlineProjector({
       online,
       eventLog,
@@ -51,6 +51,15 @@ export async function createWorker(
     });
     await projector.start();
     core.add(projector);
+
+    metrics.watchLogs(
+      { events: () => eventLog.head(), changes: () => changeLog.head() },
+      {
+        store_writer: () => storeWriter.position,
+        projector_events: () => projector.eventPosition,
+        projector_changes: () => projector.changePosition,
+      },
+    );
 
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
     const jobs = core.add(openJobQueue(config, store, logger));

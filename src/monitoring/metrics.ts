@@ -20,6 +20,13 @@ export interface Metrics {
   readonly trainingDuration: Histogram<'algorithm' | 'status'>;
   /** Records the champion the process serves: sets the info gauge and the age clock. */
   setChampion(version: string, algorithm: string, createdAtMs: number): void;
+  /**
+   * Exposes, at every scrape, the head seq of each log and the position of each consumer this process
+   * runs. A consumer's lag is `max(cairn_log_head_seq{log}) - max by (consumer)
+   * (cairn_log_consumer_position)`: the max picks the process that holds a durable consumer (a standby
+   * worker's position stays behind).
+   */
+  watchLogs(heads: Record<string, () => Promise<number>>, positions: Record<string, () => number>): void;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -27,6 +34,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'cairn_process_' });
 
   let championCreatedAt: number | null = null;
+  let logHeads: Record<string, () => Promise<number>> = {};
+  let consumerPositions: Record<string, () => number> = {};
   const modelInfo = new Gauge({
     name: 'cairn_model_info',
     help: 'The champion model served by this process (value 1)',
@@ -38,6 +47,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     help: 'Creation time of the served champion model (Unix seconds)',
     registers: [registry],
   });
+
+  // Computed at scrape time; registered for every process, empty until watchLogs is called.
+  registerLogGauges(
+    registry,
+    () => logHeads,
+    () => consumerPositions,
+  );
 
   return {
     registry,
@@ -96,6 +112,10 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
       registers: [registry],
     }),
+    watchLogs(heads, positions) {
+      logHeads = heads;
+      consumerPositions = positions;
+    },
     setChampion(version, algorithm, createdAtMs) {
       modelInfo.reset();
       modelInfo.set({ version, algorithm }, 1);
@@ -103,4 +123,38 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       championCreatedAt = createdAtMs;
     },
   };
+}
+
+/** The log head and consumer position gauges (see Metrics.watchLogs). */
+function registerLogGauges(
+  registry: Registry,
+  heads: () => Record<string, () => Promise<number>>,
+  positions: () => Record<string, () => number>,
+): void {
+  new Gauge({
+    name: 'cairn_log_head_seq',
+    help: 'Highest seq in each log (events, changes), read at scrape time',
+    labelNames: ['log'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [log, head] of Object.entries(heads())) {
+        try {
+          this.set({ log }, await head());
+        } catch {
+          // Unreachable log: no sample rather than a wrong one (readiness says why).
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: 'cairn_log_consumer_position',
+    help: 'Highest log seq handled by each consumer running in this process',
+    labelNames: ['consumer'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [consumer, position] of Object.entries(positions())) this.set({ consumer }, position());
+    },
+  });
 }
