@@ -74,16 +74,20 @@ export class OnlineProjector {
     return this.events?.position ?? 0;
   }
 
-  /** Resolves once the events up to `seq` are applied (read-your-writes for the all-in-one process). */
   /** Highest change-log seq this process's projector has applied. */
   get changePosition(): number {
     return this.changes?.position ?? 0;
   }
 
+  /**
+   * Resolves once the events up to `seq` are applied (read-your-writes for the all-in-one process).
+   * Before `start()` and after `close()` there is nothing to wait for: it resolves at once.
+   */
   async eventsCaughtUp(seq: number): Promise<void> {
     if (this.events) await this.events.caughtUp(seq);
   }
 
+  /** Like `eventsCaughtUp`, for the change log. */
   async changesCaughtUp(seq: number): Promise<void> {
     if (this.changes) await this.changes.caughtUp(seq);
   }

@@ -10,7 +10,9 @@ export class PopularList {
   private head: PopularEntry[] = [];
   private headAt = -Infinity;
   private headNow = 0;
-  private refreshing: Promise<void> | null = null;
+  /** Bumped by `invalidate()`: a read started under an older generation may predate what prompted it. */
+  private generation = 0;
+  private refreshing: { generation: number; done: Promise<void> } | null = null;
 
   constructor(
     private readonly online: Pick<OnlineState, 'popular'>,
@@ -51,6 +53,7 @@ export class PopularList {
   /** Drops the cached head (e.g. after this process applied new events and wants them at once). */
   invalidate(): void {
     this.headAt = -Infinity;
+    this.generation++;
   }
 
   /** Reference time of the cached scores. */
@@ -61,16 +64,28 @@ export class PopularList {
   private async fresh(): Promise<void> {
     const t = this.clock();
     if (t - this.headAt < this.refreshMs) return;
-    this.refreshing ??= (async () => {
+    // A read already in flight but started before the last invalidate() may miss what prompted it:
+    // let it land, then read again rather than share it.
+    while (this.refreshing !== null && this.refreshing.generation !== this.generation) {
+      await this.refreshing.done;
+    }
+    this.refreshing ??= this.refresh();
+    await this.refreshing.done;
+  }
+
+  private refresh(): { generation: number; done: Promise<void> } {
+    const generation = this.generation;
+    const done = (async () => {
       try {
         const now = this.clock();
         this.head = await this.online.popular(0, this.headSize, now);
         this.headNow = now;
-        this.headAt = now;
+        // Invalidated meanwhile: the head is still the newest there is, but the next call reads again.
+        this.headAt = generation === this.generation ? now : -Infinity;
       } finally {
         this.refreshing = null;
       }
     })();
-    await this.refreshing;
+    return { generation, done };
   }
 }
