@@ -114,9 +114,74 @@ interface Waiter {
   reject: (e: unknown) => void;
 }
 
+/**
+ * A consumer's position and the callers waiting for it (`LogConsumer.position` / `caughtUp`), shared by
+ * every consumer implementation: the position only moves forward, each move resolves the waiters it
+ * reaches, and closing rejects the rest with CAIRN_UNAVAILABLE.
+ */
+export class ConsumerPosition {
+  private pos: number;
+  private waiters: Waiter[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly label: string,
+    start: number,
+  ) {
+    this.pos = start;
+  }
+
+  get value(): number {
+    return this.pos;
+  }
+
+  /** Whether someone waits for a seq beyond the position. */
+  get awaited(): boolean {
+    return this.waiters.some((w) => w.seq > this.pos);
+  }
+
+  /**
+   * Resolves once the position reaches `seq`; rejects if closed first, or at once when `refuse` (the
+   * consumer is stopping: no new wait may start) and the position is short.
+   */
+  wait(seq: number, refuse = false): Promise<void> {
+    if (this.pos >= seq) return Promise.resolve();
+    if (this.closed || refuse) return Promise.reject(this.closedError(seq));
+    return new Promise<void>((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
+  }
+
+  /** Moves the position to `seq` (never back) and resolves the waiters it reaches. */
+  advance(seq: number): void {
+    if (seq <= this.pos) return;
+    this.pos = seq;
+    if (this.waiters.length === 0) return;
+    const still: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (w.seq <= seq) w.resolve();
+      else still.push(w);
+    }
+    this.waiters = still;
+  }
+
+  /** Rejects every waiter and all later waits short of the position. */
+  close(): void {
+    this.closed = true;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.reject(this.closedError(w.seq));
+  }
+
+  private closedError(seq: number): CairnError {
+    return new CairnError(
+      'CAIRN_UNAVAILABLE',
+      `consumer ${this.label} closed at position ${this.pos} before reaching ${seq}`,
+    );
+  }
+}
+
 /** A `LogConsumer` over any readable, seq-ordered source. Starts at construction. */
 export class PollingConsumer<R> implements LogConsumer {
-  private pos: number;
+  private readonly at: ConsumerPosition;
   /** Where the next read starts; below `pos` only after a durable takeover reloaded an older offset. */
   private cursor: number;
   /** Highest position stored in `offsets` by this consumer (durable only). */
@@ -130,14 +195,16 @@ export class PollingConsumer<R> implements LogConsumer {
   private signals = 0;
   private closing = false;
   private sleeper: { timer: NodeJS.Timeout; resolve: () => void; wakeable: boolean } | null = null;
-  private waiters: Waiter[] = [];
   private readonly batchSize: number;
   private readonly done: Promise<void>;
 
   constructor(private readonly options: PollingConsumerOptions<R>) {
     this.batchSize = Math.max(1, Math.floor(options.batchSize ?? DEFAULT_CONSUME_BATCH));
-    this.pos = options.durable ? 0 : Math.max(0, Math.floor(options.after ?? 0));
-    this.cursor = this.pos;
+    this.at = new ConsumerPosition(
+      options.label,
+      options.durable ? 0 : Math.max(0, Math.floor(options.after ?? 0)),
+    );
+    this.cursor = this.at.value;
     this.done = this.run();
   }
 
@@ -146,13 +213,11 @@ export class PollingConsumer<R> implements LogConsumer {
    * consumer; for a durable one 0, then the stored position as soon as it holds the name.
    */
   get position(): number {
-    return this.pos;
+    return this.at.value;
   }
 
   caughtUp(seq: number): Promise<void> {
-    if (this.pos >= seq) return Promise.resolve();
-    if (this.closing) return Promise.reject(this.closedError(seq));
-    return new Promise<void>((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
+    return this.at.wait(seq, this.closing);
   }
 
   /** Stops after the batch in progress (its position is still stored); resolves when stopped. */
@@ -211,7 +276,7 @@ export class PollingConsumer<R> implements LogConsumer {
         }
         this.persisted = this.cursor;
         this.loaded = true;
-        this.advance(this.cursor);
+        this.at.advance(this.cursor);
       }
       if (this.persisted < this.cursor && !(await this.persist())) return;
     }
@@ -242,7 +307,7 @@ export class PollingConsumer<R> implements LogConsumer {
     this.pending = null;
     this.failures = 0;
     this.cursor = this.options.seqOf(batch[batch.length - 1]);
-    this.advance(this.cursor);
+    this.at.advance(this.cursor);
     if (durable) await this.persist();
   }
 
@@ -261,18 +326,6 @@ export class PollingConsumer<R> implements LogConsumer {
     }
     this.persisted = Math.max(this.persisted, seq);
     return true;
-  }
-
-  private advance(seq: number): void {
-    if (seq <= this.pos) return;
-    this.pos = seq;
-    if (this.waiters.length === 0) return;
-    const still: Waiter[] = [];
-    for (const w of this.waiters) {
-      if (w.seq <= seq) w.resolve();
-      else still.push(w);
-    }
-    this.waiters = still;
   }
 
   private async fail(stage: ConsumerErrorInfo['stage'], error: unknown): Promise<void> {
@@ -332,9 +385,7 @@ export class PollingConsumer<R> implements LogConsumer {
       }
       await durable.lock.release().catch((e: unknown) => this.report('lock', e));
     }
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w.reject(this.closedError(w.seq));
+    this.at.close();
     this.options.onStopped?.();
   }
 
@@ -349,13 +400,6 @@ export class PollingConsumer<R> implements LogConsumer {
     } catch {
       // see fail()
     }
-  }
-
-  private closedError(seq: number): CairnError {
-    return new CairnError(
-      'CAIRN_UNAVAILABLE',
-      `consumer ${this.options.label} closed at position ${this.pos} before reaching ${seq}`,
-    );
   }
 }
 

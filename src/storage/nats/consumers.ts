@@ -27,8 +27,7 @@ import type {
 import { nanos } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { CairnError } from '../../errors/errors.ts';
-import type { ConsumerErrorInfo } from '../polling-consumer.ts';
-import { retryDelayMs } from '../polling-consumer.ts';
+import { ConsumerPosition, retryDelayMs, type ConsumerErrorInfo } from '../polling-consumer.ts';
 import type { BatchHandler, LogConsumer } from '../ports.ts';
 import type { NatsLease } from './lease.ts';
 import { API, apiCode, natsUnavailable } from './shared.ts';
@@ -78,12 +77,6 @@ export interface ConsumerContext<R> {
   onStopped(): void;
 }
 
-interface Waiter {
-  seq: number;
-  resolve: () => void;
-  reject: (e: unknown) => void;
-}
-
 /**
  * The ack subject of a delivered message. `JsMsg.ack()` and friends are one-shot (a second `ack()` after
  * an unconfirmed one is silently dropped), but a commit must be retryable until the server confirms it,
@@ -119,9 +112,8 @@ const PULL_EXPIRES_MS = 30_000;
 
 /** Position, waiters, sleeping and failure reporting, common to both consumers. */
 abstract class BaseConsumer<R> implements LogConsumer {
-  protected pos: number;
+  private readonly at: ConsumerPosition;
   protected closing = false;
-  private waiters: Waiter[] = [];
   private failures = 0;
   private sleeper: { timer: NodeJS.Timeout; resolve: () => void; wakeable: boolean } | null = null;
   /** Bumped by every wake-up, so one arriving while the loop is busy is not lost. */
@@ -134,7 +126,12 @@ abstract class BaseConsumer<R> implements LogConsumer {
     protected readonly ctx: ConsumerContext<R>,
     start: number,
   ) {
-    this.pos = start;
+    this.at = new ConsumerPosition(ctx.label, start);
+  }
+
+  /** Highest seq handled (the consumer's position). */
+  protected get pos(): number {
+    return this.at.value;
   }
 
   /** Starts the loop; called by subclasses at the end of their constructor. */
@@ -143,13 +140,12 @@ abstract class BaseConsumer<R> implements LogConsumer {
   }
 
   get position(): number {
-    return this.pos;
+    return this.at.value;
   }
 
   caughtUp(seq: number): Promise<void> {
-    if (this.pos >= seq) return Promise.resolve();
-    if (this.closing) return Promise.reject(this.closedError(seq));
-    const p = new Promise<void>((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
+    if (this.at.value >= seq) return Promise.resolve();
+    const p = this.at.wait(seq, this.closing);
     // An idle loop sleeps long; let it check (`reconcile`) whether the log has only gaps up to `seq`.
     this.wake();
     return p;
@@ -170,9 +166,7 @@ abstract class BaseConsumer<R> implements LogConsumer {
       try {
         await this.shutdown();
       } finally {
-        const waiters = this.waiters;
-        this.waiters = [];
-        for (const w of waiters) w.reject(this.closedError(w.seq));
+        this.at.close();
         this.ctx.onStopped();
       }
     }
@@ -191,15 +185,7 @@ abstract class BaseConsumer<R> implements LogConsumer {
   protected abstract handledElsewhere(): Promise<boolean>;
 
   protected advance(seq: number): void {
-    if (seq <= this.pos) return;
-    this.pos = seq;
-    if (this.waiters.length === 0) return;
-    const still: Waiter[] = [];
-    for (const w of this.waiters) {
-      if (w.seq <= seq) w.resolve();
-      else still.push(w);
-    }
-    this.waiters = still;
+    this.at.advance(seq);
   }
 
   /**
@@ -224,7 +210,7 @@ abstract class BaseConsumer<R> implements LogConsumer {
 
   /** Whether someone waits for a seq beyond the position. */
   protected get awaited(): boolean {
-    return this.waiters.some((w) => w.seq > this.pos);
+    return this.at.awaited;
   }
 
   /**
@@ -314,13 +300,6 @@ abstract class BaseConsumer<R> implements LogConsumer {
   /** Decodes a batch; a payload Cairn did not write fails the batch (it is retried, never skipped). */
   protected decodeAll(msgs: readonly JsMsg[]): R[] {
     return msgs.map((m) => this.ctx.decode(m));
-  }
-
-  private closedError(seq: number): CairnError {
-    return new CairnError(
-      'CAIRN_UNAVAILABLE',
-      `consumer ${this.ctx.label} closed at position ${this.pos} before reaching ${seq}`,
-    );
   }
 }
 
