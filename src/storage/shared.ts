@@ -44,3 +44,15 @@ export function scanBounds(options: {
   const batchSize = Math.max(1, Math.floor(options.batchSize ?? DEFAULT_SCAN_BATCH));
   return { afterSeq: Math.max(0, options.afterSeq ?? 0), untilSeq: options.untilSeq, batchSize };
 }
+
+/** Socket error codes that mean the server cannot be reached (→ CAIRN_UNAVAILABLE in every adapter). */
+export const NETWORK_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);

@@ -21,10 +21,21 @@ import { jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect, nanos } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CairnEvent, Item, StoredEvent } from '../../src/domain/types.ts';
+import {
+  logEvent as ev,
+  sleep,
+  waitFor as waitForWithin,
+  within as withinMs,
+} from '../../src/storage/conformance/helpers.ts';
 import { describeLogConformance } from '../../src/storage/conformance/log.conformance.ts';
 import { openNatsLogs, type NatsLogOptions, type NatsLogs } from '../../src/storage/nats/log.ts';
 import type { ConsumerErrorInfo } from '../../src/storage/polling-consumer.ts';
 import type { EntityChange, LogConsumer, LogRecord } from '../../src/storage/ports.ts';
+
+/** NATS round trips (and a server restart) take longer than the suites' 5 s default. */
+const waitFor = (cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000) =>
+  waitForWithin(cond, what, timeoutMs);
+const within = <T>(p: Promise<T>, what: string, timeoutMs = 10_000) => withinMs(p, what, timeoutMs);
 
 const url = process.env.CAIRN_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
 const run = randomBytes(3).toString('hex');
@@ -71,44 +82,6 @@ async function deleteStreams(): Promise<void> {
       await nc.close();
     }
   }
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-async function within<T>(p: Promise<T>, what: string, timeoutMs = 10_000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
-      timeoutMs,
-    );
-  });
-  try {
-    return await Promise.race([p, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function ev(eventId: string, userId = 'u1', extra: Partial<CairnEvent> = {}): CairnEvent {
-  return {
-    eventId,
-    userId,
-    itemId: `item-${eventId}`,
-    type: 'view',
-    value: null,
-    timestamp: 1_700_000_000_000,
-    context: null,
-    ...extra,
-  };
 }
 
 function expectAscendingSeqs(seqs: number[]): void {

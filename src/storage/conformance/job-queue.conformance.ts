@@ -14,8 +14,9 @@
  * lease lost before anyone takes the job over, `runAt` outside a retry wait) nothing is asserted.
  */
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Job, JsonObject } from '../../domain/types.ts';
+import type { Job } from '../../domain/types.ts';
 import { backoffMs, type ClaimedJob, type JobQueue } from '../../jobs/contracts.ts';
+import { RICH_JSON, sleep } from './helpers.ts';
 
 /** Backoff base (ms) the factory must give its adapters: small enough for a quick suite. */
 export const JOB_QUEUE_CONFORMANCE_BACKOFF_MS = 250;
@@ -27,8 +28,6 @@ const LONG = 60_000;
 const SHORT = 400;
 /** Tolerated difference between this process's clock and the queue's (a database's clock, Redis TTLs). */
 const SLACK = 150;
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Waits until the clock has moved to the next millisecond, so creation times differ. */
 async function nextMs(): Promise<void> {
@@ -50,18 +49,6 @@ async function eventually<T>(
     await sleep(20);
   }
 }
-
-/** JSON that stresses encoders: nesting, arrays, unicode (BMP, astral, RTL, combining), escapes, numbers. */
-const RICH_JSON: JsonObject = {
-  title: 'Crème brûlée — 東京 🍮',
-  rtl: 'שלום עולם',
-  combining: 'e\u0301',
-  escapes: 'quote " backslash \\ newline \n tab \t slash /',
-  emoji: { '🔑 key': ['🍣', '𝄞', { deep: { deeper: [null, true, false] } }] },
-  numbers: { int: 42, negative: -7, zero: 0, fraction: 0.1, third: 1 / 3, tiny: 1e-7, big: 9007199254740991 },
-  empty: { object: {}, array: [], string: '' },
-  list: [1, 'two', { three: 3 }, [4, [5]]],
-};
 
 /**
  * A handle whose `close()` also runs `after`: adapters built on a store leave the store open (its owner

@@ -19,7 +19,8 @@
  *   consumers).
  */
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { CairnEvent, Item, JsonObject, StoredEvent, User } from '../../domain/types.ts';
+import type { CairnEvent, Item, StoredEvent, User } from '../../domain/types.ts';
+import { logEvent as ev, RICH_JSON, waitFor, within } from './helpers.ts';
 import type {
   BatchHandler,
   ChangeLog,
@@ -42,52 +43,8 @@ export interface LogHarness extends LogHandles {
   reopen(): Promise<LogHandles>;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /** Lets every already-queued callback and I/O completion run (no timing assumption). */
 const settle = () => new Promise<void>((r) => setImmediate(r));
-
-/** Polls `cond` every 10 ms until it holds; fails after `timeoutMs`. */
-async function waitFor(
-  cond: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 5000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-/** Resolves with `p`, or fails after `timeoutMs` naming `what` (a hung promise must fail, not time out the test). */
-async function within<T>(p: Promise<T>, what: string, timeoutMs = 5000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
-      timeoutMs,
-    );
-  });
-  try {
-    return await Promise.race([p, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function ev(eventId: string, userId = 'u1', extra: Partial<CairnEvent> = {}): CairnEvent {
-  return {
-    eventId,
-    userId,
-    itemId: `item-${eventId}`,
-    type: 'view',
-    value: null,
-    timestamp: 1_700_000_000_000,
-    context: null,
-    ...extra,
-  };
-}
 
 function evs(prefix: string, n: number, userId = 'u1'): CairnEvent[] {
   return Array.from({ length: n }, (_, i) =>
@@ -100,17 +57,6 @@ function plain(e: StoredEvent): CairnEvent {
   const { seq: _seq, ...rest } = e;
   return rest;
 }
-
-/** JSON that stresses encoders: nesting, unicode (BMP, astral, RTL, combining), escapes, numbers. */
-const RICH_JSON: JsonObject = {
-  title: 'Crème brûlée — 東京 🍮',
-  rtl: 'שלום עולם',
-  combining: 'e\u0301',
-  escapes: 'quote " backslash \\ newline \n tab \t slash /',
-  emoji: { '🔑 key': ['🍣', '𝄞', { deep: { deeper: [null, true, false] } }] },
-  numbers: { int: 42, negative: -7, zero: 0, fraction: 0.1, third: 1 / 3, tiny: 1e-7, big: 9007199254740991 },
-  empty: { object: {}, array: [], string: '' },
-};
 
 function item(id: string, overrides: Partial<Item> = {}): Item {
   return {

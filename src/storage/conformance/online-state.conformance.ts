@@ -11,6 +11,7 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Item, JsonObject, StoredEvent, User } from '../../domain/types.ts';
 import type { EntityChange, LogRecord, OnlineState, OnlineStateOptions } from '../ports.ts';
+import { sleep } from './helpers.ts';
 
 const DAY = 86_400_000;
 /** A round "now" far from the epoch, like real timestamps. */
@@ -27,8 +28,6 @@ const TYPES: OnlineStateOptions['types'] = {
 };
 
 const OPTIONS: OnlineStateOptions = { types: TYPES, popularityHalfLifeDays: 7, historyLimit: 5 };
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function ev(
   seq: number,

@@ -8,10 +8,9 @@
  * behaviour the port promises, never about an adapter's internals.
  */
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { CairnEvent, JsonObject, ModelVersion, StoredEvent } from '../../domain/types.ts';
+import type { CairnEvent, ModelVersion, StoredEvent } from '../../domain/types.ts';
 import type { Store } from '../ports.ts';
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+import { RICH_JSON, sleep } from './helpers.ts';
 
 function ev(
   eventId: string,
@@ -61,18 +60,6 @@ function model(version: string, createdAt: number, overrides: Partial<ModelVersi
     ...overrides,
   };
 }
-
-/** JSON that stresses encoders: nesting, arrays, unicode (BMP, astral, RTL, combining), escapes, numbers. */
-const RICH_JSON: JsonObject = {
-  title: 'Crème brûlée — 東京 🍮',
-  rtl: 'שלום עולם',
-  combining: 'e\u0301',
-  escapes: 'quote " backslash \\ newline \n tab \t slash /',
-  emoji: { '🔑 key': ['🍣', '𝄞', { deep: { deeper: [null, true, false] } }] },
-  numbers: { int: 42, negative: -7, zero: 0, fraction: 0.1, third: 1 / 3, tiny: 1e-7, big: 9007199254740991 },
-  empty: { object: {}, array: [], string: '' },
-  list: [1, 'two', { three: 3 }, [4, [5]]],
-};
 
 const expectCode = async (p: Promise<unknown>, code: string) => {
   await expect(p).rejects.toMatchObject({ code });

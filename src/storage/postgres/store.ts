@@ -18,7 +18,7 @@ import type {
   UserPatch,
   UserStore,
 } from '../ports.ts';
-import { definedFields, foldItemPatches, scanBounds } from '../shared.ts';
+import { definedFields, foldItemPatches, NETWORK_CODES, scanBounds } from '../shared.ts';
 import { POSTGRES_MIGRATIONS } from './migrations.ts';
 
 export interface PostgresStoreOptions {
@@ -61,17 +61,6 @@ function hash32(text: string): number {
   }
   return h | 0;
 }
-
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-]);
 
 /** Maps driver errors to Cairn codes: unreachable database → CAIRN_UNAVAILABLE, unique key → CAIRN_CONFLICT. */
 export function mapPgError(e: unknown): unknown {

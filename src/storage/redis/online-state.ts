@@ -39,6 +39,7 @@ import type {
   OnlineWatermarks,
   PopularEntry,
 } from '../ports.ts';
+import { NETWORK_CODES } from '../shared.ts';
 
 export interface RedisOnlineStateOptions extends OnlineStateOptions {
   /** `redis://host:port/db`: the adapter creates its own client and quits it on close(). */
@@ -63,17 +64,6 @@ const SEQ_DIGITS = 16;
 
 /** A cache hash holding more fields than this has its expired entries removed on the next set. */
 const CACHE_SWEEP_FIELDS = 32;
-
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-]);
 
 /** Server replies that mean "not now" (loading, busy script, failover, out of memory), not a bad request. */
 const UNAVAILABLE_REPLIES = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|READONLY|OOM|NOREPLICAS)\b/;
