@@ -68,8 +68,6 @@ export interface Embedded {
 
 export interface EmbeddedOptions {
   logger?: Logger;
-  /** Run the job runner in this process (default true). */
-  runJobs?: boolean;
   /** How often the in-memory online state is snapshotted when it changed (ms; 0: only on close). */
   snapshotEveryMs?: number;
   /** Longest wait of a write for its own projection (read-your-writes), ms. */
@@ -146,7 +144,7 @@ export async function createEmbedded(
       runTrainingJob({ store, config, registry, metrics, logger: ctx.logger }, payload, ctx),
     );
     core.add(runner);
-    if (options.runJobs ?? true) runner.start();
+    runner.start();
 
     const rywMs = options.readYourWritesMs ?? 2000;
     const readYourWrites: ReadYourWrites | undefined = privateState
