@@ -265,6 +265,7 @@ function model(version: string, status: ModelVersion['status'], parentVersion: s
     createdAt: T0,
     promotedAt: status === 'champion' ? T0 + 60_000 : null,
     error: null,
+    lineage: null,
   };
 }
 

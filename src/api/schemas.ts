@@ -248,7 +248,7 @@ export const ModelResponse = Type.Object({
   version: Type.String(),
   algorithm: Type.String(),
   params: FreeObject({ description: 'Hyper-parameters the model was fitted with' }),
-  status: StringEnum(['training', 'ready', 'failed', 'champion', 'retired'] as const),
+  status: StringEnum(['training', 'ready', 'failed', 'champion', 'retired', 'rejected'] as const),
   training_data: Type.Object({
     users: Type.Integer(),
     items: Type.Integer(),

@@ -125,6 +125,31 @@ export const ConfigSchema = Type.Object(
         minInteractions: Type.Integer({ minimum: 1, default: 10 }),
         /** Promote a new model automatically when its holdout ndcg@10 is at least this fraction of the champion's. */
         autoPromoteMinRatio: Type.Number({ minimum: 0, default: 0.95 }),
+        /** Cron expression (5 or 6 fields, server time zone) of scheduled retraining; empty: no schedule. */
+        schedule: Type.String({ default: '' }),
+        /** Retrain once this many new events arrived since the champion's training snapshot (0: off). */
+        retrainAfterEvents: Type.Integer({ minimum: 0, default: 0 }),
+        /** How often the data-volume trigger looks at the event log. */
+        triggerCheckSeconds: Type.Number({ exclusiveMinimum: 0, default: 30 }),
+        /** Promotion gate: the challenger against the champion on the same fresh holdout. */
+        gate: Type.Object(
+          {
+            /**
+             * Allowed relative shortfall per metric against the champion (0.05: up to 5 % worse passes).
+             * ndcg@10 uses `1 − autoPromoteMinRatio` unless listed here.
+             */
+            tolerances: Type.Record(Type.String(), Type.Number({ minimum: 0 }), {
+              default: { 'recall@10': 0.05, 'coverage@10': 0.5 },
+            }),
+            /** Fewer held-out interactions newer than the champion than this: use a random holdout. */
+            minFreshInteractions: Type.Integer({ minimum: 1, default: 200 }),
+            /** Fewer holdout users scored than this and a challenger cannot replace a champion. */
+            minUsersScored: Type.Integer({ minimum: 1, default: 20 }),
+            /** Top-k lists overlapping popularity's this much on average mean "a copy of popularity". */
+            maxPopularityOverlap: Type.Number({ minimum: 0, maximum: 1, default: 0.9 }),
+          },
+          { default: {}, additionalProperties: false },
+        ),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -146,6 +171,35 @@ export const ConfigSchema = Type.Object(
          * unavailable are never served from it.
          */
         cacheTtlSeconds: Type.Number({ minimum: 0, default: 30 }),
+        /** Readiness reports the model `stale` once the champion is older than this (0: never). */
+        maxModelAgeSeconds: Type.Integer({ minimum: 0, default: 7 * 86_400 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    experiments: Type.Object(
+      {
+        /** Record every served answer (request id, user, items, variant, model) for feedback attribution. */
+        servedLog: Type.Boolean({ default: true }),
+        /**
+         * Event types that are outcomes of a served answer when the event carries its `request_id`
+         * (feedback type per event type).
+         */
+        outcomes: Type.Record(
+          Type.String(),
+          Type.Union([Type.Literal('impression'), Type.Literal('click'), Type.Literal('conversion')]),
+          { default: { click: 'click', add_to_cart: 'click', purchase: 'conversion' } },
+        ),
+        /** How often the canary guard compares a canary's online metric with its control's. */
+        guardCheckSeconds: Type.Number({ exclusiveMinimum: 0, default: 30 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    monitoring: Type.Object(
+      {
+        /** How often the model's freshness and last training outcome are re-read from the registry. */
+        freshnessCheckSeconds: Type.Number({ exclusiveMinimum: 0, default: 15 }),
+        /** Newest events (and served scores) the live drift distributions are computed over. */
+        driftWindow: Type.Integer({ minimum: 100, default: 10_000 }),
       },
       { default: {}, additionalProperties: false },
     ),

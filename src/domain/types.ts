@@ -53,7 +53,11 @@ export interface EventTypeSpec {
   minValue?: number;
 }
 
-export type ModelStatus = 'training' | 'ready' | 'failed' | 'champion' | 'retired';
+/**
+ * `rejected`: trained and stored but failed its promotion gate (or was rolled back by a canary guard);
+ * promoting it needs an explicit `force`, which is recorded in its lineage.
+ */
+export type ModelStatus = 'training' | 'ready' | 'failed' | 'champion' | 'retired' | 'rejected';
 
 export interface ModelVersion {
   version: string;
@@ -77,6 +81,87 @@ export interface ModelVersion {
   createdAt: number;
   promotedAt: number | null;
   error: string | null;
+  /** Where the model came from and what was decided about it (null on rows written before lineage). */
+  lineage: ModelLineage | null;
+}
+
+/** What started a training. */
+export type TrainTriggerKind = 'manual' | 'schedule' | 'data_volume' | 'cli' | 'demo';
+
+export interface TrainTrigger {
+  kind: TrainTriggerKind;
+  /** The trigger's identity (e.g. the cron fire time, or the event watermark crossed); one job per key. */
+  key: string | null;
+}
+
+/** One check of a promotion gate. */
+export interface GateCheck {
+  /** e.g. `ndcg@10`, `recall@10`, `coverage@10`, `finite_scores`, `not_popularity`, `users_scored`. */
+  name: string;
+  passed: boolean;
+  detail: string;
+  challenger?: number;
+  champion?: number;
+  /** Allowed relative shortfall against the champion (0.02 = 2 % worse still passes). */
+  tolerance?: number;
+}
+
+export interface GateRecord {
+  passed: boolean;
+  /** One-line summary: the first failed check, or why it passed. */
+  reason: string;
+  /**
+   * `fresh`: interactions newer than the champion's training data, which neither model saw;
+   * `random`: a random per-user holdout (no champion, or too few fresh interactions) on which the
+   * champion's configuration was refitted; `none`: too little data to hold anything out.
+   */
+  holdout: 'fresh' | 'random' | 'none';
+  holdoutUsers: number;
+  holdoutInteractions: number;
+  /** The champion compared against (null for a first model). */
+  champion: string | null;
+  challengerMetrics: Record<string, number>;
+  championMetrics: Record<string, number>;
+  checks: GateCheck[];
+}
+
+/** Reference distributions of the training snapshot, against which live drift (PSI) is measured. */
+export interface DriftReference {
+  /** Share of events per event type. */
+  eventTypes: Record<string, number>;
+  /**
+   * Items ranked by training popularity are cut into buckets of equal item count (best first);
+   * `itemPopularity[b]` is the share of the snapshot's positive interactions on bucket b's items, and
+   * a last bucket stands for items the snapshot never saw (near zero in the reference). Each item's
+   * bucket is stored in the model artifact's `extra.popularityBuckets` (aligned with its item ids).
+   */
+  itemPopularity: number[];
+  /** Upper edges of the score histogram (quantiles of the reference scores) and the share per bin. */
+  scoreEdges: number[];
+  scoreShares: number[];
+}
+
+export interface ModelAuditEntry {
+  at: number;
+  action: 'registered' | 'promoted' | 'force_promoted' | 'rejected' | 'rolled_back' | 'canary_rolled_back';
+  /** Principal id (`system` for automatic decisions). */
+  by: string;
+  detail: string;
+}
+
+export interface ModelLineage {
+  trigger: TrainTrigger & { requestedBy: string | null; jobId: string | null };
+  data: {
+    /** Event-log watermark of the training snapshot (events with seq ≤ it). */
+    lastEventSeq: number;
+    newestEventAt: number;
+    /** sha256 of the training matrix (user ids, item ids, entries): same data ⇒ same hash. */
+    trainingSetHash: string;
+  };
+  code: { version: string; commit: string | null };
+  gate: GateRecord | null;
+  drift: DriftReference | null;
+  audit: ModelAuditEntry[];
 }
 
 /** A request to train a model (the payload of a `train` job). */
@@ -85,6 +170,10 @@ export interface TrainRequest {
   params?: Record<string, number | string | boolean>;
   /** Promote when the gates pass (default true). */
   promote?: boolean;
+  /** What started it (default manual). */
+  trigger?: TrainTrigger;
+  /** Principal id of whoever asked (set by the model service). */
+  requested_by?: string;
 }
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed';
@@ -130,4 +219,94 @@ export interface RecommendationResult {
   /** True when a dependency was unavailable and the answer is worse than it should be. */
   degraded: boolean;
   items: RecommendedItem[];
+  /** The experiment arm that served this answer (null when no experiment runs). */
+  experiment?: { id: string; variant: string } | null;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Experiments, served log and feedback.
+ * ---------------------------------------------------------------------------------------------- */
+
+export interface ExperimentVariant {
+  name: string;
+  /** Relative share of users (any non-negative numbers; normalised over the variants). */
+  weight: number;
+  /** Serve this model version (null: the champion). */
+  modelVersion: string | null;
+  /** Algorithm named at creation; resolved to its newest servable version into `modelVersion`. */
+  algorithm: string | null;
+  /** Second-stage ranker on/off (null: as configured). */
+  ranker: boolean | null;
+}
+
+/**
+ * `ab`: users split by weight between variants, every variant served. `canary`: an `ab` whose
+ * challenger arm is watched by a guard that stops it (and rejects the version) when its online metric
+ * falls below the control's by `guard.margin`. `shadow`: the champion is served to everyone; the
+ * variant's model also scores a share of requests (`weight` % of them), logged and compared, never served.
+ */
+export type ExperimentKind = 'ab' | 'canary' | 'shadow';
+export type ExperimentStatus = 'running' | 'stopped' | 'rolled_back';
+
+export interface Experiment {
+  id: string;
+  kind: ExperimentKind;
+  status: ExperimentStatus;
+  variants: ExperimentVariant[];
+  /** Hash users (default) or sessions (the request's `session_id`) into variants. */
+  unit: 'user' | 'session';
+  guard: { metric: 'ctr' | 'conversion_rate'; margin: number; minImpressions: number } | null;
+  createdAt: number;
+  createdBy: string;
+  stoppedAt: number | null;
+  stopReason: string | null;
+}
+
+export interface ServedItem {
+  itemId: string;
+  /** 0-based position in the answer. */
+  position: number;
+  score: number;
+}
+
+/** One answer as served (mode `served`) or as the shadow model would have answered (`shadow`). */
+export interface ServedRecord {
+  requestId: string;
+  userId: string;
+  mode: 'served' | 'shadow';
+  endpoint: string;
+  experimentId: string | null;
+  variant: string | null;
+  modelVersion: string | null;
+  source: RecommendationSource;
+  items: ServedItem[];
+  at: number;
+}
+
+export type FeedbackType = 'impression' | 'click' | 'conversion';
+
+export interface FeedbackRecord {
+  requestId: string;
+  itemId: string;
+  type: FeedbackType;
+  /** Revenue of a conversion (optional). */
+  value: number | null;
+  at: number;
+}
+
+/** Per-variant totals an experiment's results are computed from. */
+export interface VariantTotals {
+  variant: string;
+  /** Distinct units (users) served under the variant. */
+  users: number;
+  /** Served items counted as seen (impression feedback, or every served item of a request without any). */
+  impressions: number;
+  clicks: number;
+  conversions: number;
+  /** Users with at least one click / conversion. */
+  clickingUsers: number;
+  convertingUsers: number;
+  /** Sum and sum of squares over users of each user's revenue (for a mean with an interval). */
+  revenue: number;
+  revenueSquares: number;
 }

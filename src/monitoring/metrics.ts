@@ -3,6 +3,8 @@
  * and passed to whoever records; nothing uses the global default registry (tests build many apps).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DriftReference } from '../domain/types.ts';
+import { histogram, psi } from './drift.ts';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -18,6 +20,13 @@ export interface Metrics {
   readonly modelCreatedSeconds: Gauge;
   readonly modelAgeSeconds: Gauge;
   readonly trainingDuration: Histogram<'algorithm' | 'status'>;
+  /** Training jobs by outcome (promoted, not_promoted, rejected, failed) and trigger kind. */
+  readonly trainingOutcomes: Counter<'outcome' | 'trigger'>;
+  /**
+   * Records the scores of a personalized answer of the champion `version`; `cairn_drift_psi{dimension=
+   * "scores"}` compares the newest `window` of them with the model's training reference.
+   */
+  observeServedScores(version: string, reference: DriftReference | null, scores: readonly number[]): void;
   /** Records the champion the process serves: sets the info gauge and the age clock. */
   setChampion(version: string, algorithm: string, createdAtMs: number): void;
   /**
@@ -29,8 +38,9 @@ export interface Metrics {
   watchLogs(heads: Record<string, () => Promise<number>>, positions: Record<string, () => number>): void;
 }
 
-export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+export function createMetrics(options: { defaultMetrics?: boolean; scoreWindow?: number } = {}): Metrics {
   const registry = new Registry();
+  const scores = new ServedScores(options.scoreWindow ?? 10_000);
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'cairn_process_' });
 
   let championCreatedAt: number | null = null;
@@ -46,6 +56,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     name: 'cairn_model_created_timestamp_seconds',
     help: 'Creation time of the served champion model (Unix seconds)',
     registers: [registry],
+  });
+
+  new Gauge({
+    name: 'cairn_drift_psi',
+    help: 'Population stability index of a live distribution against the champion training snapshot (dimension: event_types, item_popularity, scores)',
+    labelNames: ['dimension'] as const,
+    registers: [registry],
+    collect() {
+      const value = scores.psi();
+      if (value !== null) this.set({ dimension: 'scores' }, value);
+      else this.remove({ dimension: 'scores' });
+    },
   });
 
   // Computed at scrape time; registered for every process, empty until watchLogs is called.
@@ -112,6 +134,15 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
       registers: [registry],
     }),
+    trainingOutcomes: new Counter({
+      name: 'cairn_training_outcomes_total',
+      help: 'Training jobs by outcome (promoted, not_promoted, rejected, failed) and trigger',
+      labelNames: ['outcome', 'trigger'] as const,
+      registers: [registry],
+    }),
+    observeServedScores(version, reference, values) {
+      scores.observe(version, reference, values);
+    },
     watchLogs(heads, positions) {
       logHeads = heads;
       consumerPositions = positions;
@@ -157,4 +188,43 @@ function registerLogGauges(
       for (const [consumer, position] of Object.entries(positions())) this.set({ consumer }, position());
     },
   });
+}
+
+/**
+ * The newest served scores of the current champion in a ring buffer, binned against the champion's
+ * reference edges at scrape time. Scores of an older champion are dropped when the version changes.
+ */
+class ServedScores {
+  private readonly ring: Float64Array;
+  private size = 0;
+  private next = 0;
+  private version: string | null = null;
+  private reference: DriftReference | null = null;
+
+  constructor(window: number) {
+    this.ring = new Float64Array(Math.max(1, window));
+  }
+
+  observe(version: string, reference: DriftReference | null, values: readonly number[]): void {
+    if (version !== this.version) {
+      this.version = version;
+      this.reference = reference;
+      this.size = 0;
+      this.next = 0;
+    }
+    if (!reference) return;
+    for (const v of values) {
+      if (!Number.isFinite(v)) continue;
+      this.ring[this.next] = v;
+      this.next = (this.next + 1) % this.ring.length;
+      if (this.size < this.ring.length) this.size++;
+    }
+  }
+
+  /** Null until enough scores were seen for a stable estimate (100) or without a reference. */
+  psi(): number | null {
+    const ref = this.reference;
+    if (!ref || ref.scoreShares.length === 0 || this.size < 100) return null;
+    return psi(ref.scoreShares, histogram(ref.scoreEdges, this.ring.subarray(0, this.size)));
+  }
 }

@@ -105,6 +105,7 @@ describe('ModelRegistry', () => {
       createdAt: 1,
       promotedAt: null,
       error: null,
+      lineage: null,
     };
     await store.models.insert(legacy);
 

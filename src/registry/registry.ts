@@ -56,6 +56,7 @@ export class ModelRegistry {
       createdAt: now,
       promotedAt: null,
       error: null,
+      lineage: null,
     };
     try {
       await this.store.insert(record);

@@ -6,11 +6,15 @@
 import type {
   CairnEvent,
   EventTypeSpec,
+  Experiment,
+  FeedbackRecord,
   Item,
   JsonObject,
   ModelVersion,
+  ServedRecord,
   StoredEvent,
   User,
+  VariantTotals,
 } from '../domain/types.ts';
 
 /** Result of appending one event: `false` means its event_id was already stored (never counted twice). */
@@ -94,6 +98,41 @@ export interface ModelStore {
   promote(version: string, at: number): Promise<ModelVersion>;
 }
 
+export interface ExperimentStore {
+  /** Throws CAIRN_CONFLICT when the id exists. */
+  create(experiment: Experiment): Promise<void>;
+  get(id: string): Promise<Experiment | null>;
+  /** Newest first; `status` filters. */
+  list(options?: { status?: Experiment['status'] }): Promise<Experiment[]>;
+  /** Throws CAIRN_NOT_FOUND when absent. */
+  update(id: string, patch: Partial<Omit<Experiment, 'id'>>): Promise<Experiment>;
+}
+
+/**
+ * What was served (and what a shadow model would have served), and the feedback that followed, so
+ * clicks and conversions are attributed to answers by request id.
+ */
+export interface ServedLogStore {
+  /** Idempotent by (requestId, mode): a repeat is ignored. */
+  record(records: ServedRecord[]): Promise<void>;
+  get(requestId: string, mode?: ServedRecord['mode']): Promise<ServedRecord | null>;
+  /**
+   * Stores feedback; idempotent by (requestId, itemId, type). Feedback whose request was never served
+   * is stored too (the answer may be recorded later), but counts only once its request is known.
+   */
+  addFeedback(records: FeedbackRecord[]): Promise<('inserted' | 'duplicate')[]>;
+  /** Per-variant totals of an experiment's served (mode `served`) answers and their feedback. */
+  variantTotals(experimentId: string): Promise<VariantTotals[]>;
+  /** Served and shadow answers of an experiment, newest first (for comparisons and tests). */
+  list(options: {
+    experimentId?: string;
+    mode?: ServedRecord['mode'];
+    limit: number;
+  }): Promise<ServedRecord[]>;
+  /** GDPR: removes the user's served records (and their feedback). */
+  deleteForUser(userId: string): Promise<number>;
+}
+
 /** Where each durable consumer of a log stands (the SQL logs keep them beside their tables). */
 export interface ConsumerOffsets {
   get(name: string): Promise<number>;
@@ -107,6 +146,8 @@ export interface Store {
   readonly items: ItemStore;
   readonly users: UserStore;
   readonly models: ModelStore;
+  readonly experiments: ExperimentStore;
+  readonly served: ServedLogStore;
   /** Creates or upgrades the schema; safe to call on every start. */
   migrate(): Promise<void>;
   /** Durable positions of named consumers of the store's own logs (SQL log adapters use them). */
@@ -145,7 +186,9 @@ export type EntityChange =
       userId: string;
       events: Pick<StoredEvent, 'seq' | 'itemId' | 'type' | 'value' | 'timestamp'>[];
     }
-  | { kind: 'champion'; version: string };
+  | { kind: 'champion'; version: string }
+  /** An experiment was created or changed state (every replica routes users by the running ones). */
+  | { kind: 'experiment'; experiment: Experiment };
 
 export interface LogRecord<T> {
   seq: number;

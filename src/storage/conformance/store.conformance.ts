@@ -57,6 +57,7 @@ function model(version: string, createdAt: number, overrides: Partial<ModelVersi
     createdAt,
     promotedAt: null,
     error: null,
+    lineage: null,
     ...overrides,
   };
 }

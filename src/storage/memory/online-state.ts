@@ -120,7 +120,8 @@ export class MemoryOnlineState implements OnlineState {
             this.pop.subtract(change.events.filter((e) => e.seq <= this.wm.events));
             break;
           case 'champion':
-            // Serving loads the champion from the registry; here only the watermark moves.
+          case 'experiment':
+            // Serving loads champions and experiments itself; here only the watermark moves.
             break;
         }
       }

@@ -163,4 +163,13 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION ${s}.cairn_log_notify();
     `,
   },
+  {
+    version: 4,
+    name: 'model lineage',
+    sql: (s) => `
+      -- Lineage of a model version: trigger, data snapshot, code version, gate decision, drift reference
+      -- and an audit of promotions (see domain/types.ts ModelLineage). NULL on rows written before it.
+      ALTER TABLE ${s}.models ADD COLUMN lineage JSONB NULL;
+    `,
+  },
 ];

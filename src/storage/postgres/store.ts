@@ -133,13 +133,14 @@ interface ModelRow {
   created_at: number;
   promoted_at: number | null;
   error: string | null;
+  lineage: ModelVersion['lineage'];
 }
 
 export const EVENT_COLUMNS = 'seq, event_id, user_id, item_id, type, value, ts, context';
 const ITEM_COLUMNS = 'id, categories, attributes, available, created_at, updated_at';
 const USER_COLUMNS = 'id, attributes, segments, opt_out, created_at, updated_at';
 const MODEL_COLUMNS =
-  'version, algorithm, params, status, training_data, metrics, train_seconds, artifact_path, checksum, config_hash, parent_version, created_at, promoted_at, error';
+  'version, algorithm, params, status, training_data, metrics, train_seconds, artifact_path, checksum, config_hash, parent_version, created_at, promoted_at, error, lineage';
 
 export const toEvent = (r: EventRow): StoredEvent => ({
   seq: r.seq,
@@ -185,6 +186,7 @@ const toModel = (r: ModelRow): ModelVersion => ({
   createdAt: r.created_at,
   promotedAt: r.promoted_at,
   error: r.error,
+  lineage: r.lineage,
 });
 
 /** Values for `$1..$14` in MODEL_COLUMNS order (JSON columns as text, cast by the statement). */
@@ -203,6 +205,7 @@ const modelValues = (m: ModelVersion): unknown[] => [
   m.createdAt,
   m.promotedAt,
   m.error,
+  m.lineage === null ? null : JSON.stringify(m.lineage),
 ];
 
 /** Connection handling shared by the sub-stores: queries and transactions with mapped errors. */
@@ -683,14 +686,15 @@ class PgModels implements ModelStore {
   constructor(private readonly db: Db) {
     this.updateSql = `UPDATE ${db.s}.models SET algorithm = $2, params = $3::jsonb, status = $4,
       training_data = $5::jsonb, metrics = $6::jsonb, train_seconds = $7, artifact_path = $8, checksum = $9,
-      config_hash = $10, parent_version = $11, created_at = $12, promoted_at = $13, error = $14
+      config_hash = $10, parent_version = $11, created_at = $12, promoted_at = $13, error = $14,
+      lineage = $15::jsonb
       WHERE version = $1`;
   }
 
   async insert(model: ModelVersion): Promise<void> {
     await this.db.query(
       `INSERT INTO ${this.db.s}.models (${MODEL_COLUMNS})
-       VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14)`,
+       VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb)`,
       modelValues(model),
     );
   }
@@ -741,7 +745,8 @@ class PgModels implements ModelStore {
       await this.db.lock(c, LOCK_PROMOTE);
       const target = await this.locked(c, version);
       if (target.status === 'champion') return target;
-      if (target.status !== 'ready' && target.status !== 'retired') {
+      // `rejected` is promotable here: the registry asks for `force` before it gets this far.
+      if (target.status !== 'ready' && target.status !== 'retired' && target.status !== 'rejected') {
         throw new CairnError('CAIRN_MODEL_NOT_PROMOTABLE', `model ${version} is ${target.status}`, {
           version,
           status: target.status,

@@ -497,6 +497,8 @@ export class RedisOnlineState implements OnlineState {
             break;
           }
           case 'champion':
+          case 'experiment':
+            // Only the watermark moves (serving loads champions and experiments itself).
             args.push(seq, 'C');
             break;
         }

@@ -141,4 +141,13 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 4,
+    name: 'model lineage',
+    sql: `
+      -- Lineage of a model version: trigger, data snapshot, code version, gate decision, drift reference
+      -- and an audit of promotions (see domain/types.ts ModelLineage). NULL on rows written before it.
+      ALTER TABLE models ADD COLUMN lineage TEXT NULL;
+    `,
+  },
 ];

@@ -82,6 +82,7 @@ interface ModelRow {
   created_at: number;
   promoted_at: number | null;
   error: string | null;
+  lineage: string | null;
 }
 
 /** Upsert parameters: `null` means "not given" (COALESCE keeps the stored value or the default). */
@@ -155,6 +156,7 @@ function toModel(r: ModelRow): ModelVersion {
     createdAt: r.created_at,
     promotedAt: r.promoted_at,
     error: r.error,
+    lineage: r.lineage === null ? null : (JSON.parse(r.lineage) as ModelVersion['lineage']),
   };
 }
 
@@ -173,6 +175,7 @@ function modelParams(m: ModelVersion): unknown[] {
     m.createdAt,
     m.promotedAt,
     m.error,
+    jsonOrNull(m.lineage),
     m.version,
   ];
 }
@@ -572,7 +575,7 @@ class SqliteUsers implements UserStore {
 }
 
 const MODEL_COLUMNS =
-  'version, algorithm, params, status, training_data, metrics, train_seconds, artifact_path, checksum, config_hash, parent_version, created_at, promoted_at, error';
+  'version, algorithm, params, status, training_data, metrics, train_seconds, artifact_path, checksum, config_hash, parent_version, created_at, promoted_at, error, lineage';
 
 class SqliteModels implements ModelStore {
   private readonly insertOne;
@@ -589,15 +592,15 @@ class SqliteModels implements ModelStore {
     this.insertOne = lazy(() =>
       db.prepare(
         `INSERT INTO models (algorithm, params, status, training_data, metrics, train_seconds, artifact_path,
-         checksum, config_hash, parent_version, created_at, promoted_at, error, version)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         checksum, config_hash, parent_version, created_at, promoted_at, error, lineage, version)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
     );
     this.updateOne = lazy(() =>
       db.prepare(
         `UPDATE models SET algorithm = ?, params = ?, status = ?, training_data = ?, metrics = ?, train_seconds = ?,
          artifact_path = ?, checksum = ?, config_hash = ?, parent_version = ?, created_at = ?, promoted_at = ?,
-         error = ?
+         error = ?, lineage = ?
        WHERE version = ?`,
       ),
     );
@@ -635,7 +638,8 @@ class SqliteModels implements ModelStore {
       if (!row) throw new CairnError('CAIRN_MODEL_NOT_FOUND', `model ${version} not found`);
       const target = toModel(row);
       if (target.status === 'champion') return target;
-      if (target.status !== 'ready' && target.status !== 'retired') {
+      // `rejected` is promotable here: the registry asks for `force` before it gets this far.
+      if (target.status !== 'ready' && target.status !== 'retired' && target.status !== 'rejected') {
         throw new CairnError('CAIRN_MODEL_NOT_PROMOTABLE', `model ${version} is ${target.status}`, {
           version,
           status: target.status,
