@@ -99,7 +99,10 @@ export interface ModelStore {
 }
 
 export interface ExperimentStore {
-  /** Throws CAIRN_CONFLICT when the id exists. */
+  /**
+   * Throws CAIRN_CONFLICT when the id exists, or when it would be a second `running` experiment that
+   * routes users (kind `ab` or `canary`; the database allows one, shadows are not limited).
+   */
   create(experiment: Experiment): Promise<void>;
   get(id: string): Promise<Experiment | null>;
   /** Newest first; `status` filters. */

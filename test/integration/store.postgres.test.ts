@@ -70,10 +70,13 @@ describe('PostgreSQL adapter', () => {
           'changes',
           'consumer_offsets',
           'events',
+          'experiments',
+          'feedback',
           'items',
           'jobs',
           'models',
           'schema_migrations',
+          'served',
           'users',
         ]);
       } finally {

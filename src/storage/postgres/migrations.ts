@@ -172,4 +172,60 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       ALTER TABLE ${s}.models ADD COLUMN lineage JSONB NULL;
     `,
   },
+  {
+    version: 5,
+    name: 'experiments, served log, feedback',
+    sql: (s) => `
+      -- Experiments (A/B, canary, shadow); ord breaks created_at ties (newest first).
+      CREATE TABLE ${s}.experiments (
+        ord BIGSERIAL PRIMARY KEY,
+        id TEXT COLLATE "C" NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        variants JSONB NOT NULL,
+        unit TEXT NOT NULL,
+        guard JSONB NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        stopped_at BIGINT NULL,
+        stop_reason TEXT NULL
+      );
+      -- At most one running experiment that routes users (ab or canary), enforced by the database:
+      -- two replicas creating one at the same moment cannot both succeed. Shadows run beside it.
+      CREATE UNIQUE INDEX experiments_one_routing ON ${s}.experiments (status)
+        WHERE status = 'running' AND kind <> 'shadow';
+      CREATE INDEX experiments_created ON ${s}.experiments (created_at, ord);
+
+      -- What was served (mode served) or would have been (mode shadow), per request.
+      CREATE TABLE ${s}.served (
+        ord BIGSERIAL,
+        request_id TEXT COLLATE "C" NOT NULL,
+        mode TEXT NOT NULL,
+        user_id TEXT COLLATE "C" NOT NULL,
+        endpoint TEXT NOT NULL,
+        experiment_id TEXT COLLATE "C" NULL,
+        variant TEXT COLLATE "C" NULL,
+        model_version TEXT NULL,
+        source TEXT NOT NULL,
+        items JSONB NOT NULL,
+        n_items INTEGER NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (request_id, mode)
+      );
+      CREATE INDEX served_user ON ${s}.served (user_id);
+      CREATE INDEX served_experiment ON ${s}.served (experiment_id, mode, variant)
+        WHERE experiment_id IS NOT NULL;
+      CREATE INDEX served_at ON ${s}.served (at, ord);
+
+      -- Feedback on served answers, one row per (request, item, type): repeats are duplicates.
+      CREATE TABLE ${s}.feedback (
+        request_id TEXT COLLATE "C" NOT NULL,
+        item_id TEXT COLLATE "C" NOT NULL,
+        type TEXT NOT NULL,
+        value DOUBLE PRECISION NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (request_id, item_id, type)
+      );
+    `,
+  },
 ];

@@ -11,14 +11,17 @@ import type {
   AppendOutcome,
   ConsumerOffsets,
   EventStore,
+  ExperimentStore,
   ItemPatch,
   ItemStore,
   ModelStore,
+  ServedLogStore,
   Store,
   UserPatch,
   UserStore,
 } from '../ports.ts';
 import { definedFields, foldItemPatches, NETWORK_CODES, scanBounds } from '../shared.ts';
+import { PgExperiments, PgServedLog } from './experiments.ts';
 import { POSTGRES_MIGRATIONS } from './migrations.ts';
 
 export interface PostgresStoreOptions {
@@ -273,6 +276,8 @@ export class PostgresStore implements Store {
   readonly items: ItemStore;
   readonly users: UserStore;
   readonly models: ModelStore;
+  readonly experiments: ExperimentStore;
+  readonly served: ServedLogStore;
   readonly offsets: ConsumerOffsets;
   readonly schema: string;
   /** Pool and schema, for the sibling adapters of this folder (logs, job queue, artifacts). */
@@ -304,6 +309,8 @@ export class PostgresStore implements Store {
     this.items = new PgItems(this.db);
     this.users = new PgUsers(this.db);
     this.models = new PgModels(this.db);
+    this.experiments = new PgExperiments(this.db);
+    this.served = new PgServedLog(this.db);
     this.offsets = new PgOffsets(this.db);
   }
 

@@ -150,4 +150,57 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       ALTER TABLE models ADD COLUMN lineage TEXT NULL;
     `,
   },
+  {
+    version: 5,
+    name: 'experiments, served log, feedback',
+    sql: `
+      -- Experiments (A/B, canary, shadow). A rowid table: rowid breaks created_at ties (newest first).
+      CREATE TABLE experiments (
+        id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        variants TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        guard TEXT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        stopped_at INTEGER NULL,
+        stop_reason TEXT NULL
+      );
+      -- At most one running experiment that routes users (ab or canary), enforced by the database:
+      -- two replicas creating one at the same moment cannot both succeed. Shadows run beside it.
+      CREATE UNIQUE INDEX experiments_one_routing ON experiments (status)
+        WHERE status = 'running' AND kind <> 'shadow';
+      CREATE INDEX experiments_created ON experiments (created_at);
+
+      -- What was served (mode served) or would have been (mode shadow), per request.
+      CREATE TABLE served (
+        request_id TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        experiment_id TEXT NULL,
+        variant TEXT NULL,
+        model_version TEXT NULL,
+        source TEXT NOT NULL,
+        items TEXT NOT NULL,
+        n_items INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (request_id, mode)
+      );
+      CREATE INDEX served_user ON served (user_id);
+      CREATE INDEX served_experiment ON served (experiment_id, mode, variant) WHERE experiment_id IS NOT NULL;
+      CREATE INDEX served_at ON served (at);
+
+      -- Feedback on served answers, one row per (request, item, type): repeats are duplicates.
+      CREATE TABLE feedback (
+        request_id TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        value REAL NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (request_id, item_id, type)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];

@@ -10,14 +10,17 @@ import type {
   AppendOutcome,
   ConsumerOffsets,
   EventStore,
+  ExperimentStore,
   ItemPatch,
   ItemStore,
   ModelStore,
+  ServedLogStore,
   Store,
   UserPatch,
   UserStore,
 } from '../ports.ts';
 import { definedFields, scanBounds } from '../shared.ts';
+import { SqliteExperiments, SqliteServedLog } from './experiments.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 
 export type Db = Database.Database;
@@ -217,6 +220,8 @@ export class SqliteStore implements Store {
   readonly items: ItemStore;
   readonly users: UserStore;
   readonly models: ModelStore;
+  readonly experiments: ExperimentStore;
+  readonly served: ServedLogStore;
   readonly offsets: ConsumerOffsets;
   /** The connection, for the sibling adapters of this folder (logs, job queue) that share the file. */
   readonly db: Db;
@@ -245,6 +250,8 @@ export class SqliteStore implements Store {
     this.items = new SqliteItems(this.db);
     this.users = new SqliteUsers(this.db);
     this.models = new SqliteModels(this.db);
+    this.experiments = new SqliteExperiments(this.db, guarded);
+    this.served = new SqliteServedLog(this.db, guarded);
     this.offsets = new SqliteOffsets(this.db);
   }
 
