@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ModelVersion } from '../domain/types.ts';
+import type { GateRecord, ModelLineage, ModelVersion } from '../domain/types.ts';
 import { createLogger } from '../monitoring/logger.ts';
 import { FileArtifactStore } from '../storage/files/artifacts.ts';
 import { SqliteStore } from '../storage/sqlite/store.ts';
@@ -36,6 +36,27 @@ const info: RegisterInfo = {
   trainSeconds: 0.1,
   configHash: 'cfg',
 };
+
+const gate = (passed: boolean, reason: string): GateRecord => ({
+  passed,
+  reason,
+  holdout: 'random',
+  holdoutUsers: 50,
+  holdoutInteractions: 120,
+  champion: null,
+  challengerMetrics: { 'ndcg@10': 0.2 },
+  championMetrics: {},
+  checks: [{ name: 'ndcg@10', passed, detail: reason }],
+});
+
+const lineage = (g: GateRecord | null, requestedBy: string | null = 'key-ops'): ModelLineage => ({
+  trigger: { kind: 'manual', key: null, requestedBy, jobId: 'job-1' },
+  data: { lastEventSeq: 4, newestEventAt: 1000, trainingSetHash: 'abc' },
+  code: { version: '0.1.0', commit: null },
+  gate: g,
+  drift: null,
+  audit: [],
+});
 
 describe('ModelRegistry', () => {
   let dir: string;
@@ -151,5 +172,139 @@ describe('ModelRegistry', () => {
     await store.close(); // the metadata store fails every call from here on
     await expect(registry.register(model(1), info)).rejects.toThrow();
     expect(await artifacts.list('')).toEqual([]);
+  });
+
+  it('registers lineage with its audit trail; a rejected version needs force, which is recorded', async () => {
+    const champ = await registry.register(
+      model(1),
+      { ...info, lineage: lineage(gate(true, 'first model')) },
+      1000,
+    );
+    expect(champ.lineage?.audit).toEqual([
+      { at: 1000, action: 'registered', by: 'key-ops', detail: 'manual training (job job-1)' },
+    ]);
+    await registry.promote(champ.version, { by: 'system', now: 1500, reason: 'first model' });
+    const bad = await registry.register(
+      model(2),
+      { ...info, status: 'rejected', lineage: lineage(gate(false, 'ndcg@10 0.1 is below the champion')) },
+      2000,
+    );
+    expect(bad.status).toBe('rejected');
+    expect(bad.lineage?.audit.map((a) => [a.action, a.by, a.detail])).toEqual([
+      ['registered', 'key-ops', 'manual training (job job-1)'],
+      ['rejected', 'system', 'ndcg@10 0.1 is below the champion'],
+    ]);
+    expect(await store.models.get(bad.version)).toEqual(bad);
+
+    const refused = await registry.promote(bad.version, { by: 'alice' }).catch((e: unknown) => e);
+    expect(refused).toMatchObject({
+      code: 'CAIRN_MODEL_NOT_PROMOTABLE',
+      details: { field: 'version', status: 'rejected', reason: 'ndcg@10 0.1 is below the champion' },
+    });
+    expect((await registry.champion())?.version).toBe(champ.version);
+
+    const forced = await registry.promote(bad.version, {
+      by: 'alice',
+      force: true,
+      reason: 'hotfix',
+      now: 3000,
+    });
+    expect(forced).toMatchObject({ status: 'champion', parentVersion: champ.version, promotedAt: 3000 });
+    expect(forced.lineage?.audit.at(-1)).toEqual({
+      at: 3000,
+      action: 'force_promoted',
+      by: 'alice',
+      detail: `forced over its rejection (ndcg@10 0.1 is below the champion), replacing ${champ.version}: hotfix`,
+    });
+    expect(await registry.get(bad.version)).toEqual(forced);
+    expect((await registry.get(champ.version)).lineage?.audit.map((a) => a.action)).toEqual([
+      'registered',
+      'promoted',
+    ]);
+
+    // Rolling back records on both versions who did it.
+    const restored = await registry.rollback({ by: 'bob', reason: 'conversions dropped', now: 4000 });
+    expect(restored.version).toBe(champ.version);
+    expect(restored.lineage?.audit.at(-1)).toMatchObject({ action: 'promoted', by: 'bob', at: 4000 });
+    expect(restored.lineage?.audit.at(-1)?.detail).toMatch(
+      /restored by a rollback from .*: conversions dropped/,
+    );
+    expect((await registry.get(bad.version)).lineage?.audit.at(-1)).toEqual({
+      at: 4000,
+      action: 'rolled_back',
+      by: 'bob',
+      detail: `rolled back to ${champ.version}: conversions dropped`,
+    });
+  });
+
+  it('reject(): rolls a champion back to its parent first, then marks it rejected (idempotent)', async () => {
+    const a = await registry.register(model(1), { ...info, lineage: lineage(gate(true, 'ok')) }, 1000);
+    const b = await registry.register(model(2), { ...info, lineage: lineage(gate(true, 'ok')) }, 2000);
+    await registry.promote(a.version, 1500);
+    await registry.promote(b.version, 2500);
+    const rejected = await registry.reject(
+      b.version,
+      'canary-guard',
+      'ctr 20 % below control',
+      'canary_rolled_back',
+      3000,
+    );
+    expect(rejected.status).toBe('rejected');
+    expect(rejected.lineage?.audit.slice(-2).map((x) => x.action)).toEqual([
+      'rolled_back',
+      'canary_rolled_back',
+    ]);
+    expect(rejected.lineage?.audit.at(-1)).toEqual({
+      at: 3000,
+      action: 'canary_rolled_back',
+      by: 'canary-guard',
+      detail: 'ctr 20 % below control',
+    });
+    expect((await registry.champion())?.version).toBe(a.version);
+    expect(await registry.reject(b.version, 'x', 'again', 'rejected')).toEqual(rejected);
+    // Promoting it again needs force, and the refusal names the canary's reason.
+    await expect(registry.promote(b.version)).rejects.toMatchObject({
+      code: 'CAIRN_MODEL_NOT_PROMOTABLE',
+      details: { reason: 'ctr 20 % below control' },
+    });
+    // A champion without a parent cannot be rejected: serving would be left without a model.
+    await expect(registry.reject(a.version, 'x', 'y', 'rejected')).rejects.toMatchObject({
+      code: 'CAIRN_NO_PREVIOUS_MODEL',
+    });
+    expect((await registry.champion())?.version).toBe(a.version);
+  });
+
+  it('recordFailure(): a failed version without artifact, visible and never promotable', async () => {
+    const failed = await registry.recordFailure({
+      algorithm: 'als',
+      params: { factors: 2 },
+      error: 'training needs at least 10 positive interactions',
+      lineage: {
+        ...lineage(null, null),
+        trigger: { kind: 'schedule', key: '2024-01-01T00:00', requestedBy: null, jobId: 'j9' },
+      },
+      now: 5000,
+    });
+    expect(failed).toMatchObject({
+      status: 'failed',
+      artifactPath: '',
+      checksum: '',
+      error: 'training needs at least 10 positive interactions',
+      createdAt: 5000,
+    });
+    expect(failed.lineage?.trigger.kind).toBe('schedule');
+    expect(failed.lineage?.audit).toEqual([
+      {
+        at: 5000,
+        action: 'registered',
+        by: 'system',
+        detail: 'schedule training failed: training needs at least 10 positive interactions',
+      },
+    ]);
+    expect((await registry.list())[0]).toEqual(failed);
+    expect(await artifacts.list('')).toEqual([]);
+    await expect(registry.promote(failed.version, { force: true })).rejects.toMatchObject({
+      code: 'CAIRN_MODEL_NOT_PROMOTABLE',
+    });
   });
 });

@@ -1,27 +1,42 @@
 /**
- * The training pipeline: extract → split → fit (worker thread) → evaluate → register → gate → promote.
+ * The training pipeline: extract → choose the gate's holdout → fit and score (worker thread) → gate →
+ * register with lineage → promote.
  *
- * Gates, in order: the model must beat the popularity baseline on the same holdout (unless it is the
- * popularity model), and must reach `training.autoPromoteMinRatio` × the champion's holdout ndcg@10.
- * A model that fails a gate is still registered (status `ready`) and can be promoted by hand.
+ * The gate (gate.ts) compares the challenger with the champion on the SAME held-out pairs: interactions
+ * newer than the champion's snapshot when there are enough of them (neither model saw them), else a
+ * random per-user holdout on which the champion's configuration is refitted. A version that fails the
+ * gate is registered as `rejected` (promotable only with `force`) and the champion keeps serving. A
+ * training that fails for good is registered as a `failed` version, so the failure is visible.
  */
 import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { getAlgorithm, resolveParams } from '../algorithms/index.ts';
 import { resolveThreads, workerBootstrap } from '../algorithms/parallel.ts';
+import type { Params } from '../algorithms/types.ts';
 import { nnz } from '../algorithms/sparse.ts';
 import type { Config } from '../config/load.ts';
-import type { JsonObject, ModelVersion, TrainRequest } from '../domain/types.ts';
+import type {
+  GateRecord,
+  JsonObject,
+  ModelLineage,
+  ModelVersion,
+  TrainRequest,
+  TrainTrigger,
+} from '../domain/types.ts';
 import { CairnError, ERROR_CODES, type ErrorCode } from '../errors/errors.ts';
-import type { JobContext } from '../jobs/queue.ts';
+import { isPermanent, type JobContext } from '../jobs/queue.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { Metrics } from '../monitoring/metrics.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
 import type { Store } from '../storage/ports.ts';
-import { extractTrainingData } from './extract.ts';
-import type { FitInput, FitOutput } from './fit.ts';
+import { codeVersion } from './code-version.ts';
+import { extractTrainingData, type TrainingData } from './extract.ts';
+import type { ChampionInput, FitInput, FitOutput } from './fit.ts';
 import type { FitWorkerMessage } from './fit-worker.ts';
-import { holdoutSplit } from './holdout.ts';
+import { decideGate } from './gate.ts';
+import { chooseHoldout } from './holdout.ts';
+
+export { decideGate, GATE_METRIC } from './gate.ts';
 
 export interface PipelineDeps {
   store: Pick<Store, 'events'>;
@@ -31,46 +46,17 @@ export interface PipelineDeps {
   logger: Logger;
 }
 
-export const GATE_METRIC = 'ndcg@10';
+/** What a training ended with (the `outcome` label of `cairn_training_outcomes_total`). */
+export type TrainingOutcome = 'promoted' | 'not_promoted' | 'rejected' | 'failed';
 
-export interface GateDecision {
-  passed: boolean;
-  reason: string;
-}
+/** The trigger recorded when a request names none. */
+export const MANUAL_TRIGGER: TrainTrigger = { kind: 'manual', key: null };
 
-export function decideGate(
-  algorithm: string,
-  metrics: Record<string, number>,
-  baseline: Record<string, number>,
-  champion: ModelVersion | null,
-  minRatio: number,
-): GateDecision {
-  const score = metrics[GATE_METRIC];
-  if (score === undefined) {
-    return champion
-      ? { passed: false, reason: 'too little data to hold out a test set, and a champion already exists' }
-      : { passed: true, reason: 'first model (too little data to measure)' };
-  }
-  const base = baseline[GATE_METRIC];
-  if (algorithm !== 'pop' && base !== undefined && score <= base) {
-    return {
-      passed: false,
-      reason: `${GATE_METRIC} ${score.toFixed(4)} does not beat the popularity baseline ${base.toFixed(4)}`,
-    };
-  }
-  const champ = champion?.metrics[GATE_METRIC];
-  if (champ !== undefined && score < minRatio * champ) {
-    return {
-      passed: false,
-      reason: `${GATE_METRIC} ${score.toFixed(4)} is below ${minRatio} × the champion's ${champ.toFixed(4)}`,
-    };
-  }
-  return {
-    passed: true,
-    reason: champion ? `${GATE_METRIC} ${score.toFixed(4)} passes the gates` : 'first model',
-  };
-}
-
+/**
+ * Runs one training (the `train` job's handler). Returns the job result: version, metrics, gate
+ * decision and outcome. Throws on failure; a permanent failure (or the last attempt) is first recorded
+ * in the registry as a `failed` version.
+ */
 export async function runTrainingJob(
   deps: PipelineDeps,
   request: TrainRequest,
@@ -79,15 +65,18 @@ export async function runTrainingJob(
   const { config, registry, logger } = deps;
   const started = performance.now();
   const algorithm = request.algorithm ?? config.training.algorithm;
-  const spec = getAlgorithm(algorithm);
-  const params = resolveParams(spec, {
-    ...(config.training.params[algorithm] ?? {}),
-    ...(request.params ?? {}),
-  });
+  const trigger = { ...(request.trigger ?? MANUAL_TRIGGER) };
+  const lineageTrigger = { ...trigger, requestedBy: request.requested_by ?? null, jobId: ctx.jobId };
+  const count = (outcome: TrainingOutcome) =>
+    deps.metrics.trainingOutcomes.inc({ outcome, trigger: trigger.kind });
   const timer = deps.metrics.trainingDuration.startTimer({ algorithm });
+  let params: Params = {};
+  let data: TrainingData | null = null;
   try {
+    const spec = getAlgorithm(algorithm);
+    params = resolveParams(spec, { ...(config.training.params[algorithm] ?? {}), ...(request.params ?? {}) });
     ctx.progress(0.01);
-    const data = await extractTrainingData(deps.store.events, config.events.types);
+    data = await extractTrainingData(deps.store.events, config.events.types);
     const interactions = nnz(data.matrix);
     if (interactions < config.training.minInteractions) {
       throw new CairnError(
@@ -97,7 +86,8 @@ export async function runTrainingJob(
       );
     }
     ctx.progress(0.1);
-    const split = holdoutSplit(data.matrix, config.training.holdoutFraction, config.training.seed);
+    const championVersion = await registry.champion();
+    const { holdout, champion } = await prepareGate(deps, data, championVersion);
     const input: FitInput = {
       algorithm,
       params,
@@ -105,14 +95,52 @@ export async function runTrainingJob(
       seed: config.training.seed,
       k: 10,
       full: data.matrix,
-      split: split.test.items.length > 0 ? split : null,
+      userIds: data.userIds,
+      itemIds: data.itemIds,
+      holdout,
+      champion,
       itemEventTimes: data.itemEventTimes,
+      typeCounts: data.typeCounts,
       now: data.newestEventAt,
       baselineParams: resolveParams(getAlgorithm('pop'), config.training.params.pop ?? {}),
     };
     const output = await fitInWorker(input, (f) => ctx.progress(0.1 + 0.85 * f), ctx.signal);
 
-    const champion = await registry.champion();
+    const gateCfg = config.training.gate;
+    const gate: GateRecord = decideGate(
+      {
+        algorithm,
+        holdout: holdout?.kind ?? 'none',
+        holdoutUsers: output.holdoutUsers,
+        holdoutInteractions: holdout ? holdout.split.test.items.length : 0,
+        champion: championVersion?.version ?? null,
+        challenger: output.metrics,
+        championMetrics: output.championMetrics,
+        baseline: output.baseline,
+        nonFiniteScores: output.nonFiniteScores,
+        scoresChecked: output.scoresChecked,
+        popularityOverlap: output.popularityOverlap,
+        championError: output.championError,
+      },
+      {
+        tolerances: gateCfg.tolerances,
+        minRatio: config.training.autoPromoteMinRatio,
+        minUsersScored: gateCfg.minUsersScored,
+        maxPopularityOverlap: gateCfg.maxPopularityOverlap,
+      },
+    );
+    const lineage: ModelLineage = {
+      trigger: lineageTrigger,
+      data: {
+        lastEventSeq: data.lastEventSeq,
+        newestEventAt: data.newestEventAt,
+        trainingSetHash: output.trainingSetHash,
+      },
+      code: await codeVersion(),
+      gate,
+      drift: output.drift,
+      audit: [],
+    };
     const metrics = { ...output.metrics };
     for (const [k, v] of Object.entries(output.baseline)) metrics[`baseline_${k}`] = v;
     const mv = await registry.register(
@@ -120,7 +148,11 @@ export async function runTrainingJob(
         artifact: output.artifact,
         userIds: data.userIds,
         itemIds: data.itemIds,
-        extra: { lastEventSeq: data.lastEventSeq, newestEventAt: data.newestEventAt },
+        extra: {
+          lastEventSeq: data.lastEventSeq,
+          newestEventAt: data.newestEventAt,
+          popularityBuckets: output.popularityBuckets,
+        },
       },
       {
         algorithm,
@@ -135,34 +167,38 @@ export async function runTrainingJob(
         metrics,
         trainSeconds: output.trainSeconds,
         configHash: configHash(config, algorithm, params),
+        status: gate.passed ? 'ready' : 'rejected',
+        lineage,
       },
     );
-    const gate = decideGate(
-      algorithm,
-      output.metrics,
-      output.baseline,
-      champion,
-      config.training.autoPromoteMinRatio,
-    );
-    let promoted = false;
-    if (request.promote !== false && gate.passed) {
-      await registry.promote(mv.version);
-      promoted = true;
-    } else
-      logger.info(
-        { version: mv.version, gate: gate.reason, requested: request.promote !== false },
-        'model not promoted',
-      );
+    let outcome: TrainingOutcome;
+    if (!gate.passed) {
+      outcome = 'rejected';
+      logger.warn({ version: mv.version, gate: gate.reason }, 'model rejected by its gate');
+    } else if (request.promote !== false) {
+      await registry.promote(mv.version, { by: 'system', reason: gate.reason });
+      outcome = 'promoted';
+    } else {
+      outcome = 'not_promoted';
+      logger.info({ version: mv.version, gate: gate.reason }, 'model passed its gate; not promoted as asked');
+    }
+    count(outcome);
     timer({ status: 'succeeded' });
     return {
       version: mv.version,
       algorithm,
       params,
+      trigger: trigger.kind,
+      outcome,
       metrics: output.metrics,
       baseline: output.baseline,
-      promoted,
+      champion: gate.champion,
+      champion_metrics: output.championMetrics,
+      holdout: gate.holdout,
+      promoted: outcome === 'promoted',
       gate_passed: gate.passed,
       gate_reason: gate.reason,
+      gate_checks: gate.checks.map((c) => ({ name: c.name, passed: c.passed, detail: c.detail })),
       train_seconds: output.trainSeconds,
       total_seconds: (performance.now() - started) / 1000,
       users: data.userIds.length,
@@ -172,8 +208,118 @@ export async function runTrainingJob(
     };
   } catch (err) {
     timer({ status: 'failed' });
+    // A cancelled attempt (shutdown, lost lease) is not a failure of the training: it runs again.
+    if (!ctx.signal.aborted && (isPermanent(err) || ctx.attempt >= config.jobs.maxAttempts)) {
+      count('failed');
+      await recordFailure(deps, { algorithm, params, err, data, trigger: lineageTrigger }).catch(
+        (recordErr: unknown) => logger.error({ err: recordErr }, 'could not record the failed training'),
+      );
+    }
     throw err;
   }
+}
+
+/**
+ * The gate's holdout and the champion input for the fit worker. Fresh holdout: the champion's stored
+ * model is loaded (an unreadable one is scored as nothing: the gate notes it and falls back to
+ * comparing with popularity). Random holdout: the champion's configuration, to refit.
+ */
+async function prepareGate(
+  deps: PipelineDeps,
+  data: TrainingData,
+  champion: ModelVersion | null,
+): Promise<{ holdout: FitInput['holdout']; champion: ChampionInput | null }> {
+  const { config } = deps;
+  const choice = chooseHoldout(
+    data.matrix,
+    data.pairSeqs.first,
+    champion?.trainingData.lastEventSeq ?? null,
+    {
+      minFresh: config.training.gate.minFreshInteractions,
+      fraction: config.training.holdoutFraction,
+      seed: config.training.seed,
+    },
+  );
+  if (choice.kind === 'none' || !choice.split) return { holdout: null, champion: null };
+  if (!champion) return { holdout: { kind: choice.kind, split: choice.split }, champion: null };
+  if (choice.kind === 'random') {
+    return {
+      holdout: { kind: 'random', split: choice.split },
+      champion: {
+        kind: 'refit',
+        version: champion.version,
+        algorithm: champion.algorithm,
+        params: champion.params as Params,
+      },
+    };
+  }
+  const seq = champion.trainingData.lastEventSeq;
+  // Serving folds a user in when they have events newer than the champion's snapshot (recommender.ts):
+  // here, events on pairs the champion already knew (the newer pairs are the ones held out).
+  const newer = new Uint8Array(data.matrix.rows);
+  const { first, last } = data.pairSeqs;
+  for (let u = 0; u < data.matrix.rows; u++) {
+    for (let p = data.matrix.indptr[u]; p < data.matrix.indptr[u + 1]; p++) {
+      if (first[p] <= seq && last[p] > seq) {
+        newer[u] = 1;
+        break;
+      }
+    }
+  }
+  let stored;
+  try {
+    stored = await deps.registry.load(champion);
+  } catch (err) {
+    deps.logger.warn(
+      { err, version: champion.version },
+      'champion artifact unreadable; gating against popularity',
+    );
+    return { holdout: { kind: 'fresh', split: choice.split, newerThanChampion: newer }, champion: null };
+  }
+  return {
+    holdout: { kind: 'fresh', split: choice.split, newerThanChampion: newer },
+    champion: { kind: 'stored', version: champion.version, model: stored, lastEventSeq: seq },
+  };
+}
+
+async function recordFailure(
+  deps: PipelineDeps,
+  f: {
+    algorithm: string;
+    params: Params;
+    err: unknown;
+    data: TrainingData | null;
+    trigger: ModelLineage['trigger'];
+  },
+): Promise<void> {
+  const data = f.data;
+  await deps.registry.recordFailure({
+    algorithm: f.algorithm,
+    params: f.params,
+    error: f.err instanceof Error ? f.err.message : String(f.err),
+    trainingData: data
+      ? {
+          users: data.userIds.length,
+          items: data.itemIds.length,
+          interactions: nnz(data.matrix),
+          events: data.events,
+          lastEventSeq: data.lastEventSeq,
+        }
+      : undefined,
+    configHash: configHash(deps.config, f.algorithm, f.params),
+    lineage: {
+      trigger: f.trigger,
+      data: {
+        lastEventSeq: data?.lastEventSeq ?? 0,
+        newestEventAt: data?.newestEventAt ?? 0,
+        trainingSetHash: '',
+      },
+      code: await codeVersion(),
+      gate: null,
+      drift: null,
+      audit: [],
+    },
+  });
 }
 
 function configHash(config: Readonly<Config>, algorithm: string, params: unknown): string {

@@ -1,4 +1,4 @@
-/** Model registry and jobs: list, train, promote, rollback; job status. */
+/** Model registry and jobs: list, model card, train, promote (with force), rollback; job status. */
 import type { FastifyInstance } from 'fastify';
 import type { TrainRequest } from '../../domain/types.ts';
 import {
@@ -7,6 +7,7 @@ import {
   ModelResponse,
   ModelsQuery,
   ModelsResponse,
+  PromoteBody,
   TrainAcceptedResponse,
   TrainBody,
   VersionParams,
@@ -14,6 +15,7 @@ import {
   type IdParamsWire,
   type ModelsQueryWire,
   type ModelsWire,
+  type PromoteBodyWire,
   type TrainBodyWire,
   type VersionParamsWire,
 } from '../schemas.ts';
@@ -61,18 +63,44 @@ export function registerModelRoutes(app: FastifyInstance, { deps }: RouteContext
     },
   );
 
-  app.post<{ Params: VersionParamsWire }>(
+  app.get<{ Params: VersionParamsWire }>(
+    '/v1/models/:version',
+    {
+      schema: {
+        tags: ['models'],
+        operationId: 'getModel',
+        summary: 'One model version with its lineage (model card)',
+        description:
+          'Trigger, data snapshot (event watermark, training-set hash), code version, metrics, the gate ' +
+          'decision with every check, the drift reference and the audit trail.',
+        params: VersionParams,
+        response: withErrors({ 200: ModelResponse }),
+      },
+    },
+    async (request) => modelToWire(await deps.models.getModel(request.ctx, request.params.version)),
+  );
+
+  app.post<{ Params: VersionParamsWire; Body: PromoteBodyWire }>(
     '/v1/models/:version/promote',
     {
       schema: {
         tags: ['models'],
         operationId: 'promoteModel',
         summary: 'Make a model version the champion',
+        description:
+          'A `rejected` version (failed its gate) needs `{"force": true}`; the forced promotion is recorded ' +
+          'in its audit trail with the caller and `reason`. Otherwise 409 CAIRN_MODEL_NOT_PROMOTABLE. ' +
+          'The body is optional.',
         params: VersionParams,
+        body: PromoteBody,
         response: withErrors({ 200: ModelResponse }),
       },
+      preValidation: emptyBodyAsObject,
     },
-    async (request) => modelToWire(await deps.models.promote(request.ctx, request.params.version)),
+    async (request) => {
+      const { force, reason } = request.body;
+      return modelToWire(await deps.models.promote(request.ctx, request.params.version, { force, reason }));
+    },
   );
 
   app.post(

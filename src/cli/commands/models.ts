@@ -1,13 +1,26 @@
-/** `cairn models list|promote|rollback`: the registry from the command line. */
+/** `cairn models list|show|promote|rollback`: the registry from the command line. */
+import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import type { ModelVersion } from '../../domain/types.ts';
 import { closeAll, openArtifacts, openLogs, openStore, requireExistingStore } from '../../main/adapters.ts';
 import { createLogger } from '../../monitoring/logger.ts';
 import { ModelRegistry } from '../../registry/registry.ts';
 import { addStoreOptions, configFrom, CTX, type StoreOptions } from '../common.ts';
+import { formatModelCard } from './model-card.ts';
 
 interface ModelsOptions extends StoreOptions {
   json?: boolean;
+  force?: boolean;
+  reason?: string;
+}
+
+/** Who the audit trail names for a command-line promotion: the CLI principal and the OS user. */
+function cliPrincipal(): string {
+  try {
+    return `${CTX.principal.id}:${userInfo().username}`;
+  } catch {
+    return CTX.principal.id;
+  }
 }
 
 /**
@@ -46,7 +59,7 @@ function line(m: ModelVersion): string {
 }
 
 export function registerModels(program: Command): void {
-  const models = program.command('models').description('list, promote and roll back model versions');
+  const models = program.command('models').description('list, show, promote and roll back model versions');
   addStoreOptions(
     models.command('list').description('model versions, newest first').option('--json', 'JSON output'),
   ).action((opts: ModelsOptions) =>
@@ -57,17 +70,37 @@ export function registerModels(program: Command): void {
       else process.stdout.write(`${list.map(line).join('\n')}\n`);
     }),
   );
-  addStoreOptions(models.command('promote <version>').description('make a version the champion')).action(
-    (version: string, opts: ModelsOptions) =>
-      withRegistry(opts, async (registry) => {
-        const m = await registry.promote(version);
-        process.stdout.write(`champion: ${line(m)}\n`);
-      }),
+  addStoreOptions(
+    models
+      .command('show <version>')
+      .description('the model card: lineage, data snapshot, code, metrics, gate checks, audit')
+      .option('--json', 'JSON output (the stored version)'),
+  ).action((version: string, opts: ModelsOptions) =>
+    withRegistry(opts, async (registry) => {
+      const m = await registry.get(version);
+      process.stdout.write(opts.json ? `${JSON.stringify(m, null, 2)}\n` : formatModelCard(m));
+    }),
+  );
+  addStoreOptions(
+    models
+      .command('promote <version>')
+      .description('make a version the champion')
+      .option('--force', 'promote a version that failed its gate (recorded in its audit trail)')
+      .option('--reason <text>', 'why (kept in the audit trail)'),
+  ).action((version: string, opts: ModelsOptions) =>
+    withRegistry(opts, async (registry) => {
+      const m = await registry.promote(version, {
+        by: cliPrincipal(),
+        force: opts.force === true,
+        reason: opts.reason,
+      });
+      process.stdout.write(`champion: ${line(m)}\n`);
+    }),
   );
   addStoreOptions(models.command('rollback').description('restore the previous champion')).action(
     (opts: ModelsOptions) =>
       withRegistry(opts, async (registry) => {
-        const m = await registry.rollback();
+        const m = await registry.rollback({ by: cliPrincipal() });
         process.stdout.write(`champion: ${line(m)}\n`);
       }),
   );

@@ -1,5 +1,6 @@
 /** `cairn train`: trains a model from the stored events now, with a progress bar, and registers it. */
 import type { Command } from 'commander';
+import type { TrainRequest } from '../../domain/types.ts';
 import { runTrainingJob } from '../../training/pipeline.ts';
 import { validateTrainRequest } from '../../training/service.ts';
 import { addStoreOptions, configFrom, CTX, openForCommand, type StoreOptions } from '../common.ts';
@@ -31,7 +32,13 @@ export function registerTrain(program: Command): void {
     const config = configFrom({ logLevel: 'warn', ...opts });
     const spec = parseAlgorithms(opts.algorithm ?? config.training.algorithm)[0];
     const params = parseParamOverrides(opts.param, [spec]).get(spec.name);
-    const request = { algorithm: spec.name, params, promote: opts.promote };
+    const request: TrainRequest = {
+      algorithm: spec.name,
+      params,
+      promote: opts.promote,
+      trigger: { kind: 'cli', key: null },
+      requested_by: CTX.principal.id,
+    };
     validateTrainRequest(config, request);
     const cairn = await openForCommand(config);
     const logger = cairn.logger.child({ request_id: CTX.requestId });
@@ -42,7 +49,8 @@ export function registerTrain(program: Command): void {
         request,
         {
           jobId: CTX.requestId,
-          attempt: 1,
+          // The command runs once, never retried: its attempt is the last, so a failure is recorded.
+          attempt: config.jobs.maxAttempts,
           progress: (f) => bar.update(f),
           signal: new AbortController().signal,
           logger,

@@ -1,0 +1,4 @@
+/** Promotion gates, rejection, forced promotion and the model card end to end on SQLite (see model-gate.ts). */
+import { describeModelGates } from './model-gate.ts';
+
+describeModelGates('sqlite');
