@@ -34,11 +34,47 @@ export interface VariantResult {
   impressions: number;
   clicks: number;
   conversions: number;
+  /** Clicks / impressions (Wilson interval). */
   ctr: Estimate;
+  /**
+   * Converting users / users (Wilson interval): per user, the unit of randomization, so the
+   * observations are independent (per-impression rates would understate the variance).
+   */
   conversionRate: Estimate;
+  /** Mean over users of each user's conversion value (normal interval). */
   revenuePerUser: Estimate;
-  /** Relative difference to the control (first variant) of the conversion rate; null for the control. */
+  /**
+   * Relative difference to the control (first variant) of the conversion rate; null for the control
+   * (and when either arm has no users yet).
+   */
   liftVsControl: Estimate | null;
+}
+
+/**
+ * How a shadow variant compared with what was served, over the newest shadow answers (a bounded
+ * sample: `requests` of them) whose served answer is in the log.
+ */
+export interface ShadowResult {
+  variant: string;
+  modelVersion: string | null;
+  /** Shadow answers examined (the newest ones, at most the sample size). */
+  requests: number;
+  /** Of those, how many had their served answer logged (the rest cannot be compared). */
+  compared: number;
+  /** Distinct users among the compared requests. */
+  users: number;
+  /** What the champion (or the arm that served) answered on the compared requests. */
+  served: {
+    /** Served answers that were personalized (the shadow only scores personalized answers). */
+    personalized: number;
+    items: number;
+    /** Model versions that served them, with counts. */
+    modelVersions: Record<string, number>;
+  };
+  /** Mean overlap@k (share of the served top-k the shadow also had in its top-k), with a 95 % interval. */
+  overlap: Estimate;
+  /** Share of compared requests where the shadow's top-k equals the served one as a set. */
+  identical: number;
 }
 
 export interface ExperimentResults {
@@ -46,6 +82,8 @@ export interface ExperimentResults {
   /** p-value of a chi-square test of users per variant against the weights (small: sample-ratio mismatch). */
   srmPValue: number | null;
   variants: VariantResult[];
+  /** Shadow experiments only: the comparison of each shadow variant with the served answers. */
+  shadow?: ShadowResult[];
 }
 
 export interface ExperimentService {

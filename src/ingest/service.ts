@@ -153,7 +153,7 @@ function countOutcomes(
 }
 
 export interface CatalogServiceOptions {
-  store: Pick<Store, 'items' | 'users' | 'eraseUser'>;
+  store: Pick<Store, 'items' | 'users' | 'eraseUser' | 'served'>;
   /** Where the stored changes are announced to every replica and the online state. */
   changeLog: Pick<ChangeLog, 'append'>;
   /** The event log, so an erase also drops the user's events from it where it keeps its own copy. */
@@ -263,7 +263,9 @@ export function createCatalogService(options: CatalogServiceOptions): CatalogSer
       // The store returns exactly what it deleted (in the same transaction), so an event accepted for
       // this user a moment before is either deleted and subtracted, or neither.
       const erased = await store.eraseUser(id);
-      if (!erased) {
+      // What was recommended to the user (the served log) and the feedback on it go too.
+      const servedErased = await store.served.deleteForUser(id);
+      if (!erased && servedErased === 0) {
         // Nothing stored (any more). A previous erase may have deleted the user and then failed to
         // announce it (change log unreachable, 503): announcing again, without events, makes the
         // client's retry finish the job everywhere. Popularity already subtracted stays subtracted.
@@ -272,7 +274,7 @@ export function createCatalogService(options: CatalogServiceOptions): CatalogSer
         await readYourWrites?.changes(seq);
         throw new CairnError('CAIRN_USER_NOT_FOUND', `nothing is stored for user "${id}"`, { user_id: id });
       }
-      const events = erased
+      const events = (erased ?? [])
         .filter((e) => interactionWeight(config.events.types, e).weight > 0)
         .map((e) => ({ seq: e.seq, itemId: e.itemId, type: e.type, value: e.value, timestamp: e.timestamp }));
       await eventLog.forgetUser(id);

@@ -260,6 +260,37 @@ describe('event validation: type and value', () => {
   });
 });
 
+describe('event validation: request_id', () => {
+  it('keeps the recommendation request id in context.request_id, merged with the rest of the context', () => {
+    expect(ok({ ...base, request_id: 'req-1.a_B' }).context).toEqual({ request_id: 'req-1.a_B' });
+    expect(ok({ ...base, request_id: 'r2', context: { page: 'home' } }).context).toEqual({
+      page: 'home',
+      request_id: 'r2',
+    });
+    // The same id in both places is fine; an id only in the context is kept as sent.
+    expect(ok({ ...base, request_id: 'r3', context: { request_id: 'r3' } }).context).toEqual({
+      request_id: 'r3',
+    });
+    expect(ok({ ...base, context: { request_id: 'r4' } }).context).toEqual({ request_id: 'r4' });
+    expect(ok({ ...base, request_id: null }).context).toBeNull();
+  });
+
+  it('rejects a malformed request id, or one that contradicts context.request_id', () => {
+    for (const request_id of ['', 'has space', 'x'.repeat(129), 42, true, {}, 'tab\t'])
+      expect(eventIssues({ ...base, request_id }), JSON.stringify(request_id)).toEqual([
+        { code: V, field: 'request_id' },
+      ]);
+    expect(eventIssues({ ...base, request_id: 'a', context: { request_id: 'b' } })).toEqual([
+      { code: V, field: 'request_id' },
+    ]);
+  });
+
+  it('does not change the derived event id (retries with and without it are one event)', () => {
+    const t = { ...base, timestamp: NOW - 1000 };
+    expect(ok({ ...t, request_id: 'r1' }).eventId).toBe(ok(t).eventId);
+  });
+});
+
 describe('event validation: timestamps', () => {
   it('accepts epoch ms and truncates fractions', () => {
     expect(ok({ ...base, timestamp: NOW - 5 }).timestamp).toBe(NOW - 5);

@@ -49,7 +49,16 @@ const EVENT_ID = /^[\x21-\x7e]+$/;
 const ISO_TIME =
   /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?([Zz]|[+-]\d{2}(?::?\d{2})?)?)?$/;
 
-const EVENT_FIELDS = new Set(['event_id', 'user_id', 'item_id', 'type', 'value', 'timestamp', 'context']);
+const EVENT_FIELDS = new Set([
+  'event_id',
+  'user_id',
+  'item_id',
+  'type',
+  'value',
+  'timestamp',
+  'context',
+  'request_id',
+]);
 const ITEM_FIELDS = new Set(['id', 'categories', 'attributes', 'available', 'created_at']);
 const USER_FIELDS = new Set(['id', 'attributes', 'segments', 'opt_out']);
 
@@ -156,6 +165,27 @@ export function createEventValidator(options: EventValidatorOptions): EventValid
     let context: JsonObject | null = null;
     if (raw.context !== undefined && raw.context !== null) {
       context = readJsonObject(raw.context, 'context', MAX_CONTEXT_BYTES, issues);
+    }
+
+    // The `request_id` of the recommendation this event is an outcome of (a click on a recommended
+    // item): kept in `context.request_id`, where the feedback projector finds it to attribute the event.
+    const rawRequestId = raw.request_id;
+    if (rawRequestId !== undefined && rawRequestId !== null) {
+      if (
+        typeof rawRequestId !== 'string' ||
+        rawRequestId.length === 0 ||
+        rawRequestId.length > MAX_EVENT_ID_LENGTH ||
+        !EVENT_ID.test(rawRequestId)
+      )
+        issues.push(
+          invalid(
+            'request_id',
+            `must be the recommendation's request_id: 1 to ${MAX_EVENT_ID_LENGTH} visible ASCII characters`,
+          ),
+        );
+      else if (context !== null && context.request_id !== undefined && context.request_id !== rawRequestId)
+        issues.push(invalid('request_id', 'differs from context.request_id; send one of them'));
+      else context = { ...(context ?? {}), request_id: rawRequestId };
     }
 
     if (issues.length > 0) return { ok: false, eventId, issues };

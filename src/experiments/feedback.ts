@@ -1,0 +1,158 @@
+/**
+ * Feedback: clicks, conversions and impressions tied to a served answer by its request id.
+ *
+ * Two ways in:
+ * - `POST /v1/feedback` → `FeedbackService.record`, stored directly in the served log's feedback table
+ *   (idempotent by request, item and type);
+ * - behaviour events that carry the answer's `request_id` (ingest keeps it in `context.request_id`)
+ *   → `FeedbackProjector`, a consumer of the event log that maps event types to feedback types with
+ *   `experiments.outcomes` (e.g. purchase → conversion, with the event's value as revenue).
+ * Either way, feedback counts in results once its request's served answer is in the log.
+ */
+import type { Config } from '../config/load.ts';
+import type { RequestContext } from '../domain/context.ts';
+import type { FeedbackRecord, FeedbackType, StoredEvent } from '../domain/types.ts';
+import { CairnError } from '../errors/errors.ts';
+import { validateId } from '../ingest/validate.ts';
+import type { Logger } from '../monitoring/logger.ts';
+import type { EventLog, LogConsumer, ServedLogStore } from '../storage/ports.ts';
+import type { FeedbackInput, FeedbackService } from './contracts.ts';
+import { FEEDBACK_TYPES } from './validate.ts';
+
+/** Durable consumer name of the feedback projector (production: one per deployment, in the workers). */
+export const FEEDBACK_DURABLE = 'cairn-feedback';
+
+export interface FeedbackServiceOptions {
+  served: Pick<ServedLogStore, 'addFeedback'>;
+  /** Largest batch accepted (`server.maxBatchEvents`). */
+  maxBatch: number;
+  now?: () => number;
+}
+
+/** Builds the feedback service. */
+export function createFeedbackService(options: FeedbackServiceOptions): FeedbackService {
+  const now = options.now ?? Date.now;
+  return {
+    async record(_ctx: RequestContext, feedback: FeedbackInput[]): Promise<('accepted' | 'duplicate')[]> {
+      if (!Array.isArray(feedback))
+        throw CairnError.validation([{ field: 'feedback', message: 'must be an array' }]);
+      if (feedback.length > options.maxBatch)
+        throw new CairnError(
+          'CAIRN_BATCH_TOO_LARGE',
+          `a batch holds at most ${options.maxBatch} feedback entries, got ${feedback.length}`,
+          { max: options.maxBatch, got: feedback.length },
+        );
+      const at = now();
+      const issues: { field: string; message: string }[] = [];
+      const records: FeedbackRecord[] = feedback.map((f, i) => {
+        const field = (name: string) => (feedback.length === 1 ? name : `feedback[${i}].${name}`);
+        if (!validateId(f.requestId).ok) issues.push({ field: field('request_id'), message: 'invalid id' });
+        if (!validateId(f.itemId).ok) issues.push({ field: field('item_id'), message: 'invalid id' });
+        if (!FEEDBACK_TYPES.includes(f.type))
+          issues.push({ field: field('type'), message: `must be one of ${FEEDBACK_TYPES.join(', ')}` });
+        if (f.value !== undefined && !(Number.isFinite(f.value) && f.value >= 0))
+          issues.push({ field: field('value'), message: 'must be a finite number ≥ 0' });
+        if (f.timestamp !== undefined && !Number.isFinite(f.timestamp))
+          issues.push({ field: field('timestamp'), message: 'must be epoch milliseconds' });
+        return {
+          requestId: f.requestId,
+          itemId: f.itemId,
+          type: f.type,
+          value: f.value ?? null,
+          at: f.timestamp ?? at,
+        };
+      });
+      if (issues.length > 0) throw CairnError.validation(issues);
+      const outcomes = await options.served.addFeedback(records);
+      return outcomes.map((o) => (o === 'inserted' ? 'accepted' : 'duplicate'));
+    },
+  };
+}
+
+/**
+ * The feedback an event stands for, or null: it must carry a string `context.request_id` and its type
+ * must be one of the configured outcomes. A conversion keeps the event's value as revenue when it is a
+ * finite number ≥ 0.
+ */
+export function feedbackFromEvent(
+  event: Pick<StoredEvent, 'itemId' | 'type' | 'value' | 'timestamp' | 'context'>,
+  outcomes: Readonly<Record<string, FeedbackType>>,
+): FeedbackRecord | null {
+  const requestId = event.context?.request_id;
+  if (typeof requestId !== 'string' || requestId.length === 0) return null;
+  const type = Object.hasOwn(outcomes, event.type) ? outcomes[event.type] : undefined;
+  if (type === undefined) return null;
+  const value =
+    type === 'conversion' &&
+    typeof event.value === 'number' &&
+    Number.isFinite(event.value) &&
+    event.value >= 0
+      ? event.value
+      : null;
+  return { requestId, itemId: event.itemId, type, value, at: event.timestamp };
+}
+
+export interface FeedbackProjectorOptions {
+  eventLog: Pick<EventLog, 'consume'>;
+  served: Pick<ServedLogStore, 'addFeedback'>;
+  config: Readonly<Pick<Config, 'experiments'>>;
+  logger: Logger;
+  /**
+   * Durable consumer name (production: FEEDBACK_DURABLE, shared by the workers). Without it the
+   * consumer is private and starts from the beginning of the log: feedback is idempotent, so a
+   * replay changes nothing.
+   */
+  durable?: string;
+  batchSize?: number;
+}
+
+/**
+ * Turns events carrying a request id into feedback. At least once, idempotent (the feedback key); a
+ * failing store write rejects the batch, which the log delivers again after a backoff.
+ */
+export class FeedbackProjector {
+  private consumer: LogConsumer | null = null;
+  private failing = false;
+
+  constructor(private readonly options: FeedbackProjectorOptions) {}
+
+  start(): void {
+    const { eventLog, durable, batchSize, logger, served, config } = this.options;
+    const outcomes = config.experiments.outcomes;
+    this.consumer = eventLog.consume(
+      durable ? { durable, batchSize: batchSize ?? 1000 } : { after: 0, batchSize: batchSize ?? 1000 },
+      async (batch) => {
+        const records: FeedbackRecord[] = [];
+        for (const e of batch) {
+          const f = feedbackFromEvent(e, outcomes);
+          if (f) records.push(f);
+        }
+        if (records.length === 0) return;
+        try {
+          await served.addFeedback(records);
+          if (this.failing) logger.info('feedback store reachable again');
+          this.failing = false;
+        } catch (err) {
+          if (!this.failing) logger.warn({ err }, 'could not store feedback from events; retrying');
+          this.failing = true;
+          throw err;
+        }
+      },
+    );
+  }
+
+  /** Highest event-log seq handled. */
+  get position(): number {
+    return this.consumer?.position ?? 0;
+  }
+
+  /** Resolves once events up to `seq` are handled. */
+  async caughtUp(seq: number): Promise<void> {
+    if (this.consumer) await this.consumer.caughtUp(seq);
+  }
+
+  async close(): Promise<void> {
+    await this.consumer?.close();
+    this.consumer = null;
+  }
+}
