@@ -1,6 +1,7 @@
 /**
- * The serving side of a process (roles `all` and `api`): champion, catalog view, popular list and the
- * recommender, fed by the change log (never by in-process callbacks). Shared by the composition roots.
+ * The serving side of a process (roles `all` and `api`): champion, catalog view, popular list, the
+ * running experiments and their models, the served-log writer and the recommender, fed by the change
+ * log (never by in-process callbacks). Shared by the composition roots.
  */
 import type { Config } from '../config/load.ts';
 import type { Logger } from '../monitoring/logger.ts';
@@ -8,10 +9,13 @@ import type { Metrics } from '../monitoring/metrics.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
 import { CatalogView } from '../serving/catalog.ts';
 import { ChampionHolder } from '../serving/champion.ts';
+import { ExperimentRouter } from '../serving/experiments.ts';
 import { ServingFollower } from '../serving/follower.ts';
+import { ModelPool } from '../serving/model-pool.ts';
 import { PopularList } from '../serving/popular.ts';
 import { Recommender } from '../serving/recommender.ts';
-import type { ChangeLog, OnlineState } from '../storage/ports.ts';
+import { ServedLogWriter } from '../serving/served-log.ts';
+import type { ChangeLog, ExperimentStore, OnlineState, ServedLogStore } from '../storage/ports.ts';
 
 export interface Serving {
   catalogView: CatalogView;
@@ -19,6 +23,10 @@ export interface Serving {
   popular: PopularList;
   recommender: Recommender;
   follower: ServingFollower;
+  experiments: ExperimentRouter;
+  pool: ModelPool;
+  /** Null when `experiments.servedLog` is off or no served-log store was given. */
+  servedLog: ServedLogWriter | null;
   close(): Promise<void>;
 }
 
@@ -29,12 +37,18 @@ export interface ServingDeps {
   registry: ModelRegistry;
   online: OnlineState;
   changeLog: ChangeLog;
+  /** Where the running experiments are read at start (null: only from the change log). */
+  experiments?: Pick<ExperimentStore, 'list'> | null;
+  /** Where served answers are recorded (null: not recorded). */
+  served?: Pick<ServedLogStore, 'record'> | null;
 }
 
 /**
  * Builds and starts the serving side: reads the online state's change watermark FIRST, then loads the
  * catalog view from it and the champion from the registry, then follows the change log from that
  * watermark (a change applied between the two reads is applied twice, which upserts make harmless).
+ * The running experiments are read after the watermark too, so a change between the two is applied
+ * after the read; a store that is down leaves the router empty (retrying) instead of failing start-up.
  */
 export async function startServing(deps: ServingDeps): Promise<Serving> {
   const { config, logger, metrics, registry, online, changeLog } = deps;
@@ -43,6 +57,14 @@ export async function startServing(deps: ServingDeps): Promise<Serving> {
   await catalogView.load(online);
   const champion = new ChampionHolder(registry, metrics, logger);
   await champion.refresh();
+  const experiments = new ExperimentRouter(deps.experiments ?? null, metrics, logger);
+  const pool = new ModelPool(registry, () => champion.get(), logger);
+  // A router that loads late (store down at start) brings its experiments' models in then.
+  experiments.onChange(() => void pool.sync(experiments.versions()));
+  await experiments.load();
+  await pool.sync(experiments.versions());
+  const servedLog =
+    config.experiments.servedLog && deps.served ? new ServedLogWriter(deps.served, metrics, logger) : null;
   const popular = new PopularList(online);
   const recommender = new Recommender({
     config,
@@ -52,8 +74,11 @@ export async function startServing(deps: ServingDeps): Promise<Serving> {
     metrics,
     logger,
     champion: () => champion.get(),
+    experiments,
+    pool,
+    servedLog,
   });
-  const follower = new ServingFollower(changeLog, catalogView, champion, logger);
+  const follower = new ServingFollower(changeLog, catalogView, champion, logger, { experiments, pool });
   follower.start(from);
   return {
     catalogView,
@@ -61,6 +86,15 @@ export async function startServing(deps: ServingDeps): Promise<Serving> {
     popular,
     recommender,
     follower,
-    close: () => follower.close(),
+    experiments,
+    pool,
+    servedLog,
+    async close() {
+      await follower.close();
+      await experiments.close();
+      // What was served until now still reaches the store (it closes after serving).
+      await servedLog?.close();
+      await pool.close();
+    },
   };
 }

@@ -3,12 +3,11 @@
  * announces a promotion or rollback (made by any process: see serving/follower.ts). A model that fails
  * to load never replaces a working one.
  */
-import { loadArtifact } from '../algorithms/index.ts';
 import type { ModelVersion } from '../domain/types.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { Metrics } from '../monitoring/metrics.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
-import { ServingModel } from './model-state.ts';
+import { loadServingModel, type ServingModel } from './model-state.ts';
 
 export class ChampionHolder {
   private current: ServingModel | null = null;
@@ -53,10 +52,7 @@ export class ChampionHolder {
     const next = this.loading.then(async () => {
       if (this.current?.version.version === mv.version) return;
       try {
-        const stored = await this.registry.load(mv);
-        const model = loadArtifact(stored.artifact);
-        const lastEventSeq = typeof stored.extra.lastEventSeq === 'number' ? stored.extra.lastEventSeq : 0;
-        this.current = new ServingModel(mv, model, stored.userIds, stored.itemIds, lastEventSeq);
+        this.current = await loadServingModel(this.registry, mv);
         this.lastError = null;
         this.metrics.setChampion(mv.version, mv.algorithm, mv.createdAt);
         this.logger.info({ version: mv.version, algorithm: mv.algorithm }, 'serving new champion');

@@ -9,6 +9,8 @@ export interface RecommendRequest {
   /** Item ids never to return in this answer (e.g. already on the page). */
   exclude?: string[];
   explain?: boolean;
+  /** The caller's session id: the unit of experiments that assign by session (else the user is). */
+  sessionId?: string;
 }
 
 export interface SimilarResult {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { getAlgorithm } from '../algorithms/index.ts';
 import { csrFromCoo } from '../algorithms/sparse.ts';
-import type { Item, ModelVersion } from '../domain/types.ts';
+import type { Experiment, Item, ModelVersion } from '../domain/types.ts';
 import { createLogger } from '../monitoring/logger.ts';
 import { createMetrics } from '../monitoring/metrics.ts';
 import { ModelRegistry, type RegisterInfo } from '../registry/registry.ts';
@@ -18,7 +18,9 @@ import { SqliteChangeLog } from '../storage/sqlite/log.ts';
 import { SqliteStore } from '../storage/sqlite/store.ts';
 import { CatalogView } from './catalog.ts';
 import { ChampionHolder } from './champion.ts';
+import { ExperimentRouter } from './experiments.ts';
 import { ServingFollower } from './follower.ts';
+import { ModelPool } from './model-pool.ts';
 
 const logger = createLogger('silent');
 const PARAMS = { factors: 2, iterations: 2, regularization: 0.1, alpha: 1 };
@@ -187,5 +189,49 @@ describe('ServingFollower', () => {
     expect(champion.get()).toBe(served); // same model, not reloaded (the reload would bring the user back)
     expect(served.userIndex.has('u2')).toBe(false);
     expect([...served.userIndex.keys()]).toEqual(['u1', 'u3']);
+  });
+
+  it('routes by experiment changes, loads and releases their models, and erases users from them too', async () => {
+    const champ = await registerModel(registry, ['u1', 'u2'], 1000);
+    const challenger = await registerModel(registry, ['u1', 'u2', 'u3'], 2000);
+    await registry.promote(champ.version);
+    await champion.refresh();
+    const router = new ExperimentRouter(null, createMetrics({ defaultMetrics: false }), logger);
+    const pool = new ModelPool(registry, () => champion.get(), logger);
+    follower = new ServingFollower(changeLog, catalog, champion, logger, { experiments: router, pool });
+    follower.start(await changeLog.head());
+    const experiment: Experiment = {
+      id: 'exp-f',
+      kind: 'canary',
+      status: 'running',
+      variants: [
+        { name: 'control', weight: 1, modelVersion: null, algorithm: null, ranker: null },
+        { name: 'canary', weight: 1, modelVersion: challenger.version, algorithm: null, ranker: null },
+      ],
+      unit: 'user',
+      guard: { metric: 'ctr', margin: 0.1, minImpressions: 10 },
+      createdAt: 1,
+      createdBy: 'test',
+      stoppedAt: null,
+      stopReason: null,
+    };
+    await changeLog.append([{ kind: 'experiment', experiment }]);
+    await settled();
+    // In memory by the time the position moved past the change.
+    expect(router.routing()?.id).toBe('exp-f');
+    const loaded = pool.get(challenger.version)!;
+    expect(loaded.version.version).toBe(challenger.version);
+
+    await changeLog.append([{ kind: 'erase', userId: 'u3', events: [] }]);
+    await settled();
+    expect(loaded.userIndex.has('u3')).toBe(false);
+
+    await changeLog.append([
+      { kind: 'experiment', experiment: { ...experiment, status: 'rolled_back', stopReason: 'worse' } },
+    ]);
+    await settled();
+    expect(router.routing()).toBeNull();
+    expect(pool.get(challenger.version)).toBeNull();
+    expect(pool.models()).toEqual([]);
   });
 });

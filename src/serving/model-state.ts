@@ -4,9 +4,25 @@
  * Scratch buffers are reused across requests: scoring is synchronous on the event loop, so one
  * request at a time uses them.
  */
+import { loadArtifact } from '../algorithms/index.ts';
 import type { FittedModel } from '../algorithms/types.ts';
 import type { ModelVersion } from '../domain/types.ts';
+import type { ModelRegistry } from '../registry/registry.ts';
 import type { CatalogView } from './catalog.ts';
+
+/**
+ * Reads `mv`'s artifact through the registry (checksum verified) and builds the model ready to serve.
+ * Shared by the champion holder and the experiment model pool, so both load a version the same way.
+ */
+export async function loadServingModel(
+  registry: Pick<ModelRegistry, 'load'>,
+  mv: ModelVersion,
+): Promise<ServingModel> {
+  const stored = await registry.load(mv);
+  const model = loadArtifact(stored.artifact);
+  const lastEventSeq = typeof stored.extra.lastEventSeq === 'number' ? stored.extra.lastEventSeq : 0;
+  return new ServingModel(mv, model, stored.userIds, stored.itemIds, lastEventSeq);
+}
 
 export class ServingModel {
   readonly itemIndex: Map<string, number>;

@@ -12,21 +12,38 @@
  *
  * Nothing here reads the store of record: histories, opt-outs and popularity come from the online state
  * (kept current by the change-feed consumer), the catalog and the champion from this replica's views.
+ *
+ * Experiments: a user in an A/B or canary arm that names a model version is answered by that model
+ * (from the model pool; the champion, labelled `variant_model_unavailable`, when it is not in memory),
+ * and every answer says which arm served it. Running shadow models also score a share of personalized
+ * requests after the answer is sent; their answers are logged and compared, never served or cached.
+ * Every answer is recorded in the served log (buffered, best effort) for feedback attribution.
  */
 import { performance } from 'node:perf_hooks';
 import { topK } from '../algorithms/topk.ts';
 import type { PopularResult, RecommendRequest, RecommendationService, SimilarResult } from './contracts.ts';
 import type { Config } from '../config/load.ts';
 import type { RequestContext } from '../domain/context.ts';
-import type { RecommendationResult, RecommendedItem, StoredEvent } from '../domain/types.ts';
+import type {
+  Experiment,
+  ExperimentVariant,
+  RecommendationResult,
+  RecommendedItem,
+  ServedRecord,
+  StoredEvent,
+} from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
 import { buildUserProfile, type UserProfile } from '../features/interactions.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { Metrics } from '../monitoring/metrics.ts';
 import type { OnlineState } from '../storage/ports.ts';
 import type { CatalogView } from './catalog.ts';
+import type { Arm, ExperimentRouter } from './experiments.ts';
+import type { ModelPool } from './model-pool.ts';
 import type { ServingModel } from './model-state.ts';
 import type { PopularList } from './popular.ts';
+import type { ServedLogSink } from './served-log.ts';
+import { overlapAtK, shadowMetrics, shadowSampled, type ShadowMetrics } from './shadow.ts';
 
 export interface RecommenderDeps {
   config: Readonly<Config>;
@@ -37,6 +54,12 @@ export interface RecommenderDeps {
   logger: Logger;
   /** The champion currently served by this process, or null before the first model. */
   champion: () => ServingModel | null;
+  /** Running experiments of this replica (absent: nobody is routed, no shadows). */
+  experiments?: Pick<ExperimentRouter, 'assign' | 'served' | 'shadows'> | null;
+  /** Models named by experiments (absent: every arm is served by the champion). */
+  pool?: Pick<ModelPool, 'get' | 'miss'> | null;
+  /** Where answers are recorded (absent or `experiments.servedLog` off: not recorded). */
+  servedLog?: ServedLogSink | null;
   now?: () => number;
 }
 
@@ -48,7 +71,9 @@ export type FallbackReason =
   | 'history_not_in_model'
   | 'no_personal_candidates'
   | 'model_error'
-  | 'item_not_in_model';
+  | 'item_not_in_model'
+  /** The arm's model is not in memory (loading or failed): the champion answered instead. */
+  | 'variant_model_unavailable';
 
 const VERBS: Record<string, string> = {
   view: 'viewed',
@@ -66,9 +91,11 @@ const MAX_CATEGORY_LENGTH = 256;
 export class Recommender implements RecommendationService {
   private readonly now: () => number;
   private readonly popularWindow: string;
+  private readonly shadowMetrics: ShadowMetrics;
 
   constructor(private readonly deps: RecommenderDeps) {
     this.now = deps.now ?? Date.now;
+    this.shadowMetrics = shadowMetrics(deps.metrics.registry);
     const days = deps.config.serving.popularityHalfLifeDays;
     this.popularWindow = days === 7 ? 'this week' : `over the last ${days} day${days === 1 ? '' : 's'}`;
   }
@@ -82,9 +109,12 @@ export class Recommender implements RecommendationService {
     let optOut = false;
     let history: StoredEvent[] = [];
     let storeDown = false;
-    const sm = this.deps.champion();
+    const champion = this.deps.champion();
+    const assigned =
+      this.deps.experiments?.assign(ctx, { user: request.userId, session: request.sessionId }) ?? null;
+    const { model: sm, unavailable } = this.modelFor(assigned, champion, ctx);
     const cacheKey =
-      sm && config.serving.cacheTtlSeconds > 0 ? this.cacheKey(sm, k, category, request) : null;
+      sm && config.serving.cacheTtlSeconds > 0 ? this.cacheKey(sm, assigned, k, category, request) : null;
     let cached: string | null = null;
     try {
       // One round trip for the three reads (Redis pipelines them on one connection).
@@ -102,6 +132,11 @@ export class Recommender implements RecommendationService {
     }
     // An opted-out user's history is not used at all, not even to pick fallback categories.
     const profile = buildUserProfile(config.events.types, optOut ? [] : history);
+    // An opted-out user takes part in no experiment: nothing personal is served to them, so no arm could
+    // make a difference, and their answers must not feed results.
+    const arm = optOut ? null : assigned;
+    if (arm) this.deps.experiments?.served(arm);
+    const experiment = arm ? { id: arm.experiment.id, variant: arm.variant.name } : null;
     const blocked = new Set<string>(request.exclude ?? []);
     for (const id of profile.negatives) blocked.add(id);
     if (config.serving.excludeSeen) for (const id of profile.seen) blocked.add(id);
@@ -118,11 +153,14 @@ export class Recommender implements RecommendationService {
           userId: request.userId,
           modelVersion: sm.version.version,
           source: 'personalized',
-          fallbackReason: null,
+          fallbackReason: unavailable,
           degraded: false,
           items: hit,
+          experiment,
         };
-        this.record('recommendations', 'personalized', null, started, true);
+        this.record('recommendations', 'personalized', unavailable, started, true);
+        this.logServed(result, arm);
+        this.shadow(ctx, request, result, { history, profile, k, category, exclude: request.exclude });
         return result;
       }
     }
@@ -130,6 +168,7 @@ export class Recommender implements RecommendationService {
     const items: RecommendedItem[] = [];
     let source: 'personalized' | 'fallback' = 'fallback';
     let reason: FallbackReason | null = null;
+    let personalScores: number[] = [];
 
     if (storeDown) reason = 'store_unavailable';
     else if (optOut) reason = 'opt_out';
@@ -143,10 +182,11 @@ export class Recommender implements RecommendationService {
         else {
           source = 'personalized';
           items.push(...personal);
+          personalScores = personal.map((p) => p.score);
         }
       } catch (err) {
         reason = 'model_error';
-        logger.error({ err, version: sm.version.version }, 'champion model failed to score; falling back');
+        logger.error({ err, version: sm.version.version }, 'model failed to score; falling back');
       }
     }
 
@@ -178,13 +218,26 @@ export class Recommender implements RecommendationService {
     const result: RecommendationResult = {
       requestId: ctx.requestId,
       userId: request.userId,
-      modelVersion: source === 'personalized' && sm ? sm.version.version : (sm?.version.version ?? null),
+      // The model that answered (the arm's, or the champion standing in for it); the fallback chain's
+      // similar-to-recent link uses it too, so it is named even on fallback answers.
+      modelVersion: (optOut ? champion : sm)?.version.version ?? null,
       source,
-      fallbackReason: source === 'personalized' ? null : reason,
+      fallbackReason: source === 'personalized' ? unavailable : reason,
       degraded: storeDown || reason === 'model_error',
       items,
+      experiment,
     };
     this.record('recommendations', source, result.fallbackReason, started, false);
+    this.logServed(result, arm);
+    // Drift of served scores is measured against the champion's training reference only: the metric
+    // keeps one window per version, and arms on other versions would keep resetting it.
+    if (sm && sm === champion && personalScores.length > 0)
+      this.deps.metrics.observeServedScores(
+        sm.version.version,
+        sm.version.lineage?.drift ?? null,
+        personalScores,
+      );
+    this.shadow(ctx, request, result, { history, profile, k, category, exclude: request.exclude });
     if (cacheKey && source === 'personalized' && !result.degraded) {
       try {
         await this.deps.online.cacheSet(
@@ -200,15 +253,184 @@ export class Recommender implements RecommendationService {
     return result;
   }
 
-  /** The cache key of an answer: everything the answer depends on besides the user's own state. */
+  /**
+   * The cache key of an answer: everything the answer depends on besides the user's own state. The
+   * model version AND the arm are in it, so an answer of one arm is never served to another (two arms
+   * may share a model version and differ otherwise, e.g. by the ranker).
+   */
   private cacheKey(
     sm: ServingModel,
+    arm: Arm | null,
     k: number,
     category: string | undefined,
     request: RecommendRequest,
   ): string {
     const exclude = [...new Set(request.exclude ?? [])].sort();
-    return JSON.stringify([sm.version.version, k, category ?? null, exclude]);
+    const armKey = arm ? [arm.experiment.id, arm.variant.name] : null;
+    return JSON.stringify([sm.version.version, armKey, k, category ?? null, exclude]);
+  }
+
+  /**
+   * The model answering an arm: the version it names, from the pool, or the champion when the arm names
+   * none; the champion too, labelled `variant_model_unavailable`, when the named version is not in
+   * memory (loading, failed to load, or beyond the pool's bound).
+   */
+  private modelFor(
+    arm: Arm | null,
+    champion: ServingModel | null,
+    ctx: RequestContext,
+  ): { model: ServingModel | null; unavailable: FallbackReason | null } {
+    const version = arm?.variant.modelVersion;
+    if (!version) return { model: champion, unavailable: null };
+    const model = this.deps.pool?.get(version) ?? null;
+    if (model) return { model, unavailable: null };
+    this.deps.logger.debug(
+      {
+        request_id: ctx.requestId,
+        experiment: arm.experiment.id,
+        variant: arm.variant.name,
+        version,
+        why: this.deps.pool?.miss(version) ?? 'no_pool',
+      },
+      'arm model not in memory; the champion answers for it',
+    );
+    return { model: champion, unavailable: 'variant_model_unavailable' };
+  }
+
+  /** Queues the answer for the served log (never waits, never throws). */
+  private logServed(result: RecommendationResult, arm: Arm | null): void {
+    const sink = this.deps.servedLog;
+    if (!sink || !this.deps.config.experiments.servedLog || result.userId === null) return;
+    const record: ServedRecord = {
+      requestId: result.requestId,
+      userId: result.userId,
+      mode: 'served',
+      endpoint: 'recommendations',
+      experimentId: arm?.experiment.id ?? null,
+      variant: arm?.variant.name ?? null,
+      modelVersion: result.modelVersion,
+      source: result.source,
+      items: result.items.map((it, position) => ({ itemId: it.itemId, position, score: it.score })),
+      at: this.now(),
+    };
+    try {
+      sink.write(record);
+    } catch (err) {
+      this.deps.logger.debug({ err }, 'served log refused a record');
+    }
+  }
+
+  /**
+   * Lets every running shadow model that samples this request score it too, after the answer is sent
+   * (setImmediate: off the response path). Only personalized answers are shadowed: they are what a
+   * challenger would change. The shadow answer is logged (mode `shadow`, same request id) and compared
+   * with the served one; it is never served or cached.
+   */
+  private shadow(
+    ctx: RequestContext,
+    request: RecommendRequest,
+    served: RecommendationResult,
+    input: {
+      history: StoredEvent[];
+      profile: UserProfile | null;
+      k: number;
+      category: string | undefined;
+      exclude: string[] | undefined;
+    },
+  ): void {
+    if (served.source !== 'personalized') return;
+    const shadows = this.deps.experiments?.shadows() ?? [];
+    if (shadows.length === 0) return;
+    const picked: { experiment: Experiment; variant: ExperimentVariant }[] = [];
+    for (const experiment of shadows)
+      for (const variant of experiment.variants)
+        if (variant.modelVersion && shadowSampled(experiment.id, variant, ctx.requestId))
+          picked.push({ experiment, variant });
+    if (picked.length === 0) return;
+    setImmediate(() => {
+      for (const { experiment, variant } of picked)
+        this.scoreShadow(ctx, request, served, input, experiment, variant);
+    });
+  }
+
+  private scoreShadow(
+    ctx: RequestContext,
+    request: RecommendRequest,
+    served: RecommendationResult,
+    input: {
+      history: StoredEvent[];
+      profile: UserProfile | null;
+      k: number;
+      category: string | undefined;
+      exclude: string[] | undefined;
+    },
+    experiment: Experiment,
+    variant: ExperimentVariant,
+  ): void {
+    const m = this.shadowMetrics;
+    const version = variant.modelVersion as string;
+    const sm = this.deps.pool?.get(version) ?? null;
+    if (!sm) {
+      m.requests.inc({ experiment: experiment.id, outcome: 'unavailable' });
+      return;
+    }
+    try {
+      const { config } = this.deps;
+      const profile = input.profile ?? buildUserProfile(config.events.types, input.history);
+      // The same exclusions the served answer had: the comparison is of rankings, not of rules.
+      const blocked = new Set<string>(input.exclude ?? []);
+      for (const id of profile.negatives) blocked.add(id);
+      if (config.serving.excludeSeen) for (const id of profile.seen) blocked.add(id);
+      const items: RecommendedItem[] = [];
+      const personal = this.personal(
+        sm,
+        request.userId,
+        input.history,
+        profile,
+        input.k,
+        input.category,
+        blocked,
+      );
+      if (personal !== 'history_not_in_model') items.push(...personal);
+      const source = items.length > 0 ? 'personalized' : 'fallback';
+      if (items.length < input.k && profile.recent.length > 0) {
+        const taken = new Set(items.map((i) => i.itemId));
+        const category = input.category;
+        const usable = (id: string) =>
+          !taken.has(id) &&
+          !blocked.has(id) &&
+          this.deps.catalog.isAvailable(id) &&
+          (!category || this.deps.catalog.inCategory(id, category));
+        this.push(items, taken, this.similarToRecent(sm, profile, input.k - items.length, usable));
+      }
+      const overlap = overlapAtK(
+        served.items.map((i) => i.itemId),
+        items.map((i) => i.itemId),
+      );
+      m.requests.inc({ experiment: experiment.id, outcome: 'scored' });
+      if (overlap !== null) m.overlap.observe({ experiment: experiment.id }, overlap);
+      const sink = this.deps.servedLog;
+      if (sink && config.experiments.servedLog) {
+        sink.write({
+          requestId: ctx.requestId,
+          userId: request.userId,
+          mode: 'shadow',
+          endpoint: 'recommendations',
+          experimentId: experiment.id,
+          variant: variant.name,
+          modelVersion: sm.version.version,
+          source,
+          items: items.map((it, position) => ({ itemId: it.itemId, position, score: it.score })),
+          at: this.now(),
+        });
+      }
+    } catch (err) {
+      m.requests.inc({ experiment: experiment.id, outcome: 'error' });
+      this.deps.logger.warn(
+        { err, request_id: ctx.requestId, experiment: experiment.id, version },
+        'shadow model failed to score a request',
+      );
+    }
   }
 
   /**

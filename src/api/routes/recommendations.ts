@@ -53,7 +53,9 @@ export function registerRecommendationRoutes(app: FastifyInstance, { deps, schem
         summary: 'Recommendations for a user',
         description:
           'Always answers: the champion model when it can, else the fallback chain (similar to recent → category ' +
-          'popular → global popular). `source`, `fallback_reason` and `degraded` say which answered and why.',
+          'popular → global popular). `source`, `fallback_reason` and `degraded` say which answered and why. ' +
+          "A user in a running A/B or canary experiment is answered by their arm's model: `experiment` names " +
+          'the arm and `model_version` the model that answered. Send `request_id` back with feedback.',
         params: IdParams,
         querystring: schemas.RecommendQuery,
         response: withErrors({ 200: RecommendationResponse }),
