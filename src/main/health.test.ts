@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { getAlgorithm } from '../algorithms/index.ts';
 import { csrFromCoo } from '../algorithms/sparse.ts';
 import { CairnError } from '../errors/errors.ts';
+import { FreshnessMonitor } from '../monitoring/freshness.ts';
 import type { HealthCheck } from '../monitoring/health.ts';
 import { createLogger } from '../monitoring/logger.ts';
 import { createMetrics } from '../monitoring/metrics.ts';
@@ -18,7 +19,7 @@ import { ChampionHolder } from '../serving/champion.ts';
 import { FileArtifactStore } from '../storage/files/artifacts.ts';
 import { MemoryOnlineState } from '../storage/memory/online-state.ts';
 import { SqliteStore } from '../storage/sqlite/store.ts';
-import { fallbackCheck, Health, modelCheck, pingCheck, type NamedCheck } from './health.ts';
+import { fallbackCheck, Health, modelCheck, pingCheck, trainingCheck, type NamedCheck } from './health.ts';
 
 const logger = createLogger('silent');
 
@@ -130,12 +131,14 @@ describe('modelCheck', () => {
     expect(model.critical).toBe(false);
     expect(await model.run()).toEqual({
       ok: true,
+      status: 'ok',
       detail: 'no trained model yet: answers come from the popular fallback',
     });
 
     await champion.useVersion('20240101-000000-als-abcdef');
     expect(await model.run()).toEqual({
       ok: true,
+      status: 'degraded',
       detail: expect.stringMatching(
         /^fallback only: could not load model 20240101-000000-als-abcdef: /,
       ) as string,
@@ -159,7 +162,96 @@ describe('modelCheck', () => {
     );
     await registry.promote(mv.version);
     await champion.refresh();
-    expect(await model.run()).toEqual({ ok: true, detail: `serving ${mv.version} (als)` });
+    expect(await model.run()).toEqual({ ok: true, status: 'ok', detail: `serving ${mv.version} (als)` });
+  });
+
+  /** Registers a tiny model created at `createdAt` and promotes it. */
+  async function promoteModel(createdAt: number) {
+    const params = { factors: 2, iterations: 1 };
+    const fitted = await getAlgorithm('als').fit(csrFromCoo(2, 2, [0, 1], [0, 1], null), params, {
+      threads: 1,
+      seed: 1,
+    });
+    const mv = await registry.register(
+      { artifact: fitted.toArtifact(), userIds: ['u1', 'u2'], itemIds: ['a', 'b'], extra: {} },
+      {
+        algorithm: 'als',
+        params,
+        trainingData: { users: 2, items: 2, interactions: 2, events: 2, lastEventSeq: 2 },
+        metrics: { 'ndcg@10': 0.3 },
+        trainSeconds: 0,
+        configHash: 'test',
+      },
+      createdAt,
+    );
+    await registry.promote(mv.version);
+    await champion.refresh();
+    return mv;
+  }
+
+  const freshnessFor = (maxModelAgeSeconds: number) =>
+    new FreshnessMonitor({ registry, logger, intervalSeconds: 3600, maxModelAgeSeconds, served: champion });
+
+  it('reports the served champion stale past serving.maxModelAgeSeconds, and ok within it', async () => {
+    // Created a minute ago: older than a 5 s limit, younger than an hour's.
+    const mv = await promoteModel(Date.now() - 60_000);
+    const tight = freshnessFor(5);
+    await tight.check();
+    const stale = await modelCheck(champion, tight).run();
+    expect(stale).toMatchObject({ ok: true, status: 'stale' });
+    expect(stale.detail).toMatch(
+      new RegExp(
+        `^serving ${mv.version} \\(als\\), 1m old; champion ${mv.version} is 1m old \\(limit 5s\\)$`,
+      ),
+    );
+
+    const loose = freshnessFor(3600);
+    await loose.check();
+    expect(await modelCheck(champion, loose).run()).toMatchObject({ ok: true, status: 'ok' });
+
+    // Never critical: a stale model keeps the process ready.
+    const health = new Health([modelCheck(champion, tight)]);
+    const ready = await health.ready();
+    expect(ready.ready).toBe(true);
+    expect(ready.checks.model.status).toBe('stale');
+  });
+
+  it('reports degraded after a failed training (the failed row the pipeline records), ok after a new model', async () => {
+    await promoteModel(Date.now() - 1000);
+    const freshness = freshnessFor(0);
+    const model = modelCheck(champion, freshness);
+    await freshness.check();
+    expect(await model.run()).toMatchObject({ status: 'ok' });
+
+    // What the pipeline's registry.recordFailure stores when a training fails for good.
+    await store.models.insert({
+      version: 'failed-1',
+      algorithm: 'als',
+      params: {},
+      status: 'failed',
+      trainingData: { users: 0, items: 0, interactions: 0, events: 0, lastEventSeq: 0 },
+      metrics: {},
+      trainSeconds: 0,
+      artifactPath: '',
+      checksum: '',
+      configHash: 'test',
+      parentVersion: null,
+      createdAt: Date.now(),
+      promotedAt: null,
+      error: 'CAIRN_NOT_ENOUGH_DATA: 3 positive interactions, need 10',
+      lineage: null,
+    });
+    await freshness.check();
+    const degraded = await model.run();
+    expect(degraded).toMatchObject({ ok: true, status: 'degraded' });
+    expect(degraded.detail).toContain('last training failed at ');
+    expect(degraded.detail).toContain('CAIRN_NOT_ENOUGH_DATA: 3 positive interactions, need 10');
+    expect(await trainingCheck(freshness).run()).toMatchObject({ ok: true, status: 'degraded' });
+
+    await promoteModel(Date.now() + 1000);
+    await freshness.check();
+    expect(await model.run()).toMatchObject({ status: 'ok' });
+    expect(await trainingCheck(freshness).run()).toMatchObject({ ok: true, status: 'ok' });
   });
 });
 

@@ -4,6 +4,7 @@
  * the process out of rotation — e.g. an API replica keeps serving recommendations while PostgreSQL is
  * down, and says so.
  */
+import { formatSeconds, type FreshnessMonitor } from '../monitoring/freshness.ts';
 import type { HealthCheck, HealthService } from '../monitoring/health.ts';
 import type { ChampionHolder } from '../serving/champion.ts';
 
@@ -78,23 +79,58 @@ export function pingCheck(
   };
 }
 
-/** The model check: never critical (the fallback chain always answers), but says what is served. */
-export function modelCheck(champion: ChampionHolder): NamedCheck {
+/**
+ * The model check: never critical (the fallback chain always answers), but says what is served and,
+ * with a freshness monitor, how fresh it is: `status` is `stale` once the served champion is older than
+ * serving.maxModelAgeSeconds, `degraded` when the last training failed or the champion failed to load,
+ * else `ok`; the detail says why, and says so when the training state is not current (registry down).
+ */
+export function modelCheck(champion: ChampionHolder, freshness?: FreshnessMonitor): NamedCheck {
   return {
     name: 'model',
     critical: false,
     run() {
       const sm = champion.get();
-      if (sm)
-        return Promise.resolve({
-          ok: true,
-          detail: `serving ${sm.version.version} (${sm.version.algorithm})`,
-        });
-      if (champion.lastError)
-        return Promise.resolve({ ok: true, detail: `fallback only: ${champion.lastError}` });
+      let detail: string;
+      if (sm) detail = `serving ${sm.version.version} (${sm.version.algorithm})`;
+      else if (champion.lastError) detail = `fallback only: ${champion.lastError}`;
+      else detail = 'no trained model yet: answers come from the popular fallback';
+      if (!freshness) {
+        const status = champion.lastError && !sm ? 'degraded' : 'ok';
+        return Promise.resolve({ ok: true, status, detail });
+      }
+      const { status, ageSeconds, reasons } = freshness.assess();
+      if (sm && ageSeconds !== null) detail += `, ${formatSeconds(ageSeconds)} old`;
+      // The load error is already the detail when nothing is served.
+      const extra = reasons.filter((r) => sm || r !== champion.lastError);
+      if (extra.length > 0) detail += `; ${extra.join('; ')}`;
+      return Promise.resolve({ ok: true, status, detail });
+    },
+  };
+}
+
+/**
+ * A worker's view of training (it serves no model): `degraded` when the newest training failed. Never
+ * critical: a failed training leaves the worker able to take the next job.
+ */
+export function trainingCheck(freshness: FreshnessMonitor): NamedCheck {
+  return {
+    name: 'training',
+    critical: false,
+    run() {
+      const s = freshness.state();
+      const parts = [
+        s.lastSuccess
+          ? `last model ${s.lastSuccess.version} at ${new Date(s.lastSuccess.at).toISOString()}`
+          : 'no model trained yet',
+      ];
+      if (s.lastTrainingFailed && s.lastFailure)
+        parts.push(`last training failed: ${s.lastFailure.error ?? 'no error recorded'}`);
+      if (!s.current) parts.push(`not current (registry unreachable: ${s.error ?? 'unknown'})`);
       return Promise.resolve({
         ok: true,
-        detail: 'no trained model yet: answers come from the popular fallback',
+        status: s.lastTrainingFailed ? 'degraded' : 'ok',
+        detail: parts.join('; '),
       });
     },
   };

@@ -36,6 +36,37 @@ export interface Metrics {
    * worker's position stays behind).
    */
   watchLogs(heads: Record<string, () => Promise<number>>, positions: Record<string, () => number>): void;
+  /**
+   * Exposes, at every scrape, the champion's quality and staleness and the last training outcomes read
+   * by the freshness monitor (monitoring/freshness.ts); nothing is exposed until this is called.
+   */
+  watchFreshness(read: () => FreshnessGauges): void;
+  /**
+   * Exposes, at every scrape, `cairn_drift_psi{dimension}` of the live event-type mix and item
+   * popularity (monitoring/drift-monitor.ts); a null value means "no sample" (no reference yet).
+   */
+  watchDrift(read: () => Partial<Record<'event_types' | 'item_popularity', number | null>>): void;
+  /**
+   * Exposes readiness at every scrape: `cairn_ready` (0/1) and `cairn_health_check_ok{check}` (0/1), so
+   * an alert can say a process is out of rotation (and which dependency) without a blackbox prober.
+   */
+  watchReadiness(read: () => Promise<{ ready: boolean; checks: Record<string, { ok: boolean }> }>): void;
+}
+
+/** The freshness gauges' values; null means "unknown" and exposes no sample. */
+export interface FreshnessGauges {
+  /** Champion older than serving.maxModelAgeSeconds (null without a champion). */
+  stale: boolean | null;
+  /** The champion's holdout metrics, e.g. `ndcg@10`. */
+  quality: Record<string, number>;
+  /** Creation time (ms) of the newest successfully trained model. */
+  lastSuccessAt: number | null;
+  /** Time (ms) of the newest failed training. */
+  lastFailureAt: number | null;
+  /** The newest finished training failed. */
+  lastFailed: boolean | null;
+  /** Time (ms) the registry was last read successfully. */
+  checkedAt: number | null;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean; scoreWindow?: number } = {}): Metrics {
@@ -44,6 +75,9 @@ export function createMetrics(options: { defaultMetrics?: boolean; scoreWindow?:
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'cairn_process_' });
 
   let championCreatedAt: number | null = null;
+  let freshness: (() => FreshnessGauges) | null = null;
+  let drift: () => Partial<Record<string, number | null>> = () => ({});
+  let readiness: (() => Promise<{ ready: boolean; checks: Record<string, { ok: boolean }> }>) | null = null;
   let logHeads: Record<string, () => Promise<number>> = {};
   let consumerPositions: Record<string, () => number> = {};
   const modelInfo = new Gauge({
@@ -67,8 +101,17 @@ export function createMetrics(options: { defaultMetrics?: boolean; scoreWindow?:
       const value = scores.psi();
       if (value !== null) this.set({ dimension: 'scores' }, value);
       else this.remove({ dimension: 'scores' });
+      const live = drift();
+      for (const dimension of ['event_types', 'item_popularity']) {
+        const v = live[dimension];
+        if (v !== null && v !== undefined && Number.isFinite(v)) this.set({ dimension }, v);
+        else this.remove({ dimension });
+      }
     },
   });
+
+  registerFreshnessGauges(registry, () => freshness?.() ?? null);
+  registerReadinessGauges(registry, () => readiness);
 
   // Computed at scrape time; registered for every process, empty until watchLogs is called.
   registerLogGauges(
@@ -147,6 +190,15 @@ export function createMetrics(options: { defaultMetrics?: boolean; scoreWindow?:
       logHeads = heads;
       consumerPositions = positions;
     },
+    watchFreshness(read) {
+      freshness = read;
+    },
+    watchDrift(read) {
+      drift = read;
+    },
+    watchReadiness(read) {
+      readiness = read;
+    },
     setChampion(version, algorithm, createdAtMs) {
       modelInfo.reset();
       modelInfo.set({ version, algorithm }, 1);
@@ -154,6 +206,120 @@ export function createMetrics(options: { defaultMetrics?: boolean; scoreWindow?:
       championCreatedAt = createdAtMs;
     },
   };
+}
+
+/**
+ * The freshness gauges (see Metrics.watchFreshness), computed at scrape time. Unknown values expose no
+ * sample, so an alert on them never fires on a guess (e.g. before the registry answered once).
+ */
+function registerFreshnessGauges(registry: Registry, read: () => FreshnessGauges | null): void {
+  const seconds = (ms: number | null) => (ms === null ? null : ms / 1000);
+  const scalar = (name: string, help: string, pick: (g: FreshnessGauges) => number | null) =>
+    new OptionalGauge(
+      () => {
+        const g = read();
+        return g ? pick(g) : null;
+      },
+      { name, help, registers: [registry] },
+    );
+  const bool = (b: boolean | null) => (b === null ? null : b ? 1 : 0);
+  scalar(
+    'cairn_model_stale',
+    'Whether the champion is older than serving.maxModelAgeSeconds (1) or not (0); absent without a champion',
+    (g) => bool(g.stale),
+  );
+  scalar(
+    'cairn_training_last_success_timestamp_seconds',
+    'Creation time of the newest successfully trained model (ready, champion, retired or rejected)',
+    (g) => seconds(g.lastSuccessAt),
+  );
+  scalar(
+    'cairn_training_last_failure_timestamp_seconds',
+    'Time of the newest training that failed for good; absent when none failed',
+    (g) => seconds(g.lastFailureAt),
+  );
+  scalar(
+    'cairn_training_last_failed',
+    'Whether the newest finished training failed (1) or produced a model (0)',
+    (g) => bool(g.lastFailed),
+  );
+  scalar(
+    'cairn_training_state_checked_timestamp_seconds',
+    'When the registry was last read by the freshness monitor (behind while the registry is unreachable)',
+    (g) => seconds(g.checkedAt),
+  );
+  new Gauge({
+    name: 'cairn_model_quality',
+    help: "The champion's offline holdout metrics (metric: ndcg@10, recall@10, ...)",
+    labelNames: ['metric'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [metric, value] of Object.entries(read()?.quality ?? {})) this.set({ metric }, value);
+    },
+  });
+}
+
+/**
+ * A label-less gauge read at scrape time that exposes no sample while its value is unknown (prom-client
+ * otherwise always exposes 0 for a label-less gauge, which an alert would read as a real value).
+ */
+class OptionalGauge extends Gauge {
+  constructor(
+    private readonly read: () => number | null | Promise<number | null>,
+    config: { name: string; help: string; registers: Registry[] },
+  ) {
+    super(config);
+  }
+
+  override async get() {
+    const value = await this.read();
+    if (value === null) return { ...(await super.get()), values: [] };
+    this.set(value);
+    return super.get();
+  }
+}
+
+/**
+ * Readiness as gauges (see Metrics.watchReadiness). A scrape collects every metric at once, so both
+ * gauges share one readiness run (the first to collect starts it; it is dropped once settled).
+ */
+function registerReadinessGauges(
+  registry: Registry,
+  source: () => (() => Promise<{ ready: boolean; checks: Record<string, { ok: boolean }> }>) | null,
+): void {
+  type Answer = { ready: boolean; checks: Record<string, { ok: boolean }> } | null;
+  let pending: Promise<Answer> | null = null;
+  const shared = (): Promise<Answer> => {
+    const read = source();
+    if (!read) return Promise.resolve(null);
+    pending ??= read()
+      .catch(() => ({ ready: false, checks: {} }))
+      .finally(() => (pending = null));
+    return pending;
+  };
+  new Gauge({
+    name: 'cairn_health_check_ok',
+    help: 'Whether each readiness check passes (1) or not (0), as /health/ready reports it',
+    labelNames: ['check'] as const,
+    registers: [registry],
+    async collect() {
+      const answer = await shared();
+      this.reset();
+      for (const [check, r] of Object.entries(answer?.checks ?? {})) this.set({ check }, r.ok ? 1 : 0);
+    },
+  });
+  new OptionalGauge(
+    async () => {
+      const answer = await shared();
+      return answer === null ? null : answer.ready ? 1 : 0;
+    },
+    {
+      name: 'cairn_ready',
+      help: 'Whether the process is ready (1) or not (0), as /health/ready answers 200 or 503',
+      registers: [registry],
+    },
+  );
 }
 
 /** The log head and consumer position gauges (see Metrics.watchLogs). */
