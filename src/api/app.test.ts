@@ -10,6 +10,10 @@ import { loadConfig, type Config } from '../config/load.ts';
 import { systemContext, type RequestContext } from '../domain/context.ts';
 import type { Item, Job, ModelVersion, RecommendationResult, TrainRequest, User } from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
+import { createFeedbackService } from '../experiments/feedback.ts';
+import { createExperimentService } from '../experiments/service.ts';
+import { SqliteChangeLog } from '../storage/sqlite/log.ts';
+import { SqliteStore } from '../storage/sqlite/store.ts';
 import { createLogger } from '../monitoring/logger.ts';
 import { createMetrics } from '../monitoring/metrics.ts';
 import { buildApp } from './app.ts';
@@ -213,6 +217,8 @@ class MemoryRecommendations implements RecommendationService {
         fallbackReason: personalized ? null : 'cold_user',
         degraded: false,
         items,
+        // The arm follows the session when one is sent (what a session-unit experiment does).
+        experiment: request.sessionId ? { id: 'exp-s', variant: `arm-${request.sessionId}` } : null,
       });
     } catch (e) {
       return Promise.reject(e instanceof Error ? e : new Error(String(e)));
@@ -302,7 +308,19 @@ class MemoryModels implements ModelService, JobService {
     this.jobs.set(job.id, job);
     return Promise.resolve(job);
   }
-  promote(_ctx: RequestContext, version: string): Promise<ModelVersion> {
+  getModel(_ctx: RequestContext, version: string): Promise<ModelVersion> {
+    const m = this.models.find((x) => x.version === version);
+    return m
+      ? Promise.resolve(m)
+      : Promise.reject(new CairnError('CAIRN_MODEL_NOT_FOUND', `model ${version} not found`));
+  }
+  readonly promoteRequests: { version: string; force?: boolean; reason?: string }[] = [];
+  promote(
+    _ctx: RequestContext,
+    version: string,
+    request: { force?: boolean; reason?: string } = {},
+  ): Promise<ModelVersion> {
+    this.promoteRequests.push({ version, ...request });
     const m = this.models.find((x) => x.version === version);
     if (!m) return Promise.reject(new CairnError('CAIRN_MODEL_NOT_FOUND', `model ${version} not found`));
     return Promise.resolve({ ...m, status: 'champion', promotedAt: T0 + 120_000 });
@@ -372,6 +390,11 @@ async function harness(bodyLimitBytes = 4096): Promise<Harness> {
   const recs = new MemoryRecommendations(catalog);
   const models = new MemoryModels();
   const health = new MemoryHealth();
+  // Experiments and feedback on a private in-memory SQLite store (their routes are tested end to end
+  // in test/e2e/experiments.test.ts); closed with the app.
+  const store = new SqliteStore({ path: ':memory:' });
+  await store.migrate();
+  const changeLog = new SqliteChangeLog(store);
   const deps: AppDeps = {
     config,
     logger: createLogger('info', { destination }),
@@ -382,8 +405,14 @@ async function harness(bodyLimitBytes = 4096): Promise<Harness> {
     models,
     jobs: models,
     health,
+    experiments: createExperimentService({ store, changeLog, logger: createLogger('silent') }),
+    feedback: createFeedbackService({ served: store.served, maxBatch: config.server.maxBatchEvents }),
   };
   const app = await buildApp(deps);
+  app.addHook('onClose', async () => {
+    await changeLog.close();
+    await store.close();
+  });
   await app.ready();
   return { app, deps, ingest, catalog, recs, models, health, logs, config };
 }
@@ -870,6 +899,7 @@ describe('GET /v1/users/:id/recommendations', () => {
       source: 'personalized',
       fallback_reason: null,
       degraded: false,
+      experiment: null,
       items: [
         { item_id: 'a', score: 1, reason: 'popular' },
         { item_id: 'b', score: 0.5, reason: 'popular' },
@@ -877,6 +907,32 @@ describe('GET /v1/users/:id/recommendations', () => {
         { item_id: 'd', score: 0.25, reason: 'popular' },
       ],
     });
+  });
+
+  it('passes session_id to the service and answers with the experiment arm', async () => {
+    await seedItems();
+    const res = await h.app.inject({ method: 'GET', url: '/v1/users/known-2/recommendations?session_id=s9' });
+    expect(res.statusCode).toBe(200);
+    expect(h.recs.requests.at(-1)).toMatchObject({ userId: 'known-2', sessionId: 's9' });
+    expect(json(res).experiment).toEqual({ id: 'exp-s', variant: 'arm-s9' });
+    const body = await h.app.inject({
+      method: 'POST',
+      url: '/v1/recommendations',
+      payload: { user_id: 'known-2', session_id: 's8' },
+    });
+    expect(json(body).experiment).toEqual({ id: 'exp-s', variant: 'arm-s8' });
+    const bulk = await h.app.inject({
+      method: 'POST',
+      url: '/v1/recommendations/bulk',
+      payload: { requests: [{ user_id: 'known-3', session_id: 's7' }, { user_id: 'known-4' }] },
+    });
+    expect(json(bulk).results.map((r: { experiment: unknown }) => r.experiment)).toEqual([
+      { id: 'exp-s', variant: 'arm-s7' },
+      null,
+    ]);
+    const bad = await h.app.inject({ method: 'GET', url: '/v1/users/known-2/recommendations?session_id=' });
+    expect(bad.statusCode).toBe(400);
+    expect(json(bad).error).toMatchObject({ code: 'CAIRN_VALIDATION' });
   });
 
   it('coerces the querystring: k, explain, category and exclude (comma-separated and repeated)', async () => {
@@ -1109,6 +1165,7 @@ describe('models and jobs', () => {
           promoted_at: '2024-01-02T03:05:05.678Z',
           parent_version: 'v1',
           error: null,
+          lineage: null,
         },
       ],
     });
@@ -1196,6 +1253,33 @@ describe('models and jobs', () => {
     });
     expect(again.statusCode).toBe(409);
     expect(json(again).error.code).toBe('CAIRN_NO_PREVIOUS_MODEL');
+  });
+
+  it('promote takes an optional {force, reason}; GET /v1/models/:version answers the model card', async () => {
+    const forced = await h.app.inject({
+      method: 'POST',
+      url: '/v1/models/v1/promote',
+      payload: { force: true, reason: 'hotfix' },
+    });
+    expect(forced.statusCode).toBe(200);
+    expect(h.models.promoteRequests.at(-1)).toEqual({ version: 'v1', force: true, reason: 'hotfix' });
+    const bad = await h.app.inject({ method: 'POST', url: '/v1/models/v1/promote', payload: { force: 1 } });
+    expect(bad.statusCode).toBe(400);
+    expect(json(bad).error.details.fields[0].field).toBe('force');
+    const extra = await h.app.inject({
+      method: 'POST',
+      url: '/v1/models/v1/promote',
+      payload: { forse: true },
+    });
+    expect(extra.statusCode).toBe(400);
+
+    const card = await h.app.inject({ method: 'GET', url: '/v1/models/v2' });
+    expect(card.statusCode).toBe(200);
+    expect(json(card)).toMatchObject({ version: 'v2', status: 'champion', lineage: null });
+    expect(card.body).not.toContain('/secret/path');
+    const missing = await h.app.inject({ method: 'GET', url: '/v1/models/v9' });
+    expect(missing.statusCode).toBe(404);
+    expect(json(missing).error.code).toBe('CAIRN_MODEL_NOT_FOUND');
   });
 });
 
@@ -1292,9 +1376,16 @@ describe('OpenAPI and docs', () => {
     ['get', '/v1/popular'],
     ['get', '/v1/models'],
     ['post', '/v1/models/train'],
+    ['get', '/v1/models/{version}'],
     ['post', '/v1/models/{version}/promote'],
     ['post', '/v1/models/rollback'],
     ['get', '/v1/jobs/{id}'],
+    ['post', '/v1/experiments'],
+    ['get', '/v1/experiments'],
+    ['get', '/v1/experiments/{id}'],
+    ['post', '/v1/experiments/{id}/stop'],
+    ['get', '/v1/experiments/{id}/results'],
+    ['post', '/v1/feedback'],
     ['get', '/health/live'],
     ['get', '/health/ready'],
     ['get', '/metrics'],

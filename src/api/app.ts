@@ -21,6 +21,8 @@ import type { Metrics } from '../monitoring/metrics.ts';
 import type { AppDeps } from './deps.ts';
 import { buildErrorHandler, notFoundAnswer } from './errors.ts';
 import { registerEventRoutes } from './routes/events.ts';
+import { registerExperimentRoutes } from './routes/experiments.ts';
+import { registerFeedbackRoutes } from './routes/feedback.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerItemRoutes } from './routes/items.ts';
 import { registerModelRoutes } from './routes/models.ts';
@@ -33,7 +35,7 @@ import { typeboxValidatorCompiler } from './validation.ts';
 
 const REQUEST_ID_HEADER = 'x-request-id';
 /** Operations whose JSON body may be omitted (@fastify/swagger marks every body as required). */
-const OPTIONAL_BODY_OPERATIONS = new Set(['trainModel']);
+const OPTIONAL_BODY_OPERATIONS = new Set(['trainModel', 'promoteModel', 'stopExperiment']);
 const VALID_REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
 /** Honours a well-formed incoming `x-request-id` (so ids follow a request across services), else makes one. */
@@ -200,6 +202,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         { name: 'recommendations', description: 'Personal and non-personal recommendations' },
         { name: 'models', description: 'Model registry: training, promotion, rollback' },
         { name: 'jobs', description: 'Background jobs' },
+        { name: 'experiments', description: 'A/B tests, canaries and shadow runs, with results' },
+        { name: 'feedback', description: 'Impressions, clicks and conversions tied to served answers' },
         { name: 'health', description: 'Liveness and readiness' },
         { name: 'monitoring', description: 'Prometheus metrics' },
       ],
@@ -234,6 +238,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerRecommendationRoutes(app, context);
   registerSimilarRoutes(app, context);
   registerModelRoutes(app, context);
+  registerExperimentRoutes(app, context);
+  registerFeedbackRoutes(app, context);
   registerHealthRoutes(app, deps.health);
 
   return app;

@@ -5,6 +5,7 @@
  * it to every call.
  */
 import type { Config } from '../config/load.ts';
+import type { ExperimentService, FeedbackService } from '../experiments/contracts.ts';
 import type { CatalogService, IngestService } from '../ingest/contracts.ts';
 import type { JobService } from '../jobs/contracts.ts';
 import type { Logger } from '../monitoring/logger.ts';
@@ -23,4 +24,6 @@ export interface AppDeps {
   models: ModelService;
   jobs: JobService;
   health: HealthService;
+  experiments: ExperimentService;
+  feedback: FeedbackService;
 }

@@ -187,18 +187,33 @@ export const RecommendedItemResponse = Type.Object({
   reason: Type.String({ description: 'Why this item (detailed with explain=true)' }),
 });
 
-// `experiment` (A/B assignment) will join these objects; add it here and in wire.ts together.
+/** The experiment arm that served an answer. */
+const ExperimentArm = Nullable(
+  Type.Object(
+    {
+      id: Type.String({ description: 'Experiment id' }),
+      variant: Type.String({ description: 'Variant (arm) the user is assigned to' }),
+    },
+    { description: 'The experiment arm that served this answer; null when no experiment routes the user' },
+  ),
+);
+
 export const RecommendationResponse = Type.Object({
   request_id: Type.String({ description: 'Id of this answer; send it back with feedback' }),
   user_id: Nullable(Type.String()),
   model_version: Nullable(Type.String()),
   source: Source,
   fallback_reason: Nullable(
-    Type.String({ description: 'Which fallback answered and why; null when personalized' }),
+    Type.String({
+      description:
+        'Which fallback answered and why; null when personalized (or `variant_model_unavailable`: the ' +
+        "experiment arm's model is not loaded and the champion answered for it)",
+    }),
   ),
   degraded: Type.Boolean({
     description: 'A dependency was unavailable; the answer is worse than it should be',
   }),
+  experiment: ExperimentArm,
   items: Type.Array(RecommendedItemResponse),
 });
 export type RecommendationWire = Static<typeof RecommendationResponse>;
@@ -213,6 +228,7 @@ export const BulkRecommendationsResponse = Type.Object({
         source: Type.Optional(Source),
         fallback_reason: Type.Optional(Nullable(Type.String())),
         degraded: Type.Optional(Type.Boolean()),
+        experiment: Type.Optional(ExperimentArm),
         items: Type.Optional(Type.Array(RecommendedItemResponse)),
         error: Type.Optional(
           Type.Object({
@@ -244,6 +260,91 @@ export type SimilarWire = Static<typeof SimilarResponse>;
 
 /* ------------------------------------------------------------------ models and jobs */
 
+const MetricMap = (description: string) =>
+  FreeObject<number>({ description, additionalProperties: Type.Number() });
+
+export const GateCheckResponse = Type.Object({
+  name: Type.String({
+    description:
+      '`ndcg@10`, `recall@10`, `coverage@10`, `beats_popularity`, `finite_scores`, `not_popularity`, `users_scored`, `holdout`, `champion_scored`',
+  }),
+  passed: Type.Boolean(),
+  detail: Type.String(),
+  challenger: Type.Optional(Type.Number()),
+  champion: Type.Optional(
+    Type.Number({ description: "The champion's value (the baseline's for `beats_popularity`)" }),
+  ),
+  tolerance: Type.Optional(Type.Number({ description: 'Allowed relative shortfall (or the limit)' })),
+});
+
+export const GateRecordResponse = Type.Object({
+  passed: Type.Boolean(),
+  reason: Type.String({ description: 'The first failed check, or why it passed' }),
+  holdout: StringEnum(['fresh', 'random', 'none'] as const, {
+    description:
+      '`fresh`: interactions newer than the champion (neither model saw them); `random`: per-user random holdout, champion configuration refitted; `none`: too little data',
+  }),
+  holdout_users: Type.Integer(),
+  holdout_interactions: Type.Integer(),
+  champion: Nullable(Type.String({ description: 'The champion compared against' })),
+  challenger_metrics: MetricMap('Challenger on the holdout'),
+  champion_metrics: MetricMap('Champion on the same holdout'),
+  checks: Type.Array(GateCheckResponse),
+});
+
+export const DriftReferenceResponse = Type.Object({
+  event_types: MetricMap('Share of events per type in the training snapshot'),
+  item_popularity: Type.Array(Type.Number(), {
+    description: 'Share of positive interactions per popularity bucket (best first; last: unseen items)',
+  }),
+  score_edges: Type.Array(Type.Number()),
+  score_shares: Type.Array(Type.Number()),
+});
+
+export const ModelAuditResponse = Type.Object({
+  at: IsoTime,
+  action: StringEnum([
+    'registered',
+    'promoted',
+    'force_promoted',
+    'rejected',
+    'rolled_back',
+    'canary_rolled_back',
+  ] as const),
+  by: Type.String({ description: 'Principal id (`system` for automatic decisions)' }),
+  detail: Type.String(),
+});
+
+export const ModelLineageResponse = Type.Object({
+  trigger: Type.Object({
+    kind: StringEnum(['manual', 'schedule', 'data_volume', 'cli', 'demo'] as const),
+    key: Nullable(Type.String()),
+    requested_by: Nullable(Type.String()),
+    job_id: Nullable(Type.String()),
+  }),
+  data: Type.Object({
+    last_event_seq: Type.Integer({ description: 'Event-log watermark of the training snapshot' }),
+    newest_event_at: Nullable(IsoTime),
+    training_set_hash: Type.String({ description: 'sha256 of the training matrix and its id spaces' }),
+  }),
+  code: Type.Object({ version: Type.String(), commit: Nullable(Type.String()) }),
+  gate: Type.Union([GateRecordResponse, Type.Null()]),
+  drift: Type.Union([DriftReferenceResponse, Type.Null()]),
+  audit: Type.Array(ModelAuditResponse),
+});
+export type ModelLineageWire = Static<typeof ModelLineageResponse>;
+
+export const PromoteBody = Type.Object(
+  {
+    force: Type.Optional(
+      Type.Boolean({ description: 'Required to promote a `rejected` version (recorded)' }),
+    ),
+    reason: Type.Optional(Type.String({ maxLength: 1000, description: 'Why (kept in the audit trail)' })),
+  },
+  { additionalProperties: false },
+);
+export type PromoteBodyWire = Static<typeof PromoteBody>;
+
 export const ModelResponse = Type.Object({
   version: Type.String(),
   algorithm: Type.String(),
@@ -264,6 +365,10 @@ export const ModelResponse = Type.Object({
   promoted_at: Nullable(IsoTime),
   parent_version: Nullable(Type.String({ description: 'The champion this one was promoted over' })),
   error: Nullable(Type.String({ description: 'Why training failed (status `failed`)' })),
+  lineage: Type.Union([ModelLineageResponse, Type.Null()], {
+    description:
+      'Where the version came from and what was decided about it (null on rows from before lineage)',
+  }),
 });
 export type ModelWire = Static<typeof ModelResponse>;
 
@@ -315,9 +420,15 @@ export const LiveResponse = Type.Object({ status: StringEnum(['ok'] as const) })
 
 export const ReadyResponse = Type.Object({
   status: StringEnum(['ready', 'not_ready'] as const),
-  checks: FreeObject<{ ok: boolean; detail?: string }>({
-    description: 'One entry per dependency, e.g. store, model',
-    additionalProperties: Type.Object({ ok: Type.Boolean(), detail: Type.Optional(Type.String()) }),
+  checks: FreeObject<{ ok: boolean; detail?: string; status?: 'ok' | 'stale' | 'degraded' }>({
+    description:
+      'One entry per dependency, e.g. store, model. `status` (model check): `stale` past ' +
+      'serving.maxModelAgeSeconds, `degraded` after a failed training or model load, else `ok`',
+    additionalProperties: Type.Object({
+      ok: Type.Boolean(),
+      detail: Type.Optional(Type.String()),
+      status: Type.Optional(StringEnum(['ok', 'stale', 'degraded'] as const)),
+    }),
   }),
 });
 export type ReadyWire = Static<typeof ReadyResponse>;
@@ -336,8 +447,15 @@ export function buildSchemas(config: Readonly<Config>) {
     });
   const category = Type.String({ minLength: 1, maxLength: 256, description: 'Only items of this category' });
 
+  const sessionId = Type.String({
+    minLength: 1,
+    maxLength: 512,
+    description: 'Session id: the unit of experiments that assign by session',
+  });
+
   const RecommendQuery = Type.Object({
     k: Type.Optional(k(true)),
+    session_id: Type.Optional(sessionId),
     category: Type.Optional(category),
     explain: Type.Optional(Type.Boolean({ default: false, description: 'Detailed reasons' })),
     exclude: Type.Optional(
@@ -355,6 +473,7 @@ export function buildSchemas(config: Readonly<Config>) {
       category: Type.Optional(category),
       exclude: Type.Optional(Type.Array(Type.String(), { maxItems: 1000 })),
       explain: Type.Optional(Type.Boolean()),
+      session_id: Type.Optional(sessionId),
     },
     { additionalProperties: false },
   );

@@ -2,7 +2,7 @@
  * Pure mappings between the domain (camelCase, epoch-millisecond times) and the wire format
  * (snake_case, ISO-8601 times). Small and allocation-light: they run on every response.
  */
-import type { Item, Job, ModelVersion, RecommendationResult, User } from '../domain/types.ts';
+import type { Item, Job, ModelLineage, ModelVersion, RecommendationResult, User } from '../domain/types.ts';
 import type { EventOutcome, ItemOutcome } from '../ingest/contracts.ts';
 import type { PopularResult, RecommendRequest, SimilarResult } from '../serving/contracts.ts';
 import type {
@@ -10,6 +10,7 @@ import type {
   ItemsBatchWire,
   ItemWire,
   JobWire,
+  ModelLineageWire,
   ModelWire,
   RecommendationWire,
   RecommendBodyWire,
@@ -62,6 +63,7 @@ export function recommendationToWire(result: RecommendationResult): Recommendati
     source: result.source,
     fallback_reason: result.fallbackReason,
     degraded: result.degraded,
+    experiment: result.experiment ?? null,
     items: itemsToWire(result.items),
   };
 }
@@ -104,6 +106,7 @@ export function recommendQueryToRequest(userId: string, query: RecommendQueryWir
   if (query.k !== undefined) request.k = query.k;
   if (query.category !== undefined) request.category = query.category;
   if (query.explain !== undefined) request.explain = query.explain;
+  if (query.session_id !== undefined) request.sessionId = query.session_id;
   const exclude = parseExclude(query.exclude);
   if (exclude) request.exclude = exclude;
   return request;
@@ -114,6 +117,7 @@ export function recommendBodyToRequest(body: RecommendBodyWire, defaultK: number
   const request: RecommendRequest = { userId: body.user_id, k: body.k ?? defaultK };
   if (body.category !== undefined) request.category = body.category;
   if (body.explain !== undefined) request.explain = body.explain;
+  if (body.session_id !== undefined) request.sessionId = body.session_id;
   const exclude = parseExclude(body.exclude);
   if (exclude) request.exclude = exclude;
   return request;
@@ -171,6 +175,43 @@ export function modelToWire(model: ModelVersion): ModelWire {
     promoted_at: model.promotedAt === null ? null : isoTime(model.promotedAt),
     parent_version: model.parentVersion,
     error: model.error,
+    lineage: model.lineage === null ? null : lineageToWire(model.lineage),
+  };
+}
+
+export function lineageToWire(l: ModelLineage): ModelLineageWire {
+  const gate = l.gate;
+  return {
+    trigger: {
+      kind: l.trigger.kind,
+      key: l.trigger.key,
+      requested_by: l.trigger.requestedBy,
+      job_id: l.trigger.jobId,
+    },
+    data: {
+      last_event_seq: l.data.lastEventSeq,
+      newest_event_at: l.data.newestEventAt > 0 ? isoTime(l.data.newestEventAt) : null,
+      training_set_hash: l.data.trainingSetHash,
+    },
+    code: { version: l.code.version, commit: l.code.commit },
+    gate: gate && {
+      passed: gate.passed,
+      reason: gate.reason,
+      holdout: gate.holdout,
+      holdout_users: gate.holdoutUsers,
+      holdout_interactions: gate.holdoutInteractions,
+      champion: gate.champion,
+      challenger_metrics: gate.challengerMetrics,
+      champion_metrics: gate.championMetrics,
+      checks: gate.checks.map((c) => ({ ...c })),
+    },
+    drift: l.drift && {
+      event_types: l.drift.eventTypes,
+      item_popularity: l.drift.itemPopularity,
+      score_edges: l.drift.scoreEdges,
+      score_shares: l.drift.scoreShares,
+    },
+    audit: l.audit.map((a) => ({ at: isoTime(a.at), action: a.action, by: a.by, detail: a.detail })),
   };
 }
 

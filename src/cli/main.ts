@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { isCairnError } from '../errors/errors.ts';
 import { registerDemoData } from './commands/demo-data.ts';
 import { registerEval } from './commands/eval.ts';
+import { registerExperiments } from './commands/experiments.ts';
 import { registerImport } from './commands/import.ts';
 import { registerModels } from './commands/models.ts';
 import { registerRecommend } from './commands/recommend.ts';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerDemoData(program);
   registerTrain(program);
   registerModels(program);
+  registerExperiments(program);
   registerRecommend(program);
   registerEval(program);
   registerTune(program);

@@ -10,10 +10,13 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.ts';
 import type { Config } from '../config/load.ts';
+import { createFeedbackService } from '../experiments/feedback.ts';
+import { createExperimentService } from '../experiments/service.ts';
 import { createCatalogService, createIngestService } from '../ingest/service.ts';
 import { createJobService } from '../jobs/runner.ts';
 import { createLogger, type Logger } from '../monitoring/logger.ts';
 import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
+import { startMonitors } from '../monitoring/monitors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { ModelManagement } from '../training/service.ts';
 import { checkRole, openCore, openJobQueue } from './adapters.ts';
@@ -41,24 +44,42 @@ export async function createApi(
   try {
     const { store, artifacts, eventLog, changeLog, online } = core;
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
-    const serving = core.add(await startServing({ config, logger, metrics, registry, online, changeLog }));
+    const serving = core.add(
+      await startServing({
+        config,
+        logger,
+        metrics,
+        registry,
+        online,
+        changeLog,
+        experiments: store.experiments,
+        served: store.served,
+      }),
+    );
     metrics.watchLogs(
       { events: () => eventLog.head(), changes: () => changeLog.head() },
       { serving_follower: () => serving.follower.position },
+    );
+    // Freshness only: an API replica does not consume the event log, so drift is measured by workers.
+    const monitors = core.add(
+      await startMonitors({ config, logger, metrics, registry, served: serving.champion }),
     );
     const jobs = core.add(openJobQueue(config, store, logger));
 
     const ingest = createIngestService({ eventLog, config, metrics, logger });
     const catalog = createCatalogService({ store, changeLog, eventLog, config, logger });
     const models = new ModelManagement(config, registry, jobs);
+    const experiments = createExperimentService({ store, changeLog, logger });
+    const feedback = createFeedbackService({ served: store.served, maxBatch: config.server.maxBatchEvents });
     const note = ' (recommendations keep answering; writes that need it fail with 503)';
     const health = new Health([
       // What serving needs: the shared online state. The rest is reported, not required.
       fallbackCheck(() => online.popularCount()),
       pingCheck('event_log', false, () => eventLog.head(), ' (ingestion answers 503 until it is back)'),
       pingCheck('store', false, () => store.ping(), note),
-      modelCheck(serving.champion),
+      modelCheck(serving.champion, monitors.freshness),
     ]);
+    metrics.watchReadiness(() => health.ready());
     const app = await buildApp({
       config,
       logger,
@@ -69,6 +90,8 @@ export async function createApi(
       models,
       jobs: createJobService(jobs),
       health,
+      experiments,
+      feedback,
     });
     let closed = false;
     return {

@@ -13,12 +13,17 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.ts';
 import type { Config } from '../config/load.ts';
 import { OnlineProjector } from '../ingest/consumers.ts';
+import type { ExperimentService, FeedbackService } from '../experiments/contracts.ts';
+import { createFeedbackService, FEEDBACK_DURABLE, FeedbackProjector } from '../experiments/feedback.ts';
+import { CanaryGuard } from '../experiments/guard.ts';
+import { createExperimentService } from '../experiments/service.ts';
 import type { CatalogService, IngestService } from '../ingest/contracts.ts';
 import { createCatalogService, createIngestService, type ReadYourWrites } from '../ingest/service.ts';
 import type { JobQueue } from '../jobs/contracts.ts';
 import { createJobService, JobRunner } from '../jobs/runner.ts';
 import { createLogger, type Logger } from '../monitoring/logger.ts';
 import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
+import { startMonitors, type Monitors } from '../monitoring/monitors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import type { CatalogView } from '../serving/catalog.ts';
 import type { ChampionHolder } from '../serving/champion.ts';
@@ -26,6 +31,7 @@ import type { Recommender } from '../serving/recommender.ts';
 import { MemoryOnlineState } from '../storage/memory/online-state.ts';
 import type { ArtifactStore, ChangeLog, EventLog, OnlineState, Store } from '../storage/ports.ts';
 import { runTrainingJob } from '../training/pipeline.ts';
+import { parseSchedule, skipTrainedTriggers, startTrainingScheduler } from '../training/scheduler.ts';
 import { ModelManagement } from '../training/service.ts';
 import {
   backendsFor,
@@ -61,6 +67,12 @@ export interface Embedded {
   catalog: CatalogService;
   models: ModelManagement;
   projector: OnlineProjector;
+  experiments: ExperimentService;
+  feedback: FeedbackService;
+  /** Turns events carrying a `request_id` into feedback (private consumer of the event log). */
+  feedbackProjector: FeedbackProjector;
+  /** Freshness (registry polled) and drift (private event-log consumer) monitors. */
+  monitors: Monitors;
   /** Writes the in-memory online state's snapshot now (no-op for a shared online state). */
   snapshot(): Promise<void>;
   close(): Promise<void>;
@@ -81,6 +93,7 @@ export async function createEmbedded(
   const logger = options.logger ?? createLogger(config.logging.level);
   const metrics = createMetrics();
   const backends = backendsFor(config);
+  parseSchedule(config.training.schedule); // an invalid cron fails start-up before anything is opened
   const core = await openCore(config, logger);
   try {
     const { store, artifacts, eventLog, changeLog, online, heads } = core;
@@ -125,7 +138,18 @@ export async function createEmbedded(
     }
 
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
-    serving = core.add(await startServing({ config, logger, metrics, registry, online, changeLog }));
+    serving = core.add(
+      await startServing({
+        config,
+        logger,
+        metrics,
+        registry,
+        online,
+        changeLog,
+        experiments: store.experiments,
+        served: store.served,
+      }),
+    );
     const s = serving;
 
     metrics.watchLogs(
@@ -138,13 +162,46 @@ export async function createEmbedded(
       },
     );
 
+    const monitors = core.add(
+      await startMonitors({ config, logger, metrics, registry, served: s.champion, eventLog }),
+    );
+
+    // Rolls back canaries whose online metric falls below the control's (stops routing, rejects the version).
+    core
+      .add(
+        new CanaryGuard({
+          experiments: store.experiments,
+          served: store.served,
+          changeLog,
+          registry,
+          metrics,
+          logger,
+        }),
+      )
+      .start(config.experiments.guardCheckSeconds * 1000);
+
     const jobs = core.add(openJobQueue(config, store, logger));
     const runner = new JobRunner({ queue: jobs, logger, leaseMs: config.jobs.leaseSeconds * 1000 });
-    runner.register('train', (payload, ctx) =>
-      runTrainingJob({ store, config, registry, metrics, logger: ctx.logger }, payload, ctx),
+    runner.register(
+      'train',
+      skipTrainedTriggers(registry, (payload, ctx) =>
+        runTrainingJob({ store, config, registry, metrics, logger: ctx.logger }, payload, ctx),
+      ),
     );
     core.add(runner);
     runner.start();
+    // Scheduled and data-volume retraining (closed with the core, before the runner and the queue).
+    core.add(
+      startTrainingScheduler({
+        config,
+        registry,
+        jobs,
+        eventLog,
+        metrics,
+        logger,
+        wake: () => runner.wake(),
+      }),
+    );
 
     const rywMs = options.readYourWritesMs ?? 2000;
     const readYourWrites: ReadYourWrites | undefined = privateState
@@ -157,11 +214,20 @@ export async function createEmbedded(
     const ingest = createIngestService({ eventLog, config, metrics, logger, readYourWrites });
     const catalog = createCatalogService({ store, changeLog, eventLog, config, logger, readYourWrites });
     const models = new ModelManagement(config, registry, jobs, () => runner.wake());
+    const experiments = createExperimentService({ store, changeLog, logger, readYourWrites });
+    const feedback = createFeedbackService({ served: store.served, maxBatch: config.server.maxBatchEvents });
+    // Events carrying a request id become feedback: a durable consumer (its position survives restarts,
+    // so a start never rescans the log; feedback is idempotent, so a replayed batch changes nothing).
+    const feedbackProjector = core.add(
+      new FeedbackProjector({ eventLog, served: store.served, config, logger, durable: FEEDBACK_DURABLE }),
+    );
+    feedbackProjector.start();
     const health = new Health([
       pingCheck('store', true, () => store.ping()),
       fallbackCheck(() => online.popularCount()),
-      modelCheck(s.champion),
+      modelCheck(s.champion, monitors.freshness),
     ]);
+    metrics.watchReadiness(() => health.ready());
     const app = await buildApp({
       config,
       logger,
@@ -172,6 +238,8 @@ export async function createEmbedded(
       models,
       jobs: createJobService(jobs),
       health,
+      experiments,
+      feedback,
     });
 
     const snapshot = async () => {
@@ -211,6 +279,10 @@ export async function createEmbedded(
       catalog,
       models,
       projector,
+      experiments,
+      feedback,
+      feedbackProjector,
+      monitors,
       snapshot,
       async close() {
         if (closed) return;

@@ -12,14 +12,18 @@
 import type { FastifyInstance } from 'fastify';
 import { buildOpsApp } from '../api/app.ts';
 import type { Config } from '../config/load.ts';
+import { FEEDBACK_DURABLE, FeedbackProjector } from '../experiments/feedback.ts';
+import { CanaryGuard } from '../experiments/guard.ts';
 import { OnlineProjector } from '../ingest/consumers.ts';
 import { JobRunner } from '../jobs/runner.ts';
 import { createLogger, type Logger } from '../monitoring/logger.ts';
 import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
+import { startMonitors } from '../monitoring/monitors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { runTrainingJob } from '../training/pipeline.ts';
+import { parseSchedule, skipTrainedTriggers, startTrainingScheduler } from '../training/scheduler.ts';
 import { checkRole, DURABLE, openCore, openJobQueue, startStoreWriter } from './adapters.ts';
-import { Health, pingCheck } from './health.ts';
+import { Health, pingCheck, trainingCheck } from './health.ts';
 
 export interface WorkerProcess {
   config: Readonly<Config>;
@@ -36,6 +40,7 @@ export async function createWorker(
   options: { logger?: Logger } = {},
 ): Promise<WorkerProcess> {
   checkRole('worker', config);
+  parseSchedule(config.training.schedule); // an invalid cron fails start-up before anything is opened
   const logger = options.logger ?? createLogger(config.logging.level);
   const metrics = createMetrics();
   const core = await openCore(config, logger);
@@ -51,6 +56,12 @@ export async function createWorker(
     });
     await projector.start();
     core.add(projector);
+    // Events carrying a request id become feedback (one durable consumer for the deployment).
+    core
+      .add(
+        new FeedbackProjector({ eventLog, served: store.served, config, logger, durable: FEEDBACK_DURABLE }),
+      )
+      .start();
 
     metrics.watchLogs(
       { events: () => eventLog.head(), changes: () => changeLog.head() },
@@ -62,18 +73,50 @@ export async function createWorker(
     );
 
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
+    const monitors = core.add(await startMonitors({ config, logger, metrics, registry, eventLog }));
+    // Rolls back canaries whose online metric falls below the control's (stops routing, rejects the version).
+    core
+      .add(
+        new CanaryGuard({
+          experiments: store.experiments,
+          served: store.served,
+          changeLog,
+          registry,
+          metrics,
+          logger,
+        }),
+      )
+      .start(config.experiments.guardCheckSeconds * 1000);
+
     const jobs = core.add(openJobQueue(config, store, logger));
     const runner = new JobRunner({ queue: jobs, logger, leaseMs: config.jobs.leaseSeconds * 1000 });
-    runner.register('train', (payload, ctx) =>
-      runTrainingJob({ store, config, registry, metrics, logger: ctx.logger }, payload, ctx),
+    runner.register(
+      'train',
+      skipTrainedTriggers(registry, (payload, ctx) =>
+        runTrainingJob({ store, config, registry, metrics, logger: ctx.logger }, payload, ctx),
+      ),
     );
     core.add(runner).start();
+    // Scheduled and data-volume retraining: every worker runs one; the trigger keys make it one job each.
+    core.add(
+      startTrainingScheduler({
+        config,
+        registry,
+        jobs,
+        eventLog,
+        metrics,
+        logger,
+        wake: () => runner.wake(),
+      }),
+    );
 
     const health = new Health([
       pingCheck('event_log', true, () => eventLog.head()),
       pingCheck('online_state', true, () => online.watermarks()),
       pingCheck('store', false, () => store.ping(), ' (events wait in the log until it is back)'),
+      trainingCheck(monitors.freshness),
     ]);
+    metrics.watchReadiness(() => health.ready());
     const app = buildOpsApp({ config, logger, metrics, health });
     let closed = false;
     return {
