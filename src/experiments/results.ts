@@ -3,7 +3,7 @@
  * sample-ratio-mismatch p-value, the lift of each arm over the control, and the shadow comparison.
  */
 import type { Experiment, ServedRecord, VariantTotals } from '../domain/types.ts';
-import type { ExperimentResults, ShadowResult, VariantResult } from './contracts.ts';
+import type { Estimate, ExperimentResults, ShadowResult, VariantResult } from './contracts.ts';
 import { meanInterval, relativeLift, srmPValue, wilson } from './stats.ts';
 
 const ZERO: Omit<VariantTotals, 'variant'> = {
@@ -109,7 +109,12 @@ export function summarizeShadow(
     compared,
     users: users.size,
     served: { personalized, items, modelVersions },
-    overlap: meanInterval(sum, sumSquares, scored),
+    // A share lives in [0, 1]; the normal interval of a small sample can reach past either end.
+    overlap: clampInterval(meanInterval(sum, sumSquares, scored), 0, 1),
     identical: scored > 0 ? identical / scored : 0,
   };
+}
+
+function clampInterval(i: Estimate, lo: number, hi: number): Estimate {
+  return { value: i.value, low: Math.max(lo, i.low), high: Math.min(hi, i.high) };
 }

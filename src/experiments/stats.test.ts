@@ -83,7 +83,12 @@ describe('wilson', () => {
     const none = wilson(0, 10);
     expect(none.low).toBe(0);
     expect(none.high).toBeCloseTo(0.2775328, 6);
-    expect(wilson(10, 10).high).toBeCloseTo(1, 12);
+    expect(wilson(10, 10).high).toBe(1);
+    // Exact edges, not rounding residue (2.8e-17 for 0 of 9 before the edges were pinned).
+    for (let n = 1; n < 200; n++) {
+      expect(wilson(0, n).low).toBe(0);
+      expect(wilson(n, n).high).toBe(1);
+    }
     expect(wilson(0, 0)).toEqual({ value: 0, low: 0, high: 1 });
     expect(wilson(12, 10).value).toBe(1);
   });

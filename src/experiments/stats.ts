@@ -36,7 +36,13 @@ export function wilson(successes: number, trials: number, z = Z95): Interval {
   const denom = 1 + z2 / trials;
   const centre = (p + z2 / (2 * trials)) / denom;
   const half = (z / denom) * Math.sqrt((p * (1 - p)) / trials + z2 / (4 * trials * trials));
-  return { value: p, low: Math.max(0, centre - half), high: Math.min(1, centre + half) };
+  // At the edges the exact bound is 0 (no success) or 1 (all successes); the formula gives it only up to
+  // rounding (e.g. 2.8e-17), which would print as a spurious non-zero.
+  return {
+    value: p,
+    low: x === 0 ? 0 : Math.max(0, centre - half),
+    high: x === trials ? 1 : Math.min(1, centre + half),
+  };
 }
 
 /**

@@ -63,7 +63,7 @@ export async function seedDemo(
     'demo data ingested',
   );
 
-  const job = await cairn.models.train(ctx, {});
+  const job = await cairn.models.train(ctx, { trigger: { kind: 'demo', key: null } });
   const done = await waitForJob(cairn.jobs, job.id);
   if (done.status !== 'succeeded') throw new Error(`demo training failed: ${done.error ?? done.status}`);
   // The promotion reaches serving through the change log; make sure this process serves it already.
