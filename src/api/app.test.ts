@@ -406,7 +406,11 @@ async function harness(bodyLimitBytes = 4096): Promise<Harness> {
     jobs: models,
     health,
     experiments: createExperimentService({ store, changeLog, logger: createLogger('silent') }),
-    feedback: createFeedbackService({ served: store.served, maxBatch: config.server.maxBatchEvents }),
+    feedback: createFeedbackService({
+      served: store.served,
+      maxBatch: config.server.maxBatchEvents,
+      maxFutureSkewMs: config.events.maxFutureSkewSeconds * 1000,
+    }),
   };
   const app = await buildApp(deps);
   app.addHook('onClose', async () => {

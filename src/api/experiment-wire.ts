@@ -1,7 +1,6 @@
 /** Pure mappings of experiments, results and feedback outcomes to the wire format (snake_case, ISO times). */
 import type { Experiment } from '../domain/types.ts';
-import type { Estimate, ExperimentResults } from '../experiments/contracts.ts';
-import type { Issue } from '../experiments/validate.ts';
+import type { Estimate, ExperimentResults, FeedbackOutcome } from '../experiments/contracts.ts';
 import type { ExperimentResultsWire, ExperimentWire, FeedbackBatchWire } from './experiment-schemas.ts';
 import { isoTime } from './wire.ts';
 
@@ -65,9 +64,6 @@ export function resultsToWire(r: ExperimentResults): ExperimentResultsWire {
   return wire;
 }
 
-/** One entry's outcome in a feedback batch. */
-export type FeedbackOutcome = { status: 'accepted' | 'duplicate' } | { status: 'rejected'; error: Issue };
-
 export function feedbackOutcomesToWire(outcomes: readonly FeedbackOutcome[]): FeedbackBatchWire {
   let accepted = 0;
   let duplicates = 0;
@@ -75,7 +71,11 @@ export function feedbackOutcomesToWire(outcomes: readonly FeedbackOutcome[]): Fe
   const results = outcomes.map((o, index) => {
     if (o.status === 'rejected') {
       rejected++;
-      const { code, field, message } = o.error;
+      const { code, field, message } = o.error ?? {
+        code: 'CAIRN_VALIDATION',
+        field: 'body',
+        message: 'feedback rejected',
+      };
       return { index, status: o.status, error: { code, field, message } };
     }
     if (o.status === 'accepted') accepted++;

@@ -3,6 +3,7 @@
  * feedback that attributes clicks and conversions to served answers, and the results with intervals.
  */
 import type { RequestContext } from '../domain/context.ts';
+import type { ErrorCode } from '../errors/errors.ts';
 import type { Experiment, ExperimentKind, FeedbackType } from '../domain/types.ts';
 
 export interface VariantRequest {
@@ -89,6 +90,11 @@ export interface ExperimentResults {
 export interface ExperimentService {
   /** Throws CAIRN_VALIDATION (field named), CAIRN_CONFLICT (id exists, or another experiment routes users). */
   create(ctx: RequestContext, request: CreateExperimentRequest): Promise<Experiment>;
+  /**
+   * `create` from the wire format (snake_case JSON as sent to `POST /v1/experiments` or in a file given
+   * to `cairn experiments create`); unknown or malformed fields are CAIRN_VALIDATION naming them.
+   */
+  createFromWire(ctx: RequestContext, raw: unknown): Promise<Experiment>;
   /** Throws CAIRN_NOT_FOUND. */
   get(ctx: RequestContext, id: string): Promise<Experiment>;
   list(ctx: RequestContext): Promise<Experiment[]>;
@@ -105,7 +111,20 @@ export interface FeedbackInput {
   timestamp?: number;
 }
 
+/** Per-entry outcome of a feedback call, in request order. */
+export interface FeedbackOutcome {
+  status: 'accepted' | 'duplicate' | 'rejected';
+  /** The entry as validated (null when it was rejected). */
+  feedback: FeedbackInput | null;
+  /** For rejected entries: stable code and the offending field (e.g. `request_id`). */
+  error?: { code: ErrorCode; field: string; message: string };
+}
+
 export interface FeedbackService {
-  /** Validated like events (CAIRN_VALIDATION with the field); repeats are `duplicate`. */
-  record(ctx: RequestContext, feedback: FeedbackInput[]): Promise<('accepted' | 'duplicate')[]>;
+  /**
+   * Validates each raw wire entry (`request_id`, `item_id`, `type`, `value?`, `timestamp?`) on its own,
+   * like events: a bad entry is `rejected` with its code and field and never rejects the others; a
+   * repeated (request, item, type) is `duplicate`. Throws CAIRN_BATCH_TOO_LARGE above the batch size.
+   */
+  record(ctx: RequestContext, raw: unknown[]): Promise<FeedbackOutcome[]>;
 }

@@ -13,11 +13,10 @@ import type { Config } from '../config/load.ts';
 import type { RequestContext } from '../domain/context.ts';
 import type { FeedbackRecord, FeedbackType, StoredEvent } from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
-import { validateId } from '../ingest/validate.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { EventLog, LogConsumer, ServedLogStore } from '../storage/ports.ts';
-import type { FeedbackInput, FeedbackService } from './contracts.ts';
-import { FEEDBACK_TYPES } from './validate.ts';
+import type { FeedbackOutcome, FeedbackService } from './contracts.ts';
+import { validateFeedback } from './validate.ts';
 
 /** Durable consumer name of the feedback projector (production: one per deployment, in the workers). */
 export const FEEDBACK_DURABLE = 'cairn-feedback';
@@ -26,45 +25,51 @@ export interface FeedbackServiceOptions {
   served: Pick<ServedLogStore, 'addFeedback'>;
   /** Largest batch accepted (`server.maxBatchEvents`). */
   maxBatch: number;
+  /** Feedback timestamped further than this into the future is rejected (`events.maxFutureSkewSeconds`). */
+  maxFutureSkewMs?: number;
   now?: () => number;
 }
 
 /** Builds the feedback service. */
 export function createFeedbackService(options: FeedbackServiceOptions): FeedbackService {
   const now = options.now ?? Date.now;
+  const skew = options.maxFutureSkewMs ?? 300_000;
   return {
-    async record(_ctx: RequestContext, feedback: FeedbackInput[]): Promise<('accepted' | 'duplicate')[]> {
-      if (!Array.isArray(feedback))
-        throw CairnError.validation([{ field: 'feedback', message: 'must be an array' }]);
-      if (feedback.length > options.maxBatch)
+    async record(_ctx: RequestContext, raw: unknown[]): Promise<FeedbackOutcome[]> {
+      if (raw.length > options.maxBatch)
         throw new CairnError(
           'CAIRN_BATCH_TOO_LARGE',
-          `a batch holds at most ${options.maxBatch} feedback entries, got ${feedback.length}`,
-          { max: options.maxBatch, got: feedback.length },
+          `a batch holds at most ${options.maxBatch} feedback entries, got ${raw.length}`,
+          { max: options.maxBatch, got: raw.length },
         );
       const at = now();
-      const issues: { field: string; message: string }[] = [];
-      const records: FeedbackRecord[] = feedback.map((f, i) => {
-        const field = (name: string) => (feedback.length === 1 ? name : `feedback[${i}].${name}`);
-        if (!validateId(f.requestId).ok) issues.push({ field: field('request_id'), message: 'invalid id' });
-        if (!validateId(f.itemId).ok) issues.push({ field: field('item_id'), message: 'invalid id' });
-        if (!FEEDBACK_TYPES.includes(f.type))
-          issues.push({ field: field('type'), message: `must be one of ${FEEDBACK_TYPES.join(', ')}` });
-        if (f.value !== undefined && !(Number.isFinite(f.value) && f.value >= 0))
-          issues.push({ field: field('value'), message: 'must be a finite number ≥ 0' });
-        if (f.timestamp !== undefined && !Number.isFinite(f.timestamp))
-          issues.push({ field: field('timestamp'), message: 'must be epoch milliseconds' });
-        return {
+      const outcomes: FeedbackOutcome[] = [];
+      const records: FeedbackRecord[] = [];
+      const stored: number[] = [];
+      raw.forEach((entry, i) => {
+        const result = validateFeedback(entry, at + skew);
+        if (!result.ok) {
+          outcomes.push({ status: 'rejected', feedback: null, error: result.issues[0] });
+          return;
+        }
+        const f = result.value;
+        outcomes.push({ status: 'accepted', feedback: f });
+        stored.push(i);
+        records.push({
           requestId: f.requestId,
           itemId: f.itemId,
           type: f.type,
           value: f.value ?? null,
           at: f.timestamp ?? at,
-        };
+        });
       });
-      if (issues.length > 0) throw CairnError.validation(issues);
-      const outcomes = await options.served.addFeedback(records);
-      return outcomes.map((o) => (o === 'inserted' ? 'accepted' : 'duplicate'));
+      if (records.length > 0) {
+        const written = await options.served.addFeedback(records);
+        written.forEach((o, j) => {
+          if (o === 'duplicate') outcomes[stored[j]].status = 'duplicate';
+        });
+      }
+      return outcomes;
     },
   };
 }

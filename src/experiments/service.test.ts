@@ -320,11 +320,12 @@ describe('results', () => {
         r.variant === 'control' ? u % 20 === 0 : u % 20 === 1 || u % 20 === 3 || u % 20 === 5,
       )
       .flatMap((r) => [
-        { requestId: r.requestId, itemId: 'a', type: 'click' as const },
-        { requestId: r.requestId, itemId: 'a', type: 'conversion' as const, value: 5 },
+        { request_id: r.requestId, item_id: 'a', type: 'click' },
+        { request_id: r.requestId, item_id: 'a', type: 'conversion', value: 5 },
       ]);
-    expect(new Set(await feedback.record(ctx, fb))).toEqual(new Set(['accepted']));
-    expect(new Set(await feedback.record(ctx, fb))).toEqual(new Set(['duplicate']));
+    const statuses = async () => new Set((await feedback.record(ctx, fb)).map((o) => o.status));
+    expect(await statuses()).toEqual(new Set(['accepted']));
+    expect(await statuses()).toEqual(new Set(['duplicate']));
 
     const results = await service.results(ctx, 'exp-1');
     expect(results.experimentId).toBe('exp-1');
@@ -398,19 +399,20 @@ describe('results', () => {
 });
 
 describe('feedback', () => {
-  it('validates entries and refuses oversized batches', async () => {
+  it('validates each entry on its own and refuses oversized batches', async () => {
     const feedback = createFeedbackService({ served: store.served, maxBatch: 2 });
-    await expect(
-      feedback.record(ctx, [{ requestId: '', itemId: 'i', type: 'like' as 'click', value: -1 }]),
-    ).rejects.toMatchObject({
-      code: 'CAIRN_VALIDATION',
-      details: { fields: [{ field: 'request_id' }, { field: 'type' }, { field: 'value' }] },
-    });
-    const three = Array.from({ length: 3 }, (_, i) => ({
-      requestId: `r${i}`,
-      itemId: 'i',
-      type: 'click' as const,
-    }));
+    const [bad, good] = await feedback.record(ctx, [
+      { request_id: '', item_id: 'i', type: 'like', value: -1 },
+      { request_id: 'r-ok', item_id: 'i', type: 'click' },
+    ]);
+    // The first problem is the entry's error; a bad entry never rejects the others.
+    expect(bad).toMatchObject({ status: 'rejected', feedback: null, error: { field: 'request_id' } });
+    expect(good).toMatchObject({ status: 'accepted', feedback: { requestId: 'r-ok', type: 'click' } });
+    const [future] = await feedback.record(ctx, [
+      { request_id: 'r1', item_id: 'i', type: 'click', timestamp: Date.now() + 3_600_000 },
+    ]);
+    expect(future).toMatchObject({ status: 'rejected', error: { code: 'CAIRN_TIMESTAMP_OUT_OF_RANGE' } });
+    const three = Array.from({ length: 3 }, (_, i) => ({ request_id: `r${i}`, item_id: 'i', type: 'click' }));
     await expect(feedback.record(ctx, three)).rejects.toMatchObject({ code: 'CAIRN_BATCH_TOO_LARGE' });
   });
 

@@ -22,6 +22,7 @@ import type {
   ShadowResult,
 } from './contracts.ts';
 import { computeResults, summarizeShadow } from './results.ts';
+import { parseCreateExperiment } from './validate.ts';
 
 /** Experiment ids: path-safe, log-safe, short. */
 export const EXPERIMENT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -80,7 +81,11 @@ export function createExperimentService(options: ExperimentServiceOptions): Expe
       { running: running.id },
     );
 
-  return {
+  const service: ExperimentService = {
+    createFromWire(ctx: RequestContext, raw: unknown): Promise<Experiment> {
+      return service.create(ctx, parseCreateExperiment(raw));
+    },
+
     async create(ctx: RequestContext, request: CreateExperimentRequest): Promise<Experiment> {
       const definition = await validate(request, store.models);
       const existing = await store.experiments.get(definition.id);
@@ -178,6 +183,7 @@ export function createExperimentService(options: ExperimentServiceOptions): Expe
       return computeResults(experiment, await store.served.variantTotals(id));
     },
   };
+  return service;
 }
 
 /** Looks up the served answer of each shadow answer, a few at a time. */

@@ -70,7 +70,11 @@ export async function createApi(
     const catalog = createCatalogService({ store, changeLog, eventLog, config, logger });
     const models = new ModelManagement(config, registry, jobs);
     const experiments = createExperimentService({ store, changeLog, logger });
-    const feedback = createFeedbackService({ served: store.served, maxBatch: config.server.maxBatchEvents });
+    const feedback = createFeedbackService({
+      served: store.served,
+      maxBatch: config.server.maxBatchEvents,
+      maxFutureSkewMs: config.events.maxFutureSkewSeconds * 1000,
+    });
     const note = ' (recommendations keep answering; writes that need it fail with 503)';
     const health = new Health([
       // What serving needs: the shared online state. The rest is reported, not required.

@@ -215,7 +215,11 @@ export async function createEmbedded(
     const catalog = createCatalogService({ store, changeLog, eventLog, config, logger, readYourWrites });
     const models = new ModelManagement(config, registry, jobs, () => runner.wake());
     const experiments = createExperimentService({ store, changeLog, logger, readYourWrites });
-    const feedback = createFeedbackService({ served: store.served, maxBatch: config.server.maxBatchEvents });
+    const feedback = createFeedbackService({
+      served: store.served,
+      maxBatch: config.server.maxBatchEvents,
+      maxFutureSkewMs: config.events.maxFutureSkewSeconds * 1000,
+    });
     // Events carrying a request id become feedback: a durable consumer (its position survives restarts,
     // so a start never rescans the log; feedback is idempotent, so a replayed batch changes nothing).
     const feedbackProjector = core.add(

@@ -1,6 +1,5 @@
 /** Experiments: create, list, show, stop, results. */
 import type { FastifyInstance } from 'fastify';
-import { parseCreateExperiment } from '../../experiments/validate.ts';
 import {
   CreateExperimentBody,
   CreateExperimentDoc,
@@ -34,7 +33,7 @@ export function registerExperimentRoutes(app: FastifyInstance, { deps }: RouteCo
       config: { swaggerTransform: documentBody(CreateExperimentDoc) },
     },
     async (request, reply) => {
-      const experiment = await deps.experiments.create(request.ctx, parseCreateExperiment(request.body));
+      const experiment = await deps.experiments.createFromWire(request.ctx, request.body);
       return reply.code(201).send(experimentToWire(experiment));
     },
   );

@@ -4,9 +4,6 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { ERROR_CODES } from '../../errors/errors.ts';
-import type { FeedbackInput } from '../../experiments/contracts.ts';
-import { validateFeedback, type Issue } from '../../experiments/validate.ts';
-import { CairnError } from '../../errors/errors.ts';
 import {
   FeedbackAcceptedResponse,
   FeedbackBatchResponse,
@@ -14,7 +11,7 @@ import {
   feedbackBodyDoc,
   type FeedbackBodyWire,
 } from '../experiment-schemas.ts';
-import { feedbackOutcomesToWire, type FeedbackOutcome } from '../experiment-wire.ts';
+import { feedbackOutcomesToWire } from '../experiment-wire.ts';
 import { withErrors, type ErrorBodyWire } from '../schemas.ts';
 import { documentBody, type RouteContext } from './common.ts';
 
@@ -24,9 +21,7 @@ function rejectionStatus(code: string): number {
 }
 
 export function registerFeedbackRoutes(app: FastifyInstance, { deps }: RouteContext): void {
-  const { config } = deps;
-  const maxBatch = config.server.maxBatchEvents;
-  const skewMs = config.events.maxFutureSkewSeconds * 1000;
+  const maxBatch = deps.config.server.maxBatchEvents;
 
   app.post<{ Body: FeedbackBodyWire }>(
     '/v1/feedback',
@@ -47,49 +42,31 @@ export function registerFeedbackRoutes(app: FastifyInstance, { deps }: RouteCont
     },
     async (request, reply) => {
       const body = request.body;
-      const maxTime = Date.now() + skewMs;
-      if (body.feedback === undefined) {
-        const result = validateFeedback(body, maxTime);
-        if (!result.ok) {
-          const issue = result.issues[0];
-          const error: ErrorBodyWire = {
-            error: {
-              code: issue.code,
-              message: `${issue.field}: ${issue.message}`,
-              details: { fields: result.issues.map(({ field, message }) => ({ field, message })) },
-            },
-          };
-          return reply.code(rejectionStatus(issue.code)).send(error);
-        }
-        const [status] = await deps.feedback.record(request.ctx, [result.value]);
-        const f = result.value;
-        return reply.code(202).send({ request_id: f.requestId, item_id: f.itemId, type: f.type, status });
+      if (body.feedback !== undefined) {
+        const outcomes = await deps.feedback.record(request.ctx, body.feedback);
+        return reply.code(200).send(feedbackOutcomesToWire(outcomes));
       }
-      const raw = body.feedback;
-      if (raw.length > maxBatch)
-        throw new CairnError(
-          'CAIRN_BATCH_TOO_LARGE',
-          `a batch holds at most ${maxBatch} feedback entries, got ${raw.length}`,
-          { max: maxBatch, got: raw.length },
-        );
-      const outcomes: FeedbackOutcome[] = new Array<FeedbackOutcome>(raw.length);
-      const valid: FeedbackInput[] = [];
-      const at: number[] = [];
-      raw.forEach((entry, i) => {
-        const result = validateFeedback(entry, maxTime);
-        if (result.ok) {
-          valid.push(result.value);
-          at.push(i);
-        } else {
-          const first: Issue = result.issues[0];
-          outcomes[i] = { status: 'rejected', error: first };
-        }
-      });
-      if (valid.length > 0) {
-        const stored = await deps.feedback.record(request.ctx, valid);
-        stored.forEach((status, j) => (outcomes[at[j]] = { status }));
+      const outcome = (await deps.feedback.record(request.ctx, [body]))[0];
+      if (outcome === undefined) throw new Error('feedback service returned no outcome for one entry');
+      if (outcome.status === 'rejected' || outcome.feedback === null) {
+        const issue = outcome.error ?? {
+          code: 'CAIRN_VALIDATION',
+          field: 'body',
+          message: 'feedback rejected',
+        };
+        const error: ErrorBodyWire = {
+          error: {
+            code: issue.code,
+            message: `${issue.field}: ${issue.message}`,
+            details: { fields: [{ field: issue.field, message: issue.message }] },
+          },
+        };
+        return reply.code(rejectionStatus(issue.code)).send(error);
       }
-      return reply.code(200).send(feedbackOutcomesToWire(outcomes));
+      const f = outcome.feedback;
+      return reply
+        .code(202)
+        .send({ request_id: f.requestId, item_id: f.itemId, type: f.type, status: outcome.status });
     },
   );
 }
