@@ -672,6 +672,12 @@ describe('compiled build', () => {
     );
     expect(tsc.stdout + tsc.stderr).toBe('');
     expect(tsc.status).toBe(0);
+    // The rest of `npm run build`: the committed WebAssembly kernels beside their compiled loader.
+    const copy = spawnSync(process.execPath, [join(ROOT, 'bin/copy-kernels.js'), join(tree, 'dist')], {
+      encoding: 'utf8',
+    });
+    expect(copy.stderr).toBe('');
+    expect(copy.status).toBe(0);
     writeFileSync(join(tree, 'package.json'), readFileSync(join(ROOT, 'package.json')));
     mkdirSync(join(tree, 'node_modules'));
     for (const name of readdirSync(join(ROOT, 'node_modules'))) {
