@@ -15,12 +15,11 @@ import type { Config } from '../config/load.ts';
 import { OnlineProjector } from '../ingest/consumers.ts';
 import type { ExperimentService, FeedbackService } from '../experiments/contracts.ts';
 import { createFeedbackService, FEEDBACK_DURABLE, FeedbackProjector } from '../experiments/feedback.ts';
-import { CanaryGuard } from '../experiments/guard.ts';
 import { createExperimentService } from '../experiments/service.ts';
 import type { CatalogService, IngestService } from '../ingest/contracts.ts';
 import { createCatalogService, createIngestService, type ReadYourWrites } from '../ingest/service.ts';
 import type { JobQueue } from '../jobs/contracts.ts';
-import { createJobService, JobRunner } from '../jobs/runner.ts';
+import { createJobService, type JobRunner } from '../jobs/runner.ts';
 import { createLogger, type Logger } from '../monitoring/logger.ts';
 import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
 import { startMonitors, type Monitors } from '../monitoring/monitors.ts';
@@ -30,19 +29,18 @@ import type { ChampionHolder } from '../serving/champion.ts';
 import type { Recommender } from '../serving/recommender.ts';
 import { MemoryOnlineState } from '../storage/memory/online-state.ts';
 import type { ArtifactStore, ChangeLog, EventLog, OnlineState, Store } from '../storage/ports.ts';
-import { runTrainingJob } from '../training/pipeline.ts';
-import { parseSchedule, skipTrainedTriggers, startTrainingScheduler } from '../training/scheduler.ts';
+import { parseSchedule } from '../training/scheduler.ts';
 import { ModelManagement } from '../training/service.ts';
 import {
   backendsFor,
   DURABLE,
   ONLINE_SNAPSHOT_KEY,
   openCore,
-  openJobQueue,
   startStoreWriter,
   type Backends,
 } from './adapters.ts';
 import { fallbackCheck, Health, modelCheck, pingCheck } from './health.ts';
+import { startBackgroundWork } from './background.ts';
 import { startServing, type Serving } from './serving.ts';
 
 export interface Embedded {
@@ -166,42 +164,16 @@ export async function createEmbedded(
       await startMonitors({ config, logger, metrics, registry, served: s.champion, eventLog }),
     );
 
-    // Rolls back canaries whose online metric falls below the control's (stops routing, rejects the version).
-    core
-      .add(
-        new CanaryGuard({
-          experiments: store.experiments,
-          served: store.served,
-          changeLog,
-          registry,
-          metrics,
-          logger,
-        }),
-      )
-      .start(config.experiments.guardCheckSeconds * 1000);
-
-    const jobs = core.add(openJobQueue(config, store, logger));
-    const runner = new JobRunner({ queue: jobs, logger, leaseMs: config.jobs.leaseSeconds * 1000 });
-    runner.register(
-      'train',
-      skipTrainedTriggers(registry, (payload, ctx) =>
-        runTrainingJob({ store, config, registry, metrics, logger: ctx.logger }, payload, ctx),
-      ),
-    );
-    core.add(runner);
-    runner.start();
-    // Scheduled and data-volume retraining (closed with the core, before the runner and the queue).
-    core.add(
-      startTrainingScheduler({
-        config,
-        registry,
-        jobs,
-        eventLog,
-        metrics,
-        logger,
-        wake: () => runner.wake(),
-      }),
-    );
+    const { jobs, runner } = startBackgroundWork({
+      config,
+      logger,
+      metrics,
+      store,
+      eventLog,
+      changeLog,
+      registry,
+      core,
+    });
 
     const rywMs = options.readYourWritesMs ?? 2000;
     const readYourWrites: ReadYourWrites | undefined = privateState

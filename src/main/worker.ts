@@ -13,16 +13,15 @@ import type { FastifyInstance } from 'fastify';
 import { buildOpsApp } from '../api/app.ts';
 import type { Config } from '../config/load.ts';
 import { FEEDBACK_DURABLE, FeedbackProjector } from '../experiments/feedback.ts';
-import { CanaryGuard } from '../experiments/guard.ts';
 import { OnlineProjector } from '../ingest/consumers.ts';
-import { JobRunner } from '../jobs/runner.ts';
+import type { JobRunner } from '../jobs/runner.ts';
 import { createLogger, type Logger } from '../monitoring/logger.ts';
 import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
 import { startMonitors } from '../monitoring/monitors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
-import { runTrainingJob } from '../training/pipeline.ts';
-import { parseSchedule, skipTrainedTriggers, startTrainingScheduler } from '../training/scheduler.ts';
-import { checkRole, DURABLE, openCore, openJobQueue, startStoreWriter } from './adapters.ts';
+import { parseSchedule } from '../training/scheduler.ts';
+import { checkRole, DURABLE, openCore, startStoreWriter } from './adapters.ts';
+import { startBackgroundWork } from './background.ts';
 import { Health, pingCheck, trainingCheck } from './health.ts';
 
 export interface WorkerProcess {
@@ -74,41 +73,16 @@ export async function createWorker(
 
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
     const monitors = core.add(await startMonitors({ config, logger, metrics, registry, eventLog }));
-    // Rolls back canaries whose online metric falls below the control's (stops routing, rejects the version).
-    core
-      .add(
-        new CanaryGuard({
-          experiments: store.experiments,
-          served: store.served,
-          changeLog,
-          registry,
-          metrics,
-          logger,
-        }),
-      )
-      .start(config.experiments.guardCheckSeconds * 1000);
-
-    const jobs = core.add(openJobQueue(config, store, logger));
-    const runner = new JobRunner({ queue: jobs, logger, leaseMs: config.jobs.leaseSeconds * 1000 });
-    runner.register(
-      'train',
-      skipTrainedTriggers(registry, (payload, ctx) =>
-        runTrainingJob({ store, config, registry, metrics, logger: ctx.logger }, payload, ctx),
-      ),
-    );
-    core.add(runner).start();
-    // Scheduled and data-volume retraining: every worker runs one; the trigger keys make it one job each.
-    core.add(
-      startTrainingScheduler({
-        config,
-        registry,
-        jobs,
-        eventLog,
-        metrics,
-        logger,
-        wake: () => runner.wake(),
-      }),
-    );
+    const { runner } = startBackgroundWork({
+      config,
+      logger,
+      metrics,
+      store,
+      eventLog,
+      changeLog,
+      registry,
+      core,
+    });
 
     const health = new Health([
       pingCheck('event_log', true, () => eventLog.head()),

@@ -2,6 +2,7 @@
 import type { TSchema } from '@sinclair/typebox';
 import type { SwaggerTransform } from '@fastify/swagger';
 import type { FastifyRequest, preValidationHookHandler } from 'fastify';
+import { ERROR_CODES } from '../../errors/errors.ts';
 import type { AppDeps } from '../deps.ts';
 import type { ApiSchemas } from '../schemas.ts';
 
@@ -24,3 +25,9 @@ export const emptyBodyAsObject: preValidationHookHandler = (request: FastifyRequ
   if (request.body === undefined || request.body === null) request.body = {};
   done();
 };
+
+/** Status for a rejected single entry (event, feedback): its code's own 4xx status, else 400. */
+export function rejectionStatus(code: string): number {
+  const status = (ERROR_CODES as Record<string, number>)[code];
+  return status !== undefined && status >= 400 && status < 500 ? status : 400;
+}

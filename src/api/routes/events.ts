@@ -1,6 +1,5 @@
 /** POST /v1/events: one event or a batch; every event is validated on its own by the ingest service. */
 import type { FastifyInstance } from 'fastify';
-import { ERROR_CODES } from '../../errors/errors.ts';
 import {
   EventAcceptedResponse,
   EventsBatchResponse,
@@ -10,13 +9,7 @@ import {
   type EventsBodyWire,
 } from '../schemas.ts';
 import { eventOutcomesToWire } from '../wire.ts';
-import { documentBody, type RouteContext } from './common.ts';
-
-/** Status for a rejected single event: the code's own 4xx status, else 400. */
-function rejectionStatus(code: string): number {
-  const status = (ERROR_CODES as Record<string, number>)[code];
-  return status !== undefined && status >= 400 && status < 500 ? status : 400;
-}
+import { documentBody, rejectionStatus, type RouteContext } from './common.ts';
 
 export function registerEventRoutes(app: FastifyInstance, { deps, schemas }: RouteContext): void {
   app.post<{ Body: EventsBodyWire }>(

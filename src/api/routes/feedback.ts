@@ -3,7 +3,6 @@
  * One entry or `{"feedback":[…]}`; each entry is validated on its own, like events.
  */
 import type { FastifyInstance } from 'fastify';
-import { ERROR_CODES } from '../../errors/errors.ts';
 import {
   FeedbackAcceptedResponse,
   FeedbackBatchResponse,
@@ -13,12 +12,7 @@ import {
 } from '../experiment-schemas.ts';
 import { feedbackOutcomesToWire } from '../experiment-wire.ts';
 import { withErrors, type ErrorBodyWire } from '../schemas.ts';
-import { documentBody, type RouteContext } from './common.ts';
-
-function rejectionStatus(code: string): number {
-  const status = (ERROR_CODES as Record<string, number>)[code];
-  return status !== undefined && status >= 400 && status < 500 ? status : 400;
-}
+import { documentBody, rejectionStatus, type RouteContext } from './common.ts';
 
 export function registerFeedbackRoutes(app: FastifyInstance, { deps }: RouteContext): void {
   const maxBatch = deps.config.server.maxBatchEvents;
