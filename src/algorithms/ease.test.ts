@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { CairnError } from '../errors/errors.ts';
-import type { EaseModel } from './ease.ts';
-import { easeParams, easeSpec, fitEaseMatrix } from './ease.ts';
+import {
+  EASE_SPARSE_FORMAT_VERSION,
+  EaseModel,
+  easeParams,
+  easeSpec,
+  fitEaseMatrix,
+  SparseEaseModel,
+} from './ease.ts';
 import { Rng } from './random.ts';
 import { csrFromCoo, type Csr } from './sparse.ts';
 
@@ -172,16 +178,76 @@ describe('ease', () => {
     expect(worst).toBeLessThan(1e-6);
   });
 
-  it('refuses more items than maxItems with CAIRN_UNSUPPORTED', async () => {
+  it('refuses more items than maxItems with CAIRN_UNSUPPORTED when the dense variant is asked for', async () => {
     const m = csrFromCoo(2, 6, [0, 0, 0, 1, 1, 1], [0, 1, 2, 3, 4, 5], null);
-    const err = await easeSpec.fit(m, { maxItems: 5 }, seq).then(
+    const err = await easeSpec.fit(m, { maxItems: 5, variant: 'dense' }, seq).then(
       () => null,
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(CairnError);
     expect((err as CairnError).code).toBe('CAIRN_UNSUPPORTED');
     expect((err as CairnError).message).toMatch(/maxItems/);
-    await expect(easeSpec.fit(m, { maxItems: 6 }, seq)).resolves.toBeDefined();
+    await expect(easeSpec.fit(m, { maxItems: 6, variant: 'dense' }, seq)).resolves.toBeDefined();
+  });
+
+  it('switches to the sparse variant above maxItems by default and records it in params', async () => {
+    const m = randomMatrix(4, 40, 30, 0.6, false);
+    const dense = await easeSpec.fit(m, { lambda: 3 }, seq);
+    expect(dense).toBeInstanceOf(EaseModel);
+    expect(dense.params.variant).toBe('dense');
+    const sparse = await easeSpec.fit(m, { lambda: 3, maxItems: 10 }, seq);
+    expect(sparse).toBeInstanceOf(SparseEaseModel);
+    expect(sparse.params.variant).toBe('sparse');
+    expect(sparse.algorithm).toBe('ease');
+    // With one user holding every item, every pair co-occurs; letting every item use every other,
+    // the sparse solve is dense EASE exactly (up to rounding).
+    const rowOf: number[] = [];
+    for (let u = 0; u < m.rows; u++) for (let p = m.indptr[u]; p < m.indptr[u + 1]; p++) rowOf.push(u);
+    const everything = Array.from({ length: 30 }, (_, i) => i);
+    const full = csrFromCoo(
+      m.rows + 1,
+      30,
+      [...rowOf, ...everything.map(() => m.rows)],
+      [...m.indices, ...everything],
+      null,
+    );
+    const exact = await easeSpec.fit(full, { lambda: 3 }, seq);
+    const wide = await easeSpec.fit(full, { lambda: 3, variant: 'sparse', neighbors: 100 }, seq);
+    const h = { items: Int32Array.of(0, 3, 7), weights: Float32Array.of(1, 1, 1) };
+    const a = new Float32Array(30);
+    const b = new Float32Array(30);
+    exact.scoreUser(0, h, a);
+    wide.scoreUser(0, h, b);
+    let worst = 0;
+    let scale = 0;
+    for (let j = 0; j < 30; j++) {
+      worst = Math.max(worst, Math.abs(a[j] - b[j]));
+      scale = Math.max(scale, Math.abs(a[j]));
+    }
+    expect(worst).toBeLessThan(1e-5 * scale);
+  });
+
+  it('round-trips a sparse model through its artifact (format 2) with identical scores', async () => {
+    const m = randomMatrix(11, 30, 40, 0.5, true);
+    const model = await easeSpec.fit(m, { lambda: 4, variant: 'sparse', neighbors: 6, binary: false }, seq);
+    const art = model.toArtifact();
+    expect(art.formatVersion).toBe(EASE_SPARSE_FORMAT_VERSION);
+    const loaded = easeSpec.load(art);
+    expect(loaded).toBeInstanceOf(SparseEaseModel);
+    const h = { items: Int32Array.of(1, 2, 5, 39), weights: Float32Array.of(2, 1, 3, 1) };
+    const a = new Float32Array(40);
+    const b = new Float32Array(40);
+    model.scoreUser(0, h, a);
+    loaded.scoreUser(0, h, b);
+    expect(b).toEqual(a);
+    expect(loaded.params).toEqual(model.params);
+    expect(loaded.itemSimilarity?.(1, 2)).toBe(model.itemSimilarity?.(1, 2));
+    const bad = { ...art, arrays: { ...art.arrays, indptr: Int32Array.of(0) } };
+    expect(() => easeSpec.load(bad)).toThrow(CairnError);
+  });
+
+  it('rejects an unknown variant', () => {
+    expect(() => easeParams({ variant: 'huge' })).toThrow(/ease.variant/);
   });
 
   it('rejects a non-positive lambda', () => {

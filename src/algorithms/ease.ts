@@ -16,10 +16,17 @@
  * The core inverse is the blocked symmetric sweep of spd-inverse.ts, parallel over the worker pool.
  *
  * The model keeps B densely (Float32) over the items seen in training: 4·n² bytes.
+ *
+ * Above `maxItems` items the dense solve does not fit in memory (8·n² bytes for P alone), so
+ * `variant: 'auto'` (the default) switches to sparse EASE (ease-sparse.ts: each item's regression
+ * restricted to its `neighbors` strongest co-occurring items) and records `variant: 'sparse'` in the
+ * model's params; `'dense'` refuses instead, `'sparse'` forces the approximation at any size.
  */
 import { CairnError } from '../errors/errors.ts';
 import { abortReason, allocFloat64, resolveThreads, WorkerPool } from './parallel.ts';
-import { readBoolean, readNumber } from './params.ts';
+import { fitSparseEase } from './ease-sparse.ts';
+import { graphFromArrays, graphLookup, graphRowInto, scoreFromGraph } from './item-graph.ts';
+import { readBoolean, readChoice, readNumber } from './params.ts';
 import type { Csr } from './sparse.ts';
 import {
   invertSpdInPlace,
@@ -31,7 +38,12 @@ import {
 } from './spd-inverse.ts';
 import type { AlgorithmSpec, FitOptions, FittedModel, ModelArtifact, Params, UserHistory } from './types.ts';
 
+/** Artifact layout of the dense model (B over the active items). */
 export const EASE_FORMAT_VERSION = 1;
+/** Artifact layout of the sparse model (B as a CSR item graph). */
+export const EASE_SPARSE_FORMAT_VERSION = 2;
+
+export type EaseVariant = 'auto' | 'dense' | 'sparse';
 
 /** Core sizes below this invert faster in-thread than worker start-up takes. */
 const PARALLEL_MIN_CORE = 1200;
@@ -41,14 +53,30 @@ export interface EaseParams {
   lambda: number;
   /** Treat every interaction as weight 1, in fitting and in scoring (Steck's setting). */
   binary: boolean;
-  /** Refuse training sets with more items than this (B is dense: 4·n² bytes). */
+  /**
+   * Largest number of items with interactions for the dense solve (B is dense: 4·n² bytes, P 8·n²).
+   * Above it `auto` fits sparse EASE and `dense` refuses.
+   */
   maxItems: number;
+  /** `auto`: dense up to `maxItems`, sparse above; a fitted model records what it used. */
+  variant: EaseVariant;
+  /** Sparse variant: the items each item's regression may use (more is closer to dense, slower). */
+  neighbors: number;
 }
 
 // λ = 200: NDCG@10 on a MovieTweetings validation split peaks at 50–100 (0.123) and falls slowly
 // (250: 0.119, 500: 0.116, 1000: 0.112); published optima on denser data are 200–1000 (Steck:
 // ML-20M 500, MSD 200; RecBole 250), so the default sits between.
-const DEFAULTS: EaseParams = { lambda: 200, binary: true, maxItems: 30_000 };
+const NEIGHBORS_DEFAULT = 200;
+
+// neighbors: see ease-sparse.ts and docs/benchmarks.md (quality against dense EASE by support size).
+const DEFAULTS: EaseParams = {
+  lambda: 200,
+  binary: true,
+  maxItems: 30_000,
+  variant: 'auto',
+  neighbors: NEIGHBORS_DEFAULT,
+};
 
 /** Reads and validates EASE parameters (missing ones take defaults). */
 export function easeParams(params: Params): EaseParams {
@@ -58,6 +86,12 @@ export function easeParams(params: Params): EaseParams {
     maxItems: readNumber(params, 'ease', 'maxItems', DEFAULTS.maxItems, {
       min: 1,
       max: 200_000,
+      integer: true,
+    }),
+    variant: readChoice(params, 'ease', 'variant', DEFAULTS.variant, ['auto', 'dense', 'sparse'] as const),
+    neighbors: readNumber(params, 'ease', 'neighbors', DEFAULTS.neighbors, {
+      min: 1,
+      max: 5000,
       integer: true,
     }),
   };
@@ -81,7 +115,7 @@ export class EaseModel implements FittedModel {
   constructor(p: EaseParams, nUsers: number, nItems: number, items: Int32Array, B: Float32Array) {
     const n = items.length;
     if (B.length !== n * n) throw new CairnError('CAIRN_VALIDATION', 'ease: B does not match the item list');
-    this.params = { ...p };
+    this.params = { ...p, variant: 'dense' };
     this.nUsers = nUsers;
     this.nItems = nItems;
     this.items = items;
@@ -148,6 +182,50 @@ export class EaseModel implements FittedModel {
   }
 }
 
+/** A fitted sparse EASE model: `graph` row h holds the kept weights B[h, ·] of history item h. */
+export class SparseEaseModel implements FittedModel {
+  readonly algorithm = 'ease' as const;
+  readonly params: Params;
+  readonly nUsers: number;
+  readonly nItems: number;
+  readonly graph: Csr;
+  private readonly binary: boolean;
+
+  constructor(p: EaseParams, nUsers: number, graph: Csr) {
+    if (graph.rows !== graph.cols || graph.indptr.length !== graph.rows + 1) {
+      throw new CairnError('CAIRN_VALIDATION', 'ease: sparse weight graph is not square');
+    }
+    this.params = { ...p, variant: 'sparse' };
+    this.nUsers = nUsers;
+    this.nItems = graph.rows;
+    this.graph = graph;
+    this.binary = p.binary;
+  }
+
+  scoreUser(_user: number, history: UserHistory, out: Float32Array): void {
+    scoreFromGraph(this.graph, history, this.binary, out);
+  }
+
+  similarItems(item: number, out: Float32Array): boolean {
+    return graphRowInto(this.graph, item, out);
+  }
+
+  itemSimilarity(a: number, b: number): number {
+    return graphLookup(this.graph, a, b);
+  }
+
+  toArtifact(): ModelArtifact {
+    const { indptr, indices, data } = this.graph;
+    return {
+      algorithm: 'ease',
+      formatVersion: EASE_SPARSE_FORMAT_VERSION,
+      params: { ...this.params },
+      meta: { users: this.nUsers, items: this.nItems, variant: 'sparse' },
+      arrays: { indptr, indices, data },
+    };
+  }
+}
+
 /** Runs the sweep's row phases as pool tasks on shared buffers. */
 function poolRunner(pool: WorkerPool, buf: SweepBuffers): SweepRunner {
   const run = async (task: string, k0: number, k1: number, ranges: [number, number][]): Promise<void> => {
@@ -195,7 +273,7 @@ export async function fitEaseMatrix(
   if (nA > p.maxItems) {
     throw new CairnError(
       'CAIRN_UNSUPPORTED',
-      `ease: ${nA} items have interactions, above ease.maxItems = ${p.maxItems}; EASE keeps a dense items × items matrix, so use another algorithm or raise ease.maxItems`,
+      `ease: ${nA} items have interactions, above ease.maxItems = ${p.maxItems}; the dense solve keeps items × items matrices, so use ease.variant=sparse (or auto), another algorithm, or raise ease.maxItems`,
       { items: nA, maxItems: p.maxItems },
     );
   }
@@ -409,15 +487,54 @@ export async function fitEaseMatrix(
   return { items, B };
 }
 
-async function fitEase(train: Csr, params: Params, opts: FitOptions): Promise<EaseModel> {
-  const p = easeParams(params);
-  const { items, B } = await fitEaseMatrix(train, p, opts);
-  return new EaseModel(p, train.rows, train.cols, items, B);
+/** Items with at least one positive interaction: the size of the dense solve. */
+function activeItems(train: Csr): number {
+  const seen = new Uint8Array(train.cols);
+  let n = 0;
+  for (let q = 0; q < train.indptr[train.rows]; q++) {
+    if (train.data[q] > 0 && seen[train.indices[q]] === 0) {
+      seen[train.indices[q]] = 1;
+      n++;
+    }
+  }
+  return n;
 }
 
-function loadEase(artifact: ModelArtifact): EaseModel {
+async function fitEase(train: Csr, params: Params, opts: FitOptions): Promise<EaseModel | SparseEaseModel> {
+  const p = easeParams(params);
+  const sparse = p.variant === 'sparse' || (p.variant === 'auto' && activeItems(train) > p.maxItems);
+  if (!sparse) {
+    const { items, B } = await fitEaseMatrix(train, p, opts);
+    return new EaseModel(p, train.rows, train.cols, items, B);
+  }
+  const check = (): void => {
+    if (opts.signal?.aborted) throw abortReason(opts.signal);
+  };
+  check();
+  const r = await fitSparseEase(train, {
+    lambda: p.lambda,
+    binary: p.binary,
+    neighbors: p.neighbors,
+    onProgress: opts.onProgress,
+    yieldEvery: async () => {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      check();
+    },
+  });
+  return new SparseEaseModel(p, train.rows, r.graph);
+}
+
+function loadEase(artifact: ModelArtifact): EaseModel | SparseEaseModel {
   if (artifact.algorithm !== 'ease')
     throw new CairnError('CAIRN_VALIDATION', `not an ease artifact: ${artifact.algorithm}`);
+  if (artifact.formatVersion === EASE_SPARSE_FORMAT_VERSION) {
+    const items = Number(artifact.meta.items);
+    return new SparseEaseModel(
+      easeParams(artifact.params),
+      Number(artifact.meta.users),
+      graphFromArrays('ease', items, artifact.arrays),
+    );
+  }
   if (artifact.formatVersion !== EASE_FORMAT_VERSION) {
     throw new CairnError(
       'CAIRN_UNSUPPORTED',

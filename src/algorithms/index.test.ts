@@ -17,7 +17,7 @@ function fieldOf(fn: () => unknown): string | undefined {
 
 describe('algorithm registry', () => {
   it('registers the five algorithms under their own names', () => {
-    expect([...ALGORITHM_NAMES].sort()).toEqual(['als', 'bpr', 'ease', 'itemknn', 'pop']);
+    expect([...ALGORITHM_NAMES].sort()).toEqual(['als', 'bpr', 'ease', 'itemknn', 'pop', 'rp3beta']);
     for (const name of ALGORITHM_NAMES) {
       expect(ALGORITHMS[name].name).toBe(name);
       expect(getAlgorithm(name)).toBe(ALGORITHMS[name]);
@@ -71,7 +71,7 @@ describe('algorithm registry', () => {
 
   it('loads an artifact through the spec of its algorithm', async () => {
     const m = csrFromCoo(3, 3, [0, 0, 1, 2], [0, 1, 1, 2], null);
-    for (const name of ['pop', 'itemknn', 'ease'] as const) {
+    for (const name of ['pop', 'itemknn', 'ease', 'rp3beta'] as const) {
       const model = await getAlgorithm(name).fit(m, resolveParams(getAlgorithm(name)), {
         threads: 1,
         seed: 1,

@@ -9,6 +9,7 @@ import { easeParams, easeSpec } from './ease.ts';
 import { itemKnnParams, itemknnSpec } from './itemknn.ts';
 import { asBoolean, asNumber } from './params.ts';
 import { popParams, popSpec } from './popularity.ts';
+import { rp3betaParams, rp3betaSpec } from './rp3beta.ts';
 import type {
   AlgorithmName,
   AlgorithmSpec,
@@ -24,6 +25,7 @@ export const ALGORITHMS: Readonly<Record<AlgorithmName, AlgorithmSpec>> = Object
   als: alsSpec,
   bpr: bprSpec,
   ease: easeSpec,
+  rp3beta: rp3betaSpec,
 });
 
 /** Each algorithm's own reader: checks ranges and cross-field rules the search space cannot express. */
@@ -33,6 +35,7 @@ const VALIDATORS: Readonly<Record<AlgorithmName, (p: Params) => unknown>> = {
   als: alsParams,
   bpr: bprParams,
   ease: easeParams,
+  rp3beta: rp3betaParams,
 };
 
 export const ALGORITHM_NAMES = Object.keys(ALGORITHMS) as AlgorithmName[];

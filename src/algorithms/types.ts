@@ -4,7 +4,7 @@
  */
 import type { Csr } from './sparse.ts';
 
-export type AlgorithmName = 'pop' | 'itemknn' | 'als' | 'bpr' | 'ease';
+export type AlgorithmName = 'pop' | 'itemknn' | 'als' | 'bpr' | 'ease' | 'rp3beta';
 
 export type ParamValue = number | string | boolean;
 export type Params = Record<string, ParamValue>;

@@ -85,7 +85,7 @@ const VERBS: Record<string, string> = {
 };
 
 /** Models whose zero score means "no evidence" (sums over neighbours): such items are not candidates. */
-const EVIDENCE_MODELS = new Set(['itemknn', 'ease']);
+const EVIDENCE_MODELS = new Set(['itemknn', 'ease', 'rp3beta']);
 const MAX_CATEGORY_LENGTH = 256;
 
 export class Recommender implements RecommendationService {
