@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { ALS_FORMAT_VERSION, alsLoss, alsParams, alsSpec, rowRegularization, type AlsModel } from './als.ts';
+import {
+  ALS_FORMAT_VERSION,
+  alsLoss,
+  alsParams,
+  alsSpec,
+  fitAls,
+  rowRegularization,
+  type AlsModel,
+} from './als.ts';
+import { resolveParams } from './index.ts';
 import { Rng } from './random.ts';
 import { csrFromCoo, type Csr } from './sparse.ts';
 import type { UserHistory } from './types.ts';
@@ -377,5 +386,108 @@ describe('ALS', () => {
     expect(() => alsParams({ solver: 'svd' })).toThrow();
     expect(() => alsParams({ alpha: 'x' })).toThrow();
     expect(() => alsParams({ kernel: 'gpu' })).toThrow();
+  });
+});
+
+describe('ALS early stopping', () => {
+  const p = { ...small, iterations: 40 };
+
+  it('is off by default and leaves the fit unchanged', async () => {
+    const { train } = planted(21);
+    expect(alsParams({}).earlyStopping).toBe(false);
+    const a = (await alsSpec.fit(train, p, { threads: 1, seed: 3 })) as AlsModel;
+    const b = (await alsSpec.fit(train, { ...p, earlyStopping: false }, { threads: 1, seed: 3 })) as AlsModel;
+    expect(a.fitReport).toBeNull();
+    expect(Array.from(a.userFactors)).toEqual(Array.from(b.userFactors));
+  });
+
+  it('fits zero-weight entries exactly as if they were absent (the inner split masks that way)', async () => {
+    const { train } = planted(22);
+    const zeroed = { ...train, data: train.data.slice() };
+    const keepR: number[] = [];
+    const keepC: number[] = [];
+    for (let u = 0; u < train.rows; u++) {
+      for (let q = train.indptr[u]; q < train.indptr[u + 1]; q++) {
+        if (q % 7 === 0) zeroed.data[q] = 0;
+        else {
+          keepR.push(u);
+          keepC.push(train.indices[q]);
+        }
+      }
+    }
+    const reduced = csrFromCoo(train.rows, train.cols, keepR, keepC, null);
+    for (const kernel of ['js', 'wasm']) {
+      const q = { ...p, iterations: 5, kernel };
+      const a = (await alsSpec.fit(zeroed, q, { threads: 1, seed: 4 })) as AlsModel;
+      const b = (await alsSpec.fit(reduced, q, { threads: 1, seed: 4 })) as AlsModel;
+      for (let i = 0; i < a.itemFactors.length; i++)
+        expect(a.itemFactors[i]).toBeCloseTo(b.itemFactors[i], 5);
+    }
+  });
+
+  it('stops on an inner split, keeps the best iterate, is deterministic and leaves the input intact', async () => {
+    const { train, test } = planted(23);
+    const before = train.data.slice();
+    const q = { ...p, iterations: 60, earlyStopping: true, patience: 1 };
+    const a = (await alsSpec.fit(train, q, { threads: 1, seed: 5 })) as AlsModel;
+    const b = (await alsSpec.fit(train, q, { threads: 1, seed: 5 })) as AlsModel;
+    expect(Array.from(a.userFactors)).toEqual(Array.from(b.userFactors));
+    expect(Array.from(train.data)).toEqual(Array.from(before));
+    const used = Number(a.fitReport?.iterationsUsed);
+    expect(used).toBeGreaterThanOrEqual(2);
+    expect(used).toBeLessThan(60);
+    expect(Number(a.fitReport?.bestIteration)).toBe(used - 1);
+    expect(Number(a.fitReport?.validationNdcg)).toBeGreaterThan(0.1);
+    expect(hitRate(a, train, test)).toBeGreaterThan(0.3);
+    // The report lives beside the params, which stay valid input for another fit (champion refits).
+    expect(resolveParams(alsSpec, a.params)).toEqual(a.params);
+    expect(a.toArtifact().meta.earlyStoppingIterationsUsed).toBe(used);
+  });
+
+  it('monitors an explicit validation set and stops at a target', async () => {
+    const { train, test } = planted(24);
+    const validation = csrFromCoo(
+      train.rows,
+      train.cols,
+      Array.from({ length: train.rows }, (_, u) => u),
+      Array.from(test),
+      null,
+    );
+    const events: { iteration: number; ndcg: number; trainSeconds: number }[] = [];
+    const model = await fitAls(
+      train,
+      { ...p, iterations: 10 },
+      {
+        threads: 1,
+        seed: 6,
+        earlyStopping: { validation, patience: 0, evalEvery: 3, onEvaluate: (e) => events.push(e) },
+      },
+    );
+    expect(events.map((e) => e.iteration)).toEqual([3, 6, 9, 10]);
+    expect(model.fitReport?.iterationsUsed).toBe(10);
+    for (let j = 1; j < events.length; j++)
+      expect(events[j].trainSeconds).toBeGreaterThanOrEqual(events[j - 1].trainSeconds);
+    const target = events[0].ndcg / 2;
+    const stopped = await fitAls(
+      train,
+      { ...p, iterations: 10 },
+      {
+        threads: 1,
+        seed: 6,
+        earlyStopping: { validation, patience: 0, evalEvery: 1, target },
+      },
+    );
+    expect(Number(stopped.fitReport?.iterationsUsed)).toBeLessThanOrEqual(3);
+  });
+
+  it('validates the early-stopping parameters', () => {
+    expect(() => alsParams({ patience: -1 })).toThrow();
+    expect(() => alsParams({ validationFraction: 0 })).toThrow();
+    expect(() => alsParams({ earlyStopping: 'maybe' })).toThrow();
+    expect(alsParams({ earlyStopping: 'true', solver: 'ialspp', blockSize: 8 })).toMatchObject({
+      earlyStopping: true,
+      solver: 'ialspp',
+      blockSize: 8,
+    });
   });
 });

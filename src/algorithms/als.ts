@@ -27,10 +27,21 @@ import {
   resolveThreads,
   WorkerPool,
 } from './parallel.ts';
-import { readChoice, readNumber } from './params.ts';
+import {
+  EarlyStopper,
+  holdOutValidation,
+  ValidationScorer,
+  VALIDATION_MAX_USERS,
+  type EarlyStoppingOptions,
+  reportMeta,
+  type EarlyStoppingReport,
+  type MonitoredFitOptions,
+} from './early-stopping.ts';
+import { alsSubspaceRows, type AlsSubspaceArgs } from './ialspp.ts';
+import { readBoolean, readChoice, readNumber } from './params.ts';
 import { Rng } from './random.ts';
 import { nnz, toShared, transpose, type Csr } from './sparse.ts';
-import type { AlgorithmSpec, FitOptions, FittedModel, ModelArtifact, Params, UserHistory } from './types.ts';
+import type { AlgorithmSpec, FittedModel, ModelArtifact, Params, UserHistory } from './types.ts';
 import type { GramianArgs } from './worker.ts';
 import {
   WASM_ARENA_MAX_BYTES,
@@ -48,7 +59,7 @@ export const ALS_FORMAT_VERSION = 2;
 /** Rows per partial Gramian: fixed (not per thread) so sums run in the same order for any pool size. */
 const GRAM_BLOCK = 4096;
 
-export interface AlsParams {
+export interface AlsParams extends AlsControlParams {
   factors: number;
   regularization: number;
   /**
@@ -62,7 +73,12 @@ export interface AlsParams {
   alpha: number;
   iterations: number;
   cgSteps: number;
-  solver: 'cg' | 'cholesky';
+  /**
+   * 'cg' (implicit's conjugate gradient, `cgSteps` per row), 'cholesky' (exact, a check) or
+   * 'ialspp' (iALS++ subspace block coordinate descent, `blockSize`/`sweeps`; JavaScript, in the
+   * calling thread).
+   */
+  solver: 'cg' | 'cholesky' | 'ialspp';
   /**
    * Row-solver implementation for the CG solver: 'wasm' (WebAssembly SIMD, float32 lanes, several
    * times faster), 'js' (the double-precision reference) or 'auto' (wasm when available).
@@ -81,7 +97,7 @@ export interface AlsParams {
  * part). `regExponent` 1 (Rendle et al.'s frequency scaling) reached the same peaks but no better,
  * with no wider a ridge, so rows share one λ by default (docs/benchmarks.md has the figures).
  */
-const DEFAULTS: AlsParams = {
+const DEFAULTS: Omit<AlsParams, keyof AlsControlParams> = {
   factors: 64,
   regularization: 100,
   regExponent: 0,
@@ -92,9 +108,43 @@ const DEFAULTS: AlsParams = {
   kernel: 'auto',
 };
 
+/**
+ * Solver and early-stopping controls: not quality defaults (they change how a fit gets to its
+ * result, not which model is best), so they are kept apart from the tuned `DEFAULTS`.
+ */
+export interface AlsControlParams {
+  /** iALS++ block size b (coordinates solved together); b ≥ factors makes one sweep exact. */
+  blockSize: number;
+  /** iALS++ passes over all blocks per row and half-step. */
+  sweeps: number;
+  /**
+   * Stop on an inner validation split: a seeded share `validationFraction` of every user's
+   * interactions is held out, NDCG@10 on (a sample of) them is measured every `evalEvery`
+   * iterations, and the fit stops after `patience` evaluations without improvement, keeping the
+   * best iterate; `refitIterations` full-data iterations then put the held-out interactions back.
+   * `iterations` becomes the maximum. Off by default: results and timings stay as before.
+   */
+  earlyStopping: boolean;
+  patience: number;
+  evalEvery: number;
+  validationFraction: number;
+  refitIterations: number;
+}
+
+const CONTROL_DEFAULTS: AlsControlParams = {
+  blockSize: 16,
+  sweeps: 1,
+  earlyStopping: false,
+  patience: 2,
+  evalEvery: 1,
+  validationFraction: 0.1,
+  refitIterations: 1,
+};
+
 /** Reads and validates ALS parameters (unknown keys are ignored, missing ones take defaults). */
 export function alsParams(params: Params): AlsParams {
   return {
+    ...alsControlParams(params),
     factors: readNumber(params, 'als', 'factors', DEFAULTS.factors, { min: 1, max: 4096, integer: true }),
     regularization: readNumber(params, 'als', 'regularization', DEFAULTS.regularization, {
       min: 0,
@@ -108,8 +158,27 @@ export function alsParams(params: Params): AlsParams {
       integer: true,
     }),
     cgSteps: readNumber(params, 'als', 'cgSteps', DEFAULTS.cgSteps, { min: 1, max: 1000, integer: true }),
-    solver: readChoice(params, 'als', 'solver', DEFAULTS.solver, ['cg', 'cholesky'] as const),
+    solver: readChoice(params, 'als', 'solver', DEFAULTS.solver, ['cg', 'cholesky', 'ialspp'] as const),
     kernel: readChoice(params, 'als', 'kernel', DEFAULTS.kernel, ['auto', 'js', 'wasm'] as const),
+  };
+}
+
+function alsControlParams(params: Params): AlsControlParams {
+  const d = CONTROL_DEFAULTS;
+  const int = (name: keyof AlsControlParams, fallback: number, min: number, max: number): number =>
+    readNumber(params, 'als', name, fallback, { min, max, integer: true });
+  return {
+    blockSize: int('blockSize', d.blockSize, 1, 4096),
+    sweeps: int('sweeps', d.sweeps, 1, 100),
+    earlyStopping: readBoolean(params, 'als', 'earlyStopping', d.earlyStopping),
+    patience: int('patience', d.patience, 0, 1000),
+    evalEvery: int('evalEvery', d.evalEvery, 1, 1000),
+    validationFraction: readNumber(params, 'als', 'validationFraction', d.validationFraction, {
+      min: 0,
+      max: 0.5,
+      exclusiveMin: true,
+    }),
+    refitIterations: int('refitIterations', d.refitIterations, 0, 100),
   };
 }
 
@@ -126,6 +195,8 @@ export class AlsModel implements FittedModel {
   readonly factors: number;
   readonly userFactors: Float32Array;
   readonly itemFactors: Float32Array;
+  /** Early stopping's report, or null when the fit ran a fixed number of iterations. */
+  readonly fitReport: EarlyStoppingReport | null;
   private readonly alpha: number;
   private readonly reg: number;
   private readonly regExponent: number;
@@ -142,12 +213,15 @@ export class AlsModel implements FittedModel {
     userFactors: Float32Array,
     itemFactors: Float32Array,
     gram?: Float64Array,
+    /** Early stopping's report, when the fit used it. */
+    fitReport: EarlyStoppingReport | null = null,
   ) {
     const k = p.factors;
     if (userFactors.length !== nUsers * k || itemFactors.length !== nItems * k) {
       throw new CairnError('CAIRN_VALIDATION', 'als: factor arrays do not match the model shape');
     }
     this.params = paramsRecord(p);
+    this.fitReport = fitReport;
     this.nUsers = nUsers;
     this.nItems = nItems;
     this.factors = k;
@@ -221,7 +295,7 @@ export class AlsModel implements FittedModel {
       algorithm: 'als',
       formatVersion: ALS_FORMAT_VERSION,
       params: { ...this.params },
-      meta: { factors: this.factors, users: this.nUsers, items: this.nItems },
+      meta: { factors: this.factors, users: this.nUsers, items: this.nItems, ...reportMeta(this.fitReport) },
       arrays: { userFactors: this.userFactors, itemFactors: this.itemFactors },
     };
   }
@@ -241,12 +315,17 @@ export function rowRegularization(
 /** Every row's λ_r for one side (rows of `m`, against its `m.cols` columns). */
 function sideRegularization(m: Csr, p: AlsParams, shared: boolean, arena: WasmArena | null): Float32Array {
   const out = arena !== null ? arena.float32(m.rows) : allocFloat32(m.rows, shared);
+  fillRegularization(m, p, out);
+  return out;
+}
+
+/** Writes every row's λ_r into `out` (again after the data changed, e.g. held-out entries restored). */
+function fillRegularization(m: Csr, p: AlsParams, out: Float32Array): void {
   for (let r = 0; r < m.rows; r++) {
     let mass = 0;
     for (let q = m.indptr[r]; q < m.indptr[r + 1]; q++) mass += Math.abs(m.data[q]);
     out[r] = rowRegularization(p.regularization, p.regExponent, m.cols, p.alpha, mass);
   }
-  return out;
 }
 
 /** YᵀY in-thread (used when loading an artifact). Same block order as training. */
@@ -340,12 +419,37 @@ async function solveSide(
   Y: Float32Array,
   p: AlsParams,
   wasm: WasmState | null,
+  signal?: AbortSignal,
 ): Promise<void> {
   const k = p.factors;
   const m = side.m;
   // λ_r goes on each row's diagonal in the kernel; the shared part is YᵀY alone.
   const gram = await poolGramian(pool, Y, m.cols, k, wasm);
   const bounds = partitionRows(m.indptr, m.rows, rangeCount(pool), k / 2);
+  if (p.solver === 'ialspp') {
+    // The worker task table (worker.ts) has no iALS++ entry yet, so the row ranges run in this
+    // thread; the abort check between ranges keeps cancellation prompt.
+    for (let t = 0; t + 1 < bounds.length; t++) {
+      if (signal?.aborted) throw abortReason(signal);
+      const args: AlsSubspaceArgs = {
+        indptr: m.indptr,
+        indices: m.indices,
+        data: m.data,
+        X: side.X,
+        Y,
+        gram,
+        rowReg: side.reg,
+        k,
+        alpha: p.alpha,
+        blockSize: p.blockSize,
+        sweeps: p.sweeps,
+        start: bounds[t],
+        end: bounds[t + 1],
+      };
+      alsSubspaceRows(args);
+    }
+    return;
+  }
   if (wasm !== null) {
     wasm.gram.set(gram);
     const tasks: WasmAlsArgs[] = [];
@@ -383,7 +487,7 @@ async function solveSide(
       k,
       alpha: p.alpha,
       cgSteps: p.cgSteps,
-      solver: p.solver,
+      solver: p.solver === 'cholesky' ? 'cholesky' : 'cg',
       start: bounds[t],
       end: bounds[t + 1],
     });
@@ -475,7 +579,7 @@ export function alsLoss(
     0,
     train.rows,
   );
-  const full = { ...DEFAULTS, ...p };
+  const full = { ...DEFAULTS, ...CONTROL_DEFAULTS, ...p };
   const penalty = (m: Csr, F: Float32Array): number => {
     const reg = sideRegularization(m, full, false, null);
     let sum = 0;
@@ -490,11 +594,81 @@ export function alsLoss(
   return loss;
 }
 
-async function fitAls(train: Csr, params: Params, opts: FitOptions): Promise<AlsModel> {
+/** A monitored fit's validation plan: where the held-out data comes from and how to score it. */
+interface Monitor {
+  options: Required<Pick<EarlyStoppingOptions, 'patience' | 'evalEvery' | 'restoreBest'>> &
+    Pick<EarlyStoppingOptions, 'onEvaluate' | 'target'>;
+  scorer: ValidationScorer;
+  /** Row-major flags of entries held out of the fit (inner split), or null (explicit validation). */
+  heldOut: Uint8Array | null;
+}
+
+/**
+ * Sets up early stopping: an explicit validation set from the options wins; otherwise, when the
+ * `earlyStopping` parameter is on, a seeded inner split of `train` is carved out.
+ */
+function monitorFor(train: Csr, p: AlsParams, opts: MonitoredFitOptions): Monitor | null {
+  const given = opts.earlyStopping;
+  const k = given?.k ?? 10;
+  const maxUsers = given?.maxUsers ?? VALIDATION_MAX_USERS;
+  if (given !== undefined) {
+    return {
+      options: {
+        patience: given.patience,
+        evalEvery: Math.max(1, Math.floor(given.evalEvery)),
+        restoreBest: given.restoreBest ?? true,
+        onEvaluate: given.onEvaluate,
+        target: given.target,
+      },
+      scorer: new ValidationScorer(train, given.validation, p.factors, k, maxUsers, opts.seed),
+      heldOut: null,
+    };
+  }
+  if (!p.earlyStopping) return null;
+  const split = holdOutValidation(train, p.validationFraction, opts.seed ^ 0x7a11da7e);
+  return {
+    options: { patience: p.patience, evalEvery: p.evalEvery, restoreBest: true },
+    scorer: new ValidationScorer(split.fit, split.validation, p.factors, k, maxUsers, opts.seed),
+    heldOut: split.heldOut,
+  };
+}
+
+/**
+ * `m`'s data with the held-out entries (row-major flags) set to weight 0. In implicit ALS a
+ * zero-weight entry has confidence 1 and preference 0, exactly like an unstored cell, so the
+ * masked matrix fits as if those entries were absent, while keeping the CSR structure (and the
+ * wasm arena layout) that the full-data refit reuses.
+ */
+function maskedData(data: Float32Array, flags: Uint8Array): Float32Array {
+  const out = data.slice(0, flags.length);
+  for (let q = 0; q < flags.length; q++) if (flags[q] === 1) out[q] = 0;
+  return out;
+}
+
+/**
+ * Fits ALS. With `opts.earlyStopping` (an explicit validation set) or the `earlyStopping` parameter
+ * (an inner split of `train`), iterations are monitored by validation NDCG and the best iterate kept.
+ */
+export async function fitAls(train: Csr, params: Params, opts: MonitoredFitOptions): Promise<AlsModel> {
   const p = alsParams(params);
   const k = p.factors;
   const { rows: nUsers, cols: nItems } = train;
   if (opts.signal?.aborted) throw abortReason(opts.signal);
+  const monitor = monitorFor(train, p, opts);
+  const heldOut = monitor?.heldOut ?? null;
+  const trainT = transpose(train);
+  // With an inner split both orientations start masked; the full data comes back for the refit.
+  const fitU: Csr = heldOut === null ? train : { ...train, data: maskedData(train.data, heldOut) };
+  const fitI: Csr =
+    heldOut === null
+      ? trainT
+      : {
+          ...trainT,
+          data: maskedData(
+            trainT.data,
+            Uint8Array.from(transpose({ ...train, data: Float32Array.from(heldOut) }).data),
+          ),
+        };
   const pool = new WorkerPool({ threads: resolveThreads(opts.threads), signal: opts.signal });
   try {
     const shared = pool.needsShared;
@@ -505,8 +679,8 @@ async function fitAls(train: Csr, params: Params, opts: FitOptions): Promise<Als
     if (useWasm(p, train, ranges)) {
       // One arena (shared with the workers when there are any) holds everything the kernel reads.
       const arena = new WasmArena(arenaBytes(train, k, ranges), shared);
-      const mu = csrInto(arena, train);
-      const mi = csrInto(arena, transpose(train));
+      const mu = csrInto(arena, fitU);
+      const mi = csrInto(arena, fitI);
       byUser = { m: mu, X: arena.float32(nUsers * k), reg: sideRegularization(mu, p, shared, arena) };
       byItem = { m: mi, X: arena.float32(nItems * k), reg: sideRegularization(mi, p, shared, arena) };
       wasm = {
@@ -518,8 +692,9 @@ async function fitAls(train: Csr, params: Params, opts: FitOptions): Promise<Als
       };
     } else {
       // Workers read the interactions through shared memory; the transpose drives the item step.
-      const mu = shared ? toShared(train) : train;
-      const mi = shared ? toShared(transpose(train)) : transpose(train);
+      // A masked copy is private to this fit; the caller's matrix is never written.
+      const mu = shared ? toShared(fitU) : fitU;
+      const mi = shared ? toShared(fitI) : fitI;
       byUser = { m: mu, X: allocFloat32(nUsers * k, shared), reg: sideRegularization(mu, p, shared, null) };
       byItem = { m: mi, X: allocFloat32(nItems * k, shared), reg: sideRegularization(mi, p, shared, null) };
     }
@@ -529,17 +704,69 @@ async function fitAls(train: Csr, params: Params, opts: FitOptions): Promise<Als
     initFactors(X, rng);
     initFactors(Y, rng);
     opts.onProgress?.(0, `als: ${nUsers} users × ${nItems} items, ${nnz(train)} interactions`);
+    const stopper =
+      monitor === null ? null : new EarlyStopper(monitor.options.patience, monitor.options.target);
+    const bestX = monitor?.options.restoreBest ? new Float32Array(X.length) : null;
+    const bestY = monitor?.options.restoreBest ? new Float32Array(Y.length) : null;
+    const t0 = performance.now();
+    let evalMs = 0;
+    let used = 0;
     for (let it = 0; it < p.iterations; it++) {
       if (opts.signal?.aborted) throw abortReason(opts.signal);
-      await solveSide(pool, byUser, Y, p, wasm);
-      await solveSide(pool, byItem, X, p, wasm);
+      await solveSide(pool, byUser, Y, p, wasm, opts.signal);
+      await solveSide(pool, byItem, X, p, wasm, opts.signal);
+      used = it + 1;
       opts.onProgress?.((it + 1) / p.iterations, `als: iteration ${it + 1}/${p.iterations}`);
+      if (monitor === null || stopper === null) continue;
+      if (used % monitor.options.evalEvery !== 0 && used !== p.iterations) continue;
+      const e0 = performance.now();
+      const ndcg = monitor.scorer.ndcg(X, Y, k);
+      if (stopper.update(ndcg, used) && bestX !== null && bestY !== null) {
+        bestX.set(X);
+        bestY.set(Y);
+      }
+      evalMs += performance.now() - e0;
+      monitor.options.onEvaluate?.({
+        iteration: used,
+        ndcg,
+        trainSeconds: (performance.now() - t0 - evalMs) / 1000,
+      });
+      if (stopper.shouldStop) break;
+    }
+    let report: EarlyStoppingReport | null = null;
+    if (stopper !== null) {
+      if (bestX !== null && bestY !== null && stopper.bestIteration > 0) {
+        X.set(bestX);
+        Y.set(bestY);
+      }
+      report = {
+        iterationsUsed: used,
+        bestIteration: stopper.bestIteration,
+        validationNdcg: Number(stopper.best.toFixed(6)),
+      };
+      opts.onProgress?.(
+        1,
+        `als: stopped after iteration ${used}, kept iteration ${stopper.bestIteration} (validation ndcg@10 ${report.validationNdcg})`,
+      );
+    }
+    if (heldOut !== null) {
+      // Put the held-out interactions back and take a few full-data steps from the best iterate.
+      byUser.m.data.set(train.data.subarray(0, heldOut.length));
+      byItem.m.data.set(trainT.data.subarray(0, heldOut.length));
+      fillRegularization(byUser.m, p, byUser.reg);
+      fillRegularization(byItem.m, p, byItem.reg);
+      for (let it = 0; it < p.refitIterations; it++) {
+        if (opts.signal?.aborted) throw abortReason(opts.signal);
+        await solveSide(pool, byUser, Y, p, wasm, opts.signal);
+        await solveSide(pool, byItem, X, p, wasm, opts.signal);
+        opts.onProgress?.(1, `als: full-data iteration ${it + 1}/${p.refitIterations}`);
+      }
     }
     const gram = await poolGramian(pool, Y, nItems, k, wasm);
     // Hand back ordinary arrays: shared or arena memory belongs to the training run.
     const uf = shared || wasm !== null ? new Float32Array(X) : X;
     const itf = shared || wasm !== null ? new Float32Array(Y) : Y;
-    return new AlsModel(p, nUsers, nItems, uf, itf, gram);
+    return new AlsModel(p, nUsers, nItems, uf, itf, gram, report);
   } finally {
     await pool.close();
   }
@@ -574,7 +801,7 @@ function loadAls(artifact: ModelArtifact): AlsModel {
 
 export const alsSpec: AlgorithmSpec = {
   name: 'als',
-  defaults: paramsRecord(DEFAULTS),
+  defaults: paramsRecord({ ...DEFAULTS, ...CONTROL_DEFAULTS }),
   space: {
     factors: { kind: 'int', min: 16, max: 256, log: true },
     regularization: { kind: 'float', min: 0.01, max: 3000, log: true },

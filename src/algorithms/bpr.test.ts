@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bprParams, bprSpec, type BprModel } from './bpr.ts';
+import { bprParams, bprSpec, fitBpr, type BprModel } from './bpr.ts';
 import { Rng } from './random.ts';
 import { csrFromCoo, type Csr } from './sparse.ts';
 import type { UserHistory } from './types.ts';
@@ -157,5 +157,50 @@ describe('BPR', () => {
     await expect(run).rejects.toMatchObject({ name: 'AbortError' });
     expect(() => bprParams({ learningRate: -1 })).toThrow();
     expect(bprParams({}).factors).toBe(64);
+  });
+});
+
+/** `planted` with its held-out picks as a validation matrix. */
+function plantedBpr(seed: number): { train: Csr; validation: Csr } {
+  const { train, test } = planted(seed);
+  const users = Array.from({ length: train.rows }, (_, u) => u);
+  return { train, validation: csrFromCoo(train.rows, train.cols, users, Array.from(test), null) };
+}
+
+describe('BPR early stopping', () => {
+  it('is off by default, stops on an inner split deterministically and reports the epochs used', async () => {
+    const { train } = plantedBpr(31);
+    expect(bprParams({}).earlyStopping).toBe(false);
+    const plain = await bprSpec.fit(train, { factors: 8, iterations: 3 }, { threads: 1, seed: 1 });
+    expect((plain as BprModel).fitReport).toBeNull();
+    const q = { factors: 8, iterations: 200, earlyStopping: true, patience: 2, evalEvery: 5 };
+    const before = Array.from(train.indices);
+    for (const kernel of ['js', 'wasm']) {
+      const a = (await bprSpec.fit(train, { ...q, kernel }, { threads: 1, seed: 2 })) as BprModel;
+      const b = (await bprSpec.fit(train, { ...q, kernel }, { threads: 1, seed: 2 })) as BprModel;
+      expect(Array.from(a.itemFactors)).toEqual(Array.from(b.itemFactors));
+      const used = Number(a.fitReport?.iterationsUsed);
+      expect(used % 5).toBe(0);
+      expect(used).toBeLessThan(200);
+      expect(Number(a.fitReport?.bestIteration)).toBe(used - 10);
+      expect(Number(a.fitReport?.validationNdcg)).toBeGreaterThan(0.05);
+    }
+    expect(Array.from(train.indices)).toEqual(before);
+  });
+
+  it('monitors an explicit validation set', async () => {
+    const { train, validation } = plantedBpr(32);
+    const events: number[] = [];
+    const model = await fitBpr(
+      train,
+      { factors: 8, iterations: 12 },
+      {
+        threads: 1,
+        seed: 3,
+        earlyStopping: { validation, patience: 0, evalEvery: 4, onEvaluate: (e) => events.push(e.iteration) },
+      },
+    );
+    expect(events).toEqual([4, 8, 12]);
+    expect(model.fitReport?.iterationsUsed).toBe(12);
   });
 });

@@ -19,7 +19,16 @@ import {
   type BprEpochResult,
 } from './kernels.ts';
 import { abortReason, allocFloat32, resolveThreads, WorkerPool } from './parallel.ts';
-import { readChoice, readNumber } from './params.ts';
+import {
+  EarlyStopper,
+  holdOutValidation,
+  ValidationScorer,
+  VALIDATION_MAX_USERS,
+  reportMeta,
+  type EarlyStoppingReport,
+  type MonitoredFitOptions,
+} from './early-stopping.ts';
+import { readBoolean, readChoice, readNumber } from './params.ts';
 import { mixSeed, Rng } from './random.ts';
 import { nnz, toShared, type Csr } from './sparse.ts';
 import {
@@ -30,14 +39,14 @@ import {
   wasmSimdSupported,
   type WasmBprArgs,
 } from './wasm.ts';
-import type { AlgorithmSpec, FitOptions, FittedModel, ModelArtifact, Params, UserHistory } from './types.ts';
+import type { AlgorithmSpec, FittedModel, ModelArtifact, Params, UserHistory } from './types.ts';
 
 export const BPR_FORMAT_VERSION = 1;
 
 /** Samples per in-thread task (one sorted block): bounds the time between abort checks. */
 const CHUNK_SAMPLES = BPR_BLOCK;
 
-export interface BprParams {
+export interface BprParams extends BprControlParams {
   factors: number;
   learningRate: number;
   regularization: number;
@@ -63,7 +72,7 @@ export interface BprParams {
  * (was 0.01) gained 3–12% on the synthetic sets (most on the dense one) for ≤ 2% lost on the
  * others (docs/benchmarks.md).
  */
-const DEFAULTS: BprParams = {
+const DEFAULTS: Omit<BprParams, keyof BprControlParams> = {
   factors: 64,
   learningRate: 0.02,
   regularization: 0.02,
@@ -72,9 +81,54 @@ const DEFAULTS: BprParams = {
   kernel: 'auto',
 };
 
+/**
+ * Early stopping on an inner validation split, as for ALS (als.ts `AlsControlParams`): a seeded
+ * share `validationFraction` of every user's interactions is held out, NDCG@10 on a sample of them
+ * is measured every `evalEvery` epochs, and the fit stops after `patience` evaluations without
+ * improvement, keeping the best iterate; `refitEpochs` epochs on the full data then follow.
+ * `iterations` becomes the maximum. Off by default.
+ */
+export interface BprControlParams {
+  earlyStopping: boolean;
+  patience: number;
+  evalEvery: number;
+  validationFraction: number;
+  refitEpochs: number;
+}
+
+/**
+ * BPR's validation NDCG can sit on a plateau for tens of epochs before it climbs (MovieTweetings:
+ * flat from epoch 5 to 40, then +16% by epoch 100), so patience spans 50 epochs.
+ */
+const CONTROL_DEFAULTS: BprControlParams = {
+  earlyStopping: false,
+  patience: 10,
+  evalEvery: 5,
+  validationFraction: 0.1,
+  refitEpochs: 1,
+};
+
+function bprControlParams(params: Params): BprControlParams {
+  const d = CONTROL_DEFAULTS;
+  const int = (name: keyof BprControlParams, fallback: number, min: number, max: number): number =>
+    readNumber(params, 'bpr', name, fallback, { min, max, integer: true });
+  return {
+    earlyStopping: readBoolean(params, 'bpr', 'earlyStopping', d.earlyStopping),
+    patience: int('patience', d.patience, 0, 1000),
+    evalEvery: int('evalEvery', d.evalEvery, 1, 1000),
+    validationFraction: readNumber(params, 'bpr', 'validationFraction', d.validationFraction, {
+      min: 0,
+      max: 0.5,
+      exclusiveMin: true,
+    }),
+    refitEpochs: int('refitEpochs', d.refitEpochs, 0, 1000),
+  };
+}
+
 /** Reads and validates BPR parameters (missing ones take defaults). */
 export function bprParams(params: Params): BprParams {
   return {
+    ...bprControlParams(params),
     factors: readNumber(params, 'bpr', 'factors', DEFAULTS.factors, { min: 1, max: 4096, integer: true }),
     learningRate: readNumber(params, 'bpr', 'learningRate', DEFAULTS.learningRate, { min: 0, max: 100 }),
     regularization: readNumber(params, 'bpr', 'regularization', DEFAULTS.regularization, {
@@ -114,6 +168,8 @@ export class BprModel implements FittedModel {
   readonly userFactors: Float32Array;
   readonly itemFactors: Float32Array;
   readonly itemBias: Float32Array;
+  /** Early stopping's report, or null when the fit ran a fixed number of epochs. */
+  readonly fitReport: EarlyStoppingReport | null;
   private readonly p: BprParams;
   private readonly x: Float64Array;
   private itemInvNorms: Float32Array | null = null;
@@ -125,6 +181,8 @@ export class BprModel implements FittedModel {
     userFactors: Float32Array,
     itemFactors: Float32Array,
     itemBias: Float32Array,
+    /** Early stopping's report, when the fit used it. */
+    fitReport: EarlyStoppingReport | null = null,
   ) {
     const k = p.factors;
     if (
@@ -136,6 +194,7 @@ export class BprModel implements FittedModel {
     }
     this.p = p;
     this.params = { ...p };
+    this.fitReport = fitReport;
     this.nUsers = nUsers;
     this.nItems = nItems;
     this.factors = k;
@@ -201,7 +260,7 @@ export class BprModel implements FittedModel {
       algorithm: 'bpr',
       formatVersion: BPR_FORMAT_VERSION,
       params: { ...this.params },
-      meta: { factors: this.factors, users: this.nUsers, items: this.nItems },
+      meta: { factors: this.factors, users: this.nUsers, items: this.nItems, ...reportMeta(this.fitReport) },
       arrays: { userFactors: this.userFactors, itemFactors: this.itemFactors, itemBias: this.itemBias },
     };
   }
@@ -252,12 +311,37 @@ export function negativeCandidates(negatives: number, nItems: number): number {
   return negatives > 0 ? negatives : Math.min(MAX_AUTO_NEGATIVES, Math.max(1, Math.round(nItems / 1000)));
 }
 
-async function fitBpr(train: Csr, params: Params, opts: FitOptions): Promise<BprModel> {
+/**
+ * Fits BPR. With `opts.earlyStopping` (an explicit validation set) or the `earlyStopping` parameter
+ * (an inner split of `train`), epochs are monitored by validation NDCG and the best iterate is kept.
+ */
+export async function fitBpr(train: Csr, params: Params, opts: MonitoredFitOptions): Promise<BprModel> {
   const given = bprParams(params);
   const p = { ...given, negatives: negativeCandidates(given.negatives, train.cols) };
   const k = p.factors;
   const { rows: nUsers, cols: nItems } = train;
   if (opts.signal?.aborted) throw abortReason(opts.signal);
+  // The matrix the epochs sample from: `train`, or its inner-split fit part until the refit.
+  const es = opts.earlyStopping;
+  const split =
+    es === undefined && p.earlyStopping
+      ? holdOutValidation(train, p.validationFraction, opts.seed ^ 0x7a11da7e)
+      : null;
+  const fitM = split?.fit ?? train;
+  const scorer =
+    es !== undefined || split !== null
+      ? new ValidationScorer(
+          fitM,
+          es?.validation ?? split!.validation,
+          k,
+          es?.k ?? 10,
+          es?.maxUsers ?? VALIDATION_MAX_USERS,
+          opts.seed,
+        )
+      : null;
+  const patience = es?.patience ?? p.patience;
+  const evalEvery = Math.max(1, Math.floor(es?.evalEvery ?? p.evalEvery));
+  const restoreBest = es?.restoreBest ?? true;
   const pool = new WorkerPool({ threads: resolveThreads(opts.threads), signal: opts.signal });
   try {
     const shared = pool.needsShared;
@@ -275,35 +359,51 @@ async function fitBpr(train: Csr, params: Params, opts: FitOptions): Promise<Bpr
     // In-thread chunks run one after another and share one buffer; workers each need their own.
     const buffers = pool.inThread ? 1 : chunks;
     const qbufLen = Math.max(1, Math.min(BPR_BLOCK, Math.ceil(total / chunks)));
+    /** Switches the sampled matrix to `m` (the fit part, then the full data); returns its size. */
+    let useMatrix: (m: Csr) => number;
     if (useWasm(p, train, buffers * qbufLen, chunks)) {
-      arena = new WasmArena(arenaBytes(train, k, buffers * qbufLen, chunks), shared);
-      indptr = arena.int32(nUsers + 1);
-      indices = arena.int32(total);
-      X = arena.float32(nUsers * k);
-      Y = arena.float32(nItems * k);
-      bias = arena.float32(nItems);
-      states = arena.int32(chunks * 8);
-      qbufs = arena.int32(buffers * qbufLen);
-      indptr.set(train.indptr);
-      indices.set(train.indices.subarray(0, total));
+      const a = new WasmArena(arenaBytes(train, k, buffers * qbufLen, chunks), shared);
+      arena = a;
+      indptr = a.int32(nUsers + 1);
+      const full = a.int32(total);
+      indices = full;
+      X = a.float32(nUsers * k);
+      Y = a.float32(nItems * k);
+      bias = a.float32(nItems);
+      states = a.int32(chunks * 8);
+      qbufs = a.int32(buffers * qbufLen);
+      // The arena is sized for the full matrix; the fit part is a prefix-sized subset of it.
+      // The kernels sample among all of `indices`, so they get a view of the used prefix.
+      useMatrix = (m) => {
+        indptr.set(m.indptr);
+        full.set(m.indices.subarray(0, nnz(m)));
+        indices = full.subarray(0, nnz(m));
+        return nnz(m);
+      };
     } else {
-      const m = shared ? toShared(train) : train;
-      indptr = m.indptr;
-      indices = m.indices;
       X = allocFloat32(nUsers * k, shared);
       Y = allocFloat32(nItems * k, shared);
       bias = allocFloat32(nItems, shared);
+      indptr = train.indptr;
+      indices = train.indices.subarray(0, total);
+      useMatrix = (m) => {
+        const s = shared ? toShared(m) : m;
+        indptr = s.indptr;
+        indices = s.indices.subarray(0, nnz(m));
+        return nnz(m);
+      };
     }
+    let samplesPerEpoch = useMatrix(fitM);
     // Small symmetric init scaled by 1/k keeps initial scores near zero whatever the rank.
     const rng = new Rng(opts.seed);
     for (let q = 0; q < X.length; q++) X[q] = (rng.float() - 0.5) / k;
     for (let q = 0; q < Y.length; q++) Y[q] = (rng.float() - 0.5) / k;
     opts.onProgress?.(0, `bpr: ${nUsers} users × ${nItems} items, ${total} interactions`);
-    for (let epoch = 0; epoch < p.iterations; epoch++) {
-      if (opts.signal?.aborted) throw abortReason(opts.signal);
+    const epoch = async (e: number): Promise<number> => {
       const tasks: (BprEpochArgs | WasmBprArgs)[] = [];
       for (let c = 0; c < chunks; c++) {
-        const samples = Math.floor((total * (c + 1)) / chunks) - Math.floor((total * c) / chunks);
+        const samples =
+          Math.floor((samplesPerEpoch * (c + 1)) / chunks) - Math.floor((samplesPerEpoch * c) / chunks);
         const common: BprEpochArgs = {
           indptr,
           indices,
@@ -315,7 +415,7 @@ async function fitBpr(train: Csr, params: Params, opts: FitOptions): Promise<Bpr
           learningRate: p.learningRate,
           regularization: p.regularization,
           samples,
-          seed: mixSeed(opts.seed, epoch, c),
+          seed: mixSeed(opts.seed, e, c),
           negatives: p.negatives,
         };
         if (arena !== null && states !== null && qbufs !== null) {
@@ -330,16 +430,65 @@ async function fitBpr(train: Csr, params: Params, opts: FitOptions): Promise<Bpr
       }
       const results = await pool.map<BprEpochResult>(arena !== null ? 'bpr.epochWasm' : 'bpr.epoch', tasks);
       let correct = 0;
-      let used = total;
+      let used = samplesPerEpoch;
       for (const r of results) {
         correct += r.correct;
         used -= r.skipped;
       }
-      const acc = used > 0 ? correct / used : 0;
+      return used > 0 ? correct / used : 0;
+    };
+    const stopper = scorer === null ? null : new EarlyStopper(patience, es?.target);
+    const best = stopper !== null && restoreBest ? [X.slice(), Y.slice(), bias.slice()] : null;
+    const t0 = performance.now();
+    let evalMs = 0;
+    let done = 0;
+    for (let e = 0; e < p.iterations; e++) {
+      if (opts.signal?.aborted) throw abortReason(opts.signal);
+      const acc = await epoch(e);
+      done = e + 1;
       opts.onProgress?.(
-        (epoch + 1) / p.iterations,
-        `bpr: epoch ${epoch + 1}/${p.iterations}, train pair accuracy ${acc.toFixed(4)}`,
+        (e + 1) / p.iterations,
+        `bpr: epoch ${e + 1}/${p.iterations}, train pair accuracy ${acc.toFixed(4)}`,
       );
+      if (scorer === null || stopper === null) continue;
+      if (done % evalEvery !== 0 && done !== p.iterations) continue;
+      const e0 = performance.now();
+      const ndcg = scorer.ndcg(X, Y, k, bias);
+      if (stopper.update(ndcg, done) && best !== null) {
+        best[0].set(X);
+        best[1].set(Y);
+        best[2].set(bias);
+      }
+      evalMs += performance.now() - e0;
+      es?.onEvaluate?.({ iteration: done, ndcg, trainSeconds: (performance.now() - t0 - evalMs) / 1000 });
+      if (stopper.shouldStop) break;
+    }
+    let report: EarlyStoppingReport | null = null;
+    if (stopper !== null) {
+      if (best !== null && stopper.bestIteration > 0) {
+        X.set(best[0]);
+        Y.set(best[1]);
+        bias.set(best[2]);
+      }
+      report = {
+        iterationsUsed: done,
+        bestIteration: stopper.bestIteration,
+        validationNdcg: Number(stopper.best.toFixed(6)),
+      };
+      opts.onProgress?.(
+        1,
+        `bpr: stopped after epoch ${done}, kept epoch ${stopper.bestIteration} (validation ndcg@10 ${report.validationNdcg})`,
+      );
+    }
+    if (split !== null && p.refitEpochs > 0) {
+      // The held-out interactions come back for a few epochs from the best iterate; their seeds
+      // continue the epoch numbering so they differ from every earlier epoch's.
+      samplesPerEpoch = useMatrix(train);
+      for (let e = 0; e < p.refitEpochs; e++) {
+        if (opts.signal?.aborted) throw abortReason(opts.signal);
+        await epoch(p.iterations + e);
+        opts.onProgress?.(1, `bpr: full-data epoch ${e + 1}/${p.refitEpochs}`);
+      }
     }
     // Hand back ordinary arrays: shared or arena memory belongs to the training run.
     const copy = shared || arena !== null;
@@ -350,6 +499,7 @@ async function fitBpr(train: Csr, params: Params, opts: FitOptions): Promise<Bpr
       copy ? new Float32Array(X) : X,
       copy ? new Float32Array(Y) : Y,
       copy ? new Float32Array(bias) : bias,
+      report,
     );
   } finally {
     await pool.close();
@@ -387,7 +537,7 @@ function loadBpr(artifact: ModelArtifact): BprModel {
 
 export const bprSpec: AlgorithmSpec = {
   name: 'bpr',
-  defaults: { ...DEFAULTS },
+  defaults: { ...DEFAULTS, ...CONTROL_DEFAULTS },
   space: {
     factors: { kind: 'int', min: 16, max: 256, log: true },
     learningRate: { kind: 'float', min: 0.005, max: 0.2, log: true },
