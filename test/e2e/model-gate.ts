@@ -121,7 +121,7 @@ export function describeModelGates(backend: 'sqlite' | 'postgres'): void {
       const m = await card(champion);
       expect(m.status).toBe('champion');
       const l = m.lineage!;
-      expect(l.trigger).toMatchObject({ kind: 'manual', requested_by: 'system' });
+      expect(l.trigger).toMatchObject({ kind: 'demo', requested_by: 'system' });
       expect(l.trigger.job_id).toEqual(expect.any(String));
       expect(l.data.last_event_seq).toBeGreaterThan(0);
       expect(l.data.training_set_hash).toMatch(/^[0-9a-f]{64}$/);
@@ -175,7 +175,7 @@ export function describeModelGates(backend: 'sqlite' | 'postgres'): void {
       expect(served).toMatchObject({ model_version: champion, source: 'personalized' });
       const metrics = await cairn.app.inject({ method: 'GET', url: '/metrics' });
       expect(metrics.body).toMatch(/cairn_training_outcomes_total\{outcome="rejected",trigger="manual"\} 1/);
-      expect(metrics.body).toMatch(/cairn_training_outcomes_total\{outcome="promoted",trigger="manual"\} 1/);
+      expect(metrics.body).toMatch(/cairn_training_outcomes_total\{outcome="promoted",trigger="demo"\} 1/);
 
       // Promoting it needs force; without, a 409 that says why.
       const refused = await call<{ error: { code: string; details: { status: string; reason: string } } }>(
