@@ -331,6 +331,23 @@ export const ModelLineageResponse = Type.Object({
   gate: Type.Union([GateRecordResponse, Type.Null()]),
   drift: Type.Union([DriftReferenceResponse, Type.Null()]),
   audit: Type.Array(ModelAuditResponse),
+  tuning: Type.Optional(
+    Type.Object(
+      {
+        trials: Type.Array(
+          Type.Object({
+            params: Type.Record(Type.String(), Type.Union([Type.Number(), Type.String(), Type.Boolean()])),
+            value: Nullable(Type.Number()),
+          }),
+        ),
+        metric: Type.String(),
+        best: Type.Number(),
+        seconds: Type.Number(),
+        warm_start: Nullable(Type.String({ description: 'Version whose params were the first trial' })),
+      },
+      { description: 'Self-tuning search on a validation part of the training data (training.tuneTrials)' },
+    ),
+  ),
 });
 export type ModelLineageWire = Static<typeof ModelLineageResponse>;
 

@@ -212,6 +212,15 @@ export function lineageToWire(l: ModelLineage): ModelLineageWire {
       score_shares: l.drift.scoreShares,
     },
     audit: l.audit.map((a) => ({ at: isoTime(a.at), action: a.action, by: a.by, detail: a.detail })),
+    ...(l.tuning && {
+      tuning: {
+        trials: l.tuning.trials.map((t) => ({ params: t.params, value: t.value })),
+        metric: l.tuning.metric,
+        best: l.tuning.best,
+        seconds: l.tuning.seconds,
+        warm_start: l.tuning.warmStart,
+      },
+    }),
   };
 }
 

@@ -102,6 +102,7 @@ export const ConfigSchema = Type.Object(
             Type.Literal('bpr'),
             Type.Literal('itemknn'),
             Type.Literal('ease'),
+            Type.Literal('rp3beta'),
             Type.Literal('pop'),
           ],
           {
@@ -121,6 +122,13 @@ export const ConfigSchema = Type.Object(
         ),
         /** Fraction of each user's interactions held out to measure a new model before it is served. */
         holdoutFraction: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 0.5, default: 0.1 }),
+        /**
+         * Self-tuning: trials of a hyper-parameter search on a validation part carved from the training
+         * part, warm-started from the champion's parameters, before the model is fitted (0: off).
+         */
+        tuneTrials: Type.Integer({ minimum: 0, maximum: 1000, default: 0 }),
+        /** Wall-time budget of that search in seconds; the first trial always runs. */
+        tuneBudgetSeconds: Type.Number({ minimum: 0, default: 600 }),
         /** Fewer positive interactions than this and training refuses (CAIRN_NOT_ENOUGH_DATA). */
         minInteractions: Type.Integer({ minimum: 1, default: 10 }),
         /** Promote a new model automatically when its holdout ndcg@10 is at least this fraction of the champion's. */

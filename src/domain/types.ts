@@ -162,6 +162,22 @@ export interface ModelLineage {
   gate: GateRecord | null;
   drift: DriftReference | null;
   audit: ModelAuditEntry[];
+  /**
+   * The self-tuning search that chose the model's parameters (`training.tuneTrials` > 0): every trial
+   * in order with its validation value (null: the trial failed), the metric, the best value, the
+   * search's wall time, and the champion version whose parameters were tried first (null: none).
+   */
+  tuning?: ModelTuning;
+}
+
+/** A hyper-parameter search recorded in a model's lineage. */
+export interface ModelTuning {
+  trials: { params: Record<string, number | string | boolean>; value: number | null }[];
+  /** `name@k` on the validation part carved from the training part. */
+  metric: string;
+  best: number;
+  seconds: number;
+  warmStart: string | null;
 }
 
 /** A request to train a model (the payload of a `train` job). */

@@ -148,3 +148,33 @@ describe('tune', () => {
     expect(new Set(r.trials.map((t) => t.params.mode)).size).toBe(3);
   });
 });
+
+describe('time budget', () => {
+  it('always runs the first trial, then starts one only while spent + mean trial time fits', async () => {
+    // A fake clock: every trial takes exactly one second.
+    let now = 0;
+    const run = (budgetSeconds: number) =>
+      tune(
+        space,
+        (p) => {
+          now += 1;
+          return Promise.resolve(objective(p));
+        },
+        { trials: 10, seed: 1, budgetSeconds, clock: () => now },
+      );
+    now = 0;
+    const none = await run(0);
+    expect(none.trials).toHaveLength(1);
+    expect(none.stopReason).toBe('budget');
+    now = 0;
+    // After 3 trials: 3 s spent + 1 s expected = 4 > 3.5, so the fourth does not start.
+    const some = await run(3.5);
+    expect(some.trials).toHaveLength(3);
+    expect(some.stoppedEarly).toBe(true);
+    now = 0;
+    const all = await run(100);
+    expect(all.trials).toHaveLength(10);
+    expect(all.stoppedEarly).toBe(false);
+    expect(all.stopReason).toBeUndefined();
+  });
+});

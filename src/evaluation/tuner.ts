@@ -42,6 +42,14 @@ export interface TuneOptions {
   gamma?: number;
   /** Candidates drawn from the good density per parameter (default 24). */
   candidates?: number;
+  /**
+   * Wall-time budget of the search, seconds. The first trial always runs (a search must answer);
+   * after it, a trial starts only when the time spent plus the mean trial time so far stays within the
+   * budget, so a search overruns its budget by at most the spread of its trial times.
+   */
+  budgetSeconds?: number;
+  /** Clock in seconds for the budget (default `performance.now() / 1000`); tests pass a fake one. */
+  clock?: () => number;
   onTrial?: (trial: Trial, best: Trial) => void;
   signal?: AbortSignal;
 }
@@ -51,6 +59,8 @@ export interface TuneResult {
   trials: Trial[];
   /** True when the search ended before the trial budget: patience ran out or a finite space was exhausted. */
   stoppedEarly: boolean;
+  /** Why it ended before the trial budget (absent when every trial ran). */
+  stopReason?: 'patience' | 'exhausted' | 'budget';
 }
 
 /** Searches `space` for the parameters that maximise `objective`. */
@@ -68,10 +78,19 @@ export async function tune(
   const seen = new Set<string>();
   let best: Trial | null = null;
   let sinceBest = 0;
-  let stoppedEarly = false;
+  let stopReason: TuneResult['stopReason'];
+  const clock = options.clock ?? (() => performance.now() / 1000);
+  const searchStarted = clock();
 
   for (let t = 0; t < options.trials; t++) {
     options.signal?.throwIfAborted();
+    if (t > 0 && options.budgetSeconds !== undefined) {
+      const spent = clock() - searchStarted;
+      if (spent + spent / t > options.budgetSeconds) {
+        stopReason = 'budget';
+        break;
+      }
+    }
     let source: Trial['source'];
     let searched: Params;
     const initial = options.initial?.[t];
@@ -83,7 +102,7 @@ export async function tune(
       const proposed = propose(space, names, trials, rng, source, options, seen);
       if (proposed === null) {
         // A finite space is exhausted: more trials would only repeat.
-        stoppedEarly = true;
+        stopReason = 'exhausted';
         break;
       }
       searched = proposed;
@@ -110,11 +129,16 @@ export async function tune(
     } else sinceBest++;
     options.onTrial?.(trial, best);
     if (options.patience !== undefined && sinceBest >= options.patience && t + 1 < options.trials) {
-      stoppedEarly = true;
+      stopReason = 'patience';
       break;
     }
   }
-  return { best: best!, trials, stoppedEarly };
+  return {
+    best: best!,
+    trials,
+    stoppedEarly: stopReason !== undefined,
+    ...(stopReason !== undefined ? { stopReason } : {}),
+  };
 }
 
 function pick(params: Params, names: string[]): Params {

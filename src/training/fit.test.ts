@@ -131,4 +131,81 @@ describe('fitAndEvaluate', () => {
     expect(gone.championMetrics).toBeNull();
     expect(gone.championError).toMatch(/magic/);
   });
+
+  it('self-tunes first: the champion’s parameters, then the defaults, then sampled; records every trial', async () => {
+    const spec = getAlgorithm('itemknn');
+    const champion = { ...spec.defaults, neighbors: 20, shrink: 5 };
+    const tuning = (over: Partial<NonNullable<FitInput['tuning']>>): FitInput['tuning'] => ({
+      trials: 4,
+      budgetSeconds: 1e6,
+      metric: { name: 'ndcg', k: 10 },
+      warmStart: { version: 'v7', params: champion },
+      defaults: spec.defaults,
+      fixed: {},
+      ...over,
+    });
+    const out = await fitAndEvaluate({ ...input(null), tuning: tuning({}) }, () => undefined);
+    const t = out.tuning!;
+    expect(out.tuningSkipped).toBeNull();
+    expect(t.metric).toBe('ndcg@10');
+    expect(t.warmStart).toBe('v7');
+    expect(t.trials).toHaveLength(4);
+    expect(t.trials[0].params).toMatchObject({ neighbors: 20, shrink: 5 });
+    expect(t.trials[1].params).toMatchObject({
+      neighbors: spec.defaults.neighbors,
+      shrink: spec.defaults.shrink,
+    });
+    expect(t.best).toBe(Math.max(...t.trials.map((x) => x.value ?? -1)));
+    // The served model is fitted with the winner.
+    const winner = t.trials.find((x) => x.value === t.best)!;
+    expect(out.params).toMatchObject(winner.params);
+    expect(out.artifact.params).toEqual(out.params);
+
+    // A zero budget: the champion's parameters are the only trial.
+    const quick = await fitAndEvaluate(
+      { ...input(null), tuning: tuning({ budgetSeconds: 0 }) },
+      () => undefined,
+    );
+    expect(quick.tuning!.trials).toHaveLength(1);
+    expect(quick.tuning!.trials[0].params).toMatchObject({ neighbors: 20, shrink: 5 });
+    expect(quick.params).toMatchObject({ neighbors: 20, shrink: 5 });
+
+    // No champion of this algorithm: the defaults come first; a fixed parameter is never searched.
+    const cold = await fitAndEvaluate(
+      { ...input(null), tuning: tuning({ warmStart: null, trials: 3, fixed: { neighbors: 30 } }) },
+      () => undefined,
+    );
+    expect(cold.tuning!.warmStart).toBeNull();
+    expect(cold.tuning!.trials[0].params).toMatchObject({ shrink: spec.defaults.shrink });
+    expect(cold.tuning!.trials.every((x) => x.params.neighbors === 30)).toBe(true);
+    expect(cold.params.neighbors).toBe(30);
+  });
+
+  it('fits the given parameters when tuning is off or there is nothing to carve', async () => {
+    const off = await fitAndEvaluate(input(null), () => undefined);
+    expect(off.tuning).toBeNull();
+    expect(off.params).toEqual({});
+    const tiny = csrFromCoo(3, 3, [0, 1, 2], [0, 1, 2], null);
+    const skipped = await fitAndEvaluate(
+      {
+        ...input(null),
+        full: tiny,
+        userIds: ['a', 'b', 'c'],
+        itemIds: ['x', 'y', 'z'],
+        holdout: null,
+        itemEventTimes: { items: Int32Array.from([0, 1, 2]), times: new Float64Array(3).fill(1000) },
+        tuning: {
+          trials: 3,
+          budgetSeconds: 10,
+          metric: { name: 'ndcg', k: 10 },
+          warmStart: null,
+          defaults: {},
+          fixed: {},
+        },
+      },
+      () => undefined,
+    );
+    expect(skipped.tuning).toBeNull();
+    expect(skipped.tuningSkipped).toMatch(/nothing to tune on/);
+  });
 });

@@ -2,6 +2,9 @@
  * The CPU-heavy part of training, run off the event loop in a worker thread (fit-worker.ts) so the
  * embedded server keeps answering while it trains:
  *
+ * 0. with self-tuning on (`training.tuneTrials`), search the parameters on a validation part carved
+ *    from the training part (the gate's holdout stays out of it, so the gate still measures a model
+ *    on pairs nothing was chosen on), warm-started from the champion's parameters;
  * 1. on the gate's holdout (training/holdout.ts), fit the challenger on the training part and score it
  *    on the held-out pairs, next to the popularity baseline and the champion on the SAME pairs — the
  *    champion's stored model scored the way serving scores it (fresh holdout), or its configuration
@@ -14,9 +17,11 @@ import { getAlgorithm, resolveParams } from '../algorithms/index.ts';
 import type { Csr } from '../algorithms/sparse.ts';
 import { TopKHeap } from '../algorithms/topk.ts';
 import type { FittedModel, ModelArtifact, Params, UserHistory } from '../algorithms/types.ts';
-import type { DriftReference } from '../domain/types.ts';
+import type { DriftReference, ModelTuning } from '../domain/types.ts';
+import { isCairnError } from '../errors/errors.ts';
 import { evaluateModel } from '../evaluation/evaluator.ts';
 import { MetricAccumulator } from '../evaluation/metrics.ts';
+import { selfTune } from '../evaluation/self-tune.ts';
 import { buildDriftReference } from '../monitoring/drift.ts';
 import type { StoredModel } from '../registry/artifacts.ts';
 import { trainingSetHash } from './extract.ts';
@@ -55,6 +60,21 @@ export interface FitInput {
   now: number;
   /** Popularity parameters for the baseline every new model must beat. */
   baselineParams: Params;
+  /** Self-tuning of `params` before fitting (absent or null: fit `params` as given). */
+  tuning?: TuningInput | null;
+}
+
+/** What the search needs: its budget, the points to try first and what stays fixed. */
+export interface TuningInput {
+  trials: number;
+  budgetSeconds: number;
+  metric: { name: string; k: number };
+  /** The champion whose parameters are tried first (only when its algorithm is the one trained). */
+  warmStart: { version: string; params: Params } | null;
+  /** Tried next: the configured parameters (`training.params` over the algorithm's defaults). */
+  defaults: Params;
+  /** Not searched: parameters the training request named explicitly, and keys outside the space. */
+  fixed: Params;
 }
 
 export interface FitOutput {
@@ -78,18 +98,73 @@ export interface FitOutput {
   trainingSetHash: string;
   /** Seconds spent fitting the served model (the refit on all data). */
   trainSeconds: number;
+  /** The parameters fitted: `input.params`, or the ones the self-tuning chose. */
+  params: Params;
+  /** The self-tuning search (null: off, or too little data to carve a validation part). */
+  tuning: ModelTuning | null;
+  /** Why the self-tuning was skipped although asked for (null otherwise). */
+  tuningSkipped: string | null;
 }
 
 export type ProgressFn = (fraction: number, stage: string) => void;
 
 export async function fitAndEvaluate(
   input: FitInput,
-  onProgress: ProgressFn,
+  report: ProgressFn,
   signal?: AbortSignal,
 ): Promise<FitOutput> {
   const spec = getAlgorithm(input.algorithm);
   // Event times cover every event, held-out ones included: only the final fit on all data may see them.
   const common = { threads: input.threads, seed: input.seed, signal };
+  let params = input.params;
+  let tuning: ModelTuning | null = null;
+  let tuningSkipped: string | null = null;
+  let tuneShare = 0;
+  if (input.tuning && input.tuning.trials > 0) {
+    const t = input.tuning;
+    tuneShare = 0.4;
+    // The gate's holdout is not given to the search: carved from what the challenger trains on.
+    const tuneOn = input.holdout ? input.holdout.split.train : input.full;
+    const warm = t.warmStart ? [t.warmStart.params] : [];
+    try {
+      const started = performance.now();
+      const result = await selfTune(spec, tuneOn, {
+        trials: t.trials,
+        budgetSeconds: t.budgetSeconds,
+        metric: t.metric,
+        seed: input.seed,
+        threads: input.threads,
+        initial: [...warm, t.defaults],
+        fixed: t.fixed,
+        signal,
+        onTrial: (trial) => {
+          const byTrials = (trial.index + 1) / t.trials;
+          const byTime = (performance.now() - started) / 1000 / Math.max(t.budgetSeconds, 1e-9);
+          report(tuneShare * Math.min(1, Math.max(byTrials, byTime)), `tuning: trial ${trial.index + 1}`);
+        },
+      });
+      params = result.params;
+      tuning = {
+        trials: result.trials.map((x) => ({
+          params: x.params,
+          value: Number.isFinite(x.score) ? x.score : null,
+        })),
+        metric: result.metric,
+        best: result.best.score,
+        seconds: result.seconds,
+        // The champion's parameters were trial 1 unless they could not be read (selfTune drops them).
+        warmStart:
+          t.warmStart && sameSearched(result.trials[0].params, t.warmStart.params, t.fixed)
+            ? t.warmStart.version
+            : null,
+      };
+    } catch (err) {
+      signal?.throwIfAborted();
+      if (!isCairnError(err) || err.code !== 'CAIRN_NOT_ENOUGH_DATA') throw err;
+      tuningSkipped = err.message;
+    }
+  }
+  const onProgress: ProgressFn = (f, stage) => report(tuneShare + f * (1 - tuneShare), stage);
   const withTimes = { ...common, itemEventTimes: input.itemEventTimes, now: input.now };
   const watch = { bad: 0, checked: 0 };
   let metrics: Record<string, number> = {};
@@ -102,7 +177,7 @@ export async function fitAndEvaluate(
   if (input.holdout) {
     const { split } = input.holdout;
     const target = testAsCsr(split);
-    const model = await spec.fit(split.train, input.params, {
+    const model = await spec.fit(split.train, params, {
       ...common,
       onProgress: (f, stage) => onProgress(f * 0.3, `holdout fit: ${stage}`),
     });
@@ -146,7 +221,7 @@ export async function fitAndEvaluate(
   }
 
   const started = performance.now();
-  const model = await spec.fit(input.full, input.params, {
+  const model = await spec.fit(input.full, params, {
     ...withTimes,
     onProgress: (f, stage) => onProgress(evalShare + f * (0.95 - evalShare), `fit: ${stage}`),
   });
@@ -179,7 +254,22 @@ export async function fitAndEvaluate(
     popularityBuckets,
     trainingSetHash: trainingSetHash(input.full, input.userIds, input.itemIds),
     trainSeconds,
+    params,
+    tuning,
+    tuningSkipped,
   };
+}
+
+/**
+ * Whether a trial's searched parameters (fixed ones aside) agree with `warm` wherever it names them:
+ * false when the champion's parameters could not be used (selfTune drops ones that no longer validate).
+ */
+function sameSearched(trial: Params, warm: Params, fixed: Params): boolean {
+  for (const k of Object.keys(trial)) {
+    if (k in fixed || !(k in warm)) continue;
+    if (String(warm[k]) !== String(trial[k])) return false;
+  }
+  return true;
 }
 
 function testAsCsr(split: HoldoutSplit): Csr {

@@ -33,7 +33,7 @@ import { codeVersion } from './code-version.ts';
 import { extractTrainingData, type TrainingData } from './extract.ts';
 import type { ChampionInput, FitInput, FitOutput } from './fit.ts';
 import type { FitWorkerMessage } from './fit-worker.ts';
-import { decideGate } from './gate.ts';
+import { decideGate, GATE_METRIC } from './gate.ts';
 import { chooseHoldout } from './holdout.ts';
 
 export { decideGate, GATE_METRIC } from './gate.ts';
@@ -74,7 +74,8 @@ export async function runTrainingJob(
   let data: TrainingData | null = null;
   try {
     const spec = getAlgorithm(algorithm);
-    params = resolveParams(spec, { ...(config.training.params[algorithm] ?? {}), ...(request.params ?? {}) });
+    const configured = config.training.params[algorithm] ?? {};
+    params = resolveParams(spec, { ...configured, ...(request.params ?? {}) });
     ctx.progress(0.01);
     data = await extractTrainingData(deps.store.events, config.events.types);
     const interactions = nnz(data.matrix);
@@ -103,8 +104,24 @@ export async function runTrainingJob(
       typeCounts: data.typeCounts,
       now: data.newestEventAt,
       baselineParams: resolveParams(getAlgorithm('pop'), config.training.params.pop ?? {}),
+      tuning: tuningInput(config, spec.space, algorithm, configured, request.params ?? {}, championVersion),
     };
     const output = await fitInWorker(input, (f) => ctx.progress(0.1 + 0.85 * f), ctx.signal);
+    if (output.tuningSkipped) logger.warn({ reason: output.tuningSkipped }, 'self-tuning skipped');
+    if (output.tuning) {
+      params = output.params;
+      logger.info(
+        {
+          trials: output.tuning.trials.length,
+          metric: output.tuning.metric,
+          best: output.tuning.best,
+          warmStart: output.tuning.warmStart,
+          seconds: output.tuning.seconds,
+          params,
+        },
+        'self-tuning chose parameters',
+      );
+    }
 
     const gateCfg = config.training.gate;
     const gate: GateRecord = decideGate(
@@ -140,6 +157,7 @@ export async function runTrainingJob(
       gate,
       drift: output.drift,
       audit: [],
+      ...(output.tuning ? { tuning: output.tuning } : {}),
     };
     const metrics = { ...output.metrics };
     for (const [k, v] of Object.entries(output.baseline)) metrics[`baseline_${k}`] = v;
@@ -200,6 +218,15 @@ export async function runTrainingJob(
       gate_reason: gate.reason,
       gate_checks: gate.checks.map((c) => ({ name: c.name, passed: c.passed, detail: c.detail })),
       train_seconds: output.trainSeconds,
+      tuning: output.tuning
+        ? {
+            trials: output.tuning.trials.length,
+            metric: output.tuning.metric,
+            best_validation: output.tuning.best,
+            seconds: output.tuning.seconds,
+            warm_start: output.tuning.warmStart,
+          }
+        : null,
       total_seconds: (performance.now() - started) / 1000,
       users: data.userIds.length,
       items: data.itemIds.length,
@@ -217,6 +244,38 @@ export async function runTrainingJob(
     }
     throw err;
   }
+}
+
+/**
+ * The self-tuning search of a training (null when `training.tuneTrials` is 0). Parameters the request
+ * names are held fixed, and so are configured keys the space does not search (e.g. `als.kernel`);
+ * configured values of searched keys are only the second starting point, after the champion's.
+ */
+export function tuningInput(
+  config: Readonly<Config>,
+  space: Readonly<Record<string, unknown>>,
+  algorithm: string,
+  configured: Params,
+  requested: Params,
+  champion: Pick<ModelVersion, 'version' | 'algorithm' | 'params'> | null,
+): FitInput['tuning'] {
+  const trials = config.training.tuneTrials;
+  if (trials <= 0) return null;
+  const fixed: Params = {};
+  for (const [k, v] of Object.entries(configured)) if (!(k in space)) fixed[k] = v;
+  Object.assign(fixed, requested);
+  const [name, k] = GATE_METRIC.split('@');
+  return {
+    trials,
+    budgetSeconds: config.training.tuneBudgetSeconds,
+    metric: { name, k: Number(k) },
+    warmStart:
+      champion && champion.algorithm === algorithm
+        ? { version: champion.version, params: champion.params as Params }
+        : null,
+    defaults: resolveParams(getAlgorithm(algorithm), configured),
+    fixed,
+  };
 }
 
 /**

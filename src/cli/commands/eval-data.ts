@@ -37,6 +37,11 @@ export interface LoadedData {
   /** `given` when the split came from `--train`/`--test` files. */
   protocol: Protocol | 'given';
   dataset: { users: number; items: number; interactions: number };
+  /**
+   * `--train/--test` files: the users and items of the training file, which come first in the index
+   * space (ids only the test file has follow them). Absent for a protocol split.
+   */
+  trainShape?: { users: number; items: number };
 }
 
 /** Progress and notes go to stderr so stdout holds only the result. */
@@ -222,6 +227,7 @@ async function loadGivenSplit(flags: DataFlags): Promise<LoadedData> {
     split: { protocol: 'given', train: trainCsr, valid: empty, test: testCsr },
     protocol: 'given',
     dataset: { users: nUsers, items: nItems, interactions: trainCsr.indices.length + testCsr.indices.length },
+    trainShape: { users: train.users.length, items: train.items.length },
   };
 }
 

@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { isCairnError } from '../../errors/errors.ts';
@@ -79,6 +82,61 @@ describe('cairn eval', () => {
     expect(await code(runEval({ ...base, data, algorithms: 'pop', protocol: 'by-magic' }))).toBe(
       'CAIRN_VALIDATION',
     );
+  });
+});
+
+describe('cairn eval --tune', () => {
+  /** Two taste groups: 160 users with 14 of the 30 items of their group each. */
+  function trainLines(): string {
+    const lines: string[] = [];
+    for (let u = 0; u < 160; u++) {
+      const base = u % 2 === 0 ? 0 : 30;
+      for (let j = 0; j < 14; j++) lines.push(`u${u}\ti${base + ((u * 7 + j * 11) % 30)}\t1`);
+    }
+    return `${lines.join('\n')}\n`;
+  }
+
+  it('tunes on the training file alone: a garbage test file yields the same chosen parameters', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cairn-eval-tune-'));
+    try {
+      const train = join(dir, 'train.tsv');
+      await writeFile(train, trainLines());
+      const good = join(dir, 'test.tsv');
+      const goodLines: string[] = [];
+      for (let u = 0; u < 160; u++) goodLines.push(`u${u}\ti${(u % 2 === 0 ? 0 : 30) + ((u * 7 + 3) % 30)}`);
+      await writeFile(good, `${goodLines.join('\n')}\n`);
+      // Garbage: unknown users and items (which join the index space), repeats, a malformed line.
+      const garbage = join(dir, 'garbage.tsv');
+      const junk = ['nobody\tnothing', 'u1\ti59', 'u1\ti59', 'u3\tnew-item', 'not a line at all'];
+      for (let j = 0; j < 200; j++) junk.push(`x${j}\ty${j % 17}\t${j}`);
+      await writeFile(garbage, `${junk.join('\n')}\n`);
+      const run = (test: string) =>
+        runEval({
+          ...base,
+          algorithms: 'itemknn,als',
+          train,
+          test,
+          tune: 3,
+          param: ['als.iterations=3', 'als.factors=8'],
+        });
+      const a = await run(good);
+      const b = await run(garbage);
+      expect(Object.keys(a)).toEqual(['dataset', 'protocol', 'k', 'seed', 'results']);
+      for (const r of a.results) {
+        expect(Object.keys(r)).toEqual(['algorithm', 'params', 'metrics', 'train_seconds', 'tuning']);
+        expect(r.tuning).toMatchObject({ trials: 3, metric: 'ndcg@10' });
+        expect(r.tuning!.best_validation).toBeGreaterThan(0);
+      }
+      // --param pins a parameter: it is fitted as given, not searched.
+      expect(a.results[1].params.iterations).toBe(3);
+      expect(formatTable(a)).toMatch(/als tuned: 3 trials, validation ndcg@10/);
+      expect(b.dataset).not.toEqual(a.dataset);
+      expect(b.results.map((r) => [r.params, r.tuning])).toEqual(
+        a.results.map((r) => [r.params, r.tuning && { ...r.tuning, seconds: expect.any(Number) }]),
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander';
 import { evaluateAlgorithm } from '../../evaluation/evaluator.ts';
+import { cropCsr, selfTune, type SelfTuneResult } from '../../evaluation/self-tune.ts';
 import { progressBar } from '../progress.ts';
 import {
   collect,
@@ -17,6 +18,7 @@ import {
   round,
   type DataFlags,
 } from './eval-data.ts';
+import { parseMetric } from './tune.ts';
 
 /** Threads for fitting: fixed so `train_seconds` compare across machines with ≥ 2 cores. */
 const FIT_THREADS = 2;
@@ -25,14 +27,21 @@ interface EvalFlags extends DataFlags {
   algorithms: string;
   k: number;
   param: string[];
+  /** Trials per algorithm of the self-tuning on a validation part of the training data (0: off). */
+  tune?: number;
+  /** Validation metric of the tuning (default `ndcg@K` with the report's k). */
+  tuneMetric?: string;
   json?: boolean;
 }
 
 export interface EvalResult {
   algorithm: string;
+  /** The parameters fitted: the chosen ones when tuned. */
   params: Record<string, number | string | boolean>;
   metrics: Record<string, number>;
   train_seconds: number;
+  /** With `--tune N`: the search that chose `params` (validation carved from the training part). */
+  tuning?: { trials: number; metric: string; best_validation: number; seconds: number };
 }
 
 export interface EvalReport {
@@ -72,6 +81,13 @@ export function registerEval(program: Command): void {
       collect,
       [],
     )
+    .option(
+      '--tune <n>',
+      'tune each algorithm with n trials on a validation part carved from the training data, then refit the best',
+      parseNumberOption('tune', { integer: true, min: 0 }),
+      0,
+    )
+    .option('--tune-metric <name@k>', 'validation metric the tuning maximises (default ndcg@K)')
     .option('--config <file>', 'configuration file (event-type weights for typed event files)')
     .option('--json', 'print one JSON document on stdout')
     .action(async (flags: EvalFlags) => {
@@ -87,11 +103,35 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
   const overrides = parseParamOverrides(flags.param, specs);
   // Resolve every algorithm's parameters before loading: a typo fails in milliseconds, not minutes.
   const params = new Map(specs.map((s) => [s.name, paramsFor(s, overrides.get(s.name))]));
-  const { split, protocol, dataset } = await loadData(flags);
+  const tuneTrials = flags.tune ?? 0;
+  const tuneMetric = parseMetric(flags.tuneMetric ?? `ndcg@${flags.k}`);
+  const { split, protocol, dataset, trainShape } = await loadData(flags);
+  // The tuning gets the training part and nothing else; with --train/--test files, cropped to the
+  // training file's own users and items (ids only the test file has come after them).
+  const tuneOn = trainShape ? cropCsr(split.train, trainShape.users, trainShape.items) : split.train;
   const results: EvalResult[] = [];
   for (const spec of specs) {
+    let tuned: SelfTuneResult | null = null;
+    if (tuneTrials > 0) {
+      // --param flags pin a parameter: it is not searched.
+      tuned = await selfTune(spec, tuneOn, {
+        trials: tuneTrials,
+        metric: tuneMetric,
+        seed: flags.seed,
+        threads: FIT_THREADS,
+        initial: [params.get(spec.name)!],
+        fixed: overrides.get(spec.name) ?? {},
+        onTrial: (t, best) =>
+          note(
+            `tune ${spec.name} #${t.index + 1}/${tuneTrials} validation ${tuneMetric.name}@${tuneMetric.k}=${fmt(t.score)} (best ${fmt(best.score)}) ${JSON.stringify(t.params)} ${t.seconds.toFixed(1)} s${t.error ? ` error: ${t.error}` : ''}`,
+          ),
+      });
+      note(
+        `tune ${spec.name}: chose ${JSON.stringify(tuned.best.params)} after ${tuned.trials.length} trials (validation ${tuned.metric} ${tuned.best.score.toFixed(4)} on ${tuned.validationUsers} users, ${tuned.seconds.toFixed(1)} s); refitting on the whole training part`,
+      );
+    }
     const bar = progressBar(`eval ${spec.name}`);
-    const r = await evaluateAlgorithm(spec, params.get(spec.name)!, split, {
+    const r = await evaluateAlgorithm(spec, tuned ? tuned.params : params.get(spec.name)!, split, {
       k: flags.k,
       target: 'test',
       threads: FIT_THREADS,
@@ -109,9 +149,23 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
       params: r.params,
       metrics,
       train_seconds: round(r.trainSeconds, 3),
+      ...(tuned
+        ? {
+            tuning: {
+              trials: tuned.trials.length,
+              metric: tuned.metric,
+              best_validation: round(tuned.best.score),
+              seconds: round(tuned.seconds, 1),
+            },
+          }
+        : {}),
     });
   }
   return { dataset, protocol, k: flags.k, seed: flags.seed, results };
+}
+
+function fmt(x: number): string {
+  return Number.isFinite(x) ? x.toFixed(4) : 'failed';
 }
 
 /** The report as an aligned text table. */
@@ -132,6 +186,12 @@ export function formatTable(report: EvalReport): string {
     line(header),
     line(widths.map((w) => '-'.repeat(w))),
     ...rows.map(line),
+    ...report.results
+      .filter((r) => r.tuning)
+      .map(
+        (r) =>
+          `${r.algorithm} tuned: ${r.tuning!.trials} trials, validation ${r.tuning!.metric} ${r.tuning!.best_validation.toFixed(4)}, ${r.tuning!.seconds} s; params ${JSON.stringify(r.params)}`,
+      ),
     '',
   ].join('\n');
 }

@@ -80,6 +80,15 @@ export function formatModelCard(m: ModelVersion): string {
     row('score bins', String(l.drift.scoreShares.length));
   }
 
+  if (l?.tuning) {
+    const t = l.tuning;
+    out.push('', 'tuning');
+    row(
+      'search',
+      `${t.trials.length} trials in ${t.seconds.toFixed(1)} s, best ${t.metric} ${num(t.best)} (validation)`,
+    );
+    row('warm start', t.warmStart ?? '— (no champion of this algorithm)');
+  }
   if (l) {
     out.push('', 'audit');
     if (l.audit.length === 0) out.push('  —');
