@@ -59,7 +59,11 @@ export function registerEval(program: Command): void {
     .option('--data <path>', 'interaction file (MovieLens, MovieTweetings, Last.fm, CSV or JSONL events)')
     .option('--format <format>', 'auto | movielens | movietweetings | lastfm | csv | jsonl', 'auto')
     .option('--protocol <protocol>', 'random-holdout | leave-last-out | temporal', 'random-holdout')
-    .option('--algorithms <list>', 'comma-separated: pop,itemknn,als,bpr,ease', 'pop,itemknn,als,bpr,ease')
+    .option(
+      '--algorithms <list>',
+      'comma-separated: pop,itemknn,als,bpr,ease,rp3beta',
+      'pop,itemknn,als,bpr,ease',
+    )
     .option('--k <n>', 'cut-off of the @k metrics', parseNumberOption('k', { integer: true, min: 1 }), 10)
     .option(
       '--seed <n>',

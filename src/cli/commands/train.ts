@@ -19,7 +19,10 @@ export function registerTrain(program: Command): void {
     program
       .command('train')
       .description('train a model from the stored events and register it (promoted when it passes the gates)')
-      .option('--algorithm <name>', 'als | bpr | itemknn | ease | rp3beta | pop (default: config training.algorithm)')
+      .option(
+        '--algorithm <name>',
+        'als | bpr | itemknn | ease | rp3beta | pop (default: config training.algorithm)',
+      )
       .option(
         '--param <ALG.NAME=VALUE>',
         'hyper-parameter override, e.g. als.factors=64 (repeatable)',

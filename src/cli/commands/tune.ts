@@ -79,7 +79,11 @@ export function registerTune(program: Command): void {
     .option('--data <path>', 'interaction file (MovieLens, MovieTweetings, Last.fm, CSV or JSONL events)')
     .option('--format <format>', 'auto | movielens | movietweetings | lastfm | csv | jsonl', 'auto')
     .option('--protocol <protocol>', 'random-holdout | leave-last-out | temporal', 'random-holdout')
-    .option('--algorithms <list>', 'comma-separated: pop,itemknn,als,bpr,ease', 'itemknn,als,bpr,ease')
+    .option(
+      '--algorithms <list>',
+      'comma-separated: pop,itemknn,als,bpr,ease,rp3beta',
+      'itemknn,als,bpr,ease',
+    )
     .option(
       '--trials <n>',
       'trial budget per algorithm (the defaults are trial 1)',
