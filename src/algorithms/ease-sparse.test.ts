@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fitEaseMatrix } from './ease.ts';
+import { getAlgorithm, resolveParams } from './index.ts';
 import {
   choleskyInPlace,
   choleskySolve,
@@ -259,5 +260,26 @@ describe('fitSparseEase', () => {
     const b = await fitSparseEase(m, { lambda: 5, binary: false, neighbors: 6 });
     expect(b.graph.indices).toEqual(a.graph.indices);
     expect(b.graph.data).toEqual(a.graph.data);
+  });
+});
+
+describe('sparse EASE on the worker pool', () => {
+  it('scores the same with two worker threads as in one thread', async () => {
+    const m = randomMatrix(31, 120, 60, 0.3, true);
+    const params = resolveParams(getAlgorithm('ease'), { variant: 'sparse', neighbors: 12, lambda: 5 });
+    const one = await getAlgorithm('ease').fit(m, params, { threads: 1, seed: 1 });
+    const two = await getAlgorithm('ease').fit(m, params, { threads: 2, seed: 1 });
+    expect(two.params.variant).toBe('sparse');
+    for (let u = 0; u < 10; u++) {
+      const a = new Float32Array(60);
+      const b = new Float32Array(60);
+      const history = {
+        items: m.indices.slice(m.indptr[u], m.indptr[u + 1]),
+        weights: m.data.slice(m.indptr[u], m.indptr[u + 1]),
+      };
+      one.scoreUser(u, history, a);
+      two.scoreUser(u, history, b);
+      expect(Array.from(b)).toEqual(Array.from(a));
+    }
   });
 });

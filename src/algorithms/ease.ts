@@ -24,10 +24,10 @@
  */
 import { CairnError } from '../errors/errors.ts';
 import { abortReason, allocFloat64, resolveThreads, WorkerPool } from './parallel.ts';
-import { fitSparseEase } from './ease-sparse.ts';
+import { fitSparseEase, type SparseColumns, type SparseColumnsArgs } from './ease-sparse.ts';
 import { graphFromArrays, graphLookup, graphRowInto, scoreFromGraph } from './item-graph.ts';
 import { readBoolean, readChoice, readNumber } from './params.ts';
-import type { Csr } from './sparse.ts';
+import { toShared, type Csr } from './sparse.ts';
 import {
   invertSpdInPlace,
   sequentialRunner,
@@ -511,17 +511,31 @@ async function fitEase(train: Csr, params: Params, opts: FitOptions): Promise<Ea
     if (opts.signal?.aborted) throw abortReason(opts.signal);
   };
   check();
-  const r = await fitSparseEase(train, {
-    lambda: p.lambda,
-    binary: p.binary,
-    neighbors: p.neighbors,
-    onProgress: opts.onProgress,
-    yieldEvery: async () => {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      check();
-    },
-  });
-  return new SparseEaseModel(p, train.rows, r.graph);
+  // The per-item solves are independent: with more than one thread they run as pool tasks on G in
+  // shared memory (the result does not depend on how the ranges are run; ease-sparse.test.ts checks it).
+  const threads = resolveThreads(opts.threads);
+  const pool = threads > 1 ? new WorkerPool({ threads, signal: opts.signal }) : null;
+  try {
+    const r = await fitSparseEase(train, {
+      lambda: p.lambda,
+      binary: p.binary,
+      neighbors: p.neighbors,
+      onProgress: opts.onProgress,
+      yieldEvery: async () => {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        check();
+      },
+      ...(pool && {
+        runColumns: (ranges: SparseColumnsArgs[]) => pool.map<SparseColumns>('ease.sparseColumns', ranges),
+        share: toShared,
+        // More ranges than threads: a thread slowed by the machine does not hold the others up.
+        parts: pool.threads * 4,
+      }),
+    });
+    return new SparseEaseModel(p, train.rows, r.graph);
+  } finally {
+    await pool?.close();
+  }
 }
 
 function loadEase(artifact: ModelArtifact): EaseModel | SparseEaseModel {

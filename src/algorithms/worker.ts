@@ -26,6 +26,7 @@ import {
   type WasmBprArgs,
   type WasmGramArgs,
 } from './wasm.ts';
+import { sparseEaseColumns, type SparseColumns, type SparseColumnsArgs } from './ease-sparse.ts';
 import { itemNeighbourRows, type NeighbourRows, type NeighbourRowsArgs } from './similarity.ts';
 import { sweepScaleRows, sweepUpdateRows, type SweepRowsArgs } from './spd-inverse.ts';
 
@@ -73,6 +74,7 @@ export const TASKS: Record<string, TaskFn> = {
   'pool.fail': (args: { message: string }): never => {
     throw new Error(args.message);
   },
+  'ease.sparseColumns': (a: SparseColumnsArgs): SparseColumns => sparseEaseColumns(a),
   'kernels.gramian': (a: GramianArgs): null => {
     gramian(a.Y, a.k, a.rowStart, a.rowEnd, a.out, a.outOff);
     return null;
