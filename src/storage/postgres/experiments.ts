@@ -13,7 +13,7 @@ import type {
 import type { ExperimentStore, ServedLogStore } from '../ports.ts';
 import { toTotals, TOTALS_SQL, type TotalsRow } from '../served-totals.ts';
 import { definedFields } from '../shared.ts';
-import type { Db } from './store.ts';
+import type { Db } from './db.ts';
 
 interface ExperimentRow {
   id: string;

@@ -14,7 +14,7 @@ import type {
 import type { ExperimentStore, ServedLogStore } from '../ports.ts';
 import { toTotals, TOTALS_SQL, type TotalsRow } from '../served-totals.ts';
 import { definedFields } from '../shared.ts';
-import type { Db } from './store.ts';
+import type { Db } from './db.ts';
 
 /**
  * Runs a driver call and maps its errors to Cairn codes. Passed in by SqliteStore (which owns the

@@ -20,10 +20,11 @@ import type {
   UserStore,
 } from '../ports.ts';
 import { definedFields, scanBounds } from '../shared.ts';
+import type { Db } from './db.ts';
 import { SqliteExperiments, SqliteServedLog } from './experiments.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 
-export type Db = Database.Database;
+export type { Db };
 
 /**
  * Prepares a statement on first use: statements name tables, so they can only be compiled after
