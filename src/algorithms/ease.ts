@@ -25,7 +25,7 @@
 import { CairnError } from '../errors/errors.ts';
 import { abortReason, allocFloat64, resolveThreads, WorkerPool } from './parallel.ts';
 import { fitSparseEase, type SparseColumns, type SparseColumnsArgs } from './ease-sparse.ts';
-import { graphFromArrays, graphLookup, graphRowInto, scoreFromGraph } from './item-graph.ts';
+import { graphFromArrays, ItemGraphModel } from './item-graph.ts';
 import { readBoolean, readChoice, readNumber } from './params.ts';
 import { toShared, type Csr } from './sparse.ts';
 import {
@@ -183,46 +183,13 @@ export class EaseModel implements FittedModel {
 }
 
 /** A fitted sparse EASE model: `graph` row h holds the kept weights B[h, ·] of history item h. */
-export class SparseEaseModel implements FittedModel {
+export class SparseEaseModel extends ItemGraphModel {
   readonly algorithm = 'ease' as const;
-  readonly params: Params;
-  readonly nUsers: number;
-  readonly nItems: number;
-  readonly graph: Csr;
-  private readonly binary: boolean;
 
   constructor(p: EaseParams, nUsers: number, graph: Csr) {
-    if (graph.rows !== graph.cols || graph.indptr.length !== graph.rows + 1) {
-      throw new CairnError('CAIRN_VALIDATION', 'ease: sparse weight graph is not square');
-    }
-    this.params = { ...p, variant: 'sparse' };
-    this.nUsers = nUsers;
-    this.nItems = graph.rows;
-    this.graph = graph;
-    this.binary = p.binary;
-  }
-
-  scoreUser(_user: number, history: UserHistory, out: Float32Array): void {
-    scoreFromGraph(this.graph, history, this.binary, out);
-  }
-
-  similarItems(item: number, out: Float32Array): boolean {
-    return graphRowInto(this.graph, item, out);
-  }
-
-  itemSimilarity(a: number, b: number): number {
-    return graphLookup(this.graph, a, b);
-  }
-
-  toArtifact(): ModelArtifact {
-    const { indptr, indices, data } = this.graph;
-    return {
-      algorithm: 'ease',
-      formatVersion: EASE_SPARSE_FORMAT_VERSION,
-      params: { ...this.params },
-      meta: { users: this.nUsers, items: this.nItems, variant: 'sparse' },
-      arrays: { indptr, indices, data },
-    };
+    super('ease', { ...p, variant: 'sparse' as const }, nUsers, graph, EASE_SPARSE_FORMAT_VERSION, {
+      variant: 'sparse',
+    });
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import { CairnError } from '../errors/errors.ts';
 import type { Csr } from './sparse.ts';
-import type { UserHistory } from './types.ts';
+import type { AlgorithmName, FittedModel, ModelArtifact, Params, UserHistory } from './types.ts';
 
 /** Writes Σ_h w_h · W[h, ·] into `out` (zeroed first). History items outside the graph are skipped. */
 export function scoreFromGraph(graph: Csr, history: UserHistory, binary: boolean, out: Float32Array): void {
@@ -73,4 +73,59 @@ export function graphFromArrays(
   for (let i = 0; i < items; i++) if (indptr[i + 1] < indptr[i]) throw bad();
   for (let p = 0; p < indices.length; p++) if (!(indices[p] >= 0 && indices[p] < items)) throw bad();
   return { rows: items, cols: items, indptr, indices, data };
+}
+
+/**
+ * A fitted model whose scores are sums over a sparse item × item weight graph (sparse EASE, RP3beta):
+ * row h of `graph` holds the kept weights from history item h. Subclasses name the algorithm, the
+ * artifact format and any extra artifact meta.
+ */
+export abstract class ItemGraphModel implements FittedModel {
+  abstract readonly algorithm: AlgorithmName;
+  readonly params: Params;
+  readonly nUsers: number;
+  readonly nItems: number;
+  readonly graph: Csr;
+  private readonly binary: boolean;
+
+  constructor(
+    name: AlgorithmName,
+    params: Params & { binary: boolean },
+    nUsers: number,
+    graph: Csr,
+    private readonly formatVersion: number,
+    private readonly meta: Record<string, string | number> = {},
+  ) {
+    if (graph.rows !== graph.cols || graph.indptr.length !== graph.rows + 1) {
+      throw new CairnError('CAIRN_VALIDATION', `${name}: weight graph is not square`);
+    }
+    this.params = { ...params };
+    this.nUsers = nUsers;
+    this.nItems = graph.rows;
+    this.graph = graph;
+    this.binary = params.binary;
+  }
+
+  scoreUser(_user: number, history: UserHistory, out: Float32Array): void {
+    scoreFromGraph(this.graph, history, this.binary, out);
+  }
+
+  similarItems(item: number, out: Float32Array): boolean {
+    return graphRowInto(this.graph, item, out);
+  }
+
+  itemSimilarity(a: number, b: number): number {
+    return graphLookup(this.graph, a, b);
+  }
+
+  toArtifact(): ModelArtifact {
+    const { indptr, indices, data } = this.graph;
+    return {
+      algorithm: this.algorithm,
+      formatVersion: this.formatVersion,
+      params: { ...this.params },
+      meta: { users: this.nUsers, items: this.nItems, ...this.meta },
+      arrays: { indptr, indices, data },
+    };
+  }
 }

@@ -13,11 +13,11 @@
  */
 import { CairnError } from '../errors/errors.ts';
 import { abortReason } from './parallel.ts';
-import { graphFromArrays, graphLookup, graphRowInto, scoreFromGraph } from './item-graph.ts';
+import { graphFromArrays, ItemGraphModel } from './item-graph.ts';
 import { readBoolean, readNumber } from './params.ts';
 import { transpose, type Csr } from './sparse.ts';
 import { TopKHeap } from './topk.ts';
-import type { AlgorithmSpec, FitOptions, FittedModel, ModelArtifact, Params, UserHistory } from './types.ts';
+import type { AlgorithmSpec, FitOptions, ModelArtifact, Params } from './types.ts';
 
 export const RP3BETA_FORMAT_VERSION = 1;
 
@@ -56,46 +56,11 @@ export function rp3betaParams(params: Params): Rp3betaParams {
 }
 
 /** A fitted RP3beta model: `graph` row h holds W[h, ·], the kept walk weights from item h. */
-export class Rp3betaModel implements FittedModel {
+export class Rp3betaModel extends ItemGraphModel {
   readonly algorithm = 'rp3beta' as const;
-  readonly params: Params;
-  readonly nUsers: number;
-  readonly nItems: number;
-  readonly graph: Csr;
-  private readonly binary: boolean;
 
   constructor(p: Rp3betaParams, nUsers: number, graph: Csr) {
-    if (graph.rows !== graph.cols || graph.indptr.length !== graph.rows + 1) {
-      throw new CairnError('CAIRN_VALIDATION', 'rp3beta: weight graph is not square');
-    }
-    this.params = { ...p };
-    this.nUsers = nUsers;
-    this.nItems = graph.rows;
-    this.graph = graph;
-    this.binary = p.binary;
-  }
-
-  scoreUser(_user: number, history: UserHistory, out: Float32Array): void {
-    scoreFromGraph(this.graph, history, this.binary, out);
-  }
-
-  similarItems(item: number, out: Float32Array): boolean {
-    return graphRowInto(this.graph, item, out);
-  }
-
-  itemSimilarity(a: number, b: number): number {
-    return graphLookup(this.graph, a, b);
-  }
-
-  toArtifact(): ModelArtifact {
-    const { indptr, indices, data } = this.graph;
-    return {
-      algorithm: 'rp3beta',
-      formatVersion: RP3BETA_FORMAT_VERSION,
-      params: { ...this.params },
-      meta: { users: this.nUsers, items: this.nItems },
-      arrays: { indptr, indices, data },
-    };
+    super('rp3beta', { ...p }, nUsers, graph, RP3BETA_FORMAT_VERSION);
   }
 }
 
