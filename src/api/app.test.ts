@@ -12,6 +12,7 @@ import type { Item, Job, ModelVersion, RecommendationResult, TrainRequest, User 
 import { CairnError } from '../errors/errors.ts';
 import { createFeedbackService } from '../experiments/feedback.ts';
 import { createExperimentService } from '../experiments/service.ts';
+import { createKeyService } from '../security/keys.ts';
 import { SqliteChangeLog } from '../storage/sqlite/log.ts';
 import { SqliteStore } from '../storage/sqlite/store.ts';
 import { createLogger } from '../monitoring/logger.ts';
@@ -406,6 +407,7 @@ async function harness(bodyLimitBytes = 4096): Promise<Harness> {
     jobs: models,
     health,
     experiments: createExperimentService({ store, changeLog, logger: createLogger('silent') }),
+    keys: createKeyService({ store, tenants: ['default'] }),
     feedback: createFeedbackService({
       served: store.served,
       maxBatch: config.server.maxBatchEvents,
@@ -518,11 +520,36 @@ describe('request ids', () => {
     expect(lines[0]).toMatchObject({
       msg: 'request completed',
       method: 'GET',
-      url: '/v1/popular',
+      route: '/v1/popular',
       status: 200,
     });
     expect(typeof lines[0].ms).toBe('number');
     expect(lines[0]).not.toHaveProperty('req');
+  });
+
+  it('logs the route pattern, never the URL: no user id from the path, other ids as params', async () => {
+    await h.app.inject({
+      method: 'GET',
+      url: '/v1/users/jane-doe-77/recommendations?k=3',
+      headers: { 'x-request-id': 'log-u' },
+    });
+    await h.app.inject({
+      method: 'GET',
+      url: '/v1/items/sku-9/similar',
+      headers: { 'x-request-id': 'log-i' },
+    });
+    await h.app.inject({
+      method: 'GET',
+      url: '/v1/nowhere/jane-doe-77',
+      headers: { 'x-request-id': 'log-n' },
+    });
+    const line = (id: string) => h.logs.find((l) => l.request_id === id)!;
+    expect(line('log-u')).toMatchObject({ route: '/v1/users/:id/recommendations' });
+    expect(line('log-i')).toMatchObject({ route: '/v1/items/:id/similar', params: { id: 'sku-9' } });
+    expect(line('log-n')).toMatchObject({ route: 'unmatched', status: 404 });
+    // This harness has no pseudonymizer: the user id is left out entirely.
+    expect(line('log-u')).not.toHaveProperty('user');
+    expect(JSON.stringify(h.logs)).not.toContain('jane-doe-77');
   });
 });
 
@@ -651,7 +678,9 @@ describe('service errors', () => {
       ['GET', '/v1/items/missing/similar', 404, 'CAIRN_ITEM_NOT_FOUND'],
     ];
     for (const [method, url, status, code] of cases) {
-      const res = await h.app.inject({ method: method as 'GET', url });
+      // Body-less writes without a key still declare JSON (what a cross-site browser form cannot).
+      const headers = method === 'GET' ? {} : { 'content-type': 'application/json' };
+      const res = await h.app.inject({ method: method as 'GET', url, headers });
       expect([url, res.statusCode, json(res).error.code]).toEqual([url, status, code]);
       expect(json(res).error.message).toEqual(expect.any(String));
     }
@@ -861,12 +890,20 @@ describe('users', () => {
     });
     const got = await h.app.inject({ method: 'GET', url: '/v1/users/u1' });
     expect(json(got).opt_out).toBe(true);
-    const del = await h.app.inject({ method: 'DELETE', url: '/v1/users/u1' });
+    const del = await h.app.inject({
+      method: 'DELETE',
+      url: '/v1/users/u1',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(del.statusCode).toBe(204);
     expect(del.body).toBe('');
     const after = await h.app.inject({ method: 'GET', url: '/v1/users/u1' });
     expect(after.statusCode).toBe(404);
-    const again = await h.app.inject({ method: 'DELETE', url: '/v1/users/u1' });
+    const again = await h.app.inject({
+      method: 'DELETE',
+      url: '/v1/users/u1',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(json(again).error.code).toBe('CAIRN_USER_NOT_FOUND');
   });
 
@@ -1233,20 +1270,32 @@ describe('models and jobs', () => {
     });
     expect(unknownAlgo.statusCode).toBe(400);
     expect(json(unknownAlgo).error.details.fields[0].field).toBe('algorithm');
-    const noBody = await h.app.inject({ method: 'POST', url: '/v1/models/train' });
+    const noBody = await h.app.inject({
+      method: 'POST',
+      url: '/v1/models/train',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(noBody.statusCode).toBe(202);
     expect(h.models.trainRequests.at(-1)).toEqual({});
   });
 
   it('promote and rollback answer the model; a second rollback is a 409', async () => {
-    const promoted = await h.app.inject({ method: 'POST', url: '/v1/models/v1/promote' });
+    const promoted = await h.app.inject({
+      method: 'POST',
+      url: '/v1/models/v1/promote',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(promoted.statusCode).toBe(200);
     expect(json(promoted)).toMatchObject({
       version: 'v1',
       status: 'champion',
       promoted_at: '2024-01-02T03:06:05.678Z',
     });
-    const rolled = await h.app.inject({ method: 'POST', url: '/v1/models/rollback' });
+    const rolled = await h.app.inject({
+      method: 'POST',
+      url: '/v1/models/rollback',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(rolled.statusCode).toBe(200);
     expect(json(rolled)).toMatchObject({ version: 'v1', status: 'champion' });
     const again = await h.app.inject({
@@ -1390,6 +1439,9 @@ describe('OpenAPI and docs', () => {
     ['post', '/v1/experiments/{id}/stop'],
     ['get', '/v1/experiments/{id}/results'],
     ['post', '/v1/feedback'],
+    ['post', '/v1/keys'],
+    ['get', '/v1/keys'],
+    ['delete', '/v1/keys/{id}'],
     ['get', '/health/live'],
     ['get', '/health/ready'],
     ['get', '/metrics'],

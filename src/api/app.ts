@@ -13,18 +13,22 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
-import { ALL_SCOPES, createContext, type RequestContext } from '../domain/context.ts';
+import { createContext, type RequestContext } from '../domain/context.ts';
 import type { Config } from '../config/load.ts';
 import type { HealthService } from '../monitoring/health.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { Metrics } from '../monitoring/metrics.ts';
+import type { Authenticator } from '../security/contracts.ts';
 import type { AppDeps } from './deps.ts';
+import { OPENAPI_SECURITY_SCHEMES, registerAccessControl, UNAUTHENTICATED, withRouteScope } from './auth.ts';
 import { buildErrorHandler, notFoundAnswer } from './errors.ts';
+import { registerRateLimit, type RateLimitDeps } from './rate-limit.ts';
 import { registerEventRoutes } from './routes/events.ts';
 import { registerExperimentRoutes } from './routes/experiments.ts';
 import { registerFeedbackRoutes } from './routes/feedback.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerItemRoutes } from './routes/items.ts';
+import { registerKeyRoutes } from './routes/keys.ts';
 import { registerModelRoutes } from './routes/models.ts';
 import { registerRecommendationRoutes } from './routes/recommendations.ts';
 import { registerSimilarRoutes } from './routes/similar.ts';
@@ -45,9 +49,15 @@ export function requestIdFrom(header: string | string[] | undefined): string {
 
 /**
  * One log line per request, written when it completes (Fastify's default writes two, with headers).
- * Probes and scrapes log at debug so they don't drown the interesting lines.
+ * Probes and scrapes log at debug so they don't drown the interesting lines. The line names the route
+ * pattern, never the raw URL: user ids in paths appear only as their pseudonym (`user`), and not at all
+ * without a pseudonymizer.
  */
 class CompactLogController extends LogController {
+  constructor(private readonly pseudonymize?: (id: string) => string) {
+    super({ requestIdLogLabel: 'request_id' });
+  }
+
   override incomingRequest(): void {}
 
   override requestCompleted(
@@ -58,7 +68,8 @@ class CompactLogController extends LogController {
     const route = request.routeOptions.url;
     const fields = {
       method: request.method,
-      url: request.url,
+      route: route ?? 'unmatched',
+      ...routeParams(route, request.params, this.pseudonymize),
       status: reply.statusCode,
       ms: Math.round(reply.elapsedTime * 100) / 100,
     };
@@ -69,6 +80,28 @@ class CompactLogController extends LogController {
   }
 }
 
+/**
+ * Path parameters for the request log line: a user id (`/v1/users/:id…`) as `user`, its pseudonym;
+ * other ids (items, models, jobs, experiments) as they are.
+ */
+function routeParams(
+  route: string | undefined,
+  params: unknown,
+  pseudonymize: ((id: string) => string) | undefined,
+): { user?: string; params?: Record<string, string> } {
+  if (route === undefined || typeof params !== 'object' || params === null) return {};
+  const out: { user?: string; params?: Record<string, string> } = {};
+  for (const [name, value] of Object.entries(params)) {
+    if (typeof value !== 'string') continue;
+    if (route.startsWith('/v1/users/:') && name === 'id') {
+      if (pseudonymize) out.user = pseudonymize(value);
+    } else {
+      (out.params ??= {})[name] = value;
+    }
+  }
+  return out;
+}
+
 declare module 'fastify' {
   interface FastifyRequest {
     /** The context every service call of this request carries (request id, principal, tenant, experiment). */
@@ -76,14 +109,20 @@ declare module 'fastify' {
   }
 }
 
-/** Until API keys exist (a later step), every caller is the anonymous principal with every scope. */
-const ANONYMOUS = Object.freeze({ id: 'anonymous', kind: 'anonymous' as const, scopes: ALL_SCOPES });
-
 /** What every Cairn HTTP server has, whatever its role. */
 export interface BaseDeps {
   config: Readonly<Config>;
   logger: Logger;
+  /** The process's metrics (HTTP, event loop, process) and the default tenant's. */
   metrics: Metrics;
+  /** A tenant's own metrics registry (served to that tenant on /metrics); null when not served. */
+  metricsOf?: (tenant: string) => Metrics | null;
+  /** Verifies API keys (required with `auth.enabled`); see auth.ts for what each route needs. */
+  auth?: Authenticator;
+  /** Where rate-limit counters are shared by replicas (storage/redis/rate-limit.ts); absent: per process. */
+  rateLimitRedis?: RateLimitDeps['redis'];
+  /** Keyed hash of user ids for the request log (security/pseudonym.ts); without it they are left out. */
+  pseudonymize?: (id: string) => string;
 }
 
 /**
@@ -94,11 +133,12 @@ function createBaseApp(deps: BaseDeps): FastifyInstance {
   const { config, metrics } = deps;
   const bodyLimit = config.server.bodyLimitBytes;
   const errorHandler = buildErrorHandler({ bodyLimitBytes: bodyLimit });
+  const timeoutMs = config.server.requestTimeoutMs;
 
   // Typed with the default logger interface: routes take a plain FastifyInstance (pino satisfies it).
   const app = Fastify({
     loggerInstance: deps.logger,
-    logController: new CompactLogController({ requestIdLogLabel: 'request_id' }),
+    logController: new CompactLogController(deps.pseudonymize),
     bodyLimit,
     requestIdHeader: false,
     genReqId: (req) => requestIdFrom(req.headers[REQUEST_ID_HEADER]),
@@ -130,9 +170,17 @@ function createBaseApp(deps: BaseDeps): FastifyInstance {
   app.decorateRequest('ctx', null as unknown as RequestContext);
   app.addHook('onRequest', (request, reply, done) => {
     reply.header(REQUEST_ID_HEADER, request.id);
-    request.ctx = createContext({ requestId: request.id, principal: ANONYMOUS });
+    // Nobody until the access-control hook (registered next) says who the caller is.
+    request.ctx = createContext({
+      requestId: request.id,
+      principal: UNAUTHENTICATED,
+      deadline: timeoutMs > 0 ? Date.now() + timeoutMs : null,
+    });
     done();
   });
+  registerAccessControl(app, deps);
+  // After the access-control hook: limits count per API key once the key is known.
+  registerRateLimit(app, { config, redis: deps.rateLimitRedis });
   // Labelled by route pattern, never the raw URL: ids in paths would explode the label cardinality.
   app.addHook('onResponse', (request, reply, done) => {
     metrics.httpRequestDuration.observe(
@@ -148,10 +196,11 @@ function createBaseApp(deps: BaseDeps): FastifyInstance {
   return app;
 }
 
-function registerMetricsRoute(app: FastifyInstance, metrics: Metrics): void {
+function registerMetricsRoute(app: FastifyInstance, deps: BaseDeps): void {
   app.get(
     '/metrics',
     {
+      config: { scope: 'admin' },
       schema: {
         tags: ['monitoring'],
         operationId: 'metrics',
@@ -161,7 +210,9 @@ function registerMetricsRoute(app: FastifyInstance, metrics: Metrics): void {
         },
       },
     },
-    async (_request, reply) => {
+    async (request, reply) => {
+      // Each tenant sees its own registry only; the default tenant's includes the process's metrics.
+      const metrics = deps.metricsOf?.(request.ctx.tenant) ?? deps.metrics;
       const body = await metrics.registry.metrics();
       return reply.header('content-type', metrics.registry.contentType).send(body);
     },
@@ -174,14 +225,14 @@ function registerMetricsRoute(app: FastifyInstance, metrics: Metrics): void {
  */
 export function buildOpsApp(deps: BaseDeps & { health: HealthService }): FastifyInstance {
   const app = createBaseApp(deps);
-  registerMetricsRoute(app, deps.metrics);
+  registerMetricsRoute(app, deps);
   registerHealthRoutes(app, deps.health);
   return app;
 }
 
 /** Builds the HTTP app around already-built services. Does not listen. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
-  const { config, metrics } = deps;
+  const { config } = deps;
   const app = createBaseApp(deps);
 
   await app.register(swagger, {
@@ -204,9 +255,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         { name: 'jobs', description: 'Background jobs' },
         { name: 'experiments', description: 'A/B tests, canaries and shadow runs, with results' },
         { name: 'feedback', description: 'Impressions, clicks and conversions tied to served answers' },
+        { name: 'keys', description: 'API keys: create, list, revoke (admin)' },
         { name: 'health', description: 'Liveness and readiness' },
         { name: 'monitoring', description: 'Prometheus metrics' },
       ],
+      components: { securitySchemes: OPENAPI_SECURITY_SCHEMES },
     },
     transformObject: (documents) => {
       if (!('openapiObject' in documents)) return documents.swaggerObject;
@@ -222,14 +275,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return doc;
     },
   });
-  await app.register(swaggerUi, {
-    routePrefix: '/docs',
-    uiConfig: { deepLinking: true, docExpansion: 'list' },
-  });
+  await app.register(
+    withRouteScope('read', async (docs) => {
+      await docs.register(swaggerUi, {
+        routePrefix: '/docs',
+        uiConfig: { deepLinking: true, docExpansion: 'list' },
+      });
+    }),
+  );
 
-  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+  app.get('/openapi.json', { schema: { hide: true }, config: { scope: 'read' } }, () => app.swagger());
 
-  registerMetricsRoute(app, metrics);
+  registerMetricsRoute(app, deps);
 
   const context: RouteContext = { deps, schemas: buildSchemas(config) };
   registerEventRoutes(app, context);
@@ -240,6 +297,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerModelRoutes(app, context);
   registerExperimentRoutes(app, context);
   registerFeedbackRoutes(app, context);
+  registerKeyRoutes(app, context);
   registerHealthRoutes(app, deps.health);
 
   return app;

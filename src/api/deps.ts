@@ -12,12 +12,23 @@ import type { Logger } from '../monitoring/logger.ts';
 import type { HealthService } from '../monitoring/health.ts';
 import type { Metrics } from '../monitoring/metrics.ts';
 import type { RecommendationService } from '../serving/contracts.ts';
+import type { Authenticator, KeyService } from '../security/contracts.ts';
 import type { ModelService } from '../training/contracts.ts';
+import type { RateLimitDeps } from './rate-limit.ts';
 
 export interface AppDeps {
   config: Readonly<Config>;
   logger: Logger;
+  /** The process's metrics (HTTP, event loop, process) and the default tenant's. */
   metrics: Metrics;
+  /** A tenant's own metrics registry (served to that tenant on /metrics); null when not served. */
+  metricsOf?: (tenant: string) => Metrics | null;
+  /** Verifies API keys (required with `auth.enabled`; see src/api/auth.ts). */
+  auth?: Authenticator;
+  /** Where rate-limit counters are shared by replicas (storage/redis/rate-limit.ts); absent: per process. */
+  rateLimitRedis?: RateLimitDeps['redis'];
+  /** Keyed hash of user ids for the request log (security/pseudonym.ts); without it they are left out. */
+  pseudonymize?: (id: string) => string;
   ingest: IngestService;
   catalog: CatalogService;
   recommendations: RecommendationService;
@@ -26,4 +37,6 @@ export interface AppDeps {
   health: HealthService;
   experiments: ExperimentService;
   feedback: FeedbackService;
+  /** API-key management (`/v1/keys`), on the default tenant's store. */
+  keys: KeyService;
 }

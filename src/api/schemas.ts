@@ -207,7 +207,8 @@ export const RecommendationResponse = Type.Object({
     Type.String({
       description:
         'Which fallback answered and why; null when personalized (or `variant_model_unavailable`: the ' +
-        "experiment arm's model is not loaded and the champion answered for it)",
+        "experiment arm's model is not loaded and the champion answered for it). `deadline`: the request's " +
+        'time budget (server.requestTimeoutMs) ran out before the model scored; popular items answered',
     }),
   ),
   degraded: Type.Boolean({

@@ -11,6 +11,8 @@ const EventTypeSpec = Type.Object(
     useValue: Type.Optional(Type.Boolean()),
     negative: Type.Optional(Type.Boolean()),
     minValue: Type.Optional(Type.Number()),
+    /** Values above this are rejected (CAIRN_VALIDATION naming `value`), e.g. a 1–5 rating scale. */
+    maxValue: Type.Optional(Type.Number()),
   },
   { additionalProperties: false },
 );
@@ -24,16 +26,82 @@ export const ConfigSchema = Type.Object(
         bodyLimitBytes: Type.Integer({ minimum: 1024, default: 16 * 1024 * 1024 }),
         maxBatchEvents: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
         maxBatchItems: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
+        /**
+         * Browser origins allowed to call the API (CORS). Empty: no CORS headers, and a request carrying an
+         * `Origin` header is refused on state-changing routes unless it has an API key.
+         */
+        corsOrigins: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+        /**
+         * Budget of one request in ms, carried as the request context's deadline: past it, recommendation
+         * routes answer with the cheapest labelled fallback instead of waiting (0: no deadline).
+         */
+        requestTimeoutMs: Type.Integer({ minimum: 0, default: 2000 }),
       },
       { default: {}, additionalProperties: false },
     ),
     dataDir: Type.String({ default: './data' }),
+    /**
+     * Tenants served besides `default`. Each tenant is its own namespace on every backend (a SQLite file
+     * under `dataDir/tenants/<t>`, a PostgreSQL schema `<schema>_t_<t>`, a Redis prefix, NATS streams),
+     * so tenants never see each other's users, items, events, models, experiments or metrics.
+     * Environment: `CAIRN_TENANTS='["acme","globex"]'`.
+     */
+    tenants: Type.Array(Type.String({ pattern: '^[a-z][a-z0-9_]{0,31}$' }), {
+      default: [],
+      uniqueItems: true,
+    }),
+    auth: Type.Object(
+      {
+        /** Every route but /health/* needs `Authorization: Bearer <key>` (keys: `cairn keys create`). */
+        enabled: Type.Boolean({ default: false }),
+        /** Allow binding a non-loopback address with auth disabled (refused otherwise). */
+        allowInsecureBind: Type.Boolean({ default: false }),
+        /** A verified key is trusted this long before it is looked up again (revocation takes effect within it). */
+        keyCacheSeconds: Type.Number({ minimum: 0, default: 5 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    rateLimit: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true }),
+        /** Requests per window per API key (or per client IP for requests without a key). */
+        perKey: Type.Integer({ minimum: 1, default: 60_000 }),
+        perIp: Type.Integer({ minimum: 1, default: 6_000 }),
+        windowSeconds: Type.Integer({ minimum: 1, default: 60 }),
+        /** Loopback clients (127.0.0.1, ::1) are not limited: the embedded default's own tools and benchmarks. */
+        exemptLoopback: Type.Boolean({ default: true }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    privacy: Type.Object(
+      {
+        /**
+         * Key of the keyed hash (HMAC-SHA256) that stands for user ids in logs and audit records. Empty:
+         * a random key generated once and kept in the store.
+         */
+        logHashKey: Type.String({ default: '' }),
+        /**
+         * An erased user's id stays in the change log's erase record until every consumer applied it, and
+         * at least this long (time for every replica to drop the user from the models in its memory);
+         * then the record is removed (security/erasure.ts).
+         */
+        eraseGraceSeconds: Type.Number({ minimum: 0, default: 60 }),
+        /** How often erase records that nobody needs any more are looked for. */
+        eraseSweepSeconds: Type.Number({ exclusiveMinimum: 0, default: 10 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     store: Type.Object(
       {
         /** `sqlite://PATH` (relative to the working directory) or `postgres://…`. Empty: SQLite in dataDir. */
         url: Type.String({ default: '' }),
         /** PostgreSQL schema holding Cairn's tables (lets several deployments or tests share a database). */
         schema: Type.String({ default: 'public', pattern: '^[a-z_][a-z0-9_]*$' }),
+        /**
+         * SQLite durability: `full` (default) syncs the WAL on every commit, so an acknowledged write
+         * survives power loss; `normal` survives a process crash only and ingests faster.
+         */
+        synchronous: Type.Union([Type.Literal('full'), Type.Literal('normal')], { default: 'full' }),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -83,12 +151,23 @@ export const ConfigSchema = Type.Object(
             click: { weight: 2 },
             add_to_cart: { weight: 4 },
             purchase: { weight: 8 },
-            rating: { weight: 1, useValue: true },
+            // 0–10 takes 1–5 stars and MovieTweetings' 0–10 alike; a value outside is rejected.
+            rating: { weight: 1, useValue: true, minValue: 0, maxValue: 10 },
             like: { weight: 4 },
             dislike: { weight: 0, negative: true },
             return: { weight: 0, negative: true },
           },
         }),
+        /**
+         * Abuse resistance: one event adds at most this much weight to popularity and trending (its type
+         * weight × value is clamped), whatever its value.
+         */
+        maxEventWeight: Type.Number({ exclusiveMinimum: 0, default: 10 }),
+        /**
+         * One user adds at most this much weight to one item's popularity over the popularity window (a
+         * user repeating purchases of one item counts up to it, then no more).
+         */
+        maxUserItemWeight: Type.Number({ exclusiveMinimum: 0, default: 16 }),
         /** Events older than this many days into the future of the server clock are rejected. */
         maxFutureSkewSeconds: Type.Integer({ minimum: 0, default: 300 }),
       },

@@ -2,6 +2,7 @@
  * Pure domain types shared by every layer. Identifiers are opaque strings supplied by the client.
  * Times are milliseconds since the Unix epoch.
  */
+import type { Scope } from './context.ts';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -49,8 +50,13 @@ export interface EventTypeSpec {
   useValue?: boolean;
   /** A negative type excludes the item for that user and is not a positive interaction. */
   negative?: boolean;
-  /** For `useValue` types: values below this are not counted as positive interactions. */
+  /**
+   * Events of this type with a value below this are rejected at ingestion (CAIRN_VALIDATION, field
+   * `value`); for `useValue` types, a stored value below it (accepted earlier) is not a positive interaction.
+   */
   minValue?: number;
+  /** Events of this type with a value above this are rejected at ingestion (e.g. a 0–10 rating scale). */
+  maxValue?: number;
 }
 
 /**
@@ -325,4 +331,34 @@ export interface VariantTotals {
   /** Sum and sum of squares over users of each user's revenue (for a mean with an interval). */
   revenue: number;
   revenueSquares: number;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Access control and audit.
+ * ---------------------------------------------------------------------------------------------- */
+
+/** An API key as stored: never the secret, only its SHA-256 (hex). */
+export interface ApiKeyRecord {
+  /** Public part of the key (`ck_…`), shown in lists and logs; the secret follows it in the token. */
+  id: string;
+  secretHash: string;
+  tenant: string;
+  scopes: Scope[];
+  /** Operator's label ("checkout-service"). */
+  name: string;
+  createdAt: number;
+  createdBy: string;
+  revokedAt: number | null;
+  revokedBy: string | null;
+}
+
+/** One security-relevant action. `subject` never holds a user id in clear (a keyed hash instead). */
+export interface AuditRecord {
+  seq: number;
+  at: number;
+  action: 'key_created' | 'key_revoked' | 'user_erased';
+  /** Principal id that acted (API key id, `cli`, `anonymous`, `system`). */
+  principal: string;
+  subject: string;
+  details: Record<string, unknown>;
 }

@@ -4,6 +4,8 @@
  * conformance suite in conformance/.
  */
 import type {
+  ApiKeyRecord,
+  AuditRecord,
   CairnEvent,
   EventTypeSpec,
   Experiment,
@@ -96,6 +98,15 @@ export interface ModelStore {
    * and `version` records it as its parent.
    */
   promote(version: string, at: number): Promise<ModelVersion>;
+  /**
+   * Points `version` at a rewritten artifact (an erasure rewrote it) only if it still points at `from`:
+   * false when another writer replaced it first (the caller starts over from the newer artifact).
+   */
+  replaceArtifact(
+    version: string,
+    from: Pick<ModelVersion, 'artifactPath' | 'checksum'>,
+    to: Pick<ModelVersion, 'artifactPath' | 'checksum'>,
+  ): Promise<boolean>;
 }
 
 export interface ExperimentStore {
@@ -136,6 +147,31 @@ export interface ServedLogStore {
   deleteForUser(userId: string): Promise<number>;
 }
 
+/** API keys (used from the default tenant's store: keys are a deployment's, each bound to a tenant). */
+export interface ApiKeyStore {
+  /** Fails with CAIRN_CONFLICT when the id exists. */
+  insert(key: ApiKeyRecord): Promise<void>;
+  get(id: string): Promise<ApiKeyRecord | null>;
+  /** Every key, newest first, revoked ones included; only `tenant`'s when given. */
+  list(options?: { tenant?: string }): Promise<ApiKeyRecord[]>;
+  /** Marks the key revoked (idempotent: a second revoke keeps the first time); null when unknown. */
+  revoke(id: string, at: number, by: string): Promise<ApiKeyRecord | null>;
+}
+
+/** Append-only audit trail of security-relevant actions. */
+export interface AuditStore {
+  append(record: Omit<AuditRecord, 'seq'>): Promise<AuditRecord>;
+  /** Newest first. */
+  list(options?: { action?: AuditRecord['action']; limit?: number }): Promise<AuditRecord[]>;
+}
+
+/** Small deployment settings Cairn generates once and must keep (e.g. the log-hash key). */
+export interface SettingsStore {
+  get(key: string): Promise<string | null>;
+  /** Stores `value` unless the key exists; returns the stored value either way (first writer wins). */
+  putIfAbsent(key: string, value: string): Promise<string>;
+}
+
 /** Where each durable consumer of a log stands (the SQL logs keep them beside their tables). */
 export interface ConsumerOffsets {
   get(name: string): Promise<number>;
@@ -151,6 +187,9 @@ export interface Store {
   readonly models: ModelStore;
   readonly experiments: ExperimentStore;
   readonly served: ServedLogStore;
+  readonly keys: ApiKeyStore;
+  readonly audit: AuditStore;
+  readonly settings: SettingsStore;
   /** Creates or upgrades the schema; safe to call on every start. */
   migrate(): Promise<void>;
   /** Durable positions of named consumers of the store's own logs (SQL log adapters use them). */
@@ -163,6 +202,11 @@ export interface Store {
    * Returns null when nothing was stored for the user.
    */
   eraseUser(userId: string): Promise<StoredEvent[] | null>;
+  /**
+   * After an erase: makes sure the deleted rows do not linger in the database's files (SQLite: zeroed
+   * pages are checkpointed and the WAL truncated; PostgreSQL: the touched tables are vacuumed).
+   */
+  purgeErased(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -259,6 +303,18 @@ export interface ChangeLog {
   read(after: number, limit: number): Promise<LogRecord<EntityChange>[]>;
   head(): Promise<number>;
   consume(options: ConsumeOptions, handler: BatchHandler<LogRecord<EntityChange>>): LogConsumer;
+  /** GDPR: removes the user's `user` records (their attributes) from the log, at erase time. */
+  forgetUser(userId: string): Promise<void>;
+  /**
+   * GDPR: removes records for good (the `erase` records, once every consumer that needs their user id
+   * applied them: see security/erasure.ts). Unknown or already removed seqs are ignored.
+   */
+  remove(seqs: number[]): Promise<void>;
+  /**
+   * Lowest position among the durable consumers of this log (null when it has none): every record at or
+   * below it was applied by all of them.
+   */
+  durableFloor(): Promise<number | null>;
   close(): Promise<void>;
 }
 
@@ -287,6 +343,10 @@ export interface OnlineStateOptions {
   popularityHalfLifeDays: number;
   /** Newest events kept per user. */
   historyLimit: number;
+  /** Config `events.maxEventWeight`: one event adds at most this to popularity (absent: no limit). */
+  maxEventWeight?: number;
+  /** Config `events.maxUserItemWeight`: one user holds at most this of one item's popularity. */
+  maxUserItemWeight?: number;
 }
 
 export interface OnlineState {

@@ -62,7 +62,8 @@ describe('experiments end to end (embedded, SQLite)', () => {
   const repeats: Rec[] = [];
 
   const inject = async (method: 'GET' | 'POST', url: string, payload?: unknown) => {
-    const res = await cairn.app.inject({ method, url, payload: payload as object | undefined });
+    const headers = method === 'GET' ? {} : { 'content-type': 'application/json' };
+    const res = await cairn.app.inject({ method, url, headers, payload: payload as object | undefined });
     return { status: res.statusCode, body: res.json<Record<string, unknown>>() };
   };
   const results = async () =>
@@ -263,7 +264,11 @@ describe('experiments end to end (embedded, SQLite)', () => {
     const before = await results();
     const gone = answers[3];
     const arm = gone.experiment!.variant;
-    const res = await cairn.app.inject({ method: 'DELETE', url: `/v1/users/${gone.user_id}` });
+    const res = await cairn.app.inject({
+      method: 'DELETE',
+      url: `/v1/users/${gone.user_id}`,
+      headers: { 'content-type': 'application/json' },
+    });
     expect(res.statusCode).toBe(204);
     expect(await cairn.store.served.get(gone.request_id)).toBeNull();
     const after = await results();

@@ -92,7 +92,9 @@ export function describeModelGates(backend: 'sqlite' | 'postgres'): void {
     });
 
     const call = async <T = unknown>(method: 'GET' | 'POST', url: string, payload?: unknown) => {
-      const res = await cairn.app.inject({ method, url, payload: payload as object | undefined });
+      // Writes declare JSON even without a body (key-less state changes without it are refused).
+      const headers = method === 'GET' ? {} : { 'content-type': 'application/json' };
+      const res = await cairn.app.inject({ method, url, headers, payload: payload as object | undefined });
       return { status: res.statusCode, body: res.json<T>() };
     };
     const card = async (version: string) => {

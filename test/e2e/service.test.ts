@@ -253,7 +253,11 @@ for (const backend of ['sqlite', 'postgres'] as const) {
     it('erases a user everywhere', async () => {
       const user = 'u7';
       expect((await cairn.store.events.forUser(user, 10)).length).toBeGreaterThan(0);
-      const del = await cairn.app.inject({ method: 'DELETE', url: `/v1/users/${user}` });
+      const del = await cairn.app.inject({
+        method: 'DELETE',
+        url: `/v1/users/${user}`,
+        headers: { 'content-type': 'application/json' },
+      });
       expect(del.statusCode).toBe(204);
       expect(await cairn.store.events.forUser(user, 10)).toEqual([]);
       expect((await get(`/v1/users/${user}`)).status).toBe(404);
@@ -294,7 +298,11 @@ for (const backend of ['sqlite', 'postgres'] as const) {
       expect((inCategory.body.items as { item_id: string }[]).map((i) => i.item_id)).toEqual([solo]);
       const marks = await cairn.online.watermarks();
 
-      const del = await cairn.app.inject({ method: 'DELETE', url: '/v1/users/e2e-gdpr-u' });
+      const del = await cairn.app.inject({
+        method: 'DELETE',
+        url: '/v1/users/e2e-gdpr-u',
+        headers: { 'content-type': 'application/json' },
+      });
       expect(del.statusCode).toBe(204);
       // The erase reached the online state before the DELETE answered (read-your-writes) ...
       const [soloAfter, sharedAfter] = await cairn.online.popularity([solo, shared], at);

@@ -65,8 +65,10 @@ describe('PostgreSQL adapter', () => {
           [schema],
         );
         expect(tables.rows.map((r) => r.table_name)).toEqual([
+          'api_keys',
           'artifact_chunks',
           'artifacts',
+          'audit_log',
           'changes',
           'consumer_offsets',
           'events',
@@ -77,6 +79,7 @@ describe('PostgreSQL adapter', () => {
           'models',
           'schema_migrations',
           'served',
+          'settings',
           'users',
         ]);
       } finally {

@@ -26,7 +26,7 @@ export function registerEventRoutes(app: FastifyInstance, { deps, schemas }: Rou
         body: EventsBody,
         response: withErrors({ 200: EventsBatchResponse, 202: EventAcceptedResponse }),
       },
-      config: { swaggerTransform: documentBody(schemas.EventsBodyDoc) },
+      config: { scope: 'ingest', swaggerTransform: documentBody(schemas.EventsBodyDoc) },
     },
     async (request, reply) => {
       const body = request.body;

@@ -30,7 +30,7 @@ export function registerExperimentRoutes(app: FastifyInstance, { deps }: RouteCo
         body: CreateExperimentBody,
         response: withErrors({ 201: ExperimentResponse }),
       },
-      config: { swaggerTransform: documentBody(CreateExperimentDoc) },
+      config: { scope: 'admin', swaggerTransform: documentBody(CreateExperimentDoc) },
     },
     async (request, reply) => {
       const experiment = await deps.experiments.createFromWire(request.ctx, request.body);
@@ -41,6 +41,7 @@ export function registerExperimentRoutes(app: FastifyInstance, { deps }: RouteCo
   app.get(
     '/v1/experiments',
     {
+      config: { scope: 'read' },
       schema: {
         tags: ['experiments'],
         operationId: 'listExperiments',
@@ -56,6 +57,7 @@ export function registerExperimentRoutes(app: FastifyInstance, { deps }: RouteCo
   app.get<{ Params: IdParamsWire }>(
     '/v1/experiments/:id',
     {
+      config: { scope: 'read' },
       schema: {
         tags: ['experiments'],
         operationId: 'getExperiment',
@@ -70,6 +72,7 @@ export function registerExperimentRoutes(app: FastifyInstance, { deps }: RouteCo
   app.post<{ Params: IdParamsWire; Body: StopExperimentBodyWire }>(
     '/v1/experiments/:id/stop',
     {
+      config: { scope: 'admin' },
       schema: {
         tags: ['experiments'],
         operationId: 'stopExperiment',
@@ -88,6 +91,7 @@ export function registerExperimentRoutes(app: FastifyInstance, { deps }: RouteCo
   app.get<{ Params: IdParamsWire }>(
     '/v1/experiments/:id/results',
     {
+      config: { scope: 'read' },
       schema: {
         tags: ['experiments'],
         operationId: 'experimentResults',

@@ -32,7 +32,7 @@ export function registerFeedbackRoutes(app: FastifyInstance, { deps }: RouteCont
         body: FeedbackBody,
         response: withErrors({ 200: FeedbackBatchResponse, 202: FeedbackAcceptedResponse }),
       },
-      config: { swaggerTransform: documentBody(feedbackBodyDoc(maxBatch)) },
+      config: { scope: 'ingest', swaggerTransform: documentBody(feedbackBodyDoc(maxBatch)) },
     },
     async (request, reply) => {
       const body = request.body;

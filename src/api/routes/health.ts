@@ -7,6 +7,7 @@ export function registerHealthRoutes(app: FastifyInstance, health: HealthService
   app.get(
     '/health/live',
     {
+      config: { scope: 'public' },
       schema: {
         tags: ['health'],
         operationId: 'live',
@@ -20,6 +21,7 @@ export function registerHealthRoutes(app: FastifyInstance, health: HealthService
   app.get(
     '/health/ready',
     {
+      config: { scope: 'public' },
       schema: {
         tags: ['health'],
         operationId: 'ready',

@@ -28,7 +28,7 @@ export function registerItemRoutes(app: FastifyInstance, { deps, schemas }: Rout
         body: AnyObjectBody,
         response: withErrors({ 200: ItemResponse }),
       },
-      config: { swaggerTransform: documentBody(ItemBodyDoc) },
+      config: { scope: 'ingest', swaggerTransform: documentBody(ItemBodyDoc) },
     },
     async (request) => itemToWire(await deps.catalog.putItem(request.ctx, request.params.id, request.body)),
   );
@@ -44,7 +44,7 @@ export function registerItemRoutes(app: FastifyInstance, { deps, schemas }: Rout
         body: schemas.ItemsBody,
         response: withErrors({ 200: ItemsBatchResponse }),
       },
-      config: { swaggerTransform: documentBody(schemas.ItemsBodyDoc) },
+      config: { scope: 'ingest', swaggerTransform: documentBody(schemas.ItemsBodyDoc) },
     },
     async (request) => {
       const items = request.body.items;
@@ -61,6 +61,7 @@ export function registerItemRoutes(app: FastifyInstance, { deps, schemas }: Rout
   app.get<{ Params: IdParamsWire }>(
     '/v1/items/:id',
     {
+      config: { scope: 'read' },
       schema: {
         tags: ['items'],
         operationId: 'getItem',

@@ -26,6 +26,7 @@ export function registerModelRoutes(app: FastifyInstance, { deps }: RouteContext
   app.get<{ Querystring: ModelsQueryWire }>(
     '/v1/models',
     {
+      config: { scope: 'read' },
       schema: {
         tags: ['models'],
         operationId: 'listModels',
@@ -42,6 +43,7 @@ export function registerModelRoutes(app: FastifyInstance, { deps }: RouteContext
   app.post<{ Body: TrainBodyWire }>(
     '/v1/models/train',
     {
+      config: { scope: 'admin' },
       schema: {
         tags: ['models'],
         operationId: 'trainModel',
@@ -66,6 +68,7 @@ export function registerModelRoutes(app: FastifyInstance, { deps }: RouteContext
   app.get<{ Params: VersionParamsWire }>(
     '/v1/models/:version',
     {
+      config: { scope: 'read' },
       schema: {
         tags: ['models'],
         operationId: 'getModel',
@@ -83,6 +86,7 @@ export function registerModelRoutes(app: FastifyInstance, { deps }: RouteContext
   app.post<{ Params: VersionParamsWire; Body: PromoteBodyWire }>(
     '/v1/models/:version/promote',
     {
+      config: { scope: 'admin' },
       schema: {
         tags: ['models'],
         operationId: 'promoteModel',
@@ -106,6 +110,7 @@ export function registerModelRoutes(app: FastifyInstance, { deps }: RouteContext
   app.post(
     '/v1/models/rollback',
     {
+      config: { scope: 'admin' },
       schema: {
         tags: ['models'],
         operationId: 'rollbackModel',
@@ -119,6 +124,7 @@ export function registerModelRoutes(app: FastifyInstance, { deps }: RouteContext
   app.get<{ Params: IdParamsWire }>(
     '/v1/jobs/:id',
     {
+      config: { scope: 'read' },
       schema: {
         tags: ['jobs'],
         operationId: 'getJob',

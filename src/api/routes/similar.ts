@@ -15,6 +15,7 @@ export function registerSimilarRoutes(app: FastifyInstance, { deps, schemas }: R
   app.get<{ Params: IdParamsWire; Querystring: ListQueryWire }>(
     '/v1/items/:id/similar',
     {
+      config: { scope: 'read' },
       schema: {
         tags: ['recommendations'],
         operationId: 'getSimilarItems',
@@ -33,6 +34,7 @@ export function registerSimilarRoutes(app: FastifyInstance, { deps, schemas }: R
   app.get<{ Querystring: ListQueryWire }>(
     '/v1/popular',
     {
+      config: { scope: 'read' },
       schema: {
         tags: ['recommendations'],
         operationId: 'getPopularItems',

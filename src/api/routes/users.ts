@@ -24,7 +24,7 @@ export function registerUserRoutes(app: FastifyInstance, { deps }: RouteContext)
         body: AnyObjectBody,
         response: withErrors({ 200: UserResponse }),
       },
-      config: { swaggerTransform: documentBody(UserBodyDoc) },
+      config: { scope: 'ingest', swaggerTransform: documentBody(UserBodyDoc) },
     },
     async (request) => userToWire(await deps.catalog.putUser(request.ctx, request.params.id, request.body)),
   );
@@ -32,6 +32,7 @@ export function registerUserRoutes(app: FastifyInstance, { deps }: RouteContext)
   app.get<{ Params: IdParamsWire }>(
     '/v1/users/:id',
     {
+      config: { scope: 'read' },
       schema: {
         tags: ['users'],
         operationId: 'getUser',
@@ -46,6 +47,7 @@ export function registerUserRoutes(app: FastifyInstance, { deps }: RouteContext)
   app.delete<{ Params: IdParamsWire }>(
     '/v1/users/:id',
     {
+      config: { scope: 'admin' },
       schema: {
         tags: ['users'],
         operationId: 'eraseUser',

@@ -13,6 +13,7 @@ import { seedDemo } from '../../main/demo.ts';
 import { createEmbedded } from '../../main/embedded.ts';
 import { createWorker } from '../../main/worker.ts';
 import { createLogger, type Logger } from '../../monitoring/logger.ts';
+import { checkBind } from '../../security/bind.ts';
 import { addStoreOptions, configFrom, parseIntOption, type StoreOptions } from '../common.ts';
 
 interface ServeOptions extends StoreOptions {
@@ -46,6 +47,7 @@ export function registerServe(program: Command): void {
     if (opts.host !== undefined) server.host = opts.host;
     const config = configFrom(opts, { server });
     checkRole(role, config);
+    checkBind(config); // before anything is opened: a refused bind leaves no store or file behind
     const logger = createLogger(config.logging.level).child({ role });
 
     let proc: { app: FastifyInstance; close(): Promise<void> };

@@ -228,4 +228,39 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       );
     `,
   },
+  {
+    version: 6,
+    name: 'api keys, audit log, settings',
+    sql: (s) => `
+      -- API keys: only the SHA-256 of the secret is kept. A key is bound to one tenant.
+      CREATE TABLE ${s}.api_keys (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        scopes JSONB NOT NULL,
+        name TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        revoked_at BIGINT NULL,
+        revoked_by TEXT NULL
+      );
+
+      -- Security-relevant actions (key created/revoked, user erased). Never a user id in clear: the
+      -- subject of an erasure is its keyed hash.
+      CREATE TABLE ${s}.audit_log (
+        seq BIGSERIAL PRIMARY KEY,
+        at BIGINT NOT NULL,
+        action TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        details JSONB NOT NULL
+      );
+
+      -- Deployment settings Cairn generates once (e.g. the key of the log hash).
+      CREATE TABLE ${s}.settings (
+        key TEXT COLLATE "C" PRIMARY KEY,
+        value TEXT NOT NULL
+      );
+    `,
+  },
 ];

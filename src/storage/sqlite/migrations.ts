@@ -203,4 +203,39 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 6,
+    name: 'api keys, audit log, settings',
+    sql: `
+      -- API keys: only the SHA-256 of the secret is kept. A key is bound to one tenant.
+      CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        revoked_at INTEGER NULL,
+        revoked_by TEXT NULL
+      ) WITHOUT ROWID;
+
+      -- Security-relevant actions (key created/revoked, user erased). Never a user id in clear: the
+      -- subject of an erasure is its keyed hash.
+      CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        details TEXT NOT NULL
+      );
+
+      -- Deployment settings Cairn generates once (e.g. the key of the log hash).
+      CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
