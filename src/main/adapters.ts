@@ -124,6 +124,8 @@ export function onlineStateOptions(config: Readonly<Config>): OnlineStateOptions
     types: config.events.types,
     popularityHalfLifeDays: config.serving.popularityHalfLifeDays,
     historyLimit: config.serving.historyLimit,
+    maxEventWeight: config.events.maxEventWeight,
+    maxUserItemWeight: config.events.maxUserItemWeight,
   };
 }
 

@@ -19,9 +19,17 @@ import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
 import { startMonitors } from '../monitoring/monitors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { ModelManagement } from '../training/service.ts';
-import { checkRole, openCore, openJobQueue } from './adapters.ts';
+import { DEFAULT_TENANT } from '../domain/context.ts';
+import { checkBind } from '../security/bind.ts';
+import { createErasureFollowUp } from '../security/erasure.ts';
+import { createAuthenticator, createKeyService } from '../security/keys.ts';
+import { pseudonymizerFor } from '../security/pseudonym.ts';
+import { createRateLimitRedis } from '../storage/redis/rate-limit.ts';
+import type { Store } from '../storage/ports.ts';
+import { checkRole, closeAll, openCore, openJobQueue } from './adapters.ts';
 import { fallbackCheck, Health, modelCheck, pingCheck } from './health.ts';
 import { startServing, type Serving } from './serving.ts';
+import { dispatchServices, tenantConfig, tenantNames, tenantsCheck, type TenantServices } from './tenancy.ts';
 
 export interface ApiProcess {
   config: Readonly<Config>;
@@ -29,7 +37,19 @@ export interface ApiProcess {
   metrics: Metrics;
   app: FastifyInstance;
   health: Health;
+  /** The default tenant's serving (champion, catalog view, recommender). */
   serving: Serving;
+  close(): Promise<void>;
+}
+
+/** One tenant's part of an API replica. */
+interface ApiTenant {
+  metrics: Metrics;
+  health: Health;
+  serving: Serving;
+  services: TenantServices;
+  store: Store;
+  pseudonymize: (id: string) => string;
   close(): Promise<void>;
 }
 
@@ -38,8 +58,62 @@ export async function createApi(
   options: { logger?: Logger } = {},
 ): Promise<ApiProcess> {
   checkRole('api', config);
+  checkBind(config);
   const logger = options.logger ?? createLogger(config.logging.level);
-  const metrics = createMetrics();
+  const tenants = new Map<string, ApiTenant>();
+  try {
+    let pseudonymize: ((id: string) => string) | undefined;
+    for (const tenant of tenantNames(config)) {
+      const tenantLogger = tenant === DEFAULT_TENANT ? logger : logger.child({ tenant });
+      const runtime = await createApiTenant(tenant, tenantConfig(config, tenant), tenantLogger, pseudonymize);
+      // One key per deployment (the default tenant's store): the same pseudonym in every log line.
+      pseudonymize ??= runtime.pseudonymize;
+      tenants.set(tenant, runtime);
+    }
+    const main = tenants.get(DEFAULT_TENANT)!;
+    const others = [...tenants.values()].filter((t) => t !== main);
+    if (others.length > 0) main.health.add(tenantsCheck(others.map((t) => t.health)));
+    const app = await buildApp({
+      config,
+      logger,
+      metrics: main.metrics,
+      metricsOf: (tenant) => tenants.get(tenant)?.metrics ?? null,
+      auth: createAuthenticator({ keys: main.store.keys, cacheSeconds: config.auth.keyCacheSeconds }),
+      keys: createKeyService({ store: main.store, tenants: tenantNames(config) }),
+      pseudonymize: main.pseudonymize,
+      // Rate-limit counters shared by every replica when the deployment has Redis.
+      rateLimitRedis: config.redis.url.trim() ? createRateLimitRedis(config.redis.url, logger) : null,
+      ...dispatchServices(new Map([...tenants].map(([name, t]) => [name, t.services] as const))),
+      health: main.health,
+    });
+    let closed = false;
+    return {
+      config,
+      logger,
+      metrics: main.metrics,
+      app,
+      health: main.health,
+      serving: main.serving,
+      async close() {
+        if (closed) return;
+        closed = true;
+        await app.close();
+        await closeAll([...tenants.values()].reverse());
+      },
+    };
+  } catch (err) {
+    await closeAll([...tenants.values()].reverse()).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function createApiTenant(
+  tenant: string,
+  config: Readonly<Config>,
+  logger: Logger,
+  deploymentPseudonymizer?: (id: string) => string,
+): Promise<ApiTenant> {
+  const metrics = createMetrics({ defaultMetrics: tenant === DEFAULT_TENANT });
   const core = await openCore(config, logger);
   try {
     const { store, artifacts, eventLog, changeLog, online } = core;
@@ -66,51 +140,39 @@ export async function createApi(
     );
     const jobs = core.add(openJobQueue(config, store, logger));
 
-    const ingest = createIngestService({ eventLog, config, metrics, logger });
-    const catalog = createCatalogService({ store, changeLog, eventLog, config, logger });
-    const models = new ModelManagement(config, registry, jobs);
-    const experiments = createExperimentService({ store, changeLog, logger });
-    const feedback = createFeedbackService({
-      served: store.served,
-      maxBatch: config.server.maxBatchEvents,
-      maxFutureSkewMs: config.events.maxFutureSkewSeconds * 1000,
-    });
     const note = ' (recommendations keep answering; writes that need it fail with 503)';
     const health = new Health([
-      // What serving needs: the shared online state. The rest is reported, not required.
-      fallbackCheck(() => online.popularCount()),
+      // Reported, not required: while Redis is down the replica still answers every recommendation (from
+      // the popular list it last read, labelled degraded), so taking every replica out of rotation at once
+      // would turn a degraded service into none.
+      fallbackCheck(() => online.popularCount(), false),
       pingCheck('event_log', false, () => eventLog.head(), ' (ingestion answers 503 until it is back)'),
       pingCheck('store', false, () => store.ping(), note),
       modelCheck(serving.champion, monitors.freshness),
     ]);
     metrics.watchReadiness(() => health.ready());
-    const app = await buildApp({
-      config,
-      logger,
-      metrics,
-      ingest,
-      catalog,
-      recommendations: serving.recommender,
-      models,
-      jobs: createJobService(jobs),
-      health,
-      experiments,
-      feedback,
-    });
-    let closed = false;
+    const pseudonymize = deploymentPseudonymizer ?? (await pseudonymizerFor(config, store.settings));
+    const erasure = createErasureFollowUp({ registry, store, pseudonymize, logger });
     return {
-      config,
-      logger,
       metrics,
-      app,
       health,
       serving,
-      async close() {
-        if (closed) return;
-        closed = true;
-        await app.close();
-        await core.close();
+      store,
+      pseudonymize,
+      services: {
+        ingest: createIngestService({ eventLog, config, metrics, logger }),
+        catalog: createCatalogService({ store, changeLog, eventLog, config, logger, erasure }),
+        recommendations: serving.recommender,
+        models: new ModelManagement(config, registry, jobs),
+        jobs: createJobService(jobs),
+        experiments: createExperimentService({ store, changeLog, logger }),
+        feedback: createFeedbackService({
+          served: store.served,
+          maxBatch: config.server.maxBatchEvents,
+          maxFutureSkewMs: config.events.maxFutureSkewSeconds * 1000,
+        }),
       },
+      close: () => core.close(),
     };
   } catch (err) {
     await core.close().catch(() => undefined);

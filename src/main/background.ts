@@ -23,12 +23,14 @@ export interface BackgroundDeps {
   eventLog: EventLog;
   changeLog: ChangeLog;
   registry: ModelRegistry;
+  /** The deployment's pseudonym of user ids (audit log). */
+  pseudonymize: (id: string) => string;
   /** Where what is started here is registered for closing (the root's core). */
   core: Pick<Base, 'add'>;
 }
 
 export function startBackgroundWork(deps: BackgroundDeps): { jobs: JobQueue; runner: JobRunner } {
-  const { config, logger, metrics, store, eventLog, changeLog, registry, core } = deps;
+  const { config, logger, metrics, store, eventLog, changeLog, registry, core, pseudonymize } = deps;
   // Rolls back canaries whose online metric falls below the control's (stops routing, rejects the version).
   core
     .add(
@@ -49,7 +51,7 @@ export function startBackgroundWork(deps: BackgroundDeps): { jobs: JobQueue; run
     'train',
     // A job whose trigger a model already records finishes without training (one training per trigger).
     skipTrainedTriggers(registry, (payload, ctx) =>
-      runTrainingJob({ store, config, registry, metrics, logger: ctx.logger }, payload, ctx),
+      runTrainingJob({ store, config, registry, metrics, logger: ctx.logger, pseudonymize }, payload, ctx),
     ),
   );
   core.add(runner).start();

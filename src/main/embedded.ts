@@ -18,7 +18,7 @@ import { createFeedbackService, FEEDBACK_DURABLE, FeedbackProjector } from '../e
 import { createExperimentService } from '../experiments/service.ts';
 import type { CatalogService, IngestService } from '../ingest/contracts.ts';
 import { createCatalogService, createIngestService, type ReadYourWrites } from '../ingest/service.ts';
-import type { JobQueue } from '../jobs/contracts.ts';
+import type { JobQueue, JobService } from '../jobs/contracts.ts';
 import { createJobService, type JobRunner } from '../jobs/runner.ts';
 import { createLogger, type Logger } from '../monitoring/logger.ts';
 import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
@@ -27,12 +27,20 @@ import { ModelRegistry } from '../registry/registry.ts';
 import type { CatalogView } from '../serving/catalog.ts';
 import type { ChampionHolder } from '../serving/champion.ts';
 import type { Recommender } from '../serving/recommender.ts';
+import type { KeyService } from '../security/contracts.ts';
+import { checkBind } from '../security/bind.ts';
+import { createAuthenticator, createKeyService } from '../security/keys.ts';
+import { createErasureFollowUp, startErasureSweeper } from '../security/erasure.ts';
+import { pseudonymizerFor } from '../security/pseudonym.ts';
+import { createRateLimitRedis } from '../storage/redis/rate-limit.ts';
 import { MemoryOnlineState } from '../storage/memory/online-state.ts';
 import type { ArtifactStore, ChangeLog, EventLog, OnlineState, Store } from '../storage/ports.ts';
 import { parseSchedule } from '../training/scheduler.ts';
 import { ModelManagement } from '../training/service.ts';
+import { DEFAULT_TENANT } from '../domain/context.ts';
 import {
   backendsFor,
+  closeAll,
   DURABLE,
   ONLINE_SNAPSHOT_KEY,
   openCore,
@@ -42,8 +50,11 @@ import {
 import { fallbackCheck, Health, modelCheck, pingCheck } from './health.ts';
 import { startBackgroundWork } from './background.ts';
 import { startServing, type Serving } from './serving.ts';
+import { dispatchServices, tenantConfig, tenantNames, tenantsCheck, type TenantServices } from './tenancy.ts';
 
-export interface Embedded {
+/** One tenant's runtime: its backends and services (everything but the HTTP server). */
+export interface EmbeddedTenant {
+  tenant: string;
   config: Readonly<Config>;
   backends: Backends;
   logger: Logger;
@@ -53,8 +64,8 @@ export interface Embedded {
   changeLog: ChangeLog;
   online: OnlineState;
   artifacts: ArtifactStore;
-  app: FastifyInstance;
   jobs: JobQueue;
+  jobService: JobService;
   runner: JobRunner;
   registry: ModelRegistry;
   champion: ChampionHolder;
@@ -71,9 +82,21 @@ export interface Embedded {
   feedbackProjector: FeedbackProjector;
   /** Freshness (registry polled) and drift (private event-log consumer) monitors. */
   monitors: Monitors;
+  /** Keyed hash of user ids for logs and audit records (security/pseudonym.ts). */
+  pseudonymize: (id: string) => string;
   /** Writes the in-memory online state's snapshot now (no-op for a shared online state). */
   snapshot(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * The all-in-one service: the default tenant's runtime (its fields, for callers that know no tenants),
+ * every tenant's runtime, and the HTTP app whose services dispatch on the caller's tenant.
+ */
+export interface Embedded extends EmbeddedTenant {
+  app: FastifyInstance;
+  tenants: ReadonlyMap<string, EmbeddedTenant>;
+  keys: KeyService;
 }
 
 export interface EmbeddedOptions {
@@ -88,13 +111,90 @@ export async function createEmbedded(
   config: Readonly<Config>,
   options: EmbeddedOptions = {},
 ): Promise<Embedded> {
+  checkBind(config); // before anything is opened
   const logger = options.logger ?? createLogger(config.logging.level);
-  const metrics = createMetrics();
-  const backends = backendsFor(config);
   parseSchedule(config.training.schedule); // an invalid cron fails start-up before anything is opened
+  const tenants = new Map<string, EmbeddedTenant>();
+  try {
+    for (const tenant of tenantNames(config)) {
+      const tenantLogger = tenant === DEFAULT_TENANT ? logger : logger.child({ tenant });
+      tenants.set(
+        tenant,
+        await createTenantRuntime(tenant, tenantConfig(config, tenant), {
+          ...options,
+          logger: tenantLogger,
+          pseudonymize: tenants.get(DEFAULT_TENANT)?.pseudonymize,
+        }),
+      );
+    }
+    const main = tenants.get(DEFAULT_TENANT)!;
+    const others = [...tenants.values()].filter((t) => t !== main);
+    if (others.length > 0) main.health.add(tenantsCheck(others.map((t) => t.health)));
+    const keys = createKeyService({ store: main.store, tenants: tenantNames(config) });
+    const app = await buildApp({
+      config,
+      logger,
+      metrics: main.metrics,
+      metricsOf: (tenant) => tenants.get(tenant)?.metrics ?? null,
+      auth: createAuthenticator({ keys: main.store.keys, cacheSeconds: config.auth.keyCacheSeconds }),
+      pseudonymize: main.pseudonymize,
+      // Rate-limit counters shared by every replica when the deployment has Redis.
+      rateLimitRedis: config.redis.url.trim() ? createRateLimitRedis(config.redis.url, logger) : null,
+      keys,
+      ...dispatchServices(new Map([...tenants].map(([name, t]) => [name, servicesOf(t)] as const))),
+      health: main.health,
+    });
+    let closed = false;
+    return {
+      ...main,
+      app,
+      tenants,
+      keys,
+      async close() {
+        if (closed) return;
+        closed = true;
+        await app.close();
+        await closeAll([...tenants.values()].reverse());
+      },
+    };
+  } catch (err) {
+    await closeAll([...tenants.values()].reverse()).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** A tenant runtime's services as the HTTP layer calls them. */
+function servicesOf(t: EmbeddedTenant): TenantServices {
+  return {
+    ingest: t.ingest,
+    catalog: t.catalog,
+    recommendations: t.recommender,
+    models: t.models,
+    jobs: t.jobService,
+    experiments: t.experiments,
+    feedback: t.feedback,
+  };
+}
+
+/** Builds one tenant's backends, consumers, background work and services (its config already namespaced). */
+async function createTenantRuntime(
+  tenant: string,
+  config: Readonly<Config>,
+  options: EmbeddedOptions & { logger: Logger; pseudonymize?: (id: string) => string },
+): Promise<EmbeddedTenant> {
+  const { logger } = options;
+  // Process-wide metrics (HTTP, event loop, process) are the default tenant's; the others count their own.
+  const metrics = createMetrics({ defaultMetrics: tenant === DEFAULT_TENANT });
+  const backends = backendsFor(config);
   const core = await openCore(config, logger);
   try {
     const { store, artifacts, eventLog, changeLog, online, heads } = core;
+    // Change-log position of the online-state snapshot on disk (a restart resumes from it, so erase records
+    // after it must stay); none written yet: a restart replays the logs, which hold no erased data.
+    let persistedChanges =
+      online instanceof MemoryOnlineState && (await artifacts.exists(ONLINE_SNAPSHOT_KEY))
+        ? (await online.watermarks()).changes
+        : Number.POSITIVE_INFINITY;
     // With the logs in NATS, the store of record is a consumer like any other.
     const storeWriter = backends.logs === 'nats' ? startStoreWriter(core, logger, metrics) : null;
 
@@ -164,6 +264,8 @@ export async function createEmbedded(
       await startMonitors({ config, logger, metrics, registry, served: s.champion, eventLog }),
     );
 
+    // One key per deployment (the default tenant's store): the same pseudonym in every log line.
+    const pseudonymize = options.pseudonymize ?? (await pseudonymizerFor(config, store.settings));
     const { jobs, runner } = startBackgroundWork({
       config,
       logger,
@@ -173,6 +275,7 @@ export async function createEmbedded(
       changeLog,
       registry,
       core,
+      pseudonymize,
     });
 
     const rywMs = options.readYourWritesMs ?? 2000;
@@ -184,7 +287,25 @@ export async function createEmbedded(
         }
       : undefined;
     const ingest = createIngestService({ eventLog, config, metrics, logger, readYourWrites });
-    const catalog = createCatalogService({ store, changeLog, eventLog, config, logger, readYourWrites });
+    const erasure = createErasureFollowUp({ registry, store, pseudonymize, logger });
+    const catalog = createCatalogService({
+      store,
+      changeLog,
+      eventLog,
+      config,
+      logger,
+      readYourWrites,
+      erasure,
+    });
+    core.add(
+      startErasureSweeper({
+        config,
+        store,
+        changeLog,
+        logger,
+        holdbacks: privateState ? [() => Promise.resolve(persistedChanges)] : [],
+      }),
+    );
     const models = new ModelManagement(config, registry, jobs, () => runner.wake());
     const experiments = createExperimentService({ store, changeLog, logger, readYourWrites });
     const feedback = createFeedbackService({
@@ -204,25 +325,15 @@ export async function createEmbedded(
       modelCheck(s.champion, monitors.freshness),
     ]);
     metrics.watchReadiness(() => health.ready());
-    const app = await buildApp({
-      config,
-      logger,
-      metrics,
-      ingest,
-      catalog,
-      recommendations: s.recommender,
-      models,
-      jobs: createJobService(jobs),
-      health,
-      experiments,
-      feedback,
-    });
 
     const snapshot = async () => {
       if (!(online instanceof MemoryOnlineState) || !dirty) return;
       dirty = false;
       try {
+        // Read before the snapshot is taken: the snapshot holds at least this much.
+        const marks = await online.watermarks();
         await artifacts.put(ONLINE_SNAPSHOT_KEY, online.snapshot());
+        persistedChanges = marks.changes;
       } catch (err) {
         dirty = true;
         logger.warn({ err }, 'could not write the online-state snapshot');
@@ -234,6 +345,7 @@ export async function createEmbedded(
 
     let closed = false;
     return {
+      tenant,
       config,
       backends,
       logger,
@@ -243,8 +355,8 @@ export async function createEmbedded(
       changeLog,
       online,
       artifacts,
-      app,
       jobs,
+      jobService: createJobService(jobs),
       runner,
       registry,
       champion: s.champion,
@@ -260,11 +372,11 @@ export async function createEmbedded(
       feedbackProjector,
       monitors,
       snapshot,
+      pseudonymize,
       async close() {
         if (closed) return;
         closed = true;
         if (timer) clearInterval(timer);
-        await app.close();
         // Stop the work that changes state before the snapshot of it, then close the rest.
         await runner.close();
         await projector.close();

@@ -23,6 +23,11 @@ export class Health implements HealthService {
     private readonly timeoutMs = 2000,
   ) {}
 
+  /** Adds a check after construction (e.g. the other tenants' readiness, known once they are built). */
+  add(check: NamedCheck): void {
+    this.checks.push(check);
+  }
+
   async ready(): Promise<{ ready: boolean; checks: Record<string, HealthCheck> }> {
     const results = await Promise.all(this.checks.map((c) => this.runOne(c)));
     const checks: Record<string, HealthCheck> = {};
@@ -137,10 +142,10 @@ export function trainingCheck(freshness: FreshnessMonitor): NamedCheck {
 }
 
 /** The popular fallback's input: how many items have popularity in the online state. */
-export function fallbackCheck(count: () => Promise<number>): NamedCheck {
+export function fallbackCheck(count: () => Promise<number>, critical = true): NamedCheck {
   return {
     name: 'fallback',
-    critical: true,
+    critical,
     async run() {
       const n = await count();
       return n > 0

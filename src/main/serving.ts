@@ -66,6 +66,9 @@ export async function startServing(deps: ServingDeps): Promise<Serving> {
   const servedLog =
     config.experiments.servedLog && deps.served ? new ServedLogWriter(deps.served, metrics, logger) : null;
   const popular = new PopularList(online);
+  // Read the popular head once now, so an online-state outage before the first fallback still has a
+  // last-known list to answer from (a failure here only means there is none yet).
+  await popular.top(1, Date.now(), () => true).catch(() => undefined);
   const recommender = new Recommender({
     config,
     online,

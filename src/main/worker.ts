@@ -20,9 +20,16 @@ import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
 import { startMonitors } from '../monitoring/monitors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { parseSchedule } from '../training/scheduler.ts';
-import { checkRole, DURABLE, openCore, startStoreWriter } from './adapters.ts';
+import { DEFAULT_TENANT } from '../domain/context.ts';
+import { checkBind } from '../security/bind.ts';
+import { startErasureSweeper } from '../security/erasure.ts';
+import { createAuthenticator } from '../security/keys.ts';
+import { pseudonymizerFor } from '../security/pseudonym.ts';
+import type { Store } from '../storage/ports.ts';
+import { checkRole, closeAll, DURABLE, openCore, startStoreWriter } from './adapters.ts';
 import { startBackgroundWork } from './background.ts';
 import { Health, pingCheck, trainingCheck } from './health.ts';
+import { tenantConfig, tenantNames, tenantsCheck } from './tenancy.ts';
 
 export interface WorkerProcess {
   config: Readonly<Config>;
@@ -39,9 +46,73 @@ export async function createWorker(
   options: { logger?: Logger } = {},
 ): Promise<WorkerProcess> {
   checkRole('worker', config);
+  checkBind(config);
   parseSchedule(config.training.schedule); // an invalid cron fails start-up before anything is opened
   const logger = options.logger ?? createLogger(config.logging.level);
-  const metrics = createMetrics();
+  const tenants = new Map<string, WorkerTenant>();
+  try {
+    let pseudonymize: ((id: string) => string) | undefined;
+    for (const tenant of tenantNames(config)) {
+      const tenantLogger = tenant === DEFAULT_TENANT ? logger : logger.child({ tenant });
+      const runtime = await createWorkerTenant(
+        tenant,
+        tenantConfig(config, tenant),
+        tenantLogger,
+        pseudonymize,
+      );
+      // One key per deployment (the default tenant's store), as the API replicas use.
+      pseudonymize ??= runtime.pseudonymize;
+      tenants.set(tenant, runtime);
+    }
+    const main = tenants.get(DEFAULT_TENANT)!;
+    const others = [...tenants.values()].filter((t) => t !== main);
+    if (others.length > 0) main.health.add(tenantsCheck(others.map((t) => t.health)));
+    const app = buildOpsApp({
+      config,
+      logger,
+      metrics: main.metrics,
+      metricsOf: (tenant) => tenants.get(tenant)?.metrics ?? null,
+      auth: createAuthenticator({ keys: main.store.keys, cacheSeconds: config.auth.keyCacheSeconds }),
+      health: main.health,
+    });
+    let closed = false;
+    return {
+      config,
+      logger,
+      metrics: main.metrics,
+      app,
+      health: main.health,
+      runner: main.runner,
+      async close() {
+        if (closed) return;
+        closed = true;
+        await app.close();
+        await closeAll([...tenants.values()].reverse());
+      },
+    };
+  } catch (err) {
+    await closeAll([...tenants.values()].reverse()).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** One tenant's consumers and job runner. */
+interface WorkerTenant {
+  metrics: Metrics;
+  health: Health;
+  runner: JobRunner;
+  store: Store;
+  pseudonymize: (id: string) => string;
+  close(): Promise<void>;
+}
+
+async function createWorkerTenant(
+  tenant: string,
+  config: Readonly<Config>,
+  logger: Logger,
+  deploymentPseudonymizer?: (id: string) => string,
+): Promise<WorkerTenant> {
+  const metrics = createMetrics({ defaultMetrics: tenant === DEFAULT_TENANT });
   const core = await openCore(config, logger);
   try {
     const { store, artifacts, eventLog, changeLog, online } = core;
@@ -73,6 +144,7 @@ export async function createWorker(
 
     const registry = new ModelRegistry(store.models, artifacts, logger, changeLog);
     const monitors = core.add(await startMonitors({ config, logger, metrics, registry, eventLog }));
+    const pseudonymize = deploymentPseudonymizer ?? (await pseudonymizerFor(config, store.settings));
     const { runner } = startBackgroundWork({
       config,
       logger,
@@ -82,6 +154,7 @@ export async function createWorker(
       changeLog,
       registry,
       core,
+      pseudonymize,
     });
 
     const health = new Health([
@@ -91,22 +164,9 @@ export async function createWorker(
       trainingCheck(monitors.freshness),
     ]);
     metrics.watchReadiness(() => health.ready());
-    const app = buildOpsApp({ config, logger, metrics, health });
-    let closed = false;
-    return {
-      config,
-      logger,
-      metrics,
-      app,
-      health,
-      runner,
-      async close() {
-        if (closed) return;
-        closed = true;
-        await app.close();
-        await core.close();
-      },
-    };
+    // Removes erase records once every durable consumer (this deployment's projector and writers) is past them.
+    core.add(startErasureSweeper({ config, store, changeLog, logger }));
+    return { metrics, health, runner, store, pseudonymize, close: () => core.close() };
   } catch (err) {
     await core.close().catch(() => undefined);
     throw err;

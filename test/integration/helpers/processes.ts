@@ -357,7 +357,8 @@ export async function http<T = any>( // eslint-disable-line @typescript-eslint/n
 ): Promise<HttpResult<T>> {
   const res = await fetch(url, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    // Writes declare JSON even without a body: key-less state changes without it are refused (415).
+    headers: method === 'GET' ? {} : { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(timeoutMs),
   });
@@ -540,6 +541,12 @@ async function dropSchema(schema: string): Promise<void> {
     // A connection left behind by a killed process must not block the test run forever.
     await client.query("SET lock_timeout = '15s'");
     await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    // Tenants of the deployment live in schemas `<schema>_t_<tenant>`.
+    const tenants = await client.query<{ name: string }>(
+      `SELECT nspname AS name FROM pg_namespace WHERE starts_with(nspname, $1)`,
+      [`${schema}_t_`],
+    );
+    for (const { name } of tenants.rows) await client.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`);
   } finally {
     await client.end();
   }
