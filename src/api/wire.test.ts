@@ -7,7 +7,9 @@ import {
   jobToWire,
   parseExclude,
   recommendBodyToRequest,
+  recommendationToWire,
   recommendQueryToRequest,
+  similarToWire,
 } from './wire.ts';
 
 describe('wire mapping', () => {
@@ -34,6 +36,26 @@ describe('wire mapping', () => {
     });
     expect(recommendBodyToRequest({ user_id: 'u' }, 7)).toEqual({ userId: 'u', k: 7 });
     expect(recommendBodyToRequest({ user_id: 'u', k: 2, exclude: [] }, 7)).toEqual({ userId: 'u', k: 2 });
+  });
+
+  it('never writes a score that is not a finite number (it would be serialized as null)', () => {
+    const items = [
+      { itemId: 'a', score: 2.5, reason: 'r' },
+      { itemId: 'b', score: Infinity, reason: 'r' },
+      { itemId: 'c', score: Number.NaN, reason: 'r' },
+      { itemId: 'd', score: null as unknown as number, reason: 'r' },
+      { itemId: 'e', score: 0, reason: 'r' },
+    ];
+    const base = { requestId: 'q', modelVersion: null, source: 'fallback' as const, degraded: false, items };
+    const rec = recommendationToWire({ ...base, userId: 'u', fallbackReason: null, experiment: null });
+    const similar = similarToWire({ ...base, itemId: null, fallbackReason: null });
+    for (const wire of [rec, similar]) {
+      expect(wire.items).toEqual([
+        { item_id: 'a', score: 2.5, reason: 'r' },
+        { item_id: 'e', score: 0, reason: 'r' },
+      ]);
+      expect(JSON.stringify(wire.items)).not.toMatch(/null|Infinity|NaN/);
+    }
   });
 
   it('counts event outcomes by status and keeps the error only where there is one', () => {

@@ -46,11 +46,14 @@ export function userToWire(user: User): UserWire {
   };
 }
 
+/**
+ * Last line of defence: the response serializer would write a non-finite score as `null`, which the
+ * OpenAPI contract (a number) does not allow, so such an item is left out (serving never produces one).
+ */
 function itemsToWire(items: RecommendationResult['items']): RecommendationWire['items'] {
-  const out = new Array<RecommendationWire['items'][number]>(items.length);
-  for (let i = 0; i < items.length; i++) {
-    const it = items[i];
-    out[i] = { item_id: it.itemId, score: it.score, reason: it.reason };
+  const out: RecommendationWire['items'] = [];
+  for (const it of items) {
+    if (Number.isFinite(it.score)) out.push({ item_id: it.itemId, score: it.score, reason: it.reason });
   }
   return out;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildUserProfile, decayFactor, interactionWeight } from './interactions.ts';
+import { buildUserProfile, decayFactor, interactionWeight, pairWeight } from './interactions.ts';
 import type { CairnEvent } from '../domain/types.ts';
 
 const types = {
@@ -32,6 +32,36 @@ describe('interactionWeight', () => {
       weight: 0,
       negative: false,
     });
+  });
+});
+
+describe('abuse limits', () => {
+  const limits = { maxEventWeight: 10, maxUserItemWeight: 16 };
+
+  it('clamps one event to maxEventWeight, and a weight that is not finite to it (or to nothing)', () => {
+    expect(interactionWeight(types, { type: 'rating', value: 1e308 }, limits).weight).toBe(10);
+    expect(interactionWeight(types, { type: 'rating', value: 7 }, limits).weight).toBe(7);
+    expect(interactionWeight(types, { type: 'rating', value: Infinity }, limits).weight).toBe(10);
+    expect(interactionWeight(types, { type: 'rating', value: Infinity }).weight).toBe(0);
+    expect(interactionWeight(types, { type: 'rating', value: 1e308 }).weight).toBe(1e308);
+    expect(interactionWeight(types, { type: 'dislike', value: null }, limits)).toEqual({
+      weight: 0,
+      negative: true,
+    });
+  });
+
+  it("caps a user's summed weight on one item at maxUserItemWeight", () => {
+    expect(pairWeight(40, limits)).toBe(16);
+    expect(pairWeight(9, limits)).toBe(9);
+    expect(pairWeight(40)).toBe(40);
+    const events = [
+      ...Array.from({ length: 1000 }, (_, i) => ev('a', 'purchase', i)),
+      ev('b', 'rating', 2000, 1e308),
+      ev('c', 'view', 2001),
+    ];
+    const p = buildUserProfile(types, events, limits);
+    expect(Object.fromEntries(p.positives)).toEqual({ a: 16, b: 10, c: 1 });
+    expect(buildUserProfile(types, events).positives.get('a')).toBe(8000);
   });
 });
 

@@ -13,19 +13,42 @@ export interface InteractionWeight {
   negative: boolean;
 }
 
+/**
+ * Abuse resistance (config `events`): how much one event, and one user on one item, can weigh. Absent
+ * fields mean no limit. Training, serving and popularity apply the same limits, so they agree.
+ */
+export interface WeightLimits {
+  /** One event weighs at most this (its type weight × value is clamped). */
+  maxEventWeight?: number;
+  /** One user's summed weight on one item is capped at this (decayed, for popularity). */
+  maxUserItemWeight?: number;
+}
+
+/**
+ * The weight of one event, clamped to `limits.maxEventWeight`. A weight that is not a finite number (a
+ * value stored before values were range-checked) counts as that limit, or as nothing without one.
+ */
 export function interactionWeight(
   types: EventTypes,
   event: Pick<CairnEvent, 'type' | 'value'>,
+  limits?: WeightLimits,
 ): InteractionWeight {
   const spec = types[event.type];
   if (!spec) return { weight: 0, negative: false };
   if (spec.negative) return { weight: 0, negative: true };
+  let weight = spec.weight;
   if (spec.useValue) {
     const v = event.value ?? 0;
     if (spec.minValue !== undefined && v < spec.minValue) return { weight: 0, negative: false };
-    return { weight: Math.max(0, spec.weight * v), negative: false };
+    weight = Math.max(0, spec.weight * v);
   }
-  return { weight: spec.weight, negative: false };
+  weight = Math.min(weight, limits?.maxEventWeight ?? Infinity);
+  return { weight: Number.isFinite(weight) ? weight : 0, negative: false };
+}
+
+/** A user's summed weight on one item, capped at `limits.maxUserItemWeight` (the offline form of the cap). */
+export function pairWeight(sum: number, limits?: WeightLimits): number {
+  return Math.min(sum, limits?.maxUserItemWeight ?? Infinity);
 }
 
 /** A user's aggregated state from their events, newest first or in any order. */
@@ -46,9 +69,14 @@ export interface UserProfile {
 
 /**
  * Aggregates events into a profile. A negative event removes the item from the positives whatever
- * the order, matching the offline extraction (a dislike overrides earlier views).
+ * the order, matching the offline extraction (a dislike overrides earlier views); with `limits`, each
+ * event is clamped and each item's sum capped as in training (features/interactions.ts `pairWeight`).
  */
-export function buildUserProfile(types: EventTypes, events: readonly CairnEvent[]): UserProfile {
+export function buildUserProfile(
+  types: EventTypes,
+  events: readonly CairnEvent[],
+  limits?: WeightLimits,
+): UserProfile {
   const positives = new Map<string, number>();
   const negatives = new Set<string>();
   const seen = new Set<string>();
@@ -59,10 +87,10 @@ export function buildUserProfile(types: EventTypes, events: readonly CairnEvent[
   for (const e of events) {
     seen.add(e.itemId);
     if (lastEventAt === null || e.timestamp > lastEventAt) lastEventAt = e.timestamp;
-    const w = interactionWeight(types, e);
+    const w = interactionWeight(types, e, limits);
     if (w.negative) negatives.add(e.itemId);
     else if (w.weight > 0) {
-      positives.set(e.itemId, (positives.get(e.itemId) ?? 0) + w.weight);
+      positives.set(e.itemId, pairWeight((positives.get(e.itemId) ?? 0) + w.weight, limits));
       if (w.weight > (strongestWeight.get(e.itemId) ?? 0)) {
         strongestWeight.set(e.itemId, w.weight);
         strongestType.set(e.itemId, e.type);

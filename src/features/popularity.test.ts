@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { compareIds, MAX_EXPONENT, PopularityTracker, RESIDUE_TOLERANCE } from './popularity.ts';
+import { interactionWeight } from './interactions.ts';
+import {
+  capContribution,
+  compareIds,
+  ContributionRules,
+  MAX_EXPONENT,
+  PopularityTracker,
+  RESIDUE_TOLERANCE,
+  weightLimitIssues,
+} from './popularity.ts';
 
 const DAY = 86_400_000;
 const types = {
@@ -8,16 +17,16 @@ const types = {
   rating: { weight: 1, useValue: true },
   dislike: { weight: 0, negative: true },
 };
+/** An event's contribution under `types`, without limits (the tracker only sums contributions). */
 const e = (itemId: string, type: string, timestamp: number, value: number | null = null) => ({
   itemId,
-  type,
-  value,
   timestamp,
+  weight: interactionWeight(types, { type, value }).weight,
 });
 
 describe('PopularityTracker', () => {
   it('sums decayed weights exactly as hand-computed', () => {
-    const t = new PopularityTracker(types, 7);
+    const t = new PopularityTracker(7);
     const now = 100 * DAY;
     t.add([
       e('a', 'view', now),
@@ -40,7 +49,7 @@ describe('PopularityTracker', () => {
   });
 
   it('ranks recent activity above old activity of the same volume and filters', () => {
-    const t = new PopularityTracker(types, 1);
+    const t = new PopularityTracker(1);
     const now = 50 * DAY;
     for (let i = 0; i < 10; i++) t.add([e('old', 'view', now - 10 * DAY), e('new', 'view', now - DAY / 2)]);
     t.add([e('other', 'view', now)]);
@@ -49,7 +58,7 @@ describe('PopularityTracker', () => {
   });
 
   it('stays finite over years of events (rebasing the reference time) and drops underflowed items', () => {
-    const t = new PopularityTracker(types, 0.01);
+    const t = new PopularityTracker(0.01);
     t.add([e('a', 'view', 0)]);
     t.add([e('b', 'view', 3 * 365 * DAY)]);
     const s = t.score('b', 3 * 365 * DAY);
@@ -61,7 +70,7 @@ describe('PopularityTracker', () => {
   });
 
   it('rebases only past MAX_EXPONENT half-lives, keeping representable sums exact', () => {
-    const t = new PopularityTracker(types, 1);
+    const t = new PopularityTracker(1);
     t.add([e('a', 'view', 0), e('b', 'view', MAX_EXPONENT * DAY)]);
     expect(t.reference).toBe(0);
     t.add([e('c', 'view', (MAX_EXPONENT + 100) * DAY)]);
@@ -73,14 +82,14 @@ describe('PopularityTracker', () => {
   });
 
   it('ignores events whose weight underflows instead of listing the item with zero', () => {
-    const t = new PopularityTracker(types, 1);
+    const t = new PopularityTracker(1);
     t.add([e('a', 'view', 2000 * DAY), e('ancient', 'view', 0)]);
     expect(t.size).toBe(1);
     expect(t.score('ancient', 2000 * DAY)).toBe(0);
   });
 
   it('subtracts exactly, drops rounding residue, and never goes below zero', () => {
-    const t = new PopularityTracker(types, 1);
+    const t = new PopularityTracker(1);
     const u1 = [e('x', 'rating', 0, 3.3), e('y', 'view', 5 * 3600_000)];
     t.add(u1);
     t.add([e('y', 'rating', 0, 0.7), e('z', 'view', Math.round(700.37 * DAY))]); // rebase in between
@@ -103,7 +112,7 @@ describe('PopularityTracker', () => {
   });
 
   it('breaks ties by id in code-point order and pages consistently', () => {
-    const t = new PopularityTracker(types, 7);
+    const t = new PopularityTracker(7);
     const ids = ['b', '😀', 'a', '～', 'B', 'aa'];
     t.add(ids.map((id) => e(id, 'view', 0)));
     t.add([e('top', 'purchase', 0)]);
@@ -118,7 +127,7 @@ describe('PopularityTracker', () => {
   it('keeps its incrementally repaired ranking equal to a full sort under random updates', () => {
     let seed = 12345;
     const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
-    const t = new PopularityTracker(types, 3);
+    const t = new PopularityTracker(3);
     const added: ReturnType<typeof e>[] = [];
     for (let step = 0; step < 300; step++) {
       const batch = Array.from({ length: 1 + Math.floor(rnd() * (step % 50 === 0 ? 400 : 4)) }, () =>
@@ -142,12 +151,12 @@ describe('PopularityTracker', () => {
   });
 
   it('exports and rebuilds its state', () => {
-    const t = new PopularityTracker(types, 2);
+    const t = new PopularityTracker(2);
     t.add([e('a', 'view', 10), e('b', 'purchase', 20), e('c', 'view', 30)]);
     t.subtract([e('c', 'view', 30)]);
     const state = t.exportState();
     expect(state.ids.sort()).toEqual(['a', 'b']);
-    const copy = PopularityTracker.fromState(types, 2, t.exportState());
+    const copy = PopularityTracker.fromState(2, t.exportState());
     expect(copy.page(0, 10, 100)).toEqual(t.page(0, 10, 100));
     expect(copy.reference).toBe(t.reference);
     t.clear();
@@ -157,7 +166,92 @@ describe('PopularityTracker', () => {
   });
 
   it('refuses a non-positive half-life', () => {
-    expect(() => new PopularityTracker(types, 0)).toThrow(RangeError);
+    expect(() => new PopularityTracker(0)).toThrow(RangeError);
+  });
+});
+
+describe('capContribution', () => {
+  const H = 7 * DAY;
+  /** Events added one after the other to one holding: what each added, and the holding after them. */
+  const run = (steps: [weight: number, timestamp: number][], held = { weight: 0, at: steps[0][1] }) => ({
+    added: steps.map(([w, t]) => capContribution(held, w, t, 16, H)),
+    held,
+  });
+
+  it("keeps a user's decayed holding of an item at or below the cap, valued at their latest event", () => {
+    expect(
+      run([
+        [8, 0],
+        [8, 0],
+        [8, 0],
+      ]),
+    ).toEqual({ added: [8, 8, 0], held: { weight: 16, at: 0 } });
+    // A half-life later half of it has decayed: room for 8 again.
+    expect(
+      run([
+        [8, 0],
+        [8, 0],
+        [10, H],
+      ]),
+    ).toEqual({ added: [8, 8, 8], held: { weight: 16, at: H } });
+    expect(run([[20, 0]])).toEqual({ added: [16], held: { weight: 16, at: 0 } });
+  });
+
+  it('lets an older event add the room left, grown back to its own time (it decays to the room)', () => {
+    // Room 8 at 2H is worth 16 at H: the whole 10 counts, and is worth 5 at 2H.
+    expect(
+      run([
+        [8, 2 * H],
+        [10, H],
+      ]),
+    ).toEqual({ added: [8, 10], held: { weight: 13, at: 2 * H } });
+    expect(run([[10, -1e6 * H]], { weight: 16, at: 2 * H }).added).toEqual([0]);
+    // Far older than the holding: the growth factor overflows to Infinity, the weight still counts once.
+    expect(
+      run([
+        [8, 2 * H],
+        [5, 2 * H - 5000 * H],
+      ]),
+    ).toEqual({ added: [8, 5], held: { weight: 8, at: 2 * H } });
+  });
+});
+
+describe('ContributionRules', () => {
+  const rules = new ContributionRules(types, 7, { maxEventWeight: 10, maxUserItemWeight: 16 });
+  const ev = (seq: number, itemId: string, type: string, value: number | null = null) => ({
+    seq,
+    itemId,
+    type,
+    value,
+    timestamp: 0,
+  });
+
+  it('clamps, caps per user and item, and replays an erased user exactly as added in log order', () => {
+    const events = [
+      ev(1, 'a', 'purchase'),
+      ev(2, 'a', 'purchase'),
+      ev(3, 'a', 'rating', 1e308),
+      ev(4, 'b', 'view'),
+    ];
+    const holdings = new Map();
+    expect(events.map((e) => rules.add(holdings, e))).toEqual([8, 8, 0, 1]);
+    expect(rules.replay([...events].reverse())).toEqual([
+      { seq: 1, itemId: 'a', timestamp: 0, weight: 8 },
+      { seq: 2, itemId: 'a', timestamp: 0, weight: 8 },
+      { seq: 4, itemId: 'b', timestamp: 0, weight: 1 },
+    ]);
+    // Without a cap nothing needs keeping, and only the clamp applies.
+    const clampOnly = new ContributionRules(types, 7, { maxEventWeight: 10 });
+    expect(clampOnly.cap).toBeNull();
+    expect(events.map((e) => clampOnly.add(null, e))).toEqual([8, 8, 10, 1]);
+  });
+
+  it('reports limits that are not positive numbers by config key', () => {
+    expect(weightLimitIssues({ maxEventWeight: 10, maxUserItemWeight: 16 })).toEqual([]);
+    expect(weightLimitIssues({ maxEventWeight: 0, maxUserItemWeight: Number.NaN })).toEqual([
+      { field: 'events.maxEventWeight', message: 'must be a positive number' },
+      { field: 'events.maxUserItemWeight', message: 'must be a positive number' },
+    ]);
   });
 });
 

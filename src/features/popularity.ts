@@ -3,6 +3,10 @@
  * with the interaction weights of training (features/interactions.ts), so online and offline popularity
  * agree and adapters agree with each other.
  *
+ * An event contributes its weight clamped to `maxEventWeight`, and no more than leaves its user's decayed
+ * weight on the item at or below `maxUserItemWeight` (see `capContribution`): one user, however many
+ * events they send, moves an item's popularity by a bounded amount.
+ *
  * The decayed popularity of item i at time `now` is Σ w_e · 2^((t_e − now)/H) over its positive events e,
  * with half-life H. Each item keeps one sum s_i = Σ w_e · 2^((t_e − T0)/H) for a shared reference time T0;
  * its score at `now` is s_i · 2^((T0 − now)/H). Rankings do not depend on `now`, so ordering needs no
@@ -10,7 +14,7 @@
  * factor) before an exponent could overflow a double, so sums stay finite over any span of time.
  */
 import type { CairnEvent } from '../domain/types.ts';
-import { interactionWeight, type EventTypes } from './interactions.ts';
+import { interactionWeight, type EventTypes, type WeightLimits } from './interactions.ts';
 
 export const DAY_MS = 86_400_000;
 
@@ -28,8 +32,24 @@ export const MAX_EXPONENT = 600;
  */
 export const RESIDUE_TOLERANCE = 1e-9;
 
-/** The fields of an event popularity reads (erase records carry only these). */
+/** The fields of an event popularity reads (erase records carry only these, and the seq). */
 export type PopularityEvent = Pick<CairnEvent, 'itemId' | 'type' | 'value' | 'timestamp'>;
+
+/** What one event adds to its item's popularity once every limit is applied. */
+export interface Contribution {
+  itemId: string;
+  timestamp: number;
+  weight: number;
+}
+
+/**
+ * What one user holds of one item's popularity: the decayed weight their events added, valued at `at`,
+ * the latest time among those events.
+ */
+export interface Holding {
+  weight: number;
+  at: number;
+}
 
 /** Same shape as storage's `PopularEntry` (features/ does not import storage/). */
 export interface PopularEntry {
@@ -85,6 +105,107 @@ export interface PopularityState {
   sums: Float64Array;
 }
 
+/** Half-life in ms; a half-life that is not a positive number of days is a RangeError. */
+function checkedHalfLife(halfLifeDays: number): number {
+  if (!(halfLifeDays > 0) || !Number.isFinite(halfLifeDays)) {
+    throw new RangeError(`popularity half-life must be a positive number of days, got ${halfLifeDays}`);
+  }
+  return halfLifeMs(halfLifeDays);
+}
+
+/** Limits set to something other than a positive number, by config key (for CAIRN_CONFIG_INVALID). */
+export function weightLimitIssues(limits: WeightLimits): { field: string; message: string }[] {
+  const issues: { field: string; message: string }[] = [];
+  for (const key of ['maxEventWeight', 'maxUserItemWeight'] as const) {
+    const v = limits[key];
+    if (v !== undefined && !(v > 0))
+      issues.push({ field: `events.${key}`, message: 'must be a positive number' });
+  }
+  return issues;
+}
+
+/**
+ * The weight an event (`weight`, already clamped, at `timestamp`) adds to its item when its user holds
+ * `held` of it (a user without a holding holds `{ weight: 0, at: timestamp }`); updates `held` in place.
+ * The holding, valued at the latest of the user's event times on the item, never exceeds `cap`, so at any
+ * later time it is at most `cap` too (it only decays). An event older than the holding may add the room
+ * left at `held.at` grown back to its own time (by `held.at` it will have decayed to that room). The Redis
+ * script mirrors this step for step (same operations, same order), so both adapters compute the same doubles.
+ */
+export function capContribution(
+  held: Holding,
+  weight: number,
+  timestamp: number,
+  cap: number,
+  halfLife: number,
+): number {
+  if (timestamp >= held.at) {
+    const current = held.weight * Math.pow(2, (held.at - timestamp) / halfLife);
+    const added = Math.max(0, Math.min(weight, cap - current));
+    held.weight = current + added;
+    held.at = timestamp;
+    return added;
+  }
+  const room = cap - held.weight;
+  const added = room > 0 ? Math.min(weight, room * Math.pow(2, (held.at - timestamp) / halfLife)) : 0;
+  held.weight += added * Math.pow(2, (timestamp - held.at) / halfLife);
+  return added;
+}
+
+/**
+ * How events become popularity contributions under the configured weights and limits (config `events`):
+ * the one definition behind both adapters' apply and erase paths.
+ */
+export class ContributionRules {
+  readonly halfLife: number;
+  /** `maxUserItemWeight`, or null without a cap (no holdings need to be kept then). */
+  readonly cap: number | null;
+
+  constructor(
+    private readonly types: EventTypes,
+    halfLifeDays: number,
+    private readonly limits: WeightLimits = {},
+  ) {
+    this.halfLife = checkedHalfLife(halfLifeDays);
+    const cap = limits.maxUserItemWeight;
+    this.cap = cap !== undefined && Number.isFinite(cap) ? cap : null;
+  }
+
+  /** The event's weight clamped to `maxEventWeight` (0 when it is not a positive interaction). */
+  weight(e: Pick<PopularityEvent, 'type' | 'value'>): number {
+    return interactionWeight(this.types, e, this.limits).weight;
+  }
+
+  /**
+   * The weight a user's event adds to its item's popularity, updating `holdings` (that user's, by item).
+   * Events of one user must come in log order: the cap makes the result depend on it.
+   */
+  add(holdings: Map<string, Holding> | null, e: PopularityEvent): number {
+    const weight = this.weight(e);
+    if (!(weight > 0) || this.cap === null || holdings === null) return weight;
+    let held = holdings.get(e.itemId);
+    if (held === undefined) holdings.set(e.itemId, (held = { weight: 0, at: e.timestamp }));
+    return capContribution(held, weight, e.timestamp, this.cap, this.halfLife);
+  }
+
+  /**
+   * What an erased user's events contributed, replayed in seq order from no holdings: exactly what adding
+   * them in log order added (their contributions depend only on the same user's earlier events). Only
+   * positive contributions are returned, in seq order.
+   */
+  replay<E extends PopularityEvent & { seq: number }>(
+    events: readonly E[],
+  ): (Contribution & { seq: number })[] {
+    const holdings = new Map<string, Holding>();
+    const out: (Contribution & { seq: number })[] = [];
+    for (const e of [...events].sort((a, b) => a.seq - b.seq)) {
+      const weight = this.add(holdings, e);
+      if (weight > 0) out.push({ seq: e.seq, itemId: e.itemId, timestamp: e.timestamp, weight });
+    }
+    return out;
+  }
+}
+
 const INITIAL_SLOTS = 1024;
 
 /**
@@ -108,19 +229,13 @@ export class PopularityTracker {
   private dirty: number[] = [];
   private dirtyFlag = new Uint8Array(INITIAL_SLOTS);
 
-  constructor(
-    private readonly types: EventTypes,
-    halfLifeDays: number,
-  ) {
-    if (!(halfLifeDays > 0) || !Number.isFinite(halfLifeDays)) {
-      throw new RangeError(`popularity half-life must be a positive number of days, got ${halfLifeDays}`);
-    }
-    this.halfLife = halfLifeMs(halfLifeDays);
+  constructor(halfLifeDays: number) {
+    this.halfLife = checkedHalfLife(halfLifeDays);
   }
 
-  /** Rebuilds a tracker from `exportState()` output (same types and half-life expected). */
-  static fromState(types: EventTypes, halfLifeDays: number, state: PopularityState): PopularityTracker {
-    const t = new PopularityTracker(types, halfLifeDays);
+  /** Rebuilds a tracker from `exportState()` output (same half-life expected). */
+  static fromState(halfLifeDays: number, state: PopularityState): PopularityTracker {
+    const t = new PopularityTracker(halfLifeDays);
     t.ref = state.reference;
     for (let i = 0; i < state.ids.length; i++) {
       const s = state.sums[i];
@@ -139,11 +254,11 @@ export class PopularityTracker {
     return this.ref;
   }
 
-  /** Adds events in any order; events that are not positive interactions are ignored. */
-  add(events: readonly PopularityEvent[]): void {
-    for (const e of events) {
-      const w = interactionWeight(this.types, e).weight;
-      if (w <= 0) continue;
+  /** Adds contributions in any order; those without positive weight are ignored. */
+  add(contributions: readonly Contribution[]): void {
+    for (const e of contributions) {
+      const w = e.weight;
+      if (!(w > 0)) continue;
       if (this.ref === null) this.ref = e.timestamp;
       let x = decayExponent(e.timestamp, this.ref, this.halfLife);
       if (x > MAX_EXPONENT) {
@@ -160,16 +275,16 @@ export class PopularityTracker {
   }
 
   /**
-   * Subtracts events added before (a GDPR erase), per item in one step. An item whose remainder is rounding
-   * noise (see RESIDUE_TOLERANCE) or negative is dropped; never-added items are left alone, so popularity
-   * never goes below 0.
+   * Subtracts contributions added before (a GDPR erase), per item in one step. An item whose remainder is
+   * rounding noise (see RESIDUE_TOLERANCE) or negative is dropped; never-added items are left alone, so
+   * popularity never goes below 0.
    */
-  subtract(events: readonly PopularityEvent[]): void {
+  subtract(contributions: readonly Contribution[]): void {
     if (this.ref === null) return;
     const amounts = new Map<number, number>();
-    for (const e of events) {
-      const w = interactionWeight(this.types, e).weight;
-      if (w <= 0) continue;
+    for (const e of contributions) {
+      const w = e.weight;
+      if (!(w > 0)) continue;
       const i = this.index.get(e.itemId);
       if (i === undefined) continue;
       const c = w * Math.pow(2, decayExponent(e.timestamp, this.ref, this.halfLife));

@@ -4,6 +4,7 @@ import { loadConfig } from '../config/load.ts';
 import { CairnError } from '../errors/errors.ts';
 import {
   MAX_CONTEXT_BYTES,
+  MAX_EVENT_VALUE,
   MIN_EVENT_TIMESTAMP,
   createEventValidator,
   deriveEventId,
@@ -248,11 +249,48 @@ describe('event validation: type and value', () => {
     expect(eventIssues({ ...base, type: 'rating' })).toEqual([{ code: V, field: 'value' }]);
     expect(eventIssues({ ...base, type: 'rating', value: null })).toEqual([{ code: V, field: 'value' }]);
     expect(ok({ ...base, type: 'rating', value: 0 }).value).toBe(0);
-    expect(ok({ ...base, type: 'rating', value: -2.5 }).value).toBe(-2.5);
+    expect(ok({ ...base, type: 'rating', value: 2.5 }).value).toBe(2.5);
   });
 
-  it.each<[unknown]>([['4'], [NaN], [Infinity], [true], [[1]], [{ v: 1 }]])('rejects value %j', (value) => {
-    expect(eventIssues({ ...base, value })).toEqual([{ code: V, field: 'value' }]);
+  it.each<[unknown]>([['4'], [NaN], [Infinity], [-Infinity], [1e308], [-1e10], [true], [[1]], [{ v: 1 }]])(
+    'rejects value %j, whatever the type',
+    (value) => {
+      expect(eventIssues({ ...base, value })).toEqual([{ code: V, field: 'value' }]);
+      expect(eventIssues({ ...base, type: 'rating', value })).toEqual([{ code: V, field: 'value' }]);
+    },
+  );
+
+  it('accepts values up to MAX_EVENT_VALUE in magnitude on types without a range', () => {
+    expect(ok({ ...base, value: MAX_EVENT_VALUE }).value).toBe(MAX_EVENT_VALUE);
+    expect(ok({ ...base, value: -MAX_EVENT_VALUE }).value).toBe(-MAX_EVENT_VALUE);
+    expect(eventIssues({ ...base, value: MAX_EVENT_VALUE * 1.000001 })).toEqual([
+      { code: V, field: 'value' },
+    ]);
+  });
+
+  it("rejects values outside the type's minValue/maxValue (rating: 0 to 10 by default)", () => {
+    expect(ok({ ...base, type: 'rating', value: 10 }).value).toBe(10);
+    for (const value of [-0.5, 10.5, 11, 1e308]) {
+      const result = validator.validate({ ...base, type: 'rating', value }, NOW);
+      expect(issuesOf(result), String(value)).toEqual([{ code: V, field: 'value' }]);
+    }
+    const issue = (
+      validator.validate({ ...base, type: 'rating', value: 11 }, NOW) as { issues: ValidationIssue[] }
+    ).issues[0];
+    expect(issue.message).toBe('must be from 0 to 10 for "rating" events, got 11');
+    const custom = createEventValidator({
+      types: { stars: { weight: 1, useValue: true, minValue: 1 }, spend: { weight: 1, maxValue: 500 } },
+      maxFutureSkewSeconds: 0,
+    });
+    expect(custom.validate({ ...base, type: 'stars', value: 1e6 }, NOW).ok).toBe(true);
+    expect(issuesOf(custom.validate({ ...base, type: 'stars', value: 0.5 }, NOW))).toEqual([
+      { code: V, field: 'value' },
+    ]);
+    // A range applies to the value wherever it is given; a type without `useValue` may still omit it.
+    expect(issuesOf(custom.validate({ ...base, type: 'spend', value: 501 }, NOW))).toEqual([
+      { code: V, field: 'value' },
+    ]);
+    expect(custom.validate({ ...base, type: 'spend' }, NOW).ok).toBe(true);
   });
 
   it('keeps an optional value on types that do not use it', () => {
@@ -418,6 +456,20 @@ describe('event validation: context', () => {
       { code: V, field: 'context.when' },
     ]);
     expect(eventIssues({ ...base, context: { n: 10n } })).toEqual([{ code: V, field: 'context.n' }]);
+  });
+
+  it('rejects NUL and unpaired surrogates, in values and keys, which PostgreSQL cannot store', () => {
+    expect(eventIssues({ ...base, context: { page: 'a\u0000b' } })).toEqual([
+      { code: V, field: 'context.page' },
+    ]);
+    expect(eventIssues({ ...base, context: { list: ['ok', '\ud800'] } })).toEqual([
+      { code: V, field: 'context.list[1]' },
+    ]);
+    expect(eventIssues({ ...base, context: { 'k\u0000': 1 } })).toEqual([{ code: V, field: 'context' }]);
+    // Other control characters and paired surrogates (emoji) are stored as they are.
+    expect(ok({ ...base, context: { s: 'tab\there \u0001 😀' } }).context).toEqual({
+      s: 'tab\there \u0001 😀',
+    });
   });
 
   it('limits nesting depth', () => {

@@ -24,6 +24,11 @@ export type Validated<T> = { ok: true; value: T } | { ok: false; issues: Validat
 
 /** 2000-01-01T00:00:00Z: older event times are almost always seconds sent as milliseconds, or garbage. */
 export const MIN_EVENT_TIMESTAMP = Date.UTC(2000, 0, 1);
+/**
+ * Largest magnitude of an event `value`, whatever its type: no real rating, quantity or price comes near,
+ * and anything beyond is an attempt to outweigh every other event (a value of 1e308 would overflow sums).
+ */
+export const MAX_EVENT_VALUE = 1e9;
 /** Largest serialised `context` of an event, in UTF-8 bytes of its JSON. */
 export const MAX_CONTEXT_BYTES = 8 * 1024;
 /** Largest serialised `attributes` of an item or user, in UTF-8 bytes of its JSON. */
@@ -44,6 +49,14 @@ const MAX_DATE_MS = 8.64e15;
 // so a driver would silently turn them into U+FFFD and two different ids would become one.
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const BAD_TEXT = /[\u0000-\u001f\u007f-\u009f]|\p{Cs}/u;
+/**
+ * What free JSON (context, attributes) must not hold: NUL, which PostgreSQL cannot store in text or jsonb,
+ * and unpaired surrogates, which no UTF-8 store can. Accepted, such an event would stop the production
+ * store writer at it (found by fuzzing the API on PostgreSQL).
+ */
+// eslint-disable-next-line no-control-regex -- NUL is what is matched
+const UNSTORABLE_TEXT = /\u0000|\p{Cs}/u;
+const UNSTORABLE_MESSAGE = 'must not contain NUL characters or unpaired surrogates';
 /** Event ids: visible ASCII only, so they survive logs, URLs and every store byte-for-byte. */
 const EVENT_ID = /^[\x21-\x7e]+$/;
 const ISO_TIME =
@@ -149,8 +162,16 @@ export function createEventValidator(options: EventValidatorOptions): EventValid
     let value: number | null = null;
     const rawValue = raw.value;
     if (rawValue !== undefined && rawValue !== null) {
-      if (typeof rawValue === 'number' && Number.isFinite(rawValue)) value = rawValue;
-      else issues.push(invalid('value', `must be a finite number, got ${describe(rawValue)}`));
+      if (typeof rawValue !== 'number' || !(Math.abs(rawValue) <= MAX_EVENT_VALUE))
+        issues.push(
+          invalid(
+            'value',
+            `must be a number from -${MAX_EVENT_VALUE} to ${MAX_EVENT_VALUE}, got ${describe(rawValue)}`,
+          ),
+        );
+      else if (spec && !inRange(rawValue, spec))
+        issues.push(invalid('value', `must be ${rangeText(spec)} for "${type}" events, got ${rawValue}`));
+      else value = rawValue;
     } else if (spec?.useValue) {
       issues.push(invalid('value', `is required for "${type}" events`));
     }
@@ -571,6 +592,10 @@ function walkJson(v: unknown, depth: number, w: JsonWalk): boolean {
     case 'string':
       w.lo += v.length + 2;
       w.hi += v.length * 6 + 2;
+      if (w.lo <= w.limit && UNSTORABLE_TEXT.test(v)) {
+        w.error = UNSTORABLE_MESSAGE;
+        return false;
+      }
       break;
     case 'number':
       if (!Number.isFinite(v)) {
@@ -617,6 +642,10 @@ function walkJson(v: unknown, depth: number, w: JsonWalk): boolean {
       for (const key of keys) {
         w.lo += key.length + 3;
         w.hi += key.length * 6 + 3;
+        if (UNSTORABLE_TEXT.test(key)) {
+          w.error = `keys ${UNSTORABLE_MESSAGE}`;
+          return false;
+        }
         if (!walkJson(v[key], depth + 1, w)) {
           if (w.error !== null) w.path.unshift(`.${key}`);
           return false;
@@ -672,6 +701,17 @@ function isBlank(s: string): boolean {
   const last = s.charCodeAt(s.length - 1);
   if (first > 32 && first < 128 && last > 32 && last < 128) return false;
   return s.trim().length === 0;
+}
+
+/** Whether `value` lies in the type's configured range (`minValue`/`maxValue`, either may be absent). */
+function inRange(value: number, spec: EventTypeSpec): boolean {
+  return !(value < (spec.minValue ?? -Infinity) || value > (spec.maxValue ?? Infinity));
+}
+
+function rangeText(spec: EventTypeSpec): string {
+  if (spec.minValue !== undefined && spec.maxValue !== undefined)
+    return `from ${spec.minValue} to ${spec.maxValue}`;
+  return spec.minValue !== undefined ? `at least ${spec.minValue}` : `at most ${spec.maxValue}`;
 }
 
 function invalid(field: string, message: string): ValidationIssue {

@@ -46,6 +46,29 @@ describe('extractTrainingData', () => {
     expect(at('b', 'y')).toBe(-1);
     expect(data.pairSeqs.first.length).toBe(data.matrix.indices.length);
   });
+
+  it('clamps each event and caps each pair at the abuse limits, as online popularity does', async () => {
+    const store = new SqliteStore({ path: ':memory:' });
+    await store.migrate();
+    await store.events.append([
+      ...Array.from({ length: 1000 }, (_, n) => ev(n + 1, 'bot', 'x', 'purchase')),
+      ev(1001, 'a', 'x', 'purchase'),
+      ev(1002, 'a', 'y', 'view'),
+      { ...ev(1003, 'a', 'z', 'rating'), value: 1e308 },
+    ]);
+    const data = await extractTrainingData(
+      store.events,
+      { ...types, rating: { weight: 1, useValue: true } },
+      { limits: { maxEventWeight: 3, maxUserItemWeight: 16 } },
+    );
+    await store.close();
+    const at = (u: string, i: string) =>
+      data.matrix.data[entryOf(data.matrix, data.userIds.indexOf(u), data.itemIds.indexOf(i))];
+    expect(at('bot', 'x')).toBe(16); // 1,000 purchases of 3 (clamped from 4): capped at 16
+    expect(at('a', 'x')).toBe(3);
+    expect(at('a', 'y')).toBe(1);
+    expect(at('a', 'z')).toBe(3); // would be 1e308, Infinity in the float32 matrix
+  });
 });
 
 describe('trainingSetHash', () => {

@@ -8,7 +8,12 @@ import { createHash } from 'node:crypto';
 import type { Csr } from '../algorithms/sparse.ts';
 import { Column } from '../algorithms/column.ts';
 import { csrFromCoo } from '../algorithms/sparse.ts';
-import { interactionWeight, type EventTypes } from '../features/interactions.ts';
+import {
+  interactionWeight,
+  pairWeight,
+  type EventTypes,
+  type WeightLimits,
+} from '../features/interactions.ts';
 import type { EventStore } from '../storage/ports.ts';
 
 export interface TrainingData {
@@ -36,7 +41,12 @@ export interface TrainingData {
 export async function extractTrainingData(
   events: EventStore,
   types: EventTypes,
-  options: { untilSeq?: number; onProgress?: (eventsRead: number) => void } = {},
+  options: {
+    untilSeq?: number;
+    onProgress?: (eventsRead: number) => void;
+    /** Config `events`: each event clamped, each user's summed weight on an item capped (as online). */
+    limits?: WeightLimits;
+  } = {},
 ): Promise<TrainingData> {
   const userIndex = new Map<string, number>();
   const itemIndex = new Map<string, number>();
@@ -69,7 +79,7 @@ export async function extractTrainingData(
       lastEventSeq = Math.max(lastEventSeq, e.seq);
       newestEventAt = Math.max(newestEventAt, e.timestamp);
       typeCounts[e.type] = (typeCounts[e.type] ?? 0) + 1;
-      const w = interactionWeight(types, e);
+      const w = interactionWeight(types, e, options.limits);
       if (w.negative) {
         negatives.add(`${e.userId}\u0000${e.itemId}`);
         continue;
@@ -94,6 +104,7 @@ export async function extractTrainingData(
     }
   }
   const summed = csrFromCoo(userIds.length, itemIds.length, r, c, v);
+  for (let p = 0; p < summed.data.length; p++) summed.data[p] = pairWeight(summed.data[p], options.limits);
   const matrix = dropZeros(summed);
   return {
     pairSeqs: pairSeqs(matrix, r, c, seqs.view()),

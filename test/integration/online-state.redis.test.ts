@@ -12,6 +12,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { StoredEvent } from '../../src/domain/types.ts';
 import { describeOnlineStateConformance } from '../../src/storage/conformance/online-state.conformance.ts';
+import { MemoryOnlineState } from '../../src/storage/memory/online-state.ts';
 import type { OnlineStateOptions } from '../../src/storage/ports.ts';
 import { RedisOnlineState } from '../../src/storage/redis/online-state.ts';
 
@@ -131,9 +132,15 @@ async function stopRedis(child: ChildProcess): Promise<void> {
 }
 
 describe('Redis online state adapter', () => {
-  it('keeps every key under `${keyPrefix}online:`, with TTLs on history and cache', async () => {
+  it('keeps every key under `${keyPrefix}online:`, with TTLs on history, holdings and cache', async () => {
     const prefix = freshPrefix();
-    const s = await RedisOnlineState.open({ ...OPTIONS, url, keyPrefix: prefix, historyTtlMs: 3_600_000 });
+    const s = await RedisOnlineState.open({
+      ...OPTIONS,
+      url,
+      keyPrefix: prefix,
+      historyTtlMs: 3_600_000,
+      maxUserItemWeight: 16,
+    });
     try {
       await s.applyEvents([ev(1, 'u1', 'a'), ev(2, 'u2', 'b', 'purchase')]);
       await s.applyChanges([
@@ -155,13 +162,27 @@ describe('Redis online state adapter', () => {
       await s.cacheSet('u3', 'k', 'v', 60_000);
       const keys = (await keysUnder(s.client, prefix)).sort();
       expect(keys).toEqual(
-        ['cache:u3', 'history:u1', 'history:u2', 'item-ids', 'items', 'meta', 'optout', 'pop', 'wm'].map(
-          (k) => `${prefix}online:${k}`,
-        ),
+        [
+          'cache:u3',
+          'contrib:u1',
+          'contrib:u2',
+          'history:u1',
+          'history:u2',
+          'item-ids',
+          'items',
+          'meta',
+          'optout',
+          'pop',
+          'wm',
+        ].map((k) => `${prefix}online:${k}`),
       );
-      const historyTtl = await s.client.pttl(`${prefix}online:history:u1`);
-      expect(historyTtl).toBeGreaterThan(3_500_000);
-      expect(historyTtl).toBeLessThanOrEqual(3_600_000);
+      for (const key of ['history:u1', 'contrib:u2']) {
+        const ttl = await s.client.pttl(`${prefix}online:${key}`);
+        expect(ttl).toBeGreaterThan(3_500_000);
+        expect(ttl).toBeLessThanOrEqual(3_600_000);
+      }
+      // The holding: weight and time of the user's share of the item's popularity.
+      expect(await s.client.hget(`${prefix}online:contrib:u2`, 'b')).toBe(`8 ${NOW}`);
       const cacheTtl = await s.client.pttl(`${prefix}online:cache:u3`);
       expect(cacheTtl).toBeGreaterThan(50_000);
       expect(cacheTtl).toBeLessThanOrEqual(60_000);
@@ -174,6 +195,11 @@ describe('Redis online state adapter', () => {
       const [b, c] = await s.popularity(['b', 'c'], far);
       expect(Math.abs(b / (8 * Math.pow(2, -5000 / 7)) - 1)).toBeLessThan(1e-9);
       expect(c).toBe(1);
+
+      // An erase takes the user's holdings with their history.
+      await s.applyChanges([{ seq: 3, value: { kind: 'erase', userId: 'u2', events: [] } }]);
+      expect(await s.client.exists(`${prefix}online:contrib:u2`, `${prefix}online:history:u2`)).toBe(0);
+      expect(await s.client.exists(`${prefix}online:contrib:u1`)).toBe(1);
 
       await s.clear();
       expect(await keysUnder(s.client, prefix)).toEqual([]);
@@ -213,6 +239,76 @@ describe('Redis online state adapter', () => {
     const own = await RedisOnlineState.open({ ...OPTIONS, url, keyPrefix: freshPrefix() });
     await own.close();
     expect(own.client.status).toBe('end');
+  });
+
+  it('agrees with the memory adapter under the abuse limits: same caps (the Lua copy), same erases', async () => {
+    const limited: OnlineStateOptions = {
+      types: { ...OPTIONS.types, rating: { weight: 1, useValue: true } },
+      popularityHalfLifeDays: 1,
+      historyLimit: 5,
+      maxEventWeight: 10,
+      maxUserItemWeight: 16,
+    };
+    const redis = await RedisOnlineState.open({ ...limited, url, keyPrefix: freshPrefix() });
+    const memory = new MemoryOnlineState(limited);
+    try {
+      // Few users and items, heavy repeats, times jumping back and forth over days: the caps bind often.
+      let seed = 99;
+      const next = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+      const types = ['view', 'purchase', 'rating', 'dislike'];
+      const events: StoredEvent[] = Array.from({ length: 3000 }, (_, i) => {
+        const type = types[Math.floor(next() * types.length)];
+        return {
+          ...ev(i + 1, `u${Math.floor(next() * 12)}`, `i${Math.floor(next() * 8)}`, type),
+          timestamp: NOW + Math.floor((next() - 0.5) * 6 * DAY),
+          value: type === 'rating' ? (next() < 0.1 ? 1e300 : next() * 10) : null,
+        };
+      });
+      for (let from = 0; from < events.length; from += 250) {
+        await redis.applyEvents(events.slice(from, from + 250));
+        await memory.applyEvents(events.slice(from, from + 250));
+      }
+      const items = Array.from({ length: 8 }, (_, i) => `i${i}`);
+      const compare = async () => {
+        const [r, m] = [await redis.popularity(items, NOW), await memory.popularity(items, NOW)];
+        items.forEach((_, i) => expect(Math.abs(r[i] - m[i])).toBeLessThanOrEqual(1e-12 * m[i]));
+        expect(await redis.popularCount()).toBe(await memory.popularCount());
+        return m;
+      };
+      const before = await compare();
+      // The caps bound: 12 users can hold at most 12 · 16 of an item, decayed from the newest event on.
+      for (const score of before) expect(score).toBeLessThanOrEqual(12 * 16 * Math.pow(2, 3));
+      const erase = ['u0', 'u3', 'u7'].map((userId, k) => ({
+        seq: k + 1,
+        value: {
+          kind: 'erase' as const,
+          userId,
+          events: events
+            .filter((e) => e.userId === userId)
+            .map(({ seq, itemId, type, value, timestamp }) => ({ seq, itemId, type, value, timestamp })),
+        },
+      }));
+      await redis.applyChanges(erase);
+      await memory.applyChanges(erase);
+      const after = await compare();
+      expect(after.reduce((x, y) => x + y)).toBeLessThan(before.reduce((x, y) => x + y));
+    } finally {
+      await redis.close();
+      await memory.close();
+    }
+  });
+
+  it('never reads out a sum that overflowed before weights were clamped (state written by an older version)', async () => {
+    const prefix = freshPrefix();
+    const s = await RedisOnlineState.open({ ...OPTIONS, url, keyPrefix: prefix });
+    try {
+      await s.applyEvents([ev(1, 'u1', 'a')]);
+      await s.client.zadd(`${prefix}online:pop`, '-inf', 'overflowed');
+      expect(await s.popular(0, 10, NOW)).toEqual([{ itemId: 'a', score: 1 }]);
+      expect(await s.popularity(['overflowed', 'a'], NOW)).toEqual([0, 1]);
+    } finally {
+      await s.close();
+    }
   });
 
   it('refuses ambiguous or unsafe connection options with CAIRN_CONFIG_INVALID', () => {

@@ -55,6 +55,9 @@ export function registerImport(program: Command): void {
       ]);
     }
     const config = configFrom({ logLevel: 'warn', ...opts });
+    // Checked before the store is opened (and perhaps created): a wrong path leaves nothing behind.
+    const info = await stat(path).catch(() => null);
+    if (!info) throw CairnError.validation([{ field: 'path', message: `${path} does not exist` }]);
     const base = await openForCommand(config);
     const cairn: Target = {
       ...base,
@@ -69,8 +72,6 @@ export function registerImport(program: Command): void {
     const totals: Totals = { accepted: 0, duplicates: 0, rejected: 0, firstRejection: null };
     const started = Date.now();
     try {
-      const info = await stat(path).catch(() => null);
-      if (!info) throw CairnError.validation([{ field: 'path', message: `${path} does not exist` }]);
       if (info.isDirectory()) await importDirectory(cairn, path, totals);
       else if (opts.format === 'jsonl' || (opts.format === 'auto' && /\.jsonl(\.gz)?$/i.test(path)))
         await importJsonlEvents(cairn, path, totals);
@@ -192,6 +193,7 @@ async function importDataset(
       { field: 'type', message: `event type "${eventType}" is not configured (events.types)` },
     ]);
   }
+  await registerItems(cairn, ds.items);
   const bar = progressBar('importing');
   const size = cairn.config.server.maxBatchEvents;
   const n = ds.userIdx.length;
@@ -217,7 +219,21 @@ async function importDataset(
       });
     }
     await ingest(cairn, batch, totals);
-    bar.update((start + size) / n);
+    bar.update(Math.min(1, (start + size) / n));
   }
   bar.stop();
+}
+
+/**
+ * A data set's items become catalog items (id only) unless the catalog has them already: popular lists
+ * count catalog items only, so events about unknown ids would otherwise leave cold users with nothing.
+ */
+async function registerItems(cairn: Target, ids: readonly string[]): Promise<void> {
+  const size = cairn.config.server.maxBatchItems;
+  for (let i = 0; i < ids.length; i += size) {
+    const chunk = ids.slice(i, i + size);
+    const known = new Set((await cairn.store.items.getMany(chunk)).map((item) => item.id));
+    const missing = chunk.filter((id) => !known.has(id)).map((id) => ({ id }));
+    if (missing.length > 0) await cairn.catalog.putItems(CTX, missing);
+  }
 }

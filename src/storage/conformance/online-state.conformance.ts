@@ -511,6 +511,109 @@ export function describeOnlineStateConformance(
       });
     });
 
+    describe('abuse limits (maxEventWeight, maxUserItemWeight)', () => {
+      const LIMITS = { maxEventWeight: 10, maxUserItemWeight: 16 };
+      /** `n` purchases of `itemId` by `userId` at `timestamp`, seqs from `from`. */
+      const purchases = (from: number, n: number, userId: string, itemId: string, timestamp: number) =>
+        Array.from({ length: n }, (_, i) => ev(from + i, userId, itemId, 'purchase', timestamp));
+
+      it('clamps each event to maxEventWeight, whatever its value', async () => {
+        const s = await open({ maxEventWeight: 10 });
+        await s.applyEvents([
+          ev(1, 'u1', 'a', 'rating', NOW, { value: 1e308 }), // would be 1e308: clamped to 10
+          ev(2, 'u2', 'b', 'rating', NOW, { value: 25 }), // 25 → 10
+          ev(3, 'u3', 'c', 'rating', NOW, { value: 4 }), // under the limit: 4
+          ev(4, 'u4', 'd', 'purchase', NOW), // 8
+          ev(5, 'u5', 'e', 'rating', NOW, { value: 1e308 }),
+          ev(6, 'u6', 'e', 'rating', NOW, { value: Number.MAX_VALUE }), // two of them: 20, not Infinity
+        ]);
+        const top = await s.popular(0, 10, NOW);
+        expect(top.map((x) => x.itemId)).toEqual(['e', 'a', 'b', 'd', 'c']);
+        expect(top.map((x) => x.score)).toEqual([20, 10, 10, 8, 4]);
+        // No per-user cap configured: one user's repeats all count.
+        await s.applyEvents(purchases(7, 5, 'u4', 'd', NOW));
+        expect(await s.popularity(['d'], NOW)).toEqual([48]);
+      });
+
+      it("caps one user's decayed weight on one item at maxUserItemWeight, in order and out of order", async () => {
+        const s = await open(LIMITS);
+        // 1,000 purchases of one item by one user, over two batches: 8 + 8, then nothing more.
+        await s.applyEvents(purchases(1, 500, 'u1', 'a', NOW));
+        await s.applyEvents([...purchases(501, 500, 'u1', 'a', NOW), ev(1001, 'u1', 'd', 'purchase', NOW)]);
+        await s.applyEvents([ev(1002, 'u2', 'a', 'purchase', NOW), ev(1003, 'u5', 'a', 'view', NOW)]);
+        // A week apart (H = 7 days): 8 + 8 + 0 a week ago, worth 8 now, leave room for a full purchase.
+        await s.applyEvents([
+          ...purchases(1004, 3, 'u3', 'b', NOW - 7 * DAY),
+          ev(1007, 'u3', 'b', 'purchase', NOW),
+        ]);
+        // Out of order. Now: 8 (holding 8 at NOW). A week earlier: the room at NOW (8) is worth 16 then, so
+        // the whole 8 counts (4 at NOW; holding 12). A view: 1 (13). A rating of 10 two weeks earlier: the
+        // room (3) is worth 12 then, so its 10 counts (2.5 at NOW; 15.5). A purchase now: the last 0.5.
+        await s.applyEvents([
+          ev(1008, 'u4', 'c', 'purchase', NOW),
+          ev(1009, 'u4', 'c', 'purchase', NOW - 7 * DAY),
+          ev(1010, 'u4', 'c', 'view', NOW),
+          ev(1011, 'u4', 'c', 'rating', NOW - 14 * DAY, { value: 10 }),
+          ev(1012, 'u4', 'c', 'purchase', NOW),
+        ]);
+        const [a, b, c, d] = await s.popularity(['a', 'b', 'c', 'd'], NOW);
+        expectClose(a, 16 + 8 + 1);
+        expectClose(b, 16);
+        expectClose(c, 16);
+        expectClose(d, 8);
+        expect((await s.popular(0, 10, NOW)).map((x) => x.itemId)).toEqual(['a', 'b', 'c', 'd']);
+        // Redelivered batches change nothing.
+        await s.applyEvents(purchases(1, 500, 'u1', 'a', NOW));
+        expect(await s.popularity(['a'], NOW)).toEqual([a]);
+        expect(await s.watermarks()).toEqual({ events: 1012, changes: 0 });
+      });
+
+      it('erase subtracts exactly what the clamped and capped events added; the user starts afresh', async () => {
+        const s = await open(LIMITS);
+        const u1 = [
+          ...purchases(1, 400, 'u1', 'a', NOW),
+          ev(401, 'u1', 'a', 'rating', NOW - 3 * DAY, { value: 1e308 }),
+          ev(402, 'u1', 'b', 'purchase', NOW),
+        ];
+        const u4 = [
+          ev(403, 'u4', 'c', 'purchase', NOW),
+          ev(404, 'u4', 'c', 'purchase', NOW - 7 * DAY),
+          ev(405, 'u4', 'c', 'rating', NOW - 14 * DAY, { value: 10 }),
+        ];
+        await s.applyEvents(u1.slice(0, 200));
+        await s.applyEvents([...u1.slice(200), ...u4, ev(406, 'u2', 'a', 'purchase', NOW - DAY)]);
+        await s.applyEvents([ev(407, 'u3', 'c', 'view', NOW)]);
+        // The erase record lists the events in any order.
+        await s.applyChanges([
+          rec(1, { kind: 'erase', userId: 'u1', events: erased([...u1].reverse()) }),
+          rec(2, { kind: 'erase', userId: 'u4', events: erased(u4) }),
+        ]);
+        const [a, b, c] = await s.popularity(['a', 'b', 'c'], NOW);
+        expectClose(a, 8 * Math.pow(2, -1 / 7));
+        expect(b).toBe(0);
+        expectClose(c, 1);
+        expect((await s.popular(0, 10, NOW)).map((x) => x.itemId)).toEqual(['a', 'c']);
+        expect(await s.popularCount()).toBe(2);
+        // The erased user's holdings went with them: their next purchases count from nothing.
+        await s.applyEvents(purchases(408, 3, 'u1', 'b', NOW));
+        expectClose((await s.popularity(['b'], NOW))[0], 16);
+      });
+
+      it('keeps holdings in absolute time: a rebase changes nothing, and an erase after it leaves no residue', async () => {
+        const s = await open({ ...LIMITS, popularityHalfLifeDays: 1 });
+        const T = 1_600_000_000_000;
+        const later = T + 700 * DAY; // past MAX_EXPONENT half-lives: the reference moves, sums are rescaled
+        const u1 = [...purchases(1, 3, 'u1', 'a', T), ...purchases(5, 3, 'u1', 'a', later)];
+        await s.applyEvents([...u1.slice(0, 3), ev(4, 'u2', 'b', 'view', T)]);
+        await s.applyEvents(u1.slice(3));
+        // 700 half-lives later the old holding is worth 16 · 2^-700: the cap leaves room for 16 again.
+        expectClose((await s.popularity(['a'], later))[0], 16 + 16 * Math.pow(2, -700));
+        await s.applyChanges([rec(1, { kind: 'erase', userId: 'u1', events: erased(u1) })]);
+        expect(await s.popularity(['a'], later)).toEqual([0]);
+        expect(await s.popularCount()).toBe(1);
+      });
+    });
+
     describe('cache', () => {
       it('stores answers per user and key until their TTL passes', async () => {
         const s = await open();

@@ -13,6 +13,9 @@ const OPTIONS: OnlineStateOptions = {
   types: { view: { weight: 1 }, purchase: { weight: 8 }, rating: { weight: 1, useValue: true } },
   popularityHalfLifeDays: 1,
   historyLimit: 4,
+  // Low enough that the populated state's repeated purchases hit the per-user cap: holdings are snapshotted.
+  maxEventWeight: 6,
+  maxUserItemWeight: 10,
 };
 
 function ev(seq: number, userId: string, itemId: string, type: string, timestamp: number): StoredEvent {
@@ -104,12 +107,28 @@ describe('MemoryOnlineState snapshots', () => {
     expect(await restored.cacheGet('u0', 'k')).toBeNull();
     expect(restored.snapshot().equals(bytes)).toBe(true);
 
-    const more = [ev(61, 'u0', 'c', 'purchase', later), ev(62, 'u9', 'new', 'view', later + 1)];
+    // u0 holds most of the cap on `a` from its late events: the restored holdings must limit these alike.
+    const late = NOW + 800 * DAY + 61 * 60_000;
+    const more = [
+      ev(61, 'u0', 'c', 'purchase', later),
+      ev(62, 'u9', 'new', 'view', later + 1),
+      ev(63, 'u0', 'a', 'purchase', late),
+      ev(64, 'u0', 'a', 'purchase', late - 3600_000),
+    ];
+    const [before] = await state.popularity(['a'], late);
     await state.applyEvents(more);
     await restored.applyEvents(more);
     expect(await observe(restored, [...users, 'u9'], [...items, 'new'], later)).toStrictEqual(
       await observe(state, [...users, 'u9'], [...items, 'new'], later),
     );
+    // The restored holdings did bite: u0 was at its cap on `a`, so 63 and 64 added next to nothing, where a
+    // user without holdings adds the whole cap (10).
+    const added = (await state.popularity(['a'], late))[0] - before;
+    expect(added).toBeGreaterThanOrEqual(0);
+    expect(added).toBeLessThan(0.1);
+    const fresh = new MemoryOnlineState(OPTIONS);
+    await fresh.applyEvents(more.slice(2));
+    expect(Math.abs((await fresh.popularity(['a'], late))[0] - 10)).toBeLessThan(1e-9);
   });
 
   it('snapshots an empty state', async () => {
@@ -146,6 +165,12 @@ describe('MemoryOnlineState snapshots', () => {
     const otherWeights = { ...OPTIONS, types: { ...OPTIONS.types, view: { weight: 2 } } };
     expect(reason(() => MemoryOnlineState.restore(bytes, otherWeights))).toBe('settings');
     expect(reason(() => MemoryOnlineState.restore(bytes, { ...OPTIONS, historyLimit: 5 }))).toBe('settings');
+    expect(reason(() => MemoryOnlineState.restore(bytes, { ...OPTIONS, maxEventWeight: 7 }))).toBe(
+      'settings',
+    );
+    expect(reason(() => MemoryOnlineState.restore(bytes, { ...OPTIONS, maxUserItemWeight: undefined }))).toBe(
+      'settings',
+    );
 
     const flipped = Buffer.from(bytes);
     flipped[flipped.length >> 1] ^= 0x40;
@@ -159,7 +184,7 @@ describe('MemoryOnlineState snapshots', () => {
 
     // A future version with a valid checksum.
     const future = Buffer.from(bytes);
-    future.writeUInt32LE(2, 8);
+    future.writeUInt32LE(bytes.readUInt32LE(8) + 1, 8);
     future.writeUInt32LE(crc32(future.subarray(0, future.length - 4)), future.length - 4);
     expect(reason(() => MemoryOnlineState.restore(future, OPTIONS))).toBe('version');
   });
@@ -172,6 +197,12 @@ describe('MemoryOnlineState', () => {
     );
     expect(() => new MemoryOnlineState({ ...OPTIONS, popularityHalfLifeDays: 0 })).toThrow(
       expect.objectContaining({ code: 'CAIRN_CONFIG_INVALID' }),
+    );
+    expect(() => new MemoryOnlineState({ ...OPTIONS, maxUserItemWeight: 0 })).toThrow(
+      expect.objectContaining({
+        code: 'CAIRN_CONFIG_INVALID',
+        details: { fields: [{ field: 'events.maxUserItemWeight', message: 'must be a positive number' }] },
+      }),
     );
   });
 

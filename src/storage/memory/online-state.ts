@@ -9,7 +9,15 @@
 import { crc32 } from 'node:zlib';
 import type { EventTypeSpec, Item, StoredEvent } from '../../domain/types.ts';
 import { CairnError } from '../../errors/errors.ts';
-import { compareIds, halfLifeMs, PopularityTracker } from '../../features/popularity.ts';
+import {
+  compareIds,
+  ContributionRules,
+  halfLifeMs,
+  PopularityTracker,
+  weightLimitIssues,
+  type Contribution,
+  type Holding,
+} from '../../features/popularity.ts';
 import type {
   EntityChange,
   LogRecord,
@@ -37,6 +45,7 @@ function checkOptions(options: OnlineStateOptions): void {
   if (!Number.isInteger(options.historyLimit) || options.historyLimit < 1) {
     fields.push({ field: 'serving.historyLimit', message: 'must be an integer ≥ 1' });
   }
+  fields.push(...weightLimitIssues(options));
   if (fields.length > 0) throw new CairnError('CAIRN_CONFIG_INVALID', fields[0].message, { fields });
 }
 
@@ -51,7 +60,9 @@ function popularitySettings(options: OnlineStateOptions): string {
       const t: EventTypeSpec = options.types[name];
       return [name, t.weight, t.useValue === true, t.negative === true, t.minValue ?? null];
     });
-  return JSON.stringify({ halfLifeMs: halfLifeMs(options.popularityHalfLifeDays), types });
+  // JSON writes an absent or infinite limit as null: both mean no limit.
+  const limits = [options.maxEventWeight ?? null, options.maxUserItemWeight ?? null];
+  return JSON.stringify({ halfLifeMs: halfLifeMs(options.popularityHalfLifeDays), types, limits });
 }
 
 /** In-memory `OnlineState` (see the file comment); `kind` is `memory`. */
@@ -59,8 +70,11 @@ export class MemoryOnlineState implements OnlineState {
   readonly kind = 'memory';
   private readonly options: OnlineStateOptions;
   private pop: PopularityTracker;
+  private readonly rules: ContributionRules;
   /** Per user, oldest first; trimmed back to `historyLimit` once it holds twice as many (amortized O(1)). */
   private histories = new Map<string, StoredEvent[]>();
+  /** Per user and item, what the user holds of the item's popularity (kept only under a per-user cap). */
+  private holdings = new Map<string, Map<string, Holding>>();
   private optOuts = new Set<string>();
   private catalog = new Map<string, Item>();
   /** Catalog ids in code-point order; null after an id was added (sorted again on the next listing). */
@@ -74,21 +88,23 @@ export class MemoryOnlineState implements OnlineState {
   constructor(options: OnlineStateOptions) {
     checkOptions(options);
     this.options = { ...options, types: { ...options.types } };
-    this.pop = new PopularityTracker(this.options.types, this.options.popularityHalfLifeDays);
+    this.rules = new ContributionRules(this.options.types, options.popularityHalfLifeDays, options);
+    this.pop = new PopularityTracker(this.options.popularityHalfLifeDays);
   }
 
   applyEvents(events: StoredEvent[]): Promise<void> {
     return this.run(() => {
       let top = this.wm.events;
-      const applied: StoredEvent[] = [];
+      const added: Contribution[] = [];
       for (const e of events) {
         if (!(e.seq > top)) continue;
         top = e.seq;
         this.remember(e);
-        applied.push(e);
+        const weight = this.rules.add(this.holdingsOf(e.userId), e);
+        if (weight > 0) added.push({ itemId: e.itemId, timestamp: e.timestamp, weight });
+        this.dropCache(e.userId);
       }
-      this.pop.add(applied);
-      for (const e of applied) this.dropCache(e.userId);
+      this.pop.add(added);
       this.wm.events = top;
     });
   }
@@ -113,11 +129,13 @@ export class MemoryOnlineState implements OnlineState {
             break;
           case 'erase':
             this.histories.delete(change.userId);
+            this.holdings.delete(change.userId);
             this.optOuts.delete(change.userId);
             this.dropCache(change.userId);
             // Only what this state has counted can be taken away: an event past the event watermark was
-            // never added here (the two logs are consumed independently).
-            this.pop.subtract(change.events.filter((e) => e.seq <= this.wm.events));
+            // never added here (the two logs are consumed independently). What each counted event added
+            // (clamped and capped) is recomputed from the user's events.
+            this.pop.subtract(this.rules.replay(change.events.filter((e) => e.seq <= this.wm.events)));
             break;
           case 'champion':
           case 'experiment':
@@ -264,6 +282,17 @@ export class MemoryOnlineState implements OnlineState {
         if (e.context !== null) w.str(JSON.stringify(e.context));
       }
     }
+
+    w.u32(this.holdings.size);
+    for (const [userId, held] of this.holdings) {
+      w.str(userId);
+      w.u32(held.size);
+      for (const [itemId, h] of held) {
+        w.str(itemId);
+        w.f64(h.weight);
+        w.f64(h.at);
+      }
+    }
     return w.finish();
   }
 
@@ -303,7 +332,7 @@ export class MemoryOnlineState implements OnlineState {
       ids[i] = r.str();
       sums[i] = r.f64();
     }
-    this.pop = PopularityTracker.fromState(this.options.types, this.options.popularityHalfLifeDays, {
+    this.pop = PopularityTracker.fromState(this.options.popularityHalfLifeDays, {
       reference: Number.isNaN(reference) ? null : reference,
       ids,
       sums,
@@ -334,6 +363,13 @@ export class MemoryOnlineState implements OnlineState {
       }
       this.histories.set(userId, history.slice(Math.max(0, count - this.options.historyLimit)));
     }
+
+    for (let u = r.u32(); u > 0; u--) {
+      const userId = r.str();
+      const held = new Map<string, Holding>();
+      for (let i = r.u32(); i > 0; i--) held.set(r.str(), { weight: r.f64(), at: r.f64() });
+      this.holdings.set(userId, held);
+    }
     r.end();
   }
 
@@ -347,6 +383,14 @@ export class MemoryOnlineState implements OnlineState {
     else history.splice(i, 0, e);
     const limit = this.options.historyLimit;
     if (history.length >= 2 * limit) history.splice(0, history.length - limit);
+  }
+
+  /** The user's holdings, created on first use; null when no per-user cap applies (nothing to keep). */
+  private holdingsOf(userId: string): Map<string, Holding> | null {
+    if (this.rules.cap === null) return null;
+    let held = this.holdings.get(userId);
+    if (!held) this.holdings.set(userId, (held = new Map<string, Holding>()));
+    return held;
   }
 
   private dropCache(userId: string): void {
@@ -375,6 +419,7 @@ export class MemoryOnlineState implements OnlineState {
   private reset(): void {
     this.pop.clear();
     this.histories = new Map();
+    this.holdings = new Map();
     this.optOuts = new Set();
     this.catalog = new Map();
     this.catalogOrder = [];
@@ -400,18 +445,20 @@ export class MemoryOnlineState implements OnlineState {
 }
 
 /* -------------------------------------------------------------------------------------------------
- * Snapshot format, version 1 (little-endian):
+ * Snapshot format, version 2 (little-endian):
  *   magic "CAIRNOS\0" · u32 version · body · u32 CRC-32 of everything before it
  * body: settings string · u32 historyLimit · f64 event watermark · f64 change watermark ·
  *   popularity (f64 reference, NaN = none · u32 n · n × (str id, f64 sum)) · opt-outs (u32 n · n × str) ·
- *   catalog (u32 n · n × str item JSON) · histories (u32 users · per user: str id · u32 n · n × event)
+ *   catalog (u32 n · n × str item JSON) · histories (u32 users · per user: str id · u32 n · n × event) ·
+ *   holdings (u32 users · per user: str id · u32 n · n × (str item id, f64 weight, f64 at))
  * event: f64 seq · f64 timestamp · str eventId · str itemId · str type · u8 flags (1 value, 2 context) ·
  *   [f64 value] · [str context JSON]
  * str: u32 byte length · UTF-8 bytes. A new layout gets a new version; restore() refuses unknown ones.
  * ----------------------------------------------------------------------------------------------- */
 
 const MAGIC = Buffer.from('CAIRNOS\0', 'latin1');
-const SNAPSHOT_VERSION = 1;
+/** 2: holdings (per-user caps) added; a version-1 snapshot is refused and the state rebuilt from the logs. */
+const SNAPSHOT_VERSION = 2;
 
 function unsupported(reason: 'format' | 'checksum' | 'version' | 'settings', message: string): CairnError {
   return new CairnError('CAIRN_UNSUPPORTED', `cannot restore online state: ${message}`, { reason });

@@ -10,6 +10,11 @@
  *   member is rescaled at once with ZUNIONSTORE … WEIGHTS.
  * - `P:history:<userId>` sorted set — score = timestamp, member = 16-digit zero-padded seq + event JSON, so
  *   equal timestamps sort by seq; trimmed to historyLimit and given a TTL on every write.
+ * - `P:contrib:<userId>` hash item id → `<weight> <at>`: what the user holds of the item's popularity (the
+ *   per-user cap, features/popularity.ts `capContribution`); only with `maxUserItemWeight`, same TTL as the
+ *   history. After the user's history expires their holdings start again from nothing; by then the decayed
+ *   holdings were at most maxUserItemWeight · 2^(−TTL/H), so an erase afterwards may subtract that much less
+ *   (at most 0.002 with the defaults) than was added.
  * - `P:optout` set of opted-out user ids.
  * - `P:items` hash id → item JSON, and `P:item-ids` sorted set (all scores 0) for lexicographic paging.
  * - `P:cache:<userId>` hash key → `<expires-at ms>:<value>` with PEXPIRE; the per-entry expiry is checked
@@ -29,8 +34,12 @@ import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Item, StoredEvent } from '../../domain/types.ts';
 import { CairnError } from '../../errors/errors.ts';
-import { interactionWeight } from '../../features/interactions.ts';
-import { halfLifeMs, MAX_EXPONENT, RESIDUE_TOLERANCE } from '../../features/popularity.ts';
+import {
+  ContributionRules,
+  MAX_EXPONENT,
+  RESIDUE_TOLERANCE,
+  weightLimitIssues,
+} from '../../features/popularity.ts';
 import type {
   EntityChange,
   LogRecord,
@@ -108,15 +117,17 @@ class Script {
 
 /*
  * Lua notes: Redis runs Lua 5.1, whose numbers are doubles (the same arithmetic as JS); `2 ^ x` is C pow.
- * Numbers are passed back to Redis as '%.17g' strings, which round-trip a double exactly. Weights are
- * computed in JS by features/interactions.ts (the training definition) and passed in, so no weight logic
- * lives in Lua.
+ * Numbers are passed back to Redis as '%.17g' strings, which round-trip a double exactly. Clamped weights
+ * are computed in JS by features/interactions.ts (the training definition) and passed in; only the per-user
+ * cap, which reads the holdings stored here, is computed in Lua (a step-for-step copy of
+ * features/popularity.ts `capContribution`), and erases pass the contributions JS recomputed.
  */
 
 /**
- * KEYS: 1 watermarks, 2 meta, 3 popularity, then per user of the batch its history key and cache key.
- * ARGV: 1 half-life ms, 2 max exponent, 3 history limit, 4 history TTL ms, then per event six values:
- * seq, KEYS index of the user's history key (its cache key follows), item id, timestamp, weight, member.
+ * KEYS: 1 watermarks, 2 meta, 3 popularity, then per user of the batch its history, cache and holdings keys.
+ * ARGV: 1 half-life ms, 2 max exponent, 3 history limit, 4 history TTL ms, 5 per-user cap (-1: none), then
+ * per event six values: seq, KEYS index of the user's history key (its cache and holdings keys follow),
+ * item id, timestamp, clamped weight, member.
  */
 const APPLY_EVENTS = new Script(`
 local wm = tonumber(redis.call('HGET', KEYS[1], 'events') or '0')
@@ -125,9 +136,31 @@ if t0 then t0 = tonumber(t0) end
 local H = tonumber(ARGV[1])
 local maxExp = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
+local cap = tonumber(ARGV[5])
 local top = wm
 local touched = {}
-for i = 5, #ARGV, 6 do
+local function capped(key, item, w, ts)
+  local h = redis.call('HGET', key, item)
+  local held, at, added = 0, ts, 0
+  if h then
+    local sep = string.find(h, ' ', 1, true)
+    held = tonumber(string.sub(h, 1, sep - 1))
+    at = tonumber(string.sub(h, sep + 1))
+  end
+  if ts >= at then
+    local current = held * 2 ^ ((at - ts) / H)
+    added = math.max(0, math.min(w, cap - current))
+    held = current + added
+    at = ts
+  else
+    local room = cap - held
+    if room > 0 then added = math.min(w, room * 2 ^ ((at - ts) / H)) end
+    held = held + added * 2 ^ ((ts - at) / H)
+  end
+  redis.call('HSET', key, item, string.format('%.17g', held) .. ' ' .. string.format('%.17g', at))
+  return added
+end
+for i = 6, #ARGV, 6 do
   local seq = tonumber(ARGV[i])
   if seq > top then
     top = seq
@@ -136,6 +169,7 @@ for i = 5, #ARGV, 6 do
     local w = tonumber(ARGV[i + 4])
     redis.call('ZADD', KEYS[u], ARGV[i + 3], ARGV[i + 5])
     touched[u] = true
+    if w > 0 and cap >= 0 then w = capped(KEYS[u + 2], ARGV[i + 2], w, ts) end
     if w > 0 then
       if not t0 then
         t0 = ts
@@ -160,6 +194,7 @@ for u in pairs(touched) do
   redis.call('ZREMRANGEBYRANK', KEYS[u], 0, -(limit + 1))
   redis.call('PEXPIRE', KEYS[u], ARGV[4])
   redis.call('DEL', KEYS[u + 1])
+  redis.call('PEXPIRE', KEYS[u + 2], ARGV[4])
 end
 if top > wm then
   redis.call('HSET', KEYS[1], 'events', string.format('%.17g', top))
@@ -169,10 +204,11 @@ return 1
 
 /**
  * KEYS: 1 watermarks, 2 meta, 3 popularity, 4 opt-outs, 5 items hash, 6 item ids, then per erased user its
- * history key and cache key. ARGV: 1 half-life ms, 2 residue tolerance, then per record: seq, op, operands:
+ * history, cache and holdings keys. ARGV: 1 half-life ms, 2 residue tolerance, then per record: seq, op,
+ * operands:
  *   I n (id json)×n | U userId 0/1 | E userId keyIndex n (itemId timestamp seq weight)×n | C
  * An erased event only subtracts popularity if its seq is at or below the event watermark: events past it
- * were never added here (the two logs are consumed independently).
+ * were never added here (the two logs are consumed independently). Its weight is what it contributed.
  */
 const APPLY_CHANGES = new Script(`
 local wm = tonumber(redis.call('HGET', KEYS[1], 'changes') or '0')
@@ -212,7 +248,7 @@ while i <= #ARGV do
     local k = tonumber(ARGV[i + 1])
     local n = tonumber(ARGV[i + 2])
     if apply then
-      redis.call('DEL', KEYS[k], KEYS[k + 1])
+      redis.call('DEL', KEYS[k], KEYS[k + 1], KEYS[k + 2])
       redis.call('SREM', KEYS[4], ARGV[i])
       if t0 then
         local amounts = {}
@@ -363,6 +399,7 @@ export class RedisOnlineState implements OnlineState {
   readonly client: Redis;
   private readonly owned: boolean;
   private readonly options: OnlineStateOptions;
+  private readonly rules: ContributionRules;
   private readonly halfLife: number;
   private readonly historyTtlMs: number;
   private readonly k: {
@@ -374,6 +411,7 @@ export class RedisOnlineState implements OnlineState {
     itemIds: string;
     history: string;
     cache: string;
+    contrib: string;
     all: string;
   };
   private closed = false;
@@ -386,6 +424,7 @@ export class RedisOnlineState implements OnlineState {
     if (!Number.isInteger(options.historyLimit) || options.historyLimit < 1) {
       fields.push({ field: 'serving.historyLimit', message: 'must be an integer ≥ 1' });
     }
+    fields.push(...weightLimitIssues(options));
     if ((options.url === undefined) === (options.client === undefined)) {
       fields.push({ field: 'redis.url', message: 'give exactly one of url and client' });
     }
@@ -399,8 +438,11 @@ export class RedisOnlineState implements OnlineState {
       types: { ...options.types },
       popularityHalfLifeDays: options.popularityHalfLifeDays,
       historyLimit: options.historyLimit,
+      maxEventWeight: options.maxEventWeight,
+      maxUserItemWeight: options.maxUserItemWeight,
     };
-    this.halfLife = halfLifeMs(options.popularityHalfLifeDays);
+    this.rules = new ContributionRules(this.options.types, options.popularityHalfLifeDays, this.options);
+    this.halfLife = this.rules.halfLife;
     this.historyTtlMs = Math.max(1, Math.ceil(options.historyTtlMs ?? DEFAULT_HISTORY_TTL_MS));
     const p = `${options.keyPrefix}online:`;
     this.k = {
@@ -412,6 +454,7 @@ export class RedisOnlineState implements OnlineState {
       itemIds: `${p}item-ids`,
       history: `${p}history:`,
       cache: `${p}cache:`,
+      contrib: `${p}contrib:`,
       all: `${globEscape(p)}*`,
     };
     if (options.client) {
@@ -422,8 +465,9 @@ export class RedisOnlineState implements OnlineState {
         lazyConnect: true,
         connectTimeout: 5000,
         commandTimeout: options.commandTimeoutMs ?? 5000,
-        // While the server is down, a command waits for one reconnection attempt and then fails (mapped to
-        // CAIRN_UNAVAILABLE), so serving falls back quickly instead of queueing for tens of seconds.
+        // A command in flight when the connection drops waits for one reconnection attempt and then fails
+        // (mapped to CAIRN_UNAVAILABLE); one issued while it is down fails at once (see guard), so serving
+        // falls back quickly instead of queueing for tens of seconds.
         maxRetriesPerRequest: 1,
         retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
       });
@@ -457,16 +501,16 @@ export class RedisOnlineState implements OnlineState {
         MAX_EXPONENT,
         this.options.historyLimit,
         this.historyTtlMs,
+        this.rules.cap ?? -1,
       ];
       for (const e of events) {
         let u = userKey.get(e.userId);
         if (u === undefined) {
           u = keys.length + 1; // Lua's KEYS is 1-based
           userKey.set(e.userId, u);
-          keys.push(this.k.history + e.userId, this.k.cache + e.userId);
+          keys.push(this.k.history + e.userId, this.k.cache + e.userId, this.k.contrib + e.userId);
         }
-        const w = interactionWeight(this.options.types, e).weight;
-        args.push(e.seq, u, e.itemId, e.timestamp, w, historyMember(e));
+        args.push(e.seq, u, e.itemId, e.timestamp, this.rules.weight(e), historyMember(e));
       }
       await this.eval(APPLY_EVENTS, keys, args);
     });
@@ -489,11 +533,16 @@ export class RedisOnlineState implements OnlineState {
             break;
           case 'erase': {
             const index = keys.length + 1;
-            keys.push(this.k.history + change.userId, this.k.cache + change.userId);
-            args.push(seq, 'E', change.userId, index, change.events.length);
-            for (const e of change.events) {
-              args.push(e.itemId, e.timestamp, e.seq, interactionWeight(this.options.types, e).weight);
-            }
+            keys.push(
+              this.k.history + change.userId,
+              this.k.cache + change.userId,
+              this.k.contrib + change.userId,
+            );
+            // Contributions of every erased event (clamped and capped as when added); the script keeps
+            // those at or below its event watermark, a prefix of the user's events in log order.
+            const contributions = this.rules.replay(change.events);
+            args.push(seq, 'E', change.userId, index, contributions.length);
+            for (const c of contributions) args.push(c.itemId, c.timestamp, c.seq, c.weight);
             break;
           }
           case 'champion':
@@ -538,7 +587,9 @@ export class RedisOnlineState implements OnlineState {
       const scale = Math.pow(2, (Number(str(reply[0])) - now) / this.halfLife);
       const out: PopularEntry[] = [];
       for (let i = 1; i + 1 < reply.length; i += 2) {
-        out.push({ itemId: str(reply[i]), score: -Number(str(reply[i + 1])) * scale });
+        const score = -Number(str(reply[i + 1])) * scale;
+        // Redis answers `-inf` (NaN here) for a sum overflowed before weights were clamped: never listed.
+        if (Number.isFinite(score)) out.push({ itemId: str(reply[i]), score });
       }
       return out;
     });
@@ -552,7 +603,8 @@ export class RedisOnlineState implements OnlineState {
       const scale = Math.pow(2, (Number(str(reply[0])) - now) / this.halfLife);
       return itemIds.map((_, i) => {
         const v = reply[i + 1];
-        return v === null || v === undefined ? 0 : -Number(str(v)) * scale;
+        const score = v === null || v === undefined ? 0 : -Number(str(v)) * scale;
+        return Number.isFinite(score) ? score : 0;
       });
     });
   }
@@ -646,6 +698,10 @@ export class RedisOnlineState implements OnlineState {
 
   private async guard<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) throw new CairnError('CAIRN_UNAVAILABLE', 'online state is closed');
+    // Lost and waiting for the next attempt (up to 2 s away): queued, the command would wait for it or
+    // the one after, and every request meanwhile with it.
+    if (this.client.status === 'reconnecting')
+      throw new CairnError('CAIRN_UNAVAILABLE', 'Redis unavailable: connection lost, reconnecting');
     try {
       return await fn();
     } catch (e) {
