@@ -1,0 +1,72 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { countLoopTurns } from '../../test/fixtures/loop-turns.ts';
+import { TimeSlicer, yieldToLoop } from './cooperative.ts';
+
+/**
+ * Runs `units` units of synchronous work costing `cost` ms of a fake clock each, on `workers` concurrent
+ * workers that await the slicer before each unit; returns the loop turn each unit started in.
+ */
+async function runSliced(units: number, cost: number, workers: number, sliceMs = 2): Promise<number[]> {
+  let now = 0;
+  const slicer = new TimeSlicer(sliceMs, () => now);
+  const turns = countLoopTurns();
+  const startedIn: number[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < units) {
+      next++;
+      await slicer.turn();
+      startedIn.push(turns.count);
+      now += cost; // the unit's synchronous work
+    }
+  };
+  await Promise.all(Array.from({ length: workers }, worker));
+  turns.stop();
+  return startedIn;
+}
+
+afterEach(() => {
+  delete process.env.CAIRN_BENCH_NO_YIELD;
+});
+
+describe('TimeSlicer', () => {
+  it('runs one expensive unit per loop turn, however many workers share it', async () => {
+    const startedIn = await runSliced(12, 3, 4);
+    expect(startedIn).toHaveLength(12);
+    // Strictly increasing: no two units in the same turn.
+    for (let i = 1; i < startedIn.length; i++) expect(startedIn[i]).toBeGreaterThan(startedIn[i - 1]);
+  });
+
+  it('runs cheap units together until the slice is used up', async () => {
+    const startedIn = await runSliced(40, 0.5, 4);
+    const perTurn = new Map<number, number>();
+    for (const t of startedIn) perTurn.set(t, (perTurn.get(t) ?? 0) + 1);
+    // 2 ms slices of 0.5 ms units: four units per turn, never more (the last few, each already claimed
+    // by a queued worker, run one per turn).
+    expect(Math.max(...perTurn.values())).toBe(4);
+    expect([...perTurn.values()].filter((n) => n === 4).length).toBeGreaterThanOrEqual(8);
+  });
+
+  it('does not yield at all when switched off for the benchmark comparison', async () => {
+    process.env.CAIRN_BENCH_NO_YIELD = '1';
+    const startedIn = await runSliced(12, 3, 4);
+    expect(new Set(startedIn).size).toBe(1);
+  });
+});
+
+describe('yieldToLoop', () => {
+  it('lets work queued on the loop run before it resolves', async () => {
+    let ran = false;
+    setImmediate(() => (ran = true));
+    await yieldToLoop();
+    expect(ran).toBe(true);
+  });
+
+  it('resolves without a loop turn when switched off', async () => {
+    process.env.CAIRN_BENCH_NO_YIELD = '1';
+    let ran = false;
+    setImmediate(() => (ran = true));
+    await yieldToLoop();
+    expect(ran).toBe(false);
+  });
+});
