@@ -14,12 +14,13 @@
 import type { CatalogService, EventOutcome, IngestService, ItemOutcome } from './contracts.ts';
 import type { Config } from '../config/load.ts';
 import type { RequestContext } from '../domain/context.ts';
+import { yieldToLoop } from '../domain/cooperative.ts';
 import type { CairnEvent, Item, User } from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
 import { interactionWeight } from '../features/interactions.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { Metrics } from '../monitoring/metrics.ts';
-import type { ChangeLog, EventLog, ItemPatch, Store } from '../storage/ports.ts';
+import type { ChangeLog, EntityChange, EventLog, ItemPatch, Store } from '../storage/ports.ts';
 import { createEventValidator, parseItem, parseUser, validateId, validateItem } from './validate.ts';
 
 /**
@@ -49,6 +50,9 @@ export interface IngestServiceOptions {
   minTimestamp?: number;
 }
 
+/** Events validated between two turns of the event loop (about a millisecond of work). */
+export const VALIDATE_CHUNK = 500;
+
 /** Builds the ingestion service. */
 export function createIngestService(options: IngestServiceOptions): IngestService {
   const { eventLog, config, metrics, logger, readYourWrites } = options;
@@ -77,6 +81,8 @@ export function createIngestService(options: IngestServiceOptions): IngestServic
       const valid: CairnEvent[] = [];
       const validIndex: number[] = [];
       for (let i = 0; i < raw.length; i++) {
+        // A 10k batch validates for tens of ms: give the loop a turn between chunks.
+        if (i > 0 && i % VALIDATE_CHUNK === 0) await yieldToLoop();
         const result = validator.validate(raw[i], at);
         if (result.ok) {
           valid.push(result.event);
@@ -152,21 +158,46 @@ function countOutcomes(
   }
 }
 
+/**
+ * What an erase does beyond the store, the logs and the served log: the model artifacts, the audit
+ * record, the database files (security/erasure.ts; wired by the composition roots).
+ */
+export interface ErasureFollowUp {
+  /**
+   * Called once the erase is stored and announced (also for a repeated erase that found nothing left,
+   * with `events` 0, so a retry finishes what a failed attempt left).
+   */
+  erased(ctx: RequestContext, userId: string, events: number): Promise<void>;
+}
+
 export interface CatalogServiceOptions {
   store: Pick<Store, 'items' | 'users' | 'eraseUser' | 'served'>;
-  /** Where the stored changes are announced to every replica and the online state. */
-  changeLog: Pick<ChangeLog, 'append'>;
+  /**
+   * Where the stored changes are announced to every replica and the online state; an erase also removes
+   * the user's own records from it.
+   */
+  changeLog: Pick<ChangeLog, 'append' | 'forgetUser'>;
   /** The event log, so an erase also drops the user's events from it where it keeps its own copy. */
   eventLog: Pick<EventLog, 'forgetUser'>;
   config: Readonly<Config>;
   logger: Logger;
   readYourWrites?: ReadYourWrites;
+  /** Model artifacts, audit and file hygiene of an erase (none: offline tools). */
+  erasure?: ErasureFollowUp;
 }
 
 /** Builds the catalog service (items and users). */
 export function createCatalogService(options: CatalogServiceOptions): CatalogService {
-  const { store, changeLog, eventLog, config, logger, readYourWrites } = options;
+  const { store, changeLog, eventLog, config, logger, readYourWrites, erasure } = options;
   const maxBatch = config.server.maxBatchItems;
+
+  /** Drops the user from both logs' own copies, then tells every consumer to forget them. */
+  const announceErase = async (userId: string, events: EraseEvents): Promise<void> => {
+    await eventLog.forgetUser(userId);
+    await changeLog.forgetUser(userId);
+    const [seq] = await changeLog.append([{ kind: 'erase', userId, events }]);
+    await readYourWrites?.changes(seq);
+  };
 
   /**
    * The store holds the change; announcing it can still fail (change log unreachable). The write is
@@ -253,9 +284,11 @@ export function createCatalogService(options: CatalogServiceOptions): CatalogSer
 
     /**
      * Deletes user and events from the store (which returns the deleted events: their popularity
-     * contributions travel with the erase, without the user id on them) and from the event log's own
-     * copy, then announces the erase so every online state forgets the user and subtracts exactly what
-     * they added.
+     * contributions travel with the erase, without the user id on them), from the event log's own copy
+     * and the user's records from the change log, then announces the erase so every online state and
+     * replica forgets the user and subtracts exactly what they added; the follow-up rewrites the model
+     * artifacts and records the erasure in the audit log. The erase record itself names the user until
+     * every consumer applied it (security/erasure.ts removes it then).
      */
     async eraseUser(ctx: RequestContext, id: string): Promise<void> {
       if (!validateId(id).ok)
@@ -269,22 +302,22 @@ export function createCatalogService(options: CatalogServiceOptions): CatalogSer
         // Nothing stored (any more). A previous erase may have deleted the user and then failed to
         // announce it (change log unreachable, 503): announcing again, without events, makes the
         // client's retry finish the job everywhere. Popularity already subtracted stays subtracted.
-        await eventLog.forgetUser(id);
-        const [seq] = await changeLog.append([{ kind: 'erase', userId: id, events: [] }]);
-        await readYourWrites?.changes(seq);
+        await announceErase(id, []);
+        await erasure?.erased(ctx, id, 0);
         throw new CairnError('CAIRN_USER_NOT_FOUND', `nothing is stored for user "${id}"`, { user_id: id });
       }
       const events = (erased ?? [])
         .filter((e) => interactionWeight(config.events.types, e).weight > 0)
         .map((e) => ({ seq: e.seq, itemId: e.itemId, type: e.type, value: e.value, timestamp: e.timestamp }));
-      await eventLog.forgetUser(id);
-      const [seq] = await changeLog.append([{ kind: 'erase', userId: id, events }]);
-      await readYourWrites?.changes(seq);
+      await announceErase(id, events);
+      await erasure?.erased(ctx, id, erased?.length ?? 0);
       // The request id, not the user id, goes to the log: erased ids must not linger in log files.
       logger.info({ request_id: ctx.requestId }, 'user erased');
     },
   };
 }
+
+type EraseEvents = Extract<EntityChange, { kind: 'erase' }>['events'];
 
 /** The id of a rejected entry when that id itself was valid, so the client can correlate the rejection. */
 function entryId(raw: unknown): string | null {

@@ -11,12 +11,14 @@
  * production), so any replica can load any version without a shared volume.
  */
 import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import type { JsonObject, ModelAuditEntry, ModelLineage, ModelVersion } from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { ArtifactStore, ChangeLog, ModelStore } from '../storage/ports.ts';
 import { decodeVerified, encodeModel, readModelFile, type StoredModel } from './artifacts.ts';
+import { withoutUsers } from './forget.ts';
 
 export type RegisterInfo = Pick<
   ModelVersion,
@@ -62,6 +64,15 @@ export interface FailureInfo {
 export function modelArtifactKey(version: string): string {
   return `models/${version}.cairn`;
 }
+
+/** What `forgetUsers` did: artifacts rewritten, and versions whose artifact could not be read. */
+export interface ForgetOutcome {
+  rewritten: number;
+  failed: { version: string; error: string }[];
+}
+
+/** Tries per version when other writers keep replacing its artifact (concurrent erasures). */
+const FORGET_ATTEMPTS = 5;
 
 export class ModelRegistry {
   /**
@@ -332,6 +343,68 @@ export class ModelRegistry {
     const entry: ModelAuditEntry = { at: now, action, by, detail: reason };
     this.logger.warn({ version, by, action, reason, was: current.status }, 'model rejected');
     return this.audit(rejected, entry);
+  }
+
+  /**
+   * GDPR: rewrites every stored artifact that holds one of `userIds` without them (their ids and rows:
+   * see forget.ts). The new bytes go under a fresh key, the version is switched to it only if its
+   * artifact is still the one read (another erasure may have replaced it: then it starts over from that
+   * one), and the old bytes are deleted. Artifacts without the users are left alone. A version whose
+   * artifact cannot be read is reported in `failed` (never served either) instead of failing the rest.
+   * `createdSince` limits it to versions registered at or after that time.
+   */
+  async forgetUsers(
+    userIds: readonly string[],
+    options: { createdSince?: number } = {},
+  ): Promise<ForgetOutcome> {
+    const erased = new Set(userIds);
+    const outcome: ForgetOutcome = { rewritten: 0, failed: [] };
+    const since = options.createdSince ?? -Infinity;
+    for (const { version, createdAt } of await this.store.list()) {
+      if (createdAt < since) continue;
+      try {
+        if (await this.forgetIn(version, erased)) outcome.rewritten++;
+      } catch (err) {
+        if (err instanceof CairnError && err.code === 'CAIRN_UNAVAILABLE') throw err;
+        outcome.failed.push({ version, error: (err as Error).message });
+      }
+    }
+    return outcome;
+  }
+
+  /** One version's artifact without the users; false when it held none of them (or has no artifact). */
+  private async forgetIn(version: string, erased: ReadonlySet<string>): Promise<boolean> {
+    for (let attempt = 0; attempt < FORGET_ATTEMPTS; attempt++) {
+      const mv = await this.store.get(version);
+      if (!mv || mv.artifactPath === '') return false;
+      let model: StoredModel;
+      try {
+        model = await this.load(mv);
+      } catch (err) {
+        // Replaced (and its old bytes deleted) between the two reads: read the row again.
+        if (err instanceof CairnError && err.code === 'CAIRN_NOT_FOUND') continue;
+        throw err;
+      }
+      const pruned = withoutUsers(model, erased);
+      if (!pruned) return false;
+      const key = `models/${version}.${randomBytes(4).toString('hex')}.cairn`;
+      const { checksum } = await this.artifacts.put(key, encodeModel(pruned));
+      if (await this.store.replaceArtifact(version, mv, { artifactPath: key, checksum })) {
+        await this.deleteArtifact(mv.artifactPath);
+        return true;
+      }
+      await this.artifacts.delete(key);
+    }
+    throw new CairnError(
+      'CAIRN_CONFLICT',
+      `model ${version}: its artifact kept changing while erasing users`,
+    );
+  }
+
+  /** Deletes replaced bytes: a key, or the file of a row written before artifacts had keys. */
+  private async deleteArtifact(path: string): Promise<void> {
+    if (isAbsolute(path)) await rm(path, { force: true });
+    else await this.artifacts.delete(path);
   }
 
   /**

@@ -1,7 +1,7 @@
 /**
  * Every serving replica follows the change log with a private consumer: catalog changes update its
- * catalog view, promotions and rollbacks swap its champion, erasures drop the user from the champion's
- * user index (their factors are not used again; the next training forgets them entirely), experiment
+ * catalog view, promotions and rollbacks swap its champion, erasures drop the user from every model in
+ * memory (index, id and factor rows; the registry rewrites the stored artifacts), experiment
  * changes re-route users and load or release the experiments' models. This is how a change made through
  * any replica, or by a worker, reaches every replica.
  */
@@ -57,8 +57,8 @@ export class ServingFollower {
       if (value.kind === 'items') this.catalog.upsert(value.items);
       else if (value.kind === 'champion') champion = value.version;
       else if (value.kind === 'erase') {
-        this.champion.get()?.userIndex.delete(value.userId);
-        for (const sm of pool?.models() ?? []) sm.userIndex.delete(value.userId);
+        this.champion.get()?.forgetUser(value.userId);
+        for (const sm of pool?.models() ?? []) sm.forgetUser(value.userId);
       } else if (value.kind === 'experiment' && router) {
         // Applied in order at once: a stopped experiment routes nobody from here on.
         router.apply(value.experiment);

@@ -7,6 +7,7 @@
 import { loadArtifact } from '../algorithms/index.ts';
 import type { FittedModel } from '../algorithms/types.ts';
 import type { ModelVersion } from '../domain/types.ts';
+import { userRows } from '../registry/forget.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
 import type { CatalogView } from './catalog.ts';
 
@@ -50,6 +51,22 @@ export class ServingModel {
 
   get nItems(): number {
     return this.itemIds.length;
+  }
+
+  /**
+   * Forgets an erased user in memory: out of the user index (they are scored as a new user from now
+   * on), their id blanked and their rows zeroed. The stored artifact is rewritten by the registry.
+   */
+  forgetUser(userId: string): void {
+    const u = this.userIndex.get(userId);
+    if (u === undefined) return;
+    this.userIndex.delete(userId);
+    // The array is the decoded artifact's own (mutable) list; nothing else indexes it by position.
+    (this.userIds as string[])[u] = '';
+    // toArtifact() hands out the model's own arrays, so this zeroes the rows the model holds.
+    for (const { array, width } of userRows(this.model.toArtifact(), this.userIds.length)) {
+      array.fill(0, u * width, (u + 1) * width);
+    }
   }
 
   /** 1 for items that may not be recommended to anyone right now (unavailable). */

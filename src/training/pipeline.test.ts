@@ -16,6 +16,7 @@ import { createMetrics } from '../monitoring/metrics.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { FileArtifactStore } from '../storage/files/artifacts.ts';
 import { SqliteStore } from '../storage/sqlite/store.ts';
+import { createPseudonymizer } from '../security/pseudonym.ts';
 import { runTrainingJob, tuningInput } from './pipeline.ts';
 
 const logger = createLogger('silent');
@@ -74,7 +75,12 @@ describe('training with self-tuning', () => {
       signal: new AbortController().signal,
       logger,
     };
-    return runTrainingJob({ store, config, registry, metrics: createMetrics(), logger }, {}, ctx);
+    const pseudonymize = createPseudonymizer('pipeline-test');
+    return runTrainingJob(
+      { store, config, registry, metrics: createMetrics(), logger, pseudonymize },
+      {},
+      ctx,
+    );
   };
 
   it('records the search in the lineage; the next training starts from the champion’s parameters', async () => {

@@ -30,6 +30,7 @@ import type { Metrics } from '../monitoring/metrics.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
 import type { Store } from '../storage/ports.ts';
 import { codeVersion } from './code-version.ts';
+import { forgetErasedSince } from './erasure-race.ts';
 import { extractTrainingData, type TrainingData } from './extract.ts';
 import type { ChampionInput, FitInput, FitOutput } from './fit.ts';
 import type { FitWorkerMessage } from './fit-worker.ts';
@@ -39,7 +40,9 @@ import { chooseHoldout } from './holdout.ts';
 export { decideGate, GATE_METRIC } from './gate.ts';
 
 export interface PipelineDeps {
-  store: Pick<Store, 'events'>;
+  store: Pick<Store, 'events' | 'audit'>;
+  /** The deployment's pseudonym of user ids (to recognize users erased while this training ran). */
+  pseudonymize: (id: string) => string;
   config: Readonly<Config>;
   registry: ModelRegistry;
   metrics: Metrics;
@@ -77,7 +80,8 @@ export async function runTrainingJob(
     const configured = config.training.params[algorithm] ?? {};
     params = resolveParams(spec, { ...configured, ...(request.params ?? {}) });
     ctx.progress(0.01);
-    data = await extractTrainingData(deps.store.events, config.events.types);
+    const readingSince = Date.now();
+    data = await extractTrainingData(deps.store.events, config.events.types, { limits: config.events });
     const interactions = nnz(data.matrix);
     if (interactions < config.training.minInteractions) {
       throw new CairnError(
@@ -189,6 +193,13 @@ export async function runTrainingJob(
         lineage,
       },
     );
+    const erased = await forgetErasedSince(
+      { audit: deps.store.audit, registry, pseudonymize: deps.pseudonymize },
+      readingSince,
+      data.userIds,
+    );
+    if (erased.length > 0)
+      logger.info({ version: mv.version, users: erased.length }, 'erased during training');
     let outcome: TrainingOutcome;
     if (!gate.passed) {
       outcome = 'rejected';

@@ -150,7 +150,7 @@ describe('NATS JetStream logs', () => {
       duplicate_window: nanos(120_000),
     });
     expect(info[1].config).toMatchObject({
-      subjects: [`${lower}.changes`],
+      subjects: [`${lower}.changes`, `${lower}.changes.user.>`],
       storage: StorageType.File,
       duplicate_window: nanos(120_000),
     });

@@ -1,4 +1,5 @@
 /** `cairn train`: trains a model from the stored events now, with a progress bar, and registers it. */
+import { pseudonymizerFor } from '../../security/pseudonym.ts';
 import type { Command } from 'commander';
 import type { TrainRequest } from '../../domain/types.ts';
 import { runTrainingJob } from '../../training/pipeline.ts';
@@ -43,12 +44,20 @@ export function registerTrain(program: Command): void {
       requested_by: CTX.principal.id,
     };
     validateTrainRequest(config, request);
-    const cairn = await openForCommand(config);
+    // Training needs stored events: a mistyped --data must not leave an empty store (and a failed model) behind.
+    const cairn = await openForCommand(config, { existingStore: true });
     const logger = cairn.logger.child({ request_id: CTX.requestId });
     const bar = progressBar('training');
     try {
       const result = await runTrainingJob(
-        { store: cairn.store, config, registry: cairn.registry, metrics: cairn.metrics, logger },
+        {
+          store: cairn.store,
+          config,
+          registry: cairn.registry,
+          metrics: cairn.metrics,
+          logger,
+          pseudonymize: await pseudonymizerFor(config, cairn.store.settings),
+        },
         request,
         {
           jobId: CTX.requestId,

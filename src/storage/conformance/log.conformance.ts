@@ -316,6 +316,59 @@ export function describeLogConformance(
         expect(p3.length).toBe(1);
         expect(await h.changeLog.read(seqs[4], 2)).toEqual([]);
       });
+
+      it('forgetUser removes exactly that user’s `user` records; remove drops records by seq (idempotent)', async () => {
+        const seqs = await h.changeLog.append([
+          { kind: 'user', user: user('alice', { attributes: { email: 'alice@example.invalid' } }) },
+          { kind: 'items', items: [item('alice')] }, // an item that happens to share the id stays
+          { kind: 'user', user: user('bob') },
+          { kind: 'user', user: user('alice', { optOut: true }) },
+          { kind: 'erase', userId: 'carol', events: [] },
+          { kind: 'champion', version: 'v1' },
+        ]);
+        await h.changeLog.forgetUser('alice');
+        await h.changeLog.forgetUser('nobody'); // no-op
+        expect((await h.changeLog.read(0, 100)).map((r) => r.seq)).toEqual([
+          seqs[1],
+          seqs[2],
+          seqs[4],
+          seqs[5],
+        ]);
+        await h.changeLog.remove([seqs[4], seqs[4], 999_999]);
+        await h.changeLog.remove([]);
+        const left = await (await other()).changeLog.read(0, 100);
+        expect(left.map((r) => r.seq)).toEqual([seqs[1], seqs[2], seqs[5]]);
+        expect(JSON.stringify(left)).not.toMatch(/alice@|carol/);
+        // A consumer reads across the gaps; seqs are not reused.
+        const seen = changeRecorder();
+        await within(consumeChanges(h.changeLog, {}, seen.handler).caughtUp(seqs[5]), 'reading across gaps');
+        expect(seen.seqs).toEqual([seqs[1], seqs[2], seqs[5]]);
+        const [next] = await h.changeLog.append([{ kind: 'champion', version: 'v2' }]);
+        expect(next).toBeGreaterThan(seqs[5]);
+      });
+
+      it('durableFloor is the lowest position of the durable consumers (null without any)', async () => {
+        expect(await h.changeLog.durableFloor()).toBeNull();
+        const seqs = await h.changeLog.append(EVERY_KIND.slice(0, 3));
+        // A consumer of the event log does not count, nor does a private one.
+        await h.eventLog.append(evs('floor', 2));
+        const events = consumeEvents(h.eventLog, { durable: 'floor-events' }, () => Promise.resolve());
+        const priv = consumeChanges(h.changeLog, {}, () => Promise.resolve());
+        await within(priv.caughtUp(seqs[2]), 'the private consumer');
+        await within(events.caughtUp(await h.eventLog.head()), 'the event-log consumer');
+        expect(await h.changeLog.durableFloor()).toBeNull();
+        const fast = consumeChanges(h.changeLog, { durable: 'floor-fast' }, () => Promise.resolve());
+        await within(fast.caughtUp(seqs[2]), 'the fast durable consumer');
+        await waitFor(async () => (await h.changeLog.durableFloor()) === seqs[2], 'the floor at the head');
+        const slow = consumeChanges(h.changeLog, { durable: 'floor-slow', batchSize: 1 }, (batch) =>
+          batch[0].seq > seqs[0] ? Promise.reject(new Error('stuck after the first')) : Promise.resolve(),
+        );
+        await within(slow.caughtUp(seqs[0]), 'the slow durable consumer');
+        await waitFor(
+          async () => (await h.changeLog.durableFloor()) === seqs[0],
+          'the floor at the slow one',
+        );
+      });
     });
 
     describe('consumers', () => {

@@ -7,7 +7,8 @@
  *   so a GDPR erase purges exactly that user's events from the stream (`forgetUser`). Each event is
  *   published with its event id as `Nats-Msg-Id`, so JetStream itself recognizes a repeat within the
  *   duplicate window (`nats.duplicateWindowSeconds`); the store of record dedupes beyond it.
- * - `<PREFIX>_CHANGES`, subject `<prefix>.changes`: entity changes in order.
+ * - `<PREFIX>_CHANGES`, subject `<prefix>.changes`: entity changes in order; a user's own records (`user`
+ *   changes, holding their attributes) on `<prefix>.changes.user.<user token>`, so an erase can find them.
  * - `<PREFIX>_LEASES` (small, self-expiring): which process is the active consumer of each durable name
  *   (lease.ts).
  *
@@ -53,7 +54,16 @@ import type { ConsumerContext, NatsConsumerTimings } from './consumers.ts';
 import { DurableConsumer, PrivateConsumer } from './consumers.ts';
 import { NatsLease } from './lease.ts';
 import type { NatsNames } from './shared.ts';
-import { API, apiCode, consumerName, messageId, natsNames, natsUnavailable, userToken } from './shared.ts';
+import {
+  API,
+  apiCode,
+  consumerName,
+  messageGone,
+  messageId,
+  natsNames,
+  natsUnavailable,
+  userToken,
+} from './shared.ts';
 
 export type { NatsConsumerTimings } from './consumers.ts';
 
@@ -206,7 +216,7 @@ class NatsBackend {
     await this.ensureStream({
       ...common,
       name: names.changesStream,
-      subjects: [names.changesSubject],
+      subjects: [names.changesSubject, `${names.changesSubject}.user.>`],
       duplicate_window: nanos(settings.duplicateWindowSeconds * 1000),
     });
     await this.ensureStream({
@@ -276,7 +286,8 @@ class NatsBackend {
   async nextAfter(stream: string, seq: number): Promise<number | null> {
     this.check();
     const { names } = this;
-    const filter = stream === names.eventsStream ? `${names.eventSubjectPrefix}>` : names.changesSubject;
+    // `>` is every subject of the stream (the changes stream has two subject trees).
+    const filter = stream === names.eventsStream ? `${names.eventSubjectPrefix}>` : '>';
     try {
       // STREAM.MSG.GET takes `next_by_subj` since NATS 2.9 (answered by the stream leader, so never stale);
       // the client types offer it only on the direct-get API, which needs `allow_direct` and may read
@@ -329,6 +340,76 @@ class NatsBackend {
       // No need to wait: an abandoned one goes away by itself after its inactivity threshold.
       if (name !== null) this.jsm.consumers.delete(stream, name).catch(() => undefined);
     }
+  }
+
+  /**
+   * Deletes every message on `subject` with JetStream's secure erase (the bytes are overwritten in the
+   * stream's files; a purge would only unlink them there). Seqs are listed by a filtered, headers-only
+   * ephemeral consumer, then erased pipelined.
+   */
+  async eraseSubject(stream: string, subject: string): Promise<void> {
+    this.check();
+    const seqs: number[] = [];
+    let name: string | null = null;
+    try {
+      const info = await this.jsm.consumers.add(stream, {
+        filter_subject: subject,
+        headers_only: true,
+        ack_policy: AckPolicy.None,
+        inactive_threshold: nanos(60_000),
+        mem_storage: true,
+        num_replicas: 1,
+      });
+      name = info.name;
+      if (info.num_pending > 0) {
+        const messages = await this.js.consumers
+          .getConsumerFromInfo(info)
+          .fetch({ max_messages: info.num_pending, expires: Math.max(1000, this.settings.requestTimeoutMs) });
+        for await (const m of messages) {
+          seqs.push(m.seq);
+          if (m.info.pending === 0) break;
+        }
+      }
+    } catch (e) {
+      throw natsUnavailable(`listing ${subject} in ${stream}`, e);
+    } finally {
+      if (name !== null) this.jsm.consumers.delete(stream, name).catch(() => undefined);
+    }
+    await this.eraseMessages(stream, seqs);
+  }
+
+  /** Securely erases messages by seq (pipelined); seqs already gone are ignored. */
+  async eraseMessages(stream: string, seqs: readonly number[]): Promise<void> {
+    this.check();
+    for (let from = 0; from < seqs.length; from += ERASE_WINDOW) {
+      const window = seqs.slice(from, from + ERASE_WINDOW);
+      try {
+        await Promise.all(
+          window.map((seq) =>
+            this.jsm.streams.deleteMessage(stream, seq, true).catch((e: unknown) => {
+              if (!messageGone(e)) throw e;
+            }),
+          ),
+        );
+      } catch (e) {
+        throw natsUnavailable(`erasing messages of ${stream}`, e);
+      }
+    }
+  }
+
+  /** Lowest acknowledged position among the stream's durable consumers (null when it has none). */
+  async durableFloor(stream: string): Promise<number | null> {
+    this.check();
+    let floor: number | null = null;
+    try {
+      for await (const c of this.jsm.consumers.list(stream)) {
+        if (!c.config.durable_name) continue;
+        floor = Math.min(floor ?? Infinity, c.ack_floor.stream_seq);
+      }
+    } catch (e) {
+      throw natsUnavailable(`listing the consumers of ${stream}`, e);
+    }
+    return floor;
   }
 
   /** Publishes and waits for the PubAck (the message is then durable in the stream). */
@@ -493,6 +574,9 @@ function decodeChange(m: JsMsg): LogRecord<EntityChange> {
 /** Publishes in flight at once by one `append` (bounds memory for very large batches). */
 const PUBLISH_WINDOW = 4096;
 
+/** Secure-erase requests in flight at once. */
+const ERASE_WINDOW = 256;
+
 /** The behaviour-event log on the `<PREFIX>_EVENTS` stream (made by `openNatsLogs`). */
 export class NatsEventLog implements EventLog {
   readonly kind = 'nats';
@@ -585,17 +669,13 @@ export class NatsEventLog implements EventLog {
     );
   }
 
-  /** Purges the user's subject from the stream: their events are gone from the log itself. */
+  /**
+   * Erases the user's subject from the stream: their events are gone from the log itself, and their
+   * bytes from the server's files (a subject purge would leave them in the message blocks).
+   */
   async forgetUser(userId: string): Promise<void> {
-    this.backend.check();
     const { eventsStream, eventSubjectPrefix } = this.backend.names;
-    try {
-      await this.backend.jsm.streams.purge(eventsStream, {
-        filter: `${eventSubjectPrefix}${userToken(userId)}`,
-      });
-    } catch (e) {
-      throw natsUnavailable(`purging a user's events from ${eventsStream}`, e);
-    }
+    await this.backend.eraseSubject(eventsStream, `${eventSubjectPrefix}${userToken(userId)}`);
   }
 
   /** Stops this log's consumers, then lets go of the connection (drained once both logs closed). */
@@ -630,17 +710,37 @@ export class NatsChangeLog implements ChangeLog {
     // Split (and size-check) everything before publishing anything.
     const parts = changes.map((c) => splitChange(c, max));
     const seqs: number[] = [];
-    for (const group of parts) {
+    for (let i = 0; i < parts.length; i++) {
+      const subject = this.subjectOf(changes[i]);
       let seq = 0;
-      for (const payload of group) seq = await this.publishOne(payload);
+      for (const payload of parts[i]) seq = await this.publishOne(subject, payload);
       seqs.push(seq);
     }
     return seqs;
   }
 
-  private async publishOne(payload: Uint8Array): Promise<number> {
+  /** A user's own records go on their subject (see `forgetUser`); every other change on the log's. */
+  private subjectOf(change: EntityChange): string {
+    const { changesSubject } = this.backend.names;
+    return change.kind === 'user' ? `${changesSubject}.user.${userToken(change.user.id)}` : changesSubject;
+  }
+
+  /** Erases the user's `user` records (their subject) from the stream and its files. */
+  async forgetUser(userId: string): Promise<void> {
+    const { changesStream, changesSubject } = this.backend.names;
+    await this.backend.eraseSubject(changesStream, `${changesSubject}.user.${userToken(userId)}`);
+  }
+
+  remove(seqs: number[]): Promise<void> {
+    return this.backend.eraseMessages(this.backend.names.changesStream, seqs);
+  }
+
+  durableFloor(): Promise<number | null> {
+    return this.backend.durableFloor(this.backend.names.changesStream);
+  }
+
+  private async publishOne(subject: string, payload: Uint8Array): Promise<number> {
     const msgID = nuid.next();
-    const subject = this.backend.names.changesSubject;
     try {
       return (await this.backend.publish(subject, payload, msgID)).seq;
     } catch (first) {

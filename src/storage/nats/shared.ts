@@ -22,6 +22,12 @@ export const API = {
   STREAM_NOT_FOUND: 10059,
   /** `wrong last sequence` for an `expect.lastSubjectSequence` publish. */
   WRONG_LAST_SEQUENCE: 10071,
+  /** `no message found`. */
+  NO_MESSAGE_FOUND: 10037,
+  /** `sequence N not found` (deleting a seq that is gone already). */
+  SEQUENCE_NOT_FOUND: 10043,
+  /** `message delete failed: …` (`stream store EOF` for a seq past the end). */
+  MESSAGE_DELETE_FAILED: 10057,
 } as const;
 
 /** Every JetStream name Cairn uses, derived from `nats.streamPrefix`. */
@@ -98,6 +104,16 @@ const HEADER_SAFE = /^[\x21-\x7e]{1,256}$/;
 export function messageId(eventId: string): string {
   if (HEADER_SAFE.test(eventId)) return eventId;
   return `sha256:${createHash('sha256').update(eventId, 'utf8').digest('base64url')}`;
+}
+
+/** Whether a failed message delete says the message is gone already (erasing it again is then done). */
+export function messageGone(e: unknown): boolean {
+  const code = apiCode(e);
+  return (
+    code === API.NO_MESSAGE_FOUND ||
+    code === API.SEQUENCE_NOT_FOUND ||
+    (code === API.MESSAGE_DELETE_FAILED && /EOF|not found/i.test((e as Error).message))
+  );
 }
 
 /** The JetStream API error code of `e`, if it is one. */

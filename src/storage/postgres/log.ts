@@ -446,6 +446,26 @@ export class PgChangeLog extends PgLogBase<LogRecord<EntityChange>> implements C
     return rows[0].s;
   }
 
+  /** A scan of the table: erasures are rare, and user records are a small part of the log. */
+  async forgetUser(userId: string): Promise<void> {
+    await this.db.query(
+      `DELETE FROM ${this.db.s}.changes WHERE change->>'kind' = 'user' AND change->'user'->>'id' = $1`,
+      [userId],
+    );
+  }
+
+  async remove(seqs: number[]): Promise<void> {
+    if (seqs.length === 0) return;
+    await this.db.query(`DELETE FROM ${this.db.s}.changes WHERE seq = ANY($1::int8[])`, [seqs]);
+  }
+
+  async durableFloor(): Promise<number | null> {
+    const rows = await this.db.query<{ floor: number | null }>(
+      `SELECT MIN(seq) AS floor FROM ${this.db.s}.consumer_offsets WHERE name LIKE 'changes:%'`,
+    );
+    return rows[0].floor;
+  }
+
   protected seqOf(r: LogRecord<EntityChange>): number {
     return r.seq;
   }

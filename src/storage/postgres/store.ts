@@ -24,6 +24,7 @@ import { definedFields, foldItemPatches, scanBounds } from '../shared.ts';
 import { Db, mapPgError } from './db.ts';
 import { PgExperiments, PgServedLog } from './experiments.ts';
 import { POSTGRES_MIGRATIONS } from './migrations.ts';
+import { PgApiKeys, PgAudit, PgSettings } from './security.ts';
 
 // The sub-stores' shared connection wrapper, re-exported for the modules that import it from here.
 export { Db, mapPgError };
@@ -197,6 +198,9 @@ export class PostgresStore implements Store {
   readonly models: ModelStore;
   readonly experiments: ExperimentStore;
   readonly served: ServedLogStore;
+  readonly keys: PgApiKeys;
+  readonly audit: PgAudit;
+  readonly settings: PgSettings;
   readonly offsets: ConsumerOffsets;
   readonly schema: string;
   /** Pool and schema, for the sibling adapters of this folder (logs, job queue, artifacts). */
@@ -230,6 +234,9 @@ export class PostgresStore implements Store {
     this.models = new PgModels(this.db);
     this.experiments = new PgExperiments(this.db);
     this.served = new PgServedLog(this.db);
+    this.keys = new PgApiKeys(this.db);
+    this.audit = new PgAudit(this.db);
+    this.settings = new PgSettings(this.db);
     this.offsets = new PgOffsets(this.db);
   }
 
@@ -266,6 +273,18 @@ export class PostgresStore implements Store {
 
   async ping(): Promise<void> {
     await this.db.query('SELECT 1');
+  }
+
+  /**
+   * Vacuums the tables an erase touches (outside any transaction, as VACUUM must be), so the dead
+   * tuples of the erased rows become free space instead of waiting for autovacuum. Their bytes stay in
+   * that free space (and in pg_wal and backups) until overwritten: PostgreSQL has no secure delete.
+   * SKIP_LOCKED: a table another VACUUM holds is left to it.
+   */
+  async purgeErased(): Promise<void> {
+    const { s } = this.db;
+    const tables = ['events', 'users', 'served', 'feedback', 'changes', 'artifacts', 'artifact_chunks'];
+    await this.db.query(`VACUUM (SKIP_LOCKED) ${tables.map((t) => `${s}.${t}`).join(', ')}`);
   }
 
   async eraseUser(userId: string): Promise<StoredEvent[] | null> {
@@ -690,6 +709,19 @@ class PgModels implements ModelStore {
       await c.query(this.updateSql, modelValues(next));
       return next;
     });
+  }
+
+  async replaceArtifact(
+    version: string,
+    from: Pick<ModelVersion, 'artifactPath' | 'checksum'>,
+    to: Pick<ModelVersion, 'artifactPath' | 'checksum'>,
+  ): Promise<boolean> {
+    const rows = await this.db.query(
+      `UPDATE ${this.db.s}.models SET artifact_path = $2, checksum = $3
+       WHERE version = $1 AND artifact_path = $4 AND checksum = $5 RETURNING 1`,
+      [version, to.artifactPath, to.checksum, from.artifactPath, from.checksum],
+    );
+    return rows.length === 1;
   }
 
   private async locked(c: PoolClient, version: string): Promise<ModelVersion> {

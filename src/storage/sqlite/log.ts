@@ -381,6 +381,40 @@ export class SqliteChangeLog extends SqliteLogBase<LogRecord<EntityChange>> impl
     return Promise.resolve(guarded(() => this.headNow()));
   }
 
+  /** A scan of the table: erasures are rare, and user records are a small part of the log. */
+  async forgetUser(userId: string): Promise<void> {
+    guarded(() =>
+      this.db
+        .prepare(
+          `DELETE FROM changes
+           WHERE json_extract(change, '$.kind') = 'user' AND json_extract(change, '$.user.id') = ?`,
+        )
+        .run(userId),
+    );
+    return Promise.resolve();
+  }
+
+  async remove(seqs: number[]): Promise<void> {
+    if (seqs.length === 0) return Promise.resolve();
+    guarded(() =>
+      this.db
+        .prepare('DELETE FROM changes WHERE seq IN (SELECT value FROM json_each(?))')
+        .run(JSON.stringify(seqs)),
+    );
+    return Promise.resolve();
+  }
+
+  async durableFloor(): Promise<number | null> {
+    return Promise.resolve(
+      guarded(() =>
+        this.db
+          .prepare<[], number | null>(`SELECT MIN(seq) FROM consumer_offsets WHERE name LIKE 'changes:%'`)
+          .pluck()
+          .get(),
+      ) ?? null,
+    );
+  }
+
   protected headNow(): number {
     return this.maxSeq().get() ?? 0;
   }

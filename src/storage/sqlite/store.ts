@@ -23,6 +23,7 @@ import { definedFields, scanBounds } from '../shared.ts';
 import type { Db } from './db.ts';
 import { SqliteExperiments, SqliteServedLog } from './experiments.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
+import { SqliteApiKeys, SqliteAudit, SqliteSettings } from './security.ts';
 
 export type { Db };
 
@@ -40,6 +41,11 @@ export interface SqliteStoreOptions {
   path: string;
   /** How long a writer waits for another process's lock before failing (ms). */
   busyTimeoutMs?: number;
+  /**
+   * `full` (default): a commit returns once the WAL is synced, so an acknowledged write survives power
+   * loss. `normal`: survives a process crash only; an OS crash may lose the last commits (never corrupts).
+   */
+  synchronous?: 'full' | 'normal';
 }
 
 export interface EventRow {
@@ -223,6 +229,9 @@ export class SqliteStore implements Store {
   readonly models: ModelStore;
   readonly experiments: ExperimentStore;
   readonly served: ServedLogStore;
+  readonly keys: SqliteApiKeys;
+  readonly audit: SqliteAudit;
+  readonly settings: SqliteSettings;
   readonly offsets: ConsumerOffsets;
   /** The connection, for the sibling adapters of this folder (logs, job queue) that share the file. */
   readonly db: Db;
@@ -230,12 +239,14 @@ export class SqliteStore implements Store {
   constructor(options: SqliteStoreOptions) {
     this.db = new Database(options.path);
     try {
-      // WAL lets readers run beside the single writer; NORMAL sync is durable across process crashes
-      // (an OS crash may lose the last transactions, never corrupt the file).
+      // WAL lets readers run beside the single writer.
       this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = NORMAL');
+      this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
       this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
       this.db.pragma('foreign_keys = ON');
+      // Deleted rows are overwritten with zeros, not just unlinked: an erased user must not survive in
+      // free pages (see purgeErased for the WAL).
+      this.db.pragma('secure_delete = ON');
       this.db.pragma('cache_size = -65536'); // 64 MiB page cache: the event_id index is written randomly
       this.db.pragma('temp_store = MEMORY');
       // Batches of random event ids dirty pages all over the indexes; checkpointing every ~40 MiB of WAL
@@ -253,6 +264,9 @@ export class SqliteStore implements Store {
     this.models = new SqliteModels(this.db);
     this.experiments = new SqliteExperiments(this.db, guarded);
     this.served = new SqliteServedLog(this.db, guarded);
+    this.keys = new SqliteApiKeys(this.db, guarded);
+    this.audit = new SqliteAudit(this.db, guarded);
+    this.settings = new SqliteSettings(this.db, guarded);
     this.offsets = new SqliteOffsets(this.db);
   }
 
@@ -300,6 +314,17 @@ export class SqliteStore implements Store {
         .immediate(),
     );
     return Promise.resolve(result);
+  }
+
+  /**
+   * Copies the zeroed pages into the database file and truncates the WAL, whose older frames still hold
+   * the rows as they were before the erase. CAIRN_UNAVAILABLE when a reader (another process) keeps the
+   * checkpoint from finishing: the caller tries again later.
+   */
+  async purgeErased(): Promise<void> {
+    const [result] = guarded(() => this.db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[]);
+    if (result?.busy) throw new CairnError('CAIRN_UNAVAILABLE', 'WAL checkpoint blocked by a reader');
+    return Promise.resolve();
   }
 
   async close(): Promise<void> {
@@ -595,8 +620,15 @@ class SqliteModels implements ModelStore {
   private readonly setStatus;
   private readonly promoteTx;
   private readonly updateTx;
+  private readonly swapArtifact;
 
   constructor(db: Db) {
+    this.swapArtifact = lazy(() =>
+      db.prepare<[string, string, string, string, string]>(
+        `UPDATE models SET artifact_path = ?, checksum = ?
+         WHERE version = ? AND artifact_path = ? AND checksum = ?`,
+      ),
+    );
     this.insertOne = lazy(() =>
       db.prepare(
         `INSERT INTO models (algorithm, params, status, training_data, metrics, train_seconds, artifact_path,
@@ -700,6 +732,19 @@ class SqliteModels implements ModelStore {
    */
   async promote(version: string, at: number): Promise<ModelVersion> {
     return Promise.resolve(guarded(() => this.promoteTx.immediate(version, at)));
+  }
+
+  async replaceArtifact(
+    version: string,
+    from: Pick<ModelVersion, 'artifactPath' | 'checksum'>,
+    to: Pick<ModelVersion, 'artifactPath' | 'checksum'>,
+  ): Promise<boolean> {
+    const changes = guarded(
+      () =>
+        this.swapArtifact().run(to.artifactPath, to.checksum, version, from.artifactPath, from.checksum)
+          .changes,
+    );
+    return Promise.resolve(changes === 1);
   }
 }
 
