@@ -1,25 +1,47 @@
 /**
  * Append throughput of the system of record: 10,000-event batches (the API's default maximum batch) into
  * SQLite (temp file) and PostgreSQL (temp schema), fresh events and then a replay of the same events
- * (all duplicates). Prints events/s; never asserts.
+ * (all duplicates). With `--posts N`, also N single-event `POST /v1/events` through the embedded service
+ * (`app.inject`, SQLite): the path where each acknowledged event pays its own commit. Prints events/s;
+ * never asserts.
  *
  *   npm run bench:ingest
+ *   npm run bench:ingest -- [--synchronous full|normal] [--batches 30] [--posts 2000] [--stores sqlite,postgres]
  *   CAIRN_BENCH_BATCHES=50 CAIRN_BENCH_POSTGRES_URL=postgres://… npm run bench:ingest
+ *
+ * `--synchronous` is SQLite's `store.synchronous` (default `full`: every commit synced to disk).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import pg from 'pg';
 import type { CairnEvent } from '../src/domain/types.ts';
 import type { Store } from '../src/storage/ports.ts';
 import { PostgresStore } from '../src/storage/postgres/store.ts';
 import { SqliteStore } from '../src/storage/sqlite/store.ts';
 
+const { values: flags } = parseArgs({
+  options: {
+    synchronous: { type: 'string', default: 'full' },
+    batches: { type: 'string', default: process.env.CAIRN_BENCH_BATCHES ?? '30' },
+    posts: { type: 'string', default: '0' },
+    stores: { type: 'string', default: 'sqlite,postgres' },
+  },
+});
+if (flags.synchronous !== 'full' && flags.synchronous !== 'normal') {
+  throw new Error(`--synchronous must be full or normal, got "${flags.synchronous}"`);
+}
+const SYNCHRONOUS: 'full' | 'normal' = flags.synchronous;
+const STORES = new Set(flags.stores.split(',').map((s) => s.trim()));
 const BATCH = 10_000;
-const BATCHES = Number(process.env.CAIRN_BENCH_BATCHES ?? 30);
+const BATCHES = Number(flags.batches);
+const POSTS = Number(flags.posts);
 const PG_URL = process.env.CAIRN_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const TYPES = ['view', 'view', 'view', 'click', 'add_to_cart', 'purchase', 'rating'];
+/** Single POSTs carry no value, so no `rating`. */
+const POST_TYPES = TYPES.filter((t) => t !== 'rating');
 
 function makeBatch(b: number): CairnEvent[] {
   const t0 = 1_700_000_000_000 + b * BATCH * 1000;
@@ -72,41 +94,103 @@ async function run(name: string, store: Store, batches: CairnEvent[][]): Promise
   console.log(`${name.padEnd(10)} stored ${(await store.events.count()).toLocaleString('en-US')} events`);
 }
 
+/**
+ * `count` single-event POSTs, one after the other (a client waiting for each 202), through the embedded
+ * service on a fresh SQLite store: validation, the append's commit, the projector's catch-up.
+ */
+async function posts(count: number): Promise<void> {
+  // Loaded only here: the store-only runs need none of the service.
+  const { loadConfig } = await import('../src/config/load.ts');
+  const { createEmbedded } = await import('../src/main/embedded.ts');
+  const { createLogger } = await import('../src/monitoring/logger.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-bench-posts-'));
+  const config = loadConfig({ env: {}, overrides: { dataDir: dir, store: { synchronous: SYNCHRONOUS } } });
+  const cairn = await createEmbedded(config, { logger: createLogger('silent'), snapshotEveryMs: 0 });
+  const post = async (i: number) => {
+    const res = await cairn.app.inject({
+      method: 'POST',
+      url: '/v1/events',
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({
+        event_id: randomUUID(),
+        user_id: `user-${(i * 7919) % 50_000}`,
+        item_id: `item-${(i * 104_729) % 20_000}`,
+        type: POST_TYPES[Math.abs(i) % POST_TYPES.length],
+        timestamp: Date.now(),
+      }),
+    });
+    if (res.statusCode !== 202) throw new Error(`POST /v1/events answered ${res.statusCode}: ${res.body}`);
+  };
+  try {
+    for (let i = 0; i < 200; i++) await post(-1 - i); // warm-up
+    const times: number[] = [];
+    const cpu0 = process.cpuUsage();
+    const start = performance.now();
+    for (let i = 0; i < count; i++) {
+      const t = performance.now();
+      await post(i);
+      times.push(performance.now() - t);
+    }
+    const seconds = (performance.now() - start) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    times.sort((a, b) => a - b);
+    const p = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))].toFixed(2);
+    console.log(
+      `${'api'.padEnd(10)} single ${Math.round(count / seconds)
+        .toLocaleString('en-US')
+        .padStart(
+          9,
+        )} events/s  (${count.toLocaleString('en-US')} single-event POSTs, p50 ${p(0.5)} ms, p99 ${p(0.99)} ms;` +
+        ` ${Math.round(count / ((cpu.user + cpu.system) / 1e6)).toLocaleString('en-US')} events per CPU-second of this process)`,
+    );
+  } finally {
+    await cairn.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const batches = Array.from({ length: BATCHES }, (_, b) => makeBatch(b));
 // Wall-clock figures depend on what else the machine runs; the load average is printed to judge them.
 console.log(
-  `node ${process.version}, ${BATCHES} batches of ${BATCH} events, ${availableParallelism()} cores, load average ${loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ')}`,
+  `node ${process.version}, ${BATCHES} batches of ${BATCH} events, SQLite synchronous=${SYNCHRONOUS}, ` +
+    `${availableParallelism()} cores, load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
 );
 
-const dir = mkdtempSync(join(tmpdir(), 'cairn-bench-ingest-'));
-const sqlite = new SqliteStore({ path: join(dir, 'bench.db') });
-try {
-  await sqlite.migrate();
-  await run('sqlite', sqlite, batches);
-} finally {
-  await sqlite.close();
-  rmSync(dir, { recursive: true, force: true });
+if (POSTS > 0) await posts(POSTS);
+
+if (STORES.has('sqlite')) {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-bench-ingest-'));
+  const sqlite = new SqliteStore({ path: join(dir, 'bench.db'), synchronous: SYNCHRONOUS });
+  try {
+    await sqlite.migrate();
+    await run('sqlite', sqlite, batches);
+  } finally {
+    await sqlite.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
-const schema = `cairn_bench_${randomBytes(4).toString('hex')}`;
-const postgres = new PostgresStore({ url: PG_URL, schema });
-try {
-  await postgres.migrate();
-  await run('postgres', postgres, batches);
-} catch (e) {
-  console.log(`postgres   failed: ${(e as Error).message}`);
-  process.exitCode = 1;
-} finally {
-  await postgres.close();
-  const admin = new pg.Client({ connectionString: PG_URL });
+if (STORES.has('postgres')) {
+  const schema = `cairn_bench_${randomBytes(4).toString('hex')}`;
+  const postgres = new PostgresStore({ url: PG_URL, schema });
   try {
-    await admin.connect();
-    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  } catch {
-    // nothing to drop when the server was unreachable
+    await postgres.migrate();
+    await run('postgres', postgres, batches);
+  } catch (e) {
+    console.log(`postgres   failed: ${(e as Error).message}`);
+    process.exitCode = 1;
   } finally {
-    await admin.end().catch(() => undefined);
+    await postgres.close();
+    const admin = new pg.Client({ connectionString: PG_URL });
+    try {
+      await admin.connect();
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    } catch {
+      // nothing to drop when the server was unreachable
+    } finally {
+      await admin.end().catch(() => undefined);
+    }
   }
 }

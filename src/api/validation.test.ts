@@ -86,6 +86,18 @@ describe('typeboxValidatorCompiler', () => {
     expect(issues[19].field).toBe('rows[19].id');
   });
 
+  it('rejects a value nested too deeply to check as a client error, not a crash', () => {
+    // uniqueItems makes TypeBox hash every item, recursively (found by test/integration/fuzz.test.ts).
+    const validate = compile(
+      Type.Object({ tags: Type.Array(Type.Unknown(), { uniqueItems: true }) }),
+      'body',
+    );
+    let deep: unknown = [];
+    for (let i = 0; i < 20_000; i++) deep = [deep];
+    expect(fieldsOf(validate({ tags: [deep, 1] }))).toEqual(['body']);
+    expect(validate({ tags: [[[1]], 1] })).toEqual({ value: { tags: [[[1]], 1] } });
+  });
+
   it('refuses non-TypeBox schemas at startup', () => {
     expect(() =>
       typeboxValidatorCompiler({

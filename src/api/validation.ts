@@ -103,12 +103,26 @@ export const typeboxValidatorCompiler: FastifySchemaCompiler<TSchema> = ({
     return (data: unknown) => {
       const query = (data ?? {}) as Record<string, unknown>;
       coerce(query);
-      if (check.Check(query)) return { value: query };
-      return { error: CairnError.validation(collectIssues(check, query, part)) };
+      return validate(check, query, part);
     };
   }
-  return (data: unknown) => {
-    if (check.Check(data)) return { value: data };
-    return { error: CairnError.validation(collectIssues(check, data, part)) };
-  };
+  return (data: unknown) => validate(check, data, part);
 };
+
+/**
+ * The check's verdict as Fastify wants it. A value nested deeper than the checker can recurse (TypeBox
+ * hashes array items for `uniqueItems`, recursively) is the client's mistake, not a server error.
+ */
+function validate(
+  check: TypeCheck<TSchema>,
+  value: unknown,
+  part: string,
+): { value: unknown } | { error: CairnError } {
+  try {
+    if (check.Check(value)) return { value };
+    return { error: CairnError.validation(collectIssues(check, value, part)) };
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    return { error: CairnError.validation([{ field: part, message: 'nested too deeply' }]) };
+  }
+}

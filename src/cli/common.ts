@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { loadConfig, type Config, type DeepPartial } from '../config/load.ts';
 import { cliContext } from '../domain/context.ts';
+import { CairnError } from '../errors/errors.ts';
 import { OnlineProjector } from '../ingest/consumers.ts';
 import { openBase, openCore, requireExistingStore, type Base } from '../main/adapters.ts';
 import { startServing } from '../main/serving.ts';
@@ -10,9 +11,37 @@ import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import type { Recommender } from '../serving/recommender.ts';
 import { MemoryOnlineState } from '../storage/memory/online-state.ts';
+import { storeLocation } from '../storage/open.ts';
+import { PostgresStore } from '../storage/postgres/store.ts';
+import { parseNumberOption } from './commands/eval-data.ts';
 
 /** The request context of this command run (one id for all its calls, in its log lines too). */
 export const CTX = cliContext();
+
+/**
+ * For commands that must not create a store: `requireExistingStore` (the SQLite file), and for PostgreSQL
+ * the same question asked of the schema — does it hold Cairn's migrations table? — without creating it.
+ */
+export async function requireStore(config: Readonly<Config>): Promise<void> {
+  requireExistingStore(config);
+  const where = storeLocation(config);
+  if (where.kind !== 'postgres') return;
+  const probe = new PostgresStore({ url: where.url, schema: where.schema, maxConnections: 1 });
+  try {
+    const [row] = await probe.db.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [
+      `${probe.db.s}.schema_migrations`,
+    ]);
+    if (row?.t == null) {
+      throw new CairnError(
+        'CAIRN_NOT_FOUND',
+        `no Cairn store in PostgreSQL schema "${where.schema}": pass --store URL and store.schema of an existing store`,
+        { field: 'store.schema', schema: where.schema },
+      );
+    }
+  } finally {
+    await probe.close();
+  }
+}
 
 /** What a command that writes or trains opens: store, artifacts, logs and the registry — no serving. */
 export interface CommandBase extends Base {
@@ -30,14 +59,15 @@ function commandLogger(config: Readonly<Config>): Logger {
 }
 
 /**
- * Opens only the ports a writing command uses. Read-only commands pass `readOnly`: a store that does not
- * exist is an error naming the path instead of a new empty store.
+ * Opens only the ports a writing command uses. Commands that only read, or only change what a store
+ * already holds, pass `existingStore`: a store that does not exist is an error naming the path instead
+ * of a new empty store.
  */
 export async function openForCommand(
   config: Readonly<Config>,
-  options: { readOnly?: boolean } = {},
+  options: { existingStore?: boolean } = {},
 ): Promise<CommandBase> {
-  if (options.readOnly) requireExistingStore(config);
+  if (options.existingStore) await requireStore(config);
   const logger = commandLogger(config);
   const base = await openBase(config, logger);
   const registry = new ModelRegistry(base.store.models, base.artifacts, logger, base.changeLog);
@@ -53,7 +83,7 @@ export async function openServingForCommand(config: Readonly<Config>): Promise<{
   recommender: Recommender;
   close(): Promise<void>;
 }> {
-  requireExistingStore(config);
+  await requireStore(config);
   const logger = commandLogger(config);
   const core = await openCore(config, logger);
   try {
@@ -111,10 +141,7 @@ export function configFrom(options: StoreOptions, extra: DeepPartial<Config> = {
   return loadConfig({ file: options.config, overrides });
 }
 
+/** Commander parser of an integer flag: a bad value is a CAIRN_VALIDATION error naming the flag. */
 export function parseIntOption(name: string, min = 0): (v: string) => number {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got "${v}"`);
-    return n;
-  };
+  return parseNumberOption(name, { integer: true, min });
 }

@@ -1,24 +1,25 @@
 /**
  * The `cairn` command. Each sub-command lives in commands/ and registers itself on the program;
- * errors are printed once, with their code, and set a non-zero exit status.
+ * errors are printed once, as one line with their code (errors.ts), and set a non-zero exit status.
  */
-import { Command, CommanderError } from 'commander';
-import { isCairnError } from '../errors/errors.ts';
+import { Command } from 'commander';
 import { registerDemoData } from './commands/demo-data.ts';
 import { registerEval } from './commands/eval.ts';
 import { registerExperiments } from './commands/experiments.ts';
 import { registerImport } from './commands/import.ts';
+import { registerKeys } from './commands/keys.ts';
 import { registerModels } from './commands/models.ts';
 import { registerRecommend } from './commands/recommend.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerTrain } from './commands/train.ts';
 import { registerTune } from './commands/tune.ts';
+import { debugRequested, describeCliError, throwingErrors } from './errors.ts';
 
 export function buildProgram(): Command {
-  const program = new Command('cairn')
+  const program = throwingErrors(new Command('cairn'))
     .description('Cairn: a self-hosted, real-time recommendation and next-best-offer engine')
     .version('0.1.0')
-    .showHelpAfterError();
+    .option('--debug', 'print the stack trace of an error (also CAIRN_DEBUG=1)');
   registerServe(program);
   registerImport(program);
   registerDemoData(program);
@@ -28,18 +29,14 @@ export function buildProgram(): Command {
   registerRecommend(program);
   registerEval(program);
   registerTune(program);
+  registerKeys(program);
   return program;
 }
 
 try {
   await buildProgram().parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof CommanderError) process.exitCode = err.exitCode;
-  else if (isCairnError(err)) {
-    process.stderr.write(`error ${err.code}: ${err.message}\n`);
-    process.exitCode = err.isClientError ? 2 : 1;
-  } else {
-    process.stderr.write(`error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  }
+  const failure = describeCliError(err, debugRequested(process.argv, process.env));
+  process.stderr.write(failure.text);
+  process.exitCode = failure.exitCode;
 }

@@ -39,7 +39,7 @@ export async function openStore(config: Readonly<Config>): Promise<Store> {
   let store: Store;
   if (where.kind === 'sqlite') {
     if (where.path !== ':memory:') mkdirSync(dirname(where.path), { recursive: true });
-    store = new SqliteStore({ path: where.path });
+    store = new SqliteStore({ path: where.path, synchronous: config.store.synchronous });
   } else {
     store = new PostgresStore({ url: where.url, schema: where.schema });
   }

@@ -19,13 +19,13 @@ interface ExperimentOptions extends StoreOptions {
   reason?: string;
 }
 
+/** Every experiments command works on an existing store: none of them makes sense on a new, empty one. */
 async function withService<T>(
   opts: StoreOptions,
-  readOnly: boolean,
   fn: (service: ExperimentService) => Promise<T>,
 ): Promise<T> {
   const config = configFrom({ logLevel: 'warn', ...opts });
-  const cairn = await openForCommand(config, { readOnly });
+  const cairn = await openForCommand(config, { existingStore: true });
   try {
     return await fn(
       createExperimentService({ store: cairn.store, changeLog: cairn.changeLog, logger: cairn.logger }),
@@ -87,7 +87,7 @@ export function registerExperiments(program: Command): void {
   addStoreOptions(
     experiments.command('list').description('experiments, newest first').option('--json', 'JSON output'),
   ).action((opts: ExperimentOptions) =>
-    withService(opts, true, async (service) => {
+    withService(opts, async (service) => {
       const list = await service.list(CTX);
       if (opts.json) json({ experiments: list.map(experimentToWire) });
       else if (list.length === 0) out('no experiments yet: `cairn experiments create --file F`');
@@ -98,7 +98,7 @@ export function registerExperiments(program: Command): void {
   addStoreOptions(
     experiments.command('show <id>').description('one experiment').option('--json', 'JSON output'),
   ).action((id: string, opts: ExperimentOptions) =>
-    withService(opts, true, async (service) => {
+    withService(opts, async (service) => {
       const e = await service.get(CTX, id);
       if (opts.json) json(experimentToWire(e));
       else {
@@ -118,7 +118,7 @@ export function registerExperiments(program: Command): void {
       .description('per-variant results with 95 % intervals and the sample-ratio-mismatch check')
       .option('--json', 'JSON output (as GET /v1/experiments/{id}/results)'),
   ).action((id: string, opts: ExperimentOptions) =>
-    withService(opts, true, async (service) => {
+    withService(opts, async (service) => {
       const r = await service.results(CTX, id);
       if (opts.json) json(resultsToWire(r));
       else out(resultsText(r));
@@ -144,7 +144,7 @@ export function registerExperiments(program: Command): void {
       });
     }
     const request = parseCreateExperiment(raw);
-    await withService(opts, false, async (service) => {
+    await withService(opts, async (service) => {
       const e = await service.create(CTX, request);
       if (opts.json) json(experimentToWire(e));
       else out(`started: ${line(e)}`);
@@ -158,7 +158,7 @@ export function registerExperiments(program: Command): void {
       .option('--reason <text>', 'why it was stopped')
       .option('--json', 'JSON output'),
   ).action((id: string, opts: ExperimentOptions) =>
-    withService(opts, false, async (service) => {
+    withService(opts, async (service) => {
       const e = await service.stop(CTX, id, opts.reason);
       if (opts.json) json(experimentToWire(e));
       else out(`stopped: ${line(e)}`);

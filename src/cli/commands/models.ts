@@ -2,10 +2,10 @@
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import type { ModelVersion } from '../../domain/types.ts';
-import { closeAll, openArtifacts, openLogs, openStore, requireExistingStore } from '../../main/adapters.ts';
+import { closeAll, openArtifacts, openLogs, openStore } from '../../main/adapters.ts';
 import { createLogger } from '../../monitoring/logger.ts';
 import { ModelRegistry } from '../../registry/registry.ts';
-import { addStoreOptions, configFrom, CTX, type StoreOptions } from '../common.ts';
+import { addStoreOptions, configFrom, CTX, requireStore, type StoreOptions } from '../common.ts';
 import { formatModelCard } from './model-card.ts';
 
 interface ModelsOptions extends StoreOptions {
@@ -29,7 +29,7 @@ function cliPrincipal(): string {
  */
 async function withRegistry<T>(opts: StoreOptions, fn: (registry: ModelRegistry) => Promise<T>): Promise<T> {
   const config = configFrom({ logLevel: 'warn', ...opts });
-  requireExistingStore(config);
+  await requireStore(config);
   const logger = createLogger(config.logging.level, { destination: process.stderr }).child({
     request_id: CTX.requestId,
   });

@@ -15,6 +15,16 @@ export function mapPgError(e: unknown): unknown {
   const message = typeof raw === 'string' ? raw : 'unknown database error';
   if (typeof code === 'string') {
     if (code === '23505') return new CairnError('CAIRN_CONFLICT', message, undefined, { cause: e });
+    // Text PostgreSQL cannot store: a NUL character (22021 in text, 22P05 in jsonb) or an unpaired
+    // surrogate escape in JSON (22P02). The client sent it; SQLite takes it, so only this adapter refuses.
+    if (code === '22021' || code === '22P05' || (code === '22P02' && /type json/.test(message))) {
+      return new CairnError(
+        'CAIRN_VALIDATION',
+        `text the database cannot store (a NUL character or an unpaired surrogate): ${message}`,
+        undefined,
+        { cause: e },
+      );
+    }
     if (
       NETWORK_CODES.has(code) ||
       code.startsWith('08') || // connection exception
