@@ -5,6 +5,7 @@
  */
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../domain/types.ts';
+import { CairnError } from '../errors/errors.ts';
 import { MemoryOnlineState } from '../storage/memory/online-state.ts';
 import type { OnlineState, PopularEntry } from '../storage/ports.ts';
 import { PopularList } from './popular.ts';
@@ -34,11 +35,14 @@ const view = (itemId: string, n = 1): StoredEvent[] =>
 class CountingState implements Pick<OnlineState, 'popular'> {
   readonly pages: [number, number][] = [];
   hold: Promise<void> | null = null;
+  /** Fails every call as an unreachable Redis does. */
+  down = false;
 
   constructor(private readonly inner: MemoryOnlineState) {}
 
   async popular(offset: number, count: number, now: number): Promise<PopularEntry[]> {
     this.pages.push([offset, count]);
+    if (this.down) throw new CairnError('CAIRN_UNAVAILABLE', 'Redis unavailable: connection lost');
     // Read first, then wait: the answer reflects the state at the time of the call, as over a network.
     const answer = this.inner.popular(offset, count, now);
     const hold = this.hold;
@@ -146,6 +150,29 @@ describe('PopularList', () => {
     const list = new PopularList(state, 50, 1000, clock);
     expect(await list.top(5, NOW, () => false)).toEqual([]);
     expect(state.pages).toEqual([[0, 50]]);
+  });
+
+  it('lastKnown() filters the last head read, with no read of its own, also while the state is unreachable', async () => {
+    const list = new PopularList(state, 10, 1000, clock);
+    expect(list.lastKnown(3, () => true)).toEqual([]); // nothing read yet
+    expect(ids(await list.top(3, NOW, () => true))).toEqual(['i00', 'i01', 'i02']);
+
+    state.down = true;
+    t = NOW + 1000;
+    await expect(list.top(3, NOW, () => true)).rejects.toMatchObject({ code: 'CAIRN_UNAVAILABLE' });
+    const odd = (id: string) => Number(id.slice(1)) % 2 === 1;
+    expect(ids(list.lastKnown(2, odd))).toEqual(['i01', 'i03']);
+    expect(ids(list.lastKnown(20, () => true))).toEqual(ITEMS.slice(0, 10)); // the head, no deeper page
+    expect(state.pages).toEqual([
+      [0, 10],
+      [0, 10], // the failed refresh; lastKnown() read nothing
+    ]);
+
+    // Back: the next top() reads again, and lastKnown() follows the new head.
+    state.down = false;
+    await online.applyEvents(view('new', 100));
+    expect(ids(await list.top(1, NOW, () => true))).toEqual(['new']);
+    expect(ids(list.lastKnown(1, () => true))).toEqual(['new']);
   });
 
   it('stops paging at maxScan entries', async () => {

@@ -2,7 +2,8 @@
  * The popular lists behind the last links of the fallback chain, read from the online state (shared by
  * every replica in production). The head of the ranking is cached in the process for `refreshMs`, so a
  * fallback costs no round trip in the common case; filters (availability, category, seen items) walk
- * it and page deeper only when it runs out.
+ * it and page deeper only when it runs out. The last head read also answers, with no round trip, while
+ * the online state is unreachable (`lastKnown`).
  */
 import type { OnlineState, PopularEntry } from '../storage/ports.ts';
 
@@ -33,12 +34,8 @@ export class PopularList {
     maxScan = 20_000,
   ): Promise<PopularEntry[]> {
     await this.fresh();
-    const out: PopularEntry[] = [];
-    for (const e of this.head) {
-      if (out.length >= k) return out;
-      if (accept(e.itemId)) out.push(e);
-    }
-    if (this.head.length < this.headSize) return out; // the whole ranking was in the head
+    const out = this.lastKnown(k, accept);
+    if (out.length >= k || this.head.length < this.headSize) return out; // enough, or the head held all
     for (let offset = this.head.length; out.length < k && offset < maxScan; offset += this.headSize) {
       const page = await this.online.popular(offset, this.headSize, now);
       for (const e of page) {
@@ -46,6 +43,19 @@ export class PopularList {
         if (accept(e.itemId)) out.push(e);
       }
       if (page.length < this.headSize) break;
+    }
+    return out;
+  }
+
+  /**
+   * The `k` best items passing `accept` in the last head read successfully, with no I/O: what the
+   * fallback chain serves while the online state is unreachable (empty if it never answered).
+   */
+  lastKnown(k: number, accept: (itemId: string) => boolean): PopularEntry[] {
+    const out: PopularEntry[] = [];
+    for (const e of this.head) {
+      if (out.length >= k) break;
+      if (accept(e.itemId)) out.push(e);
     }
     return out;
   }

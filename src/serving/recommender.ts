@@ -73,7 +73,9 @@ export type FallbackReason =
   | 'model_error'
   | 'item_not_in_model'
   /** The arm's model is not in memory (loading or failed): the champion answered instead. */
-  | 'variant_model_unavailable';
+  | 'variant_model_unavailable'
+  /** The request's deadline passed before the model scored: the cheapest popular list answered. */
+  | 'deadline';
 
 const VERBS: Record<string, string> = {
   view: 'viewed',
@@ -131,7 +133,7 @@ export class Recommender implements RecommendationService {
       );
     }
     // An opted-out user's history is not used at all, not even to pick fallback categories.
-    const profile = buildUserProfile(config.events.types, optOut ? [] : history);
+    const profile = buildUserProfile(config.events.types, optOut ? [] : history, config.events);
     // An opted-out user takes part in no experiment: nothing personal is served to them, so no arm could
     // make a difference, and their answers must not feed results.
     const arm = optOut ? null : assigned;
@@ -174,6 +176,7 @@ export class Recommender implements RecommendationService {
     else if (optOut) reason = 'opt_out';
     else if (!sm) reason = 'no_model';
     else if (profile.positives.size === 0) reason = 'cold_start_user';
+    else if (this.pastDeadline(ctx)) reason = 'deadline';
     else {
       try {
         const personal = this.personal(sm, request.userId, history, profile, k, category, blocked);
@@ -197,12 +200,15 @@ export class Recommender implements RecommendationService {
       this.deps.catalog.isAvailable(id) &&
       (!category || this.deps.catalog.inCategory(id, category));
 
-    if (items.length < k && sm && !optOut && !storeDown && profile.recent.length > 0) {
+    // Past the deadline only the cheapest link runs: popular in the asked category, else global popular.
+    const late = reason === 'deadline' || this.pastDeadline(ctx);
+    if (items.length < k && sm && !optOut && !storeDown && !late && profile.recent.length > 0) {
       this.push(items, taken, this.similarToRecent(sm, profile, k - items.length, usable));
     }
-    const fallback = { failed: false };
+    // Reads that just failed are not retried for the popular links: they use this process's last list.
+    const fallback = { failed: storeDown };
     if (items.length < k) {
-      const categories = category ? [category] : optOut ? [] : this.userCategories(profile);
+      const categories = category ? [category] : optOut || late ? [] : this.userCategories(profile);
       for (const c of categories) {
         if (items.length >= k) break;
         this.push(items, taken, await this.popularOrNone(c, k - items.length, usable, fallback));
@@ -223,7 +229,7 @@ export class Recommender implements RecommendationService {
       modelVersion: (optOut ? champion : sm)?.version.version ?? null,
       source,
       fallbackReason: source === 'personalized' ? unavailable : reason,
-      degraded: storeDown || reason === 'model_error',
+      degraded: storeDown || reason === 'model_error' || reason === 'deadline',
       items,
       experiment,
     };
@@ -376,7 +382,7 @@ export class Recommender implements RecommendationService {
     }
     try {
       const { config } = this.deps;
-      const profile = input.profile ?? buildUserProfile(config.events.types, input.history);
+      const profile = input.profile ?? buildUserProfile(config.events.types, input.history, config.events);
       // The same exclusions the served answer had: the comparison is of rankings, not of rules.
       const blocked = new Set<string>(input.exclude ?? []);
       for (const id of profile.negatives) blocked.add(id);
@@ -446,6 +452,8 @@ export class Recommender implements RecommendationService {
       return null;
     }
     if (entry.seq !== newestSeq || !Array.isArray(entry.items)) return null;
+    // Written by an older process, or damaged: a score that is not a finite number is never served.
+    if (!entry.items.every((it) => Number.isFinite(it?.score))) return null;
     const items = entry.items;
     const catalog = this.deps.catalog;
     for (const it of items) {
@@ -516,16 +524,14 @@ export class Recommender implements RecommendationService {
     const category = this.checkCategory(options.category);
     const catalog = this.deps.catalog;
     let degraded = false;
-    let items: RecommendedItem[] = [];
+    let items: RecommendedItem[];
+    const usable = (id: string) => catalog.isAvailable(id) && (!category || catalog.inCategory(id, category));
     try {
-      items = await this.popularIn(
-        category ?? null,
-        k,
-        (id) => catalog.isAvailable(id) && (!category || catalog.inCategory(id, category)),
-      );
+      items = await this.popularIn(category ?? null, k, usable);
     } catch (err) {
       degraded = true;
       this.deps.logger.warn({ err, request_id: ctx.requestId }, 'online state unavailable for popular items');
+      items = await this.popularIn(category ?? null, k, usable, true);
     }
     this.record('popular', 'fallback', null, started);
     return {
@@ -539,21 +545,28 @@ export class Recommender implements RecommendationService {
     };
   }
 
-  /** The popular link of the chain; an unreachable online state leaves it empty and flags `state`. */
+  /**
+   * The popular link of the chain. An unreachable online state flags `state`, and this link and the
+   * later ones of the request answer from the last popular list this process read (no more round trips).
+   */
   private async popularOrNone(
     category: string | null,
     k: number,
     usable: (id: string) => boolean,
     state: { failed: boolean },
   ): Promise<RecommendedItem[]> {
-    if (state.failed) return [];
-    try {
-      return await this.popularIn(category, k, usable);
-    } catch (err) {
-      state.failed = true;
-      this.deps.logger.warn({ err }, 'online state unavailable for the popular fallback');
-      return [];
+    if (!state.failed) {
+      try {
+        return await this.popularIn(category, k, usable);
+      } catch (err) {
+        state.failed = true;
+        this.deps.logger.warn(
+          { err },
+          'online state unavailable for the popular fallback; using the last list read',
+        );
+      }
     }
+    return this.popularIn(category, k, usable, true);
   }
 
   /** Whether the online state knows the item from events (an item never PUT can still be similar-able). */
@@ -564,6 +577,11 @@ export class Recommender implements RecommendationService {
     } catch {
       return false;
     }
+  }
+
+  /** Whether the caller's deadline has passed (checked right before each expensive step, not on a timer). */
+  private pastDeadline(ctx: RequestContext): boolean {
+    return ctx.deadline !== null && this.now() >= ctx.deadline;
   }
 
   /** The champion's own ranking for the user, with the history items that made each item score. */
@@ -677,7 +695,8 @@ export class Recommender implements RecommendationService {
       }
     }
     const mask = new Uint8Array(sm.nItems);
-    for (let i = 0; i < mask.length; i++) mask[i] = acc[i] > 0 && usable(sm.itemIds[i]) ? 0 : 1;
+    for (let i = 0; i < mask.length; i++)
+      mask[i] = acc[i] > 0 && Number.isFinite(acc[i]) && usable(sm.itemIds[i]) ? 0 : 1;
     const top = topK(acc, k, mask);
     const out: RecommendedItem[] = [];
     for (let r = 0; r < top.indices.length; r++) {
@@ -706,7 +725,7 @@ export class Recommender implements RecommendationService {
     const label = this.deps.catalog.label(sm.itemIds[idx]);
     const out: RecommendedItem[] = [];
     for (let r = 0; r < top.indices.length; r++) {
-      if (!(top.scores[r] > 0)) continue;
+      if (!(top.scores[r] > 0) || !Number.isFinite(top.scores[r])) continue;
       const reason =
         sm.model.algorithm === 'itemknn' || sm.model.algorithm === 'ease'
           ? `Often chosen by the same people as ${label}`
@@ -716,16 +735,24 @@ export class Recommender implements RecommendationService {
     return out;
   }
 
+  /** Popular items (in `category`), from the online state, or with `lastKnown` from this process's copy. */
   private async popularIn(
     category: string | null,
     k: number,
     usable: (id: string) => boolean,
+    lastKnown = false,
   ): Promise<RecommendedItem[]> {
-    const now = this.now();
     const catalog = this.deps.catalog;
-    const accept = category ? (id: string) => catalog.inCategory(id, category) && usable(id) : usable;
+    // Only catalog items are popular: an id known from events alone (never PUT, maybe an attacker's) is
+    // counted but not listed until it is in the catalog (inCategory is false for ids not in it).
+    const accept = category
+      ? (id: string) => catalog.inCategory(id, category) && usable(id)
+      : (id: string) => catalog.has(id) && usable(id);
     const where = category ? `Popular in ${category}` : 'Popular';
-    return (await this.deps.popular.top(k, now, accept)).map((p) => ({
+    const entries = lastKnown
+      ? this.deps.popular.lastKnown(k, accept)
+      : await this.deps.popular.top(k, this.now(), accept);
+    return entries.map((p) => ({
       itemId: p.itemId,
       score: p.score,
       reason: `${where} ${this.popularWindow}`,
@@ -753,7 +780,8 @@ export class Recommender implements RecommendationService {
 
   private push(items: RecommendedItem[], taken: Set<string>, more: RecommendedItem[]): void {
     for (const m of more) {
-      if (taken.has(m.itemId)) continue;
+      // Every link's scores reach the client: one that is not a finite number (a broken model) is dropped.
+      if (taken.has(m.itemId) || !Number.isFinite(m.score)) continue;
       taken.add(m.itemId);
       items.push(m);
     }
