@@ -14,15 +14,11 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import { createContext, type RequestContext } from '../domain/context.ts';
-import type { Config } from '../config/load.ts';
 import type { HealthService } from '../monitoring/health.ts';
-import type { Logger } from '../monitoring/logger.ts';
-import type { Metrics } from '../monitoring/metrics.ts';
-import type { Authenticator } from '../security/contracts.ts';
-import type { AppDeps } from './deps.ts';
+import type { AppDeps, BaseDeps } from './deps.ts';
 import { OPENAPI_SECURITY_SCHEMES, registerAccessControl, UNAUTHENTICATED, withRouteScope } from './auth.ts';
 import { buildErrorHandler, notFoundAnswer } from './errors.ts';
-import { registerRateLimit, type RateLimitDeps } from './rate-limit.ts';
+import { registerRateLimit } from './rate-limit.ts';
 import { registerEventRoutes } from './routes/events.ts';
 import { registerExperimentRoutes } from './routes/experiments.ts';
 import { registerFeedbackRoutes } from './routes/feedback.ts';
@@ -107,22 +103,6 @@ declare module 'fastify' {
     /** The context every service call of this request carries (request id, principal, tenant, experiment). */
     ctx: RequestContext;
   }
-}
-
-/** What every Cairn HTTP server has, whatever its role. */
-export interface BaseDeps {
-  config: Readonly<Config>;
-  logger: Logger;
-  /** The process's metrics (HTTP, event loop, process) and the default tenant's. */
-  metrics: Metrics;
-  /** A tenant's own metrics registry (served to that tenant on /metrics); null when not served. */
-  metricsOf?: (tenant: string) => Metrics | null;
-  /** Verifies API keys (required with `auth.enabled`); see auth.ts for what each route needs. */
-  auth?: Authenticator;
-  /** Where rate-limit counters are shared by replicas (storage/redis/rate-limit.ts); absent: per process. */
-  rateLimitRedis?: RateLimitDeps['redis'];
-  /** Keyed hash of user ids for the request log (security/pseudonym.ts); without it they are left out. */
-  pseudonymize?: (id: string) => string;
 }
 
 /**

@@ -16,19 +16,24 @@ import type { Authenticator, KeyService } from '../security/contracts.ts';
 import type { ModelService } from '../training/contracts.ts';
 import type { RateLimitDeps } from './rate-limit.ts';
 
-export interface AppDeps {
+/** What every Cairn HTTP server has, whatever its role (the worker's ops server has only this and health). */
+export interface BaseDeps {
   config: Readonly<Config>;
   logger: Logger;
   /** The process's metrics (HTTP, event loop, process) and the default tenant's. */
   metrics: Metrics;
   /** A tenant's own metrics registry (served to that tenant on /metrics); null when not served. */
   metricsOf?: (tenant: string) => Metrics | null;
-  /** Verifies API keys (required with `auth.enabled`; see src/api/auth.ts). */
+  /** Verifies API keys (required with `auth.enabled`); see auth.ts for what each route needs. */
   auth?: Authenticator;
   /** Where rate-limit counters are shared by replicas (storage/redis/rate-limit.ts); absent: per process. */
   rateLimitRedis?: RateLimitDeps['redis'];
   /** Keyed hash of user ids for the request log (security/pseudonym.ts); without it they are left out. */
   pseudonymize?: (id: string) => string;
+}
+
+/** The public API's: the base plus every service the routes call. */
+export interface AppDeps extends BaseDeps {
   ingest: IngestService;
   catalog: CatalogService;
   recommendations: RecommendationService;

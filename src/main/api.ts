@@ -22,14 +22,12 @@ import { ModelManagement } from '../training/service.ts';
 import { DEFAULT_TENANT } from '../domain/context.ts';
 import { checkBind } from '../security/bind.ts';
 import { createErasureFollowUp } from '../security/erasure.ts';
-import { createAuthenticator, createKeyService } from '../security/keys.ts';
 import { pseudonymizerFor } from '../security/pseudonym.ts';
-import { createRateLimitRedis } from '../storage/redis/rate-limit.ts';
 import type { Store } from '../storage/ports.ts';
-import { checkRole, closeAll, openCore, openJobQueue } from './adapters.ts';
+import { checkRole, openCore, openJobQueue } from './adapters.ts';
 import { fallbackCheck, Health, modelCheck, pingCheck } from './health.ts';
 import { startServing, type Serving } from './serving.ts';
-import { dispatchServices, tenantConfig, tenantNames, tenantsCheck, type TenantServices } from './tenancy.ts';
+import { apiDeps, openTenants, type TenantServices } from './tenancy.ts';
 
 export interface ApiProcess {
   config: Readonly<Config>;
@@ -60,49 +58,26 @@ export async function createApi(
   checkRole('api', config);
   checkBind(config);
   const logger = options.logger ?? createLogger(config.logging.level);
-  const tenants = new Map<string, ApiTenant>();
+  const tenants = await openTenants(config, logger, createApiTenant);
   try {
-    let pseudonymize: ((id: string) => string) | undefined;
-    for (const tenant of tenantNames(config)) {
-      const tenantLogger = tenant === DEFAULT_TENANT ? logger : logger.child({ tenant });
-      const runtime = await createApiTenant(tenant, tenantConfig(config, tenant), tenantLogger, pseudonymize);
-      // One key per deployment (the default tenant's store): the same pseudonym in every log line.
-      pseudonymize ??= runtime.pseudonymize;
-      tenants.set(tenant, runtime);
-    }
-    const main = tenants.get(DEFAULT_TENANT)!;
-    const others = [...tenants.values()].filter((t) => t !== main);
-    if (others.length > 0) main.health.add(tenantsCheck(others.map((t) => t.health)));
-    const app = await buildApp({
-      config,
-      logger,
-      metrics: main.metrics,
-      metricsOf: (tenant) => tenants.get(tenant)?.metrics ?? null,
-      auth: createAuthenticator({ keys: main.store.keys, cacheSeconds: config.auth.keyCacheSeconds }),
-      keys: createKeyService({ store: main.store, tenants: tenantNames(config) }),
-      pseudonymize: main.pseudonymize,
-      // Rate-limit counters shared by every replica when the deployment has Redis.
-      rateLimitRedis: config.redis.url.trim() ? createRateLimitRedis(config.redis.url, logger) : null,
-      ...dispatchServices(new Map([...tenants].map(([name, t]) => [name, t.services] as const))),
-      health: main.health,
-    });
+    const app = await buildApp(apiDeps(tenants, config, logger, (t) => t.services));
     let closed = false;
     return {
       config,
       logger,
-      metrics: main.metrics,
+      metrics: tenants.main.metrics,
       app,
-      health: main.health,
-      serving: main.serving,
+      health: tenants.main.health,
+      serving: tenants.main.serving,
       async close() {
         if (closed) return;
         closed = true;
         await app.close();
-        await closeAll([...tenants.values()].reverse());
+        await tenants.close();
       },
     };
   } catch (err) {
-    await closeAll([...tenants.values()].reverse()).catch(() => undefined);
+    await tenants.close().catch(() => undefined);
     throw err;
   }
 }

@@ -29,10 +29,8 @@ import type { ChampionHolder } from '../serving/champion.ts';
 import type { Recommender } from '../serving/recommender.ts';
 import type { KeyService } from '../security/contracts.ts';
 import { checkBind } from '../security/bind.ts';
-import { createAuthenticator, createKeyService } from '../security/keys.ts';
 import { createErasureFollowUp, startErasureSweeper } from '../security/erasure.ts';
 import { pseudonymizerFor } from '../security/pseudonym.ts';
-import { createRateLimitRedis } from '../storage/redis/rate-limit.ts';
 import { MemoryOnlineState } from '../storage/memory/online-state.ts';
 import type { ArtifactStore, ChangeLog, EventLog, OnlineState, Store } from '../storage/ports.ts';
 import { parseSchedule } from '../training/scheduler.ts';
@@ -40,7 +38,6 @@ import { ModelManagement } from '../training/service.ts';
 import { DEFAULT_TENANT } from '../domain/context.ts';
 import {
   backendsFor,
-  closeAll,
   DURABLE,
   ONLINE_SNAPSHOT_KEY,
   openCore,
@@ -50,7 +47,7 @@ import {
 import { fallbackCheck, Health, modelCheck, pingCheck } from './health.ts';
 import { startBackgroundWork } from './background.ts';
 import { startServing, type Serving } from './serving.ts';
-import { dispatchServices, tenantConfig, tenantNames, tenantsCheck, type TenantServices } from './tenancy.ts';
+import { apiDeps, openTenants, type TenantServices } from './tenancy.ts';
 
 /** One tenant's runtime: its backends and services (everything but the HTTP server). */
 export interface EmbeddedTenant {
@@ -114,51 +111,27 @@ export async function createEmbedded(
   checkBind(config); // before anything is opened
   const logger = options.logger ?? createLogger(config.logging.level);
   parseSchedule(config.training.schedule); // an invalid cron fails start-up before anything is opened
-  const tenants = new Map<string, EmbeddedTenant>();
+  const tenants = await openTenants(config, logger, (tenant, tenantConfig, tenantLogger, pseudonymize) =>
+    createTenantRuntime(tenant, tenantConfig, { ...options, logger: tenantLogger, pseudonymize }),
+  );
   try {
-    for (const tenant of tenantNames(config)) {
-      const tenantLogger = tenant === DEFAULT_TENANT ? logger : logger.child({ tenant });
-      tenants.set(
-        tenant,
-        await createTenantRuntime(tenant, tenantConfig(config, tenant), {
-          ...options,
-          logger: tenantLogger,
-          pseudonymize: tenants.get(DEFAULT_TENANT)?.pseudonymize,
-        }),
-      );
-    }
-    const main = tenants.get(DEFAULT_TENANT)!;
-    const others = [...tenants.values()].filter((t) => t !== main);
-    if (others.length > 0) main.health.add(tenantsCheck(others.map((t) => t.health)));
-    const keys = createKeyService({ store: main.store, tenants: tenantNames(config) });
-    const app = await buildApp({
-      config,
-      logger,
-      metrics: main.metrics,
-      metricsOf: (tenant) => tenants.get(tenant)?.metrics ?? null,
-      auth: createAuthenticator({ keys: main.store.keys, cacheSeconds: config.auth.keyCacheSeconds }),
-      pseudonymize: main.pseudonymize,
-      // Rate-limit counters shared by every replica when the deployment has Redis.
-      rateLimitRedis: config.redis.url.trim() ? createRateLimitRedis(config.redis.url, logger) : null,
-      keys,
-      ...dispatchServices(new Map([...tenants].map(([name, t]) => [name, servicesOf(t)] as const))),
-      health: main.health,
-    });
+    const deps = apiDeps(tenants, config, logger, servicesOf);
+    const app = await buildApp(deps);
     let closed = false;
     return {
-      ...main,
+      ...tenants.main,
       app,
-      tenants,
-      keys,
+      tenants: tenants.all,
+      keys: deps.keys,
       async close() {
         if (closed) return;
         closed = true;
         await app.close();
-        await closeAll([...tenants.values()].reverse());
+        await tenants.close();
       },
     };
   } catch (err) {
-    await closeAll([...tenants.values()].reverse()).catch(() => undefined);
+    await tenants.close().catch(() => undefined);
     throw err;
   }
 }

@@ -13,7 +13,14 @@ import { DEFAULT_TENANT, type RequestContext } from '../domain/context.ts';
 import type { Config } from '../config/load.ts';
 import { CairnError } from '../errors/errors.ts';
 import type { AppDeps } from '../api/deps.ts';
-import type { NamedCheck } from './health.ts';
+import type { BaseDeps } from '../api/deps.ts';
+import type { Logger } from '../monitoring/logger.ts';
+import type { Metrics } from '../monitoring/metrics.ts';
+import { createAuthenticator, createKeyService } from '../security/keys.ts';
+import type { Store } from '../storage/ports.ts';
+import { createRateLimitRedis } from '../storage/redis/rate-limit.ts';
+import { closeAll } from './adapters.ts';
+import type { Health, NamedCheck } from './health.ts';
 import type { HealthService } from '../monitoring/health.ts';
 
 /** Every tenant the deployment serves, the default one first. */
@@ -118,5 +125,92 @@ export function tenantsCheck(others: readonly HealthService[]): NamedCheck {
         ? { ok: true }
         : { ok: false, detail: `${failing} of ${others.length} other tenants not ready` };
     },
+  };
+}
+
+/** What every role's per-tenant runtime offers the process around it. */
+export interface TenantRuntime {
+  metrics: Metrics;
+  health: Health;
+  store: Store;
+  /** The deployment's keyed hash of user ids (one key, from the default tenant's store). */
+  pseudonymize: (id: string) => string;
+  close(): Promise<void>;
+}
+
+/** Opens one tenant's runtime; `pseudonymize` is the deployment's, except for the default tenant (which makes it). */
+export type OpenTenant<T> = (
+  tenant: string,
+  config: Readonly<Config>,
+  logger: Logger,
+  pseudonymize: ((id: string) => string) | undefined,
+) => Promise<T>;
+
+/** Every tenant's runtime of one process, the default one first. */
+export interface Tenants<T extends TenantRuntime> {
+  readonly all: ReadonlyMap<string, T>;
+  /** The default tenant's: its store holds the keys and its health stands for the process. */
+  readonly main: T;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens each tenant's runtime with its namespaced config (default first: its store has the deployment's
+ * pseudonym key), makes the default tenant's readiness cover the others, and closes what was opened if
+ * one fails.
+ */
+export async function openTenants<T extends TenantRuntime>(
+  config: Readonly<Config>,
+  logger: Logger,
+  open: OpenTenant<T>,
+): Promise<Tenants<T>> {
+  const all = new Map<string, T>();
+  const close = () => closeAll([...all.values()].reverse());
+  try {
+    for (const tenant of tenantNames(config)) {
+      const tenantLogger = tenant === DEFAULT_TENANT ? logger : logger.child({ tenant });
+      const pseudonymize = all.get(DEFAULT_TENANT)?.pseudonymize;
+      all.set(tenant, await open(tenant, tenantConfig(config, tenant), tenantLogger, pseudonymize));
+    }
+  } catch (err) {
+    await close().catch(() => undefined);
+    throw err;
+  }
+  const main = all.get(DEFAULT_TENANT)!;
+  const others = [...all.values()].filter((t) => t !== main);
+  if (others.length > 0) main.health.add(tenantsCheck(others.map((t) => t.health)));
+  return { all, main, close };
+}
+
+/** What every HTTP server of the process needs from its tenants: metrics per tenant, keys, readiness. */
+export function opsDeps<T extends TenantRuntime>(
+  tenants: Tenants<T>,
+  config: Readonly<Config>,
+  logger: Logger,
+): BaseDeps & { health: Health } {
+  return {
+    config,
+    logger,
+    metrics: tenants.main.metrics,
+    metricsOf: (tenant) => tenants.all.get(tenant)?.metrics ?? null,
+    auth: createAuthenticator({ keys: tenants.main.store.keys, cacheSeconds: config.auth.keyCacheSeconds }),
+    health: tenants.main.health,
+  };
+}
+
+/** The public API's dependencies: the ops part, key management, and every service dispatching on tenant. */
+export function apiDeps<T extends TenantRuntime>(
+  tenants: Tenants<T>,
+  config: Readonly<Config>,
+  logger: Logger,
+  servicesOf: (runtime: T) => TenantServices,
+): AppDeps {
+  return {
+    ...opsDeps(tenants, config, logger),
+    keys: createKeyService({ store: tenants.main.store, tenants: tenantNames(config) }),
+    pseudonymize: tenants.main.pseudonymize,
+    // Rate-limit counters shared by every replica when the deployment has Redis.
+    rateLimitRedis: config.redis.url.trim() ? createRateLimitRedis(config.redis.url, logger) : null,
+    ...dispatchServices(new Map([...tenants.all].map(([name, t]) => [name, servicesOf(t)] as const))),
   };
 }

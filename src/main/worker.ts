@@ -23,13 +23,12 @@ import { parseSchedule } from '../training/scheduler.ts';
 import { DEFAULT_TENANT } from '../domain/context.ts';
 import { checkBind } from '../security/bind.ts';
 import { startErasureSweeper } from '../security/erasure.ts';
-import { createAuthenticator } from '../security/keys.ts';
 import { pseudonymizerFor } from '../security/pseudonym.ts';
 import type { Store } from '../storage/ports.ts';
-import { checkRole, closeAll, DURABLE, openCore, startStoreWriter } from './adapters.ts';
+import { checkRole, DURABLE, openCore, startStoreWriter } from './adapters.ts';
 import { startBackgroundWork } from './background.ts';
 import { Health, pingCheck, trainingCheck } from './health.ts';
-import { tenantConfig, tenantNames, tenantsCheck } from './tenancy.ts';
+import { openTenants, opsDeps } from './tenancy.ts';
 
 export interface WorkerProcess {
   config: Readonly<Config>;
@@ -49,49 +48,26 @@ export async function createWorker(
   checkBind(config);
   parseSchedule(config.training.schedule); // an invalid cron fails start-up before anything is opened
   const logger = options.logger ?? createLogger(config.logging.level);
-  const tenants = new Map<string, WorkerTenant>();
+  const tenants = await openTenants(config, logger, createWorkerTenant);
   try {
-    let pseudonymize: ((id: string) => string) | undefined;
-    for (const tenant of tenantNames(config)) {
-      const tenantLogger = tenant === DEFAULT_TENANT ? logger : logger.child({ tenant });
-      const runtime = await createWorkerTenant(
-        tenant,
-        tenantConfig(config, tenant),
-        tenantLogger,
-        pseudonymize,
-      );
-      // One key per deployment (the default tenant's store), as the API replicas use.
-      pseudonymize ??= runtime.pseudonymize;
-      tenants.set(tenant, runtime);
-    }
-    const main = tenants.get(DEFAULT_TENANT)!;
-    const others = [...tenants.values()].filter((t) => t !== main);
-    if (others.length > 0) main.health.add(tenantsCheck(others.map((t) => t.health)));
-    const app = buildOpsApp({
-      config,
-      logger,
-      metrics: main.metrics,
-      metricsOf: (tenant) => tenants.get(tenant)?.metrics ?? null,
-      auth: createAuthenticator({ keys: main.store.keys, cacheSeconds: config.auth.keyCacheSeconds }),
-      health: main.health,
-    });
+    const app = buildOpsApp(opsDeps(tenants, config, logger));
     let closed = false;
     return {
       config,
       logger,
-      metrics: main.metrics,
+      metrics: tenants.main.metrics,
       app,
-      health: main.health,
-      runner: main.runner,
+      health: tenants.main.health,
+      runner: tenants.main.runner,
       async close() {
         if (closed) return;
         closed = true;
         await app.close();
-        await closeAll([...tenants.values()].reverse());
+        await tenants.close();
       },
     };
   } catch (err) {
-    await closeAll([...tenants.values()].reverse()).catch(() => undefined);
+    await tenants.close().catch(() => undefined);
     throw err;
   }
 }
