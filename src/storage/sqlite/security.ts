@@ -5,53 +5,22 @@
 import type { Statement } from 'better-sqlite3';
 import type { ApiKeyRecord, AuditRecord } from '../../domain/types.ts';
 import type { ApiKeyStore, AuditStore, SettingsStore } from '../ports.ts';
+import {
+  AUDIT_COLUMNS,
+  auditFromRow,
+  KEY_COLUMNS,
+  keyFromRow,
+  type AuditRow as SecurityAuditRow,
+  type KeyRow as SecurityKeyRow,
+} from '../security-rows.ts';
 import type { Db } from './db.ts';
 import type { Guard } from './experiments.ts';
 
-interface KeyRow {
-  id: string;
-  secret_hash: string;
-  tenant: string;
-  scopes: string;
-  name: string;
-  created_at: number;
-  created_by: string;
-  revoked_at: number | null;
-  revoked_by: string | null;
-}
-
-interface AuditRow {
-  seq: number;
-  at: number;
-  action: string;
-  principal: string;
-  subject: string;
-  details: string;
-}
-
-const KEY_COLUMNS = 'id, secret_hash, tenant, scopes, name, created_at, created_by, revoked_at, revoked_by';
-const AUDIT_COLUMNS = 'seq, at, action, principal, subject, details';
-
-const toKey = (r: KeyRow): ApiKeyRecord => ({
-  id: r.id,
-  secretHash: r.secret_hash,
-  tenant: r.tenant,
-  scopes: JSON.parse(r.scopes) as ApiKeyRecord['scopes'],
-  name: r.name,
-  createdAt: r.created_at,
-  createdBy: r.created_by,
-  revokedAt: r.revoked_at,
-  revokedBy: r.revoked_by,
-});
-
-const toAudit = (r: AuditRow): AuditRecord => ({
-  seq: r.seq,
-  at: r.at,
-  action: r.action as AuditRecord['action'],
-  principal: r.principal,
-  subject: r.subject,
-  details: JSON.parse(r.details) as AuditRecord['details'],
-});
+type KeyRow = SecurityKeyRow<string>;
+type AuditRow = SecurityAuditRow<string>;
+// JSON columns are text.
+const toKey = (r: KeyRow): ApiKeyRecord => keyFromRow(r, (v) => JSON.parse(v));
+const toAudit = (r: AuditRow): AuditRecord => auditFromRow(r, (v) => JSON.parse(v));
 
 /**
  * Statements compiled on first use (the tables exist only after `migrate()`) and kept, with every call
