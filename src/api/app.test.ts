@@ -375,7 +375,8 @@ async function harness(bodyLimitBytes = 4096): Promise<Harness> {
     overrides: {
       server: { bodyLimitBytes, maxBatchEvents: 3, maxBatchItems: 3 },
       serving: { defaultK: 4, maxK: 50 },
-      logging: { level: 'info' },
+      // Every request gets its access line (sampling is tested in access-log.test.ts).
+      logging: { level: 'info', accessSample: 1 },
     },
   });
   const logs: Record<string, unknown>[] = [];

@@ -7,16 +7,13 @@ import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Type } from '@sinclair/typebox';
-import Fastify, {
-  LogController,
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-} from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { createContext, type RequestContext } from '../domain/context.ts';
 import type { HealthService } from '../monitoring/health.ts';
 import type { AppDeps, BaseDeps } from './deps.ts';
+import { AccessLogController } from './access-log.ts';
 import { OPENAPI_SECURITY_SCHEMES, registerAccessControl, UNAUTHENTICATED, withRouteScope } from './auth.ts';
+import { registerBackPressure } from './back-pressure.ts';
 import { buildErrorHandler, notFoundAnswer } from './errors.ts';
 import { registerRateLimit } from './rate-limit.ts';
 import { registerEventRoutes } from './routes/events.ts';
@@ -43,61 +40,6 @@ export function requestIdFrom(header: string | string[] | undefined): string {
   return typeof header === 'string' && VALID_REQUEST_ID.test(header) ? header : randomUUID();
 }
 
-/**
- * One log line per request, written when it completes (Fastify's default writes two, with headers).
- * Probes and scrapes log at debug so they don't drown the interesting lines. The line names the route
- * pattern, never the raw URL: user ids in paths appear only as their pseudonym (`user`), and not at all
- * without a pseudonymizer.
- */
-class CompactLogController extends LogController {
-  constructor(private readonly pseudonymize?: (id: string) => string) {
-    super({ requestIdLogLabel: 'request_id' });
-  }
-
-  override incomingRequest(): void {}
-
-  override requestCompleted(
-    error: Error | null | undefined,
-    request: FastifyRequest,
-    reply: FastifyReply,
-  ): void {
-    const route = request.routeOptions.url;
-    const fields = {
-      method: request.method,
-      route: route ?? 'unmatched',
-      ...routeParams(route, request.params, this.pseudonymize),
-      status: reply.statusCode,
-      ms: Math.round(reply.elapsedTime * 100) / 100,
-    };
-    if (error) reply.log.error({ ...fields, err: error }, 'request errored');
-    else if (route === '/metrics' || route === '/health/live' || route === '/health/ready')
-      reply.log.debug(fields, 'request completed');
-    else reply.log.info(fields, 'request completed');
-  }
-}
-
-/**
- * Path parameters for the request log line: a user id (`/v1/users/:id…`) as `user`, its pseudonym;
- * other ids (items, models, jobs, experiments) as they are.
- */
-function routeParams(
-  route: string | undefined,
-  params: unknown,
-  pseudonymize: ((id: string) => string) | undefined,
-): { user?: string; params?: Record<string, string> } {
-  if (route === undefined || typeof params !== 'object' || params === null) return {};
-  const out: { user?: string; params?: Record<string, string> } = {};
-  for (const [name, value] of Object.entries(params)) {
-    if (typeof value !== 'string') continue;
-    if (route.startsWith('/v1/users/:') && name === 'id') {
-      if (pseudonymize) out.user = pseudonymize(value);
-    } else {
-      (out.params ??= {})[name] = value;
-    }
-  }
-  return out;
-}
-
 declare module 'fastify' {
   interface FastifyRequest {
     /** The context every service call of this request carries (request id, principal, tenant, experiment). */
@@ -107,7 +49,8 @@ declare module 'fastify' {
 
 /**
  * Fastify with Cairn's conventions: request ids (honoured or made) in the header and the request context,
- * compact request logs, TypeBox validation, the one error shape, JSON only, HTTP metrics by route.
+ * sampled access logs with per-route summaries, back-pressure, TypeBox validation, the one error shape,
+ * JSON only, HTTP metrics by route.
  */
 function createBaseApp(deps: BaseDeps): FastifyInstance {
   const { config, metrics } = deps;
@@ -115,10 +58,15 @@ function createBaseApp(deps: BaseDeps): FastifyInstance {
   const errorHandler = buildErrorHandler({ bodyLimitBytes: bodyLimit });
   const timeoutMs = config.server.requestTimeoutMs;
 
+  const accessLog = new AccessLogController({
+    logging: config.logging,
+    logger: deps.logger,
+    pseudonymize: deps.pseudonymize,
+  });
   // Typed with the default logger interface: routes take a plain FastifyInstance (pino satisfies it).
   const app = Fastify({
     loggerInstance: deps.logger,
-    logController: new CompactLogController(deps.pseudonymize),
+    logController: accessLog,
     bodyLimit,
     requestIdHeader: false,
     genReqId: (req) => requestIdFrom(req.headers[REQUEST_ID_HEADER]),
@@ -129,6 +77,7 @@ function createBaseApp(deps: BaseDeps): FastifyInstance {
       errorHandler(error, request, reply);
     },
   }) as unknown as FastifyInstance;
+  accessLog.attach(app);
 
   app.setValidatorCompiler(typeboxValidatorCompiler);
   app.setErrorHandler(errorHandler);
@@ -158,6 +107,8 @@ function createBaseApp(deps: BaseDeps): FastifyInstance {
     });
     done();
   });
+  // Before access control: an overloaded process refuses before doing any work for the request.
+  registerBackPressure(app, { config, registry: metrics.registry });
   registerAccessControl(app, deps);
   // After the access-control hook: limits count per API key once the key is known.
   registerRateLimit(app, { config, redis: deps.rateLimitRedis });

@@ -36,6 +36,16 @@ export const ConfigSchema = Type.Object(
          * routes answer with the cheapest labelled fallback instead of waiting (0: no deadline).
          */
         requestTimeoutMs: Type.Integer({ minimum: 0, default: 2000 }),
+        /**
+         * Back-pressure: requests in flight in this process (received, not yet answered) beyond which new
+         * ones get 503 CAIRN_OVERLOADED with `Retry-After` instead of queueing (0: unbounded).
+         */
+        maxInFlight: Type.Integer({ minimum: 0, default: 512 }),
+        /**
+         * Back-pressure: mean event-loop delay over the last half second beyond which new requests get 503
+         * CAIRN_OVERLOADED (0: off). `/health/live` and `/metrics` are never refused.
+         */
+        maxEventLoopDelayMs: Type.Integer({ minimum: 0, default: 1000 }),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -296,6 +306,15 @@ export const ConfigSchema = Type.Object(
           ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
           { default: 'info' },
         ),
+        /**
+         * At `info`, the fraction of ordinary requests written as access lines (0–1); errors, 4xx other
+         * than 404/429, 5xx other than 503 and slow requests are always written. At `debug`: every request.
+         */
+        accessSample: Type.Number({ minimum: 0, maximum: 1, default: 0.01 }),
+        /** Requests slower than this many ms always get an access line (0: no slow rule). */
+        slowRequestMs: Type.Number({ minimum: 0, default: 500 }),
+        /** Every this many seconds, one summary line per route: count, status classes, p50/p99/max ms (0: none). */
+        accessSummarySeconds: Type.Number({ minimum: 0, default: 60 }),
       },
       { default: {}, additionalProperties: false },
     ),

@@ -31,6 +31,8 @@ export const ERROR_CODES = {
   CAIRN_CONFIG_INVALID: 500,
   CAIRN_INTERNAL: 500,
   CAIRN_UNAVAILABLE: 503,
+  /** This process has too much work in flight (or a stalled event loop): retry after `Retry-After`. */
+  CAIRN_OVERLOADED: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
