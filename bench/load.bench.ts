@@ -1,0 +1,142 @@
+/**
+ * What a client sees over real HTTP under a steady load. `cairn serve` (the all-in-one role, SQLite in a
+ * temporary data directory) runs as a separate process on a free port; the demo shop is loaded through
+ * its API and a champion trained; optionally `--history N` more events per active user are ingested
+ * after training (the model no longer knows them: "after N new events per user"). Then a separate
+ * load-generator process (bench/load-generator.ts) sends requests at a fixed rate, open loop, and
+ * latency counts from each request's intended send time (no coordinated omission).
+ *
+ * Scenarios: recommend (`GET /v1/users/{id}/recommendations?k=10`), similar (`GET /v1/items/{id}/similar
+ * ?k=10`), popular (`GET /v1/popular?k=10`), ingest (`POST /v1/events`, one event), mixed (of every 10
+ * requests: 6 recommend, 3 ingest, 1 popular). Printed per route: p50/p90/p99/p99.9/max, errors by
+ * status, client timeouts and the achieved rate; and the server's CPU seconds meanwhile.
+ *
+ *   npm run bench:load -- [--scenario recommend] [--rate 1000[,RATE...]] [--seconds 20] [--warmup 5]
+ *                         [--users 2000] [--items 1000] [--events 100000] [--active USERS]
+ *                         [--history 0] [--timeout-ms 10000] [--log-level warn]
+ *
+ * Wall-clock figures depend on what else runs on the machine: the load average is printed with them.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { CairnProcess, childEnv, freePort } from '../test/integration/helpers/processes.ts';
+import {
+  cpuSeconds,
+  loadAverage,
+  loadShop,
+  postEvents,
+  printLoad,
+  runLoad,
+  SCENARIOS,
+  trainChampion,
+  type Scenario,
+} from './http-load.ts';
+
+const { values } = parseArgs({
+  options: {
+    scenario: { type: 'string', default: 'recommend' },
+    rate: { type: 'string', default: '1000' },
+    seconds: { type: 'string', default: '20' },
+    warmup: { type: 'string', default: '5' },
+    users: { type: 'string', default: '2000' },
+    items: { type: 'string', default: '1000' },
+    events: { type: 'string', default: '100000' },
+    active: { type: 'string' },
+    history: { type: 'string', default: '0' },
+    'timeout-ms': { type: 'string', default: '10000' },
+    'log-level': { type: 'string', default: 'warn' },
+  },
+});
+const scenario = values.scenario as Scenario;
+if (!SCENARIOS.includes(scenario)) throw new Error(`--scenario must be one of ${SCENARIOS.join(', ')}`);
+const size = { users: Number(values.users), items: Number(values.items), events: Number(values.events) };
+/** The users the load (and --history) names: u1..uN. */
+const active = Math.min(size.users, Number(values.active ?? values.users));
+const history = Number(values.history);
+
+/** `history` view events for each of u1..u{active}, posted 100k at a time, spread over the last hour. */
+async function ingestHistory(url: string, runId: string): Promise<void> {
+  const total = active * history;
+  const now = Date.now();
+  for (let from = 0; from < total; from += 100_000) {
+    const events = [];
+    for (let n = from; n < Math.min(total, from + 100_000); n++) {
+      const u = n % active;
+      events.push({
+        event_id: `history-${runId}-${n}`,
+        user_id: `u${u + 1}`,
+        item_id: `i${1 + ((n * 104_729 + u * 31) % size.items)}`,
+        type: 'view',
+        timestamp: now - 3_600_000 + Math.floor((n / total) * 3_600_000),
+      });
+    }
+    await postEvents([url], events);
+  }
+}
+
+async function measure(server: CairnProcess, rate: number, runId: string): Promise<void> {
+  const before = loadAverage();
+  const cpu0 = cpuSeconds(server.pid);
+  const r = await runLoad({
+    targets: [server.url],
+    scenario,
+    rate,
+    seconds: Number(values.seconds),
+    warmupSeconds: Number(values.warmup),
+    users: active,
+    items: size.items,
+    timeoutMs: Number(values['timeout-ms']),
+    runId: `${runId}-${rate}`,
+  });
+  const cpu = cpuSeconds(server.pid) - cpu0;
+  console.log(
+    `\n${scenario}, open loop ${rate}/s for ${r.seconds} s (after ${values.warmup} s of warm-up), ` +
+      `load average before ${before}, after ${loadAverage()}`,
+  );
+  printLoad(r);
+  // Warm-up and measured requests both ran in the CPU window.
+  const requests = Math.round(rate * (r.seconds + Number(values.warmup)));
+  console.log(
+    `    server CPU meanwhile ${cpu.toFixed(1)} s → ${Math.round(requests / cpu)} requests per CPU-second`,
+  );
+}
+
+async function main(): Promise<void> {
+  console.log(`node ${process.version}, ${availableParallelism()} cores, load average ${loadAverage()}`);
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-bench-load-'));
+  const runId = randomBytes(4).toString('hex');
+  const port = await freePort();
+  const env = childEnv({ CAIRN_LOGGING_LEVEL: values['log-level'] });
+  const args = ['serve', '--data', join(dir, 'data'), '--port', `${port}`];
+  const server = new CairnProcess('cairn', args, port, env, dir);
+  try {
+    await server.waitReady(60_000);
+    let t0 = performance.now();
+    const events = await loadShop([server.url], dir, size);
+    const champion = await trainChampion([server.url]);
+    console.log(
+      `loaded ${size.items} items, ${size.users} users, ${events} events through the API and trained ` +
+        `${champion.algorithm} ${champion.version} in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
+    if (history > 0) {
+      t0 = performance.now();
+      await ingestHistory(server.url, runId);
+      console.log(
+        `then ingested ${history} events for each of ${active} users (${active * history} events) in ` +
+          `${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      );
+    }
+    for (const rate of values.rate.split(',').map(Number)) await measure(server, rate, runId);
+  } catch (err) {
+    console.error(server.tail(30));
+    throw err;
+  } finally {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
