@@ -2,6 +2,7 @@
  * Compressed sparse row matrices on flat typed arrays: the one interaction-matrix layout every
  * algorithm consumes. Row `r` spans `indices/data[indptr[r] .. indptr[r+1])`, column indices sorted.
  */
+import { runSteps, type Steps } from '../domain/cooperative.ts';
 export interface Csr {
   rows: number;
   cols: number;
@@ -21,6 +22,17 @@ export function csrFromCoo(
   colIdx: ArrayLike<number>,
   values: ArrayLike<number> | null,
 ): Csr {
+  return runSteps(csrFromCooSteps(rows, cols, rowIdx, colIdx, values));
+}
+
+/** csrFromCoo as steps (domain/cooperative.ts): the training extract builds it without holding the loop. */
+export function* csrFromCooSteps(
+  rows: number,
+  cols: number,
+  rowIdx: ArrayLike<number>,
+  colIdx: ArrayLike<number>,
+  values: ArrayLike<number> | null,
+): Steps<Csr> {
   const n = rowIdx.length;
   if (colIdx.length !== n || (values && values.length !== n))
     throw new RangeError('coo arrays differ in length');
@@ -30,6 +42,7 @@ export function csrFromCoo(
     const c = colIdx[k];
     if (r < 0 || r >= rows || c < 0 || c >= cols) throw new RangeError(`coo entry ${k} out of bounds`);
     counts[r + 1]++;
+    if ((k & 0xffff) === 0xffff) yield;
   }
   for (let r = 0; r < rows; r++) counts[r + 1] += counts[r];
   const fill = counts.slice(0, rows);
@@ -39,12 +52,15 @@ export function csrFromCoo(
     const p = fill[rowIdx[k]]++;
     ci[p] = colIdx[k];
     cv[p] = values ? values[k] : 1;
+    if ((k & 0xffff) === 0xffff) yield;
   }
   // Sort each row by column and merge duplicates.
   const indptr = new Int32Array(rows + 1);
   let out = 0;
   const order: number[] = [];
   for (let r = 0; r < rows; r++) {
+    // Between rows only: the shared scratch arrays below are empty there, so interleaved builds are safe.
+    if ((r & 0xff) === 0) yield;
     const s = counts[r];
     const e = counts[r + 1];
     order.length = 0;

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { countLoopTurns } from '../../test/fixtures/loop-turns.ts';
-import { TimeSlicer, yieldToLoop } from './cooperative.ts';
+import { runSteps, runStepsSliced, TimeSlicer, yieldToLoop } from './cooperative.ts';
 
 /**
  * Runs `units` units of synchronous work costing `cost` ms of a fake clock each, on `workers` concurrent
@@ -68,5 +68,29 @@ describe('yieldToLoop', () => {
     setImmediate(() => (ran = true));
     await yieldToLoop();
     expect(ran).toBe(false);
+  });
+});
+
+describe('runSteps / runStepsSliced', () => {
+  /** Five units of 3 ms (fake clock) each, recording the loop turn each started in; returns 42. */
+  function* steps(now: { t: number }, turns: { count: number }, startedIn: number[]) {
+    for (let i = 0; i < 5; i++) {
+      yield;
+      startedIn.push(turns.count);
+      now.t += 3;
+    }
+    return 42;
+  }
+
+  it('returns the same result, one unit per loop turn when sliced and in one go when not', async () => {
+    const now = { t: 0 };
+    const turns = countLoopTurns();
+    const sliced: number[] = [];
+    const direct: number[] = [];
+    expect(await runStepsSliced(steps(now, turns, sliced), new TimeSlicer(2, () => now.t))).toBe(42);
+    expect(runSteps(steps(now, turns, direct))).toBe(42);
+    turns.stop();
+    for (let i = 1; i < sliced.length; i++) expect(sliced[i]).toBeGreaterThan(sliced[i - 1]);
+    expect(new Set(direct).size).toBe(1);
   });
 });

@@ -63,3 +63,25 @@ export class TimeSlicer {
     });
   }
 }
+
+/**
+ * Long synchronous computations are written once, as generators that `yield` between units of work
+ * (every few hundred rows or events); `runSteps` runs one to its end in one go, `runStepsSliced` gives
+ * the loop a turn whenever the slicer's slice is used up. Same code, same result, either way.
+ */
+export type Steps<T> = Generator<void, T, void>;
+
+export function runSteps<T>(steps: Steps<T>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+export async function runStepsSliced<T>(steps: Steps<T>, slicer = new TimeSlicer()): Promise<T> {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    await slicer.turn();
+  }
+}

@@ -14,9 +14,12 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ModelArtifact } from '../algorithms/types.ts';
+import { runSteps, runStepsSliced, type Steps } from '../domain/cooperative.ts';
 import { CairnError } from '../errors/errors.ts';
 
 export const CONTAINER_FORMAT_VERSION = 1;
+/** Bytes hashed or copied per unit of work: a model is loaded on the serving event loop, a few ms at a time. */
+const CHUNK = 1 << 20;
 const MAGIC = Buffer.from('CAIRNMDL', 'ascii');
 
 type DType = 'f32' | 'i32' | 'f64';
@@ -53,6 +56,15 @@ function dtypeOf(a: Float32Array | Int32Array | Float64Array): DType {
 }
 
 export function encodeModel(model: StoredModel): Buffer {
+  return runSteps(encodeSteps(model));
+}
+
+/** encodeModel giving the event loop a turn every few milliseconds (domain/cooperative.ts). */
+export function encodeModelSliced(model: StoredModel): Promise<Buffer> {
+  return runStepsSliced(encodeSteps(model));
+}
+
+function* encodeSteps(model: StoredModel): Steps<Buffer> {
   const { arrays, ...rest } = model.artifact;
   const entries: ArrayEntry[] = [];
   let offset = 0;
@@ -77,12 +89,24 @@ export function encodeModel(model: StoredModel): Buffer {
   headerBytes.copy(out, MAGIC.length + 4);
   for (const e of entries) {
     const arr = arrays[e.name];
-    Buffer.from(arr.buffer, arr.byteOffset, arr.byteLength).copy(out, dataStart + e.offset);
+    yield* copySteps(new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength), out, dataStart + e.offset);
   }
   return out;
 }
 
+/** Copies `from` into `to` at `at`, a chunk per unit of work. */
+function* copySteps(from: Uint8Array, to: Uint8Array, at: number): Steps<void> {
+  for (let p = 0; p < from.length; p += CHUNK) {
+    yield;
+    to.set(from.subarray(p, Math.min(from.length, p + CHUNK)), at + p);
+  }
+}
+
 export function decodeModel(buf: Buffer): StoredModel {
+  return runSteps(decodeSteps(buf));
+}
+
+function* decodeSteps(buf: Buffer): Steps<StoredModel> {
   if (buf.length < MAGIC.length + 4 || !buf.subarray(0, MAGIC.length).equals(MAGIC)) {
     throw new Error('not a Cairn model artifact (bad magic)');
   }
@@ -103,7 +127,7 @@ export function decodeModel(buf: Buffer): StoredModel {
     const Ctor = e.dtype === 'f32' ? Float32Array : e.dtype === 'i32' ? Int32Array : Float64Array;
     const bytes = e.length * Ctor.BYTES_PER_ELEMENT;
     const copy = new Uint8Array(bytes);
-    copy.set(buf.subarray(start, start + bytes));
+    yield* copySteps(buf.subarray(start, start + bytes), copy, 0);
     arrays[e.name] = new Ctor(copy.buffer, 0, e.length);
   }
   return {
@@ -124,10 +148,28 @@ export function sha256(buf: Uint8Array): string {
  * bytes were damaged at rest or in transit, and must never be served as a model.
  */
 export function decodeVerified(buf: Buffer, expectedChecksum: string, where: string): StoredModel {
-  if (sha256(buf) !== expectedChecksum) {
+  return runSteps(decodeVerifiedSteps(buf, expectedChecksum, where));
+}
+
+/** decodeVerified giving the event loop a turn every few milliseconds (how the registry loads models). */
+export function decodeVerifiedSliced(
+  buf: Buffer,
+  expectedChecksum: string,
+  where: string,
+): Promise<StoredModel> {
+  return runStepsSliced(decodeVerifiedSteps(buf, expectedChecksum, where));
+}
+
+function* decodeVerifiedSteps(buf: Buffer, expectedChecksum: string, where: string): Steps<StoredModel> {
+  const hash = createHash('sha256');
+  for (let p = 0; p < buf.length; p += CHUNK) {
+    yield;
+    hash.update(buf.subarray(p, Math.min(buf.length, p + CHUNK)));
+  }
+  if (hash.digest('hex') !== expectedChecksum) {
     throw new CairnError('CAIRN_INTERNAL', `model artifact ${where} is corrupt: checksum mismatch`);
   }
-  return decodeModel(buf);
+  return yield* decodeSteps(buf);
 }
 
 /**
@@ -146,5 +188,5 @@ export async function readModelFile(path: string, expectedChecksum: string): Pro
     }
     throw e;
   }
-  return decodeVerified(buf, expectedChecksum, path);
+  return decodeVerifiedSliced(buf, expectedChecksum, path);
 }

@@ -17,7 +17,7 @@ import type { JsonObject, ModelAuditEntry, ModelLineage, ModelVersion } from '..
 import { CairnError } from '../errors/errors.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { ArtifactStore, ChangeLog, ModelStore } from '../storage/ports.ts';
-import { decodeVerified, encodeModel, readModelFile, type StoredModel } from './artifacts.ts';
+import { decodeVerifiedSliced, encodeModelSliced, readModelFile, type StoredModel } from './artifacts.ts';
 import { withoutUsers } from './forget.ts';
 
 export type RegisterInfo = Pick<
@@ -95,7 +95,7 @@ export class ModelRegistry {
   async register(model: StoredModel, info: RegisterInfo, now = Date.now()): Promise<ModelVersion> {
     const version = newVersionId(info.algorithm, now);
     const key = modelArtifactKey(version);
-    const { checksum, bytes } = await this.artifacts.put(key, encodeModel(model));
+    const { checksum, bytes } = await this.artifacts.put(key, await encodeModelSliced(model));
     const { status = 'ready', lineage = null, ...fields } = info;
     const record: ModelVersion = {
       version,
@@ -217,7 +217,7 @@ export class ModelRegistry {
    */
   async load(mv: ModelVersion): Promise<StoredModel> {
     if (isAbsolute(mv.artifactPath)) return readModelFile(mv.artifactPath, mv.checksum);
-    return decodeVerified(await this.artifacts.get(mv.artifactPath), mv.checksum, mv.artifactPath);
+    return decodeVerifiedSliced(await this.artifacts.get(mv.artifactPath), mv.checksum, mv.artifactPath);
   }
 
   /**
@@ -388,7 +388,7 @@ export class ModelRegistry {
       const pruned = withoutUsers(model, erased);
       if (!pruned) return false;
       const key = `models/${version}.${randomBytes(4).toString('hex')}.cairn`;
-      const { checksum } = await this.artifacts.put(key, encodeModel(pruned));
+      const { checksum } = await this.artifacts.put(key, await encodeModelSliced(pruned));
       if (await this.store.replaceArtifact(version, mv, { artifactPath: key, checksum })) {
         await this.deleteArtifact(mv.artifactPath);
         return true;

@@ -6,6 +6,7 @@
  */
 import { loadArtifact } from '../algorithms/index.ts';
 import type { FittedModel } from '../algorithms/types.ts';
+import { runStepsSliced, type Steps } from '../domain/cooperative.ts';
 import type { ModelVersion } from '../domain/types.ts';
 import { userRows } from '../registry/forget.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
@@ -22,7 +23,22 @@ export async function loadServingModel(
   const stored = await registry.load(mv);
   const model = loadArtifact(stored.artifact);
   const lastEventSeq = typeof stored.extra.lastEventSeq === 'number' ? stored.extra.lastEventSeq : 0;
-  return new ServingModel(mv, model, stored.userIds, stored.itemIds, lastEventSeq);
+  // The id maps of a large model take a while to build: sliced, as this runs beside live requests.
+  const indexes = {
+    userIndex: await runStepsSliced(indexSteps(stored.userIds)),
+    itemIndex: await runStepsSliced(indexSteps(stored.itemIds)),
+  };
+  return new ServingModel(mv, model, stored.userIds, stored.itemIds, lastEventSeq, indexes);
+}
+
+/** id → position, yielding every few thousand ids (domain/cooperative.ts). */
+function* indexSteps(ids: readonly string[]): Steps<Map<string, number>> {
+  const index = new Map<string, number>();
+  for (let i = 0; i < ids.length; i++) {
+    if (i % 4096 === 0) yield;
+    index.set(ids[i], i);
+  }
+  return index;
 }
 
 export class ServingModel {
@@ -42,9 +58,11 @@ export class ServingModel {
     readonly itemIds: readonly string[],
     /** Event sequence watermark of the training data: newer events are folded in at serve time. */
     readonly lastEventSeq: number,
+    /** Prebuilt id → position maps (loadServingModel builds them without holding the loop). */
+    indexes?: { userIndex: Map<string, number>; itemIndex: Map<string, number> },
   ) {
-    this.itemIndex = new Map(itemIds.map((id, i) => [id, i]));
-    this.userIndex = new Map(userIds.map((id, i) => [id, i]));
+    this.itemIndex = indexes?.itemIndex ?? new Map(itemIds.map((id, i) => [id, i]));
+    this.userIndex = indexes?.userIndex ?? new Map(userIds.map((id, i) => [id, i]));
     this.scores = new Float32Array(itemIds.length);
     this.mask = new Uint8Array(itemIds.length);
   }

@@ -3,11 +3,15 @@
  * user × item interaction matrix with the same weighting serving uses (features/interactions.ts).
  * It also keeps what the gate and the lineage need: per matrix entry the seqs of its first and last
  * positive event (which pairs are newer than the champion), and the event-type counts (drift reference).
+ *
+ * It runs on the serving process's event loop, so all of it is time-sliced (domain/cooperative.ts):
+ * small pages, a loop turn every ~2 ms while folding events in and while building the matrix.
  */
 import { createHash } from 'node:crypto';
 import type { Csr } from '../algorithms/sparse.ts';
 import { Column } from '../algorithms/column.ts';
-import { csrFromCoo } from '../algorithms/sparse.ts';
+import { csrFromCooSteps } from '../algorithms/sparse.ts';
+import { runStepsSliced, TimeSlicer, type Steps } from '../domain/cooperative.ts';
 import {
   interactionWeight,
   pairWeight,
@@ -37,6 +41,11 @@ export interface TrainingData {
   /** Events read per event type (all types, negatives and unknown types included). */
   typeCounts: Record<string, number>;
 }
+
+/** Events per scan page: a page is read in one synchronous call on SQLite (~1.5 ms per 1,000). */
+const SCAN_PAGE = 1_000;
+/** Events (or matrix entries) per unit of sliced work: the slicer's clock is read once per unit. */
+const UNIT = 256;
 
 export async function extractTrainingData(
   events: EventStore,
@@ -73,8 +82,11 @@ export async function extractTrainingData(
     return i;
   };
 
-  for await (const page of events.scan({ untilSeq: options.untilSeq, batchSize: 10_000 })) {
-    for (const e of page) {
+  const slicer = new TimeSlicer();
+  for await (const page of events.scan({ untilSeq: options.untilSeq, batchSize: SCAN_PAGE })) {
+    for (let i = 0; i < page.length; i++) {
+      if (i % UNIT === 0) await slicer.turn();
+      const e = page[i];
       count++;
       lastEventSeq = Math.max(lastEventSeq, e.seq);
       newestEventAt = Math.max(newestEventAt, e.timestamp);
@@ -94,24 +106,20 @@ export async function extractTrainingData(
     options.onProgress?.(count);
   }
 
-  // A negative event removes the pair from the positives, whatever the order (as online).
   const r = rows.view();
   const c = cols.view();
-  const v = vals.view();
-  if (negatives.size > 0) {
-    for (let k = 0; k < r.length; k++) {
-      if (negatives.has(`${userIds[r[k]]}\u0000${itemIds[c[k]]}`)) v[k] = 0;
-    }
-  }
-  const summed = csrFromCoo(userIds.length, itemIds.length, r, c, v);
-  for (let p = 0; p < summed.data.length; p++) summed.data[p] = pairWeight(summed.data[p], options.limits);
-  const matrix = dropZeros(summed);
+  const built = await runStepsSliced(
+    matrixSteps(
+      { userIds, itemIds, rows: r, cols: c, vals: vals.view(), seqs: seqs.view(), negatives },
+      options.limits,
+    ),
+    slicer,
+  );
   return {
-    pairSeqs: pairSeqs(matrix, r, c, seqs.view()),
+    ...built,
     typeCounts,
     userIds,
     itemIds,
-    matrix,
     itemEventTimes: { items: c.slice(), times: times.view().slice() },
     events: count,
     lastEventSeq,
@@ -119,16 +127,50 @@ export async function extractTrainingData(
   };
 }
 
+/** The positive events' coordinates, weights and seqs, and the negative pairs, as read. */
+interface Coo {
+  userIds: readonly string[];
+  itemIds: readonly string[];
+  rows: Int32Array;
+  cols: Int32Array;
+  vals: Float32Array;
+  seqs: Float64Array;
+  negatives: ReadonlySet<string>;
+}
+
+/** The weighted matrix and its pairs' seqs from the events read, yielding between units of work. */
+function* matrixSteps(
+  coo: Coo,
+  limits: WeightLimits | undefined,
+): Steps<Pick<TrainingData, 'matrix' | 'pairSeqs'>> {
+  const { rows: r, cols: c, vals: v } = coo;
+  // A negative event removes the pair from the positives, whatever the order (as online).
+  if (coo.negatives.size > 0) {
+    for (let k = 0; k < r.length; k++) {
+      if (k % UNIT === 0) yield;
+      if (coo.negatives.has(`${coo.userIds[r[k]]}\u0000${coo.itemIds[c[k]]}`)) v[k] = 0;
+    }
+  }
+  const summed = yield* csrFromCooSteps(coo.userIds.length, coo.itemIds.length, r, c, v);
+  for (let p = 0; p < summed.data.length; p++) {
+    if (p % (UNIT * 16) === 0) yield;
+    summed.data[p] = pairWeight(summed.data[p], limits);
+  }
+  const matrix = yield* dropZeros(summed);
+  return { matrix, pairSeqs: yield* pairSeqs(matrix, r, c, coo.seqs) };
+}
+
 /** First and last seq per matrix entry, from the positive events' coordinates (dropped pairs skipped). */
-function pairSeqs(
+function* pairSeqs(
   m: Csr,
   rows: Int32Array,
   cols: Int32Array,
   seqs: Float64Array,
-): { first: Float64Array; last: Float64Array } {
+): Steps<{ first: Float64Array; last: Float64Array }> {
   const first = new Float64Array(m.indices.length).fill(Infinity);
   const last = new Float64Array(m.indices.length);
   for (let k = 0; k < rows.length; k++) {
+    if (k % UNIT === 0) yield;
     const p = entryOf(m, rows[k], cols[k]);
     if (p < 0) continue;
     if (seqs[k] < first[p]) first[p] = seqs[k];
@@ -170,15 +212,17 @@ export function trainingSetHash(m: Csr, userIds: readonly string[], itemIds: rea
   return h.digest('hex');
 }
 
-function dropZeros(m: Csr): Csr {
+function* dropZeros(m: Csr): Steps<Csr> {
   let keep = 0;
   for (let p = 0; p < m.data.length; p++) if (m.data[p] > 0) keep++;
   if (keep === m.data.length) return m;
+  yield;
   const indptr = new Int32Array(m.rows + 1);
   const indices = new Int32Array(keep);
   const data = new Float32Array(keep);
   let q = 0;
   for (let r = 0; r < m.rows; r++) {
+    if (r % UNIT === 0) yield;
     for (let p = m.indptr[r]; p < m.indptr[r + 1]; p++) {
       if (m.data[p] > 0) {
         indices[q] = m.indices[p];

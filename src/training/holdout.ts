@@ -7,6 +7,10 @@
  */
 import { Rng } from '../algorithms/random.ts';
 import type { Csr } from '../algorithms/sparse.ts';
+import { runSteps, runStepsSliced, type Steps } from '../domain/cooperative.ts';
+
+/** Users per unit of work between yields (see domain/cooperative.ts). */
+const UNIT = 256;
 
 export interface HoldoutSplit {
   train: Csr;
@@ -15,6 +19,10 @@ export interface HoldoutSplit {
 }
 
 export function holdoutSplit(m: Csr, fraction: number, seed: number): HoldoutSplit {
+  return runSteps(holdoutSplitSteps(m, fraction, seed));
+}
+
+function* holdoutSplitSteps(m: Csr, fraction: number, seed: number): Steps<HoldoutSplit> {
   const rng = new Rng(seed);
   const trainIdx: number[] = [];
   const trainVal: number[] = [];
@@ -23,6 +31,7 @@ export function holdoutSplit(m: Csr, fraction: number, seed: number): HoldoutSpl
   const testPtr = new Int32Array(m.rows + 1);
   const order: number[] = [];
   for (let u = 0; u < m.rows; u++) {
+    if (u % UNIT === 0) yield;
     const s = m.indptr[u];
     const e = m.indptr[u + 1];
     const n = e - s;
@@ -72,6 +81,14 @@ export function freshSplit(
   firstSeq: Float64Array,
   afterSeq: number,
 ): HoldoutSplit & { users: number; interactions: number } {
+  return runSteps(freshSplitSteps(m, firstSeq, afterSeq));
+}
+
+function* freshSplitSteps(
+  m: Csr,
+  firstSeq: Float64Array,
+  afterSeq: number,
+): Steps<HoldoutSplit & { users: number; interactions: number }> {
   const trainIdx: number[] = [];
   const trainVal: number[] = [];
   const testItems: number[] = [];
@@ -79,6 +96,7 @@ export function freshSplit(
   const testPtr = new Int32Array(m.rows + 1);
   let users = 0;
   for (let u = 0; u < m.rows; u++) {
+    if (u % UNIT === 0) yield;
     const s = m.indptr[u];
     const e = m.indptr[u + 1];
     let old = 0;
@@ -128,15 +146,40 @@ export function chooseHoldout(
   m: Csr,
   firstSeq: Float64Array,
   championSeq: number | null,
-  options: { minFresh: number; fraction: number; seed: number },
+  options: HoldoutOptions,
 ): HoldoutChoice {
+  return runSteps(chooseHoldoutSteps(m, firstSeq, championSeq, options));
+}
+
+/** chooseHoldout giving the event loop a turn every few milliseconds (the training pipeline's). */
+export function chooseHoldoutSliced(
+  m: Csr,
+  firstSeq: Float64Array,
+  championSeq: number | null,
+  options: HoldoutOptions,
+): Promise<HoldoutChoice> {
+  return runStepsSliced(chooseHoldoutSteps(m, firstSeq, championSeq, options));
+}
+
+export interface HoldoutOptions {
+  minFresh: number;
+  fraction: number;
+  seed: number;
+}
+
+function* chooseHoldoutSteps(
+  m: Csr,
+  firstSeq: Float64Array,
+  championSeq: number | null,
+  options: HoldoutOptions,
+): Steps<HoldoutChoice> {
   if (championSeq !== null) {
-    const fresh = freshSplit(m, firstSeq, championSeq);
+    const fresh = yield* freshSplitSteps(m, firstSeq, championSeq);
     if (fresh.interactions >= options.minFresh) {
       return { kind: 'fresh', split: fresh, users: fresh.users, interactions: fresh.interactions };
     }
   }
-  const split = holdoutSplit(m, options.fraction, options.seed);
+  const split = yield* holdoutSplitSteps(m, options.fraction, options.seed);
   const interactions = split.test.items.length;
   if (interactions === 0) return { kind: 'none', split: null, users: 0, interactions: 0 };
   let users = 0;

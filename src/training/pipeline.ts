@@ -23,6 +23,7 @@ import type {
   TrainRequest,
   TrainTrigger,
 } from '../domain/types.ts';
+import { runStepsSliced, type Steps } from '../domain/cooperative.ts';
 import { CairnError, ERROR_CODES, type ErrorCode } from '../errors/errors.ts';
 import { isPermanent, type JobContext } from '../jobs/queue.ts';
 import type { Logger } from '../monitoring/logger.ts';
@@ -35,7 +36,7 @@ import { extractTrainingData, type TrainingData } from './extract.ts';
 import type { ChampionInput, FitInput, FitOutput } from './fit.ts';
 import type { FitWorkerMessage } from './fit-worker.ts';
 import { decideGate, GATE_METRIC } from './gate.ts';
-import { chooseHoldout } from './holdout.ts';
+import { chooseHoldoutSliced } from './holdout.ts';
 
 export { decideGate, GATE_METRIC } from './gate.ts';
 
@@ -300,7 +301,7 @@ async function prepareGate(
   champion: ModelVersion | null,
 ): Promise<{ holdout: FitInput['holdout']; champion: ChampionInput | null }> {
   const { config } = deps;
-  const choice = chooseHoldout(
+  const choice = await chooseHoldoutSliced(
     data.matrix,
     data.pairSeqs.first,
     champion?.trainingData.lastEventSeq ?? null,
@@ -324,18 +325,7 @@ async function prepareGate(
     };
   }
   const seq = champion.trainingData.lastEventSeq;
-  // Serving folds a user in when they have events newer than the champion's snapshot (recommender.ts):
-  // here, events on pairs the champion already knew (the newer pairs are the ones held out).
-  const newer = new Uint8Array(data.matrix.rows);
-  const { first, last } = data.pairSeqs;
-  for (let u = 0; u < data.matrix.rows; u++) {
-    for (let p = data.matrix.indptr[u]; p < data.matrix.indptr[u + 1]; p++) {
-      if (first[p] <= seq && last[p] > seq) {
-        newer[u] = 1;
-        break;
-      }
-    }
-  }
+  const newer = await runStepsSliced(newerThanChampion(data, seq));
   let stored;
   try {
     stored = await deps.registry.load(champion);
@@ -350,6 +340,26 @@ async function prepareGate(
     holdout: { kind: 'fresh', split: choice.split, newerThanChampion: newer },
     champion: { kind: 'stored', version: champion.version, model: stored, lastEventSeq: seq },
   };
+}
+
+/**
+ * Users the champion would fold in: serving does so when a user has events newer than the champion's
+ * snapshot (recommender.ts), here events on pairs the champion already knew (the newer pairs are the
+ * ones held out).
+ */
+function* newerThanChampion(data: TrainingData, seq: number): Steps<Uint8Array> {
+  const newer = new Uint8Array(data.matrix.rows);
+  const { first, last } = data.pairSeqs;
+  for (let u = 0; u < data.matrix.rows; u++) {
+    if (u % 256 === 0) yield;
+    for (let p = data.matrix.indptr[u]; p < data.matrix.indptr[u + 1]; p++) {
+      if (first[p] <= seq && last[p] > seq) {
+        newer[u] = 1;
+        break;
+      }
+    }
+  }
+  return newer;
 }
 
 async function recordFailure(
