@@ -210,7 +210,13 @@ export function apiDeps<T extends TenantRuntime>(
     keys: createKeyService({ store: tenants.main.store, tenants: tenantNames(config) }),
     pseudonymize: tenants.main.pseudonymize,
     // Rate-limit counters shared by every replica when the deployment has Redis.
-    rateLimitRedis: config.redis.url.trim() ? createRateLimitRedis(config.redis.url, logger) : null,
+    rateLimitRedis: config.redis.url.trim()
+      ? createRateLimitRedis(config.redis.url, (err) => {
+          if (err)
+            logger.warn({ err }, 'rate-limit Redis unreachable; requests are not limited until it is back');
+          else logger.info('rate-limit Redis reachable again');
+        })
+      : null,
     ...dispatchServices(new Map([...tenants.all].map(([name, t]) => [name, servicesOf(t)] as const))),
   };
 }

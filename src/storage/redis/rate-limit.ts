@@ -6,11 +6,13 @@
  * `commandTimeoutMs`.
  */
 import { Redis } from 'ioredis';
-import type { Logger } from '../../monitoring/logger.ts';
+
+/** Told once when Redis becomes unreachable (with the error) and once when it is back (null). */
+export type ReachabilityListener = (err: Error | null) => void;
 
 export function createRateLimitRedis(
   url: string,
-  logger: Logger,
+  onReachability: ReachabilityListener,
   options: { commandTimeoutMs?: number } = {},
 ): Redis {
   const client = new Redis(url, {
@@ -25,12 +27,12 @@ export function createRateLimitRedis(
   client.on('error', (err: Error) => {
     if (!up) return;
     up = false;
-    logger.warn({ err }, 'rate-limit Redis unreachable; requests are not limited until it is back');
+    onReachability(err);
   });
   client.on('ready', () => {
     if (up) return;
     up = true;
-    logger.info('rate-limit Redis reachable again');
+    onReachability(null);
   });
   return client;
 }
