@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cliContext, createContext, type RequestContext, type Scope } from '../domain/context.ts';
 import type { ApiKeyRecord } from '../domain/types.ts';
+import { CairnError } from '../errors/errors.ts';
 import type { ApiKeyStore } from '../storage/ports.ts';
 import { SqliteStore } from '../storage/sqlite/store.ts';
 import type { KeyService } from './contracts.ts';
@@ -260,6 +261,28 @@ describe('createAuthenticator', () => {
     );
     expect(answers.every((a) => a?.principal.id === key.id)).toBe(true);
     expect(keys.gets).toHaveLength(3);
+  });
+
+  it('goes on with a key verified before while the store is unreachable; an unseen key is not let in', async () => {
+    const { token } = await service.create(CLI, { scopes: ['read'] });
+    const other = await service.create(CLI, { scopes: ['read'] });
+    let down = false;
+    const keys: ApiKeyStore = {
+      ...counted(store.keys),
+      get: (id: string) =>
+        down ? Promise.reject(new CairnError('CAIRN_UNAVAILABLE', 'store down')) : store.keys.get(id),
+    };
+    let now = T0;
+    const auth = createAuthenticator({ keys, cacheSeconds: 5, now: () => now });
+    expect(await auth.authenticate(`Bearer ${token}`)).not.toBeNull();
+    down = true;
+    now = T0 + 60_000; // long past the cache time: the lookup fails, the last verified record stands
+    expect(await auth.authenticate(`Bearer ${token}`)).not.toBeNull();
+    const wrongSecret = token.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A'));
+    expect(await auth.authenticate(`Bearer ${wrongSecret}`)).toBeNull();
+    await expect(auth.authenticate(`Bearer ${other.token}`)).rejects.toMatchObject({
+      code: 'CAIRN_UNAVAILABLE',
+    });
   });
 
   it('bounds its cache, dropping the least recently used key', async () => {

@@ -192,13 +192,13 @@ class KeyCache {
 
   constructor(private readonly capacity: number) {}
 
-  get(id: string, at: number): ApiKeyRecord | null {
+  /** The cached key and whether it is still fresh at `at` (an expired entry stays until replaced). */
+  get(id: string, at: number): { record: ApiKeyRecord; fresh: boolean } | null {
     const entry = this.entries.get(id);
     if (!entry) return null;
     this.entries.delete(id);
-    if (entry.expiresAt <= at) return null;
     this.entries.set(id, entry);
-    return entry.record;
+    return { record: entry.record, fresh: entry.expiresAt > at };
   }
 
   set(record: ApiKeyRecord, expiresAt: number): void {
@@ -224,13 +224,21 @@ export function createAuthenticator(opts: {
 
   const lookup = (id: string): Promise<ApiKeyRecord | null> => {
     const cached = ttlMs > 0 ? cache.get(id, now()) : null;
-    if (cached) return Promise.resolve(cached);
+    if (cached?.fresh) return Promise.resolve(cached.record);
     let pending = inflight.get(id);
     if (!pending) {
-      pending = opts.keys.get(id).then((record) => {
-        if (record && ttlMs > 0) cache.set(record, now() + ttlMs);
-        return record;
-      });
+      pending = opts.keys.get(id).then(
+        (record) => {
+          if (record && ttlMs > 0) cache.set(record, now() + ttlMs);
+          return record;
+        },
+        (err: unknown) => {
+          // The store is unreachable (e.g. PostgreSQL down while replicas keep serving): a key verified
+          // before goes on as it was last read; a key never seen cannot be checked (the error stands).
+          if (cached) return cached.record;
+          throw err;
+        },
+      );
       const forget = () => inflight.delete(id);
       void pending.then(forget, forget);
       inflight.set(id, pending);
