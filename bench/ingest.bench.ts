@@ -2,11 +2,14 @@
  * Append throughput of the system of record: 10,000-event batches (the API's default maximum batch) into
  * SQLite (temp file) and PostgreSQL (temp schema), fresh events and then a replay of the same events
  * (all duplicates). With `--posts N`, also N single-event `POST /v1/events` through the embedded service
- * (`app.inject`, SQLite): the path where each acknowledged event pays its own commit. Prints events/s;
- * never asserts.
+ * (`app.inject`) on each store of `--stores`: the path where each acknowledged event pays a commit.
+ * `--concurrency C` (default 1) spreads those posts over C clients posting at once, each waiting for its
+ * 202 before the next: one client cannot share a commit, concurrent ones can (group commit). Prints
+ * events/s; never asserts.
  *
  *   npm run bench:ingest
- *   npm run bench:ingest -- [--synchronous full|normal] [--batches 30] [--posts 2000] [--stores sqlite,postgres]
+ *   npm run bench:ingest -- [--synchronous full|normal] [--batches 30] [--posts 2000] [--concurrency 16]
+ *     [--stores sqlite,postgres]
  *   CAIRN_BENCH_BATCHES=50 CAIRN_BENCH_POSTGRES_URL=postgres://… npm run bench:ingest
  *
  * `--synchronous` is SQLite's `store.synchronous` (default `full`: every commit synced to disk).
@@ -27,6 +30,7 @@ const { values: flags } = parseArgs({
     synchronous: { type: 'string', default: 'full' },
     batches: { type: 'string', default: process.env.CAIRN_BENCH_BATCHES ?? '30' },
     posts: { type: 'string', default: '0' },
+    concurrency: { type: 'string', default: '1' },
     stores: { type: 'string', default: 'sqlite,postgres' },
   },
 });
@@ -38,6 +42,10 @@ const STORES = new Set(flags.stores.split(',').map((s) => s.trim()));
 const BATCH = 10_000;
 const BATCHES = Number(flags.batches);
 const POSTS = Number(flags.posts);
+const CONCURRENCY = Number(flags.concurrency);
+if (!Number.isInteger(CONCURRENCY) || CONCURRENCY < 1) {
+  throw new Error(`--concurrency must be a positive integer, got "${flags.concurrency}"`);
+}
 const PG_URL = process.env.CAIRN_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const TYPES = ['view', 'view', 'view', 'click', 'add_to_cart', 'purchase', 'rating'];
 /** Single POSTs carry no value, so no `rating`. */
@@ -95,16 +103,19 @@ async function run(name: string, store: Store, batches: CairnEvent[][]): Promise
 }
 
 /**
- * `count` single-event POSTs, one after the other (a client waiting for each 202), through the embedded
- * service on a fresh SQLite store: validation, the append's commit, the projector's catch-up.
+ * `count` single-event POSTs through the embedded service on a fresh store (SQLite in a temp directory,
+ * PostgreSQL in a temp schema): validation, the append's commit, the projector's catch-up. `CONCURRENCY`
+ * clients post at once, each waiting for its 202 before sending the next.
  */
-async function posts(count: number): Promise<void> {
+async function posts(count: number, kind: 'sqlite' | 'postgres'): Promise<void> {
   // Loaded only here: the store-only runs need none of the service.
   const { loadConfig } = await import('../src/config/load.ts');
   const { createEmbedded } = await import('../src/main/embedded.ts');
   const { createLogger } = await import('../src/monitoring/logger.ts');
   const dir = mkdtempSync(join(tmpdir(), 'cairn-bench-posts-'));
-  const config = loadConfig({ env: {}, overrides: { dataDir: dir, store: { synchronous: SYNCHRONOUS } } });
+  const schema = `cairn_bench_${randomBytes(4).toString('hex')}`;
+  const store = kind === 'sqlite' ? { synchronous: SYNCHRONOUS } : { url: PG_URL, schema };
+  const config = loadConfig({ env: {}, overrides: { dataDir: dir, store } });
   const cairn = await createEmbedded(config, { logger: createLogger('silent'), snapshotEveryMs: 0 });
   const post = async (i: number) => {
     const res = await cairn.app.inject({
@@ -124,28 +135,45 @@ async function posts(count: number): Promise<void> {
   try {
     for (let i = 0; i < 200; i++) await post(-1 - i); // warm-up
     const times: number[] = [];
+    let next = 0;
+    const client = async () => {
+      while (next < count) {
+        const i = next++;
+        const t = performance.now();
+        await post(i);
+        times.push(performance.now() - t);
+      }
+    };
     const cpu0 = process.cpuUsage();
     const start = performance.now();
-    for (let i = 0; i < count; i++) {
-      const t = performance.now();
-      await post(i);
-      times.push(performance.now() - t);
-    }
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, count) }, client));
     const seconds = (performance.now() - start) / 1000;
     const cpu = process.cpuUsage(cpu0);
     times.sort((a, b) => a - b);
     const p = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))].toFixed(2);
     console.log(
-      `${'api'.padEnd(10)} single ${Math.round(count / seconds)
+      `${`api/${kind}`.padEnd(15)} single ${Math.round(count / seconds)
         .toLocaleString('en-US')
-        .padStart(
-          9,
-        )} events/s  (${count.toLocaleString('en-US')} single-event POSTs, p50 ${p(0.5)} ms, p99 ${p(0.99)} ms;` +
+        .padStart(9)} events/s  (${count.toLocaleString('en-US')} single-event POSTs from ${CONCURRENCY}` +
+        ` concurrent client(s), p50 ${p(0.5)} ms, p99 ${p(0.99)} ms;` +
         ` ${Math.round(count / ((cpu.user + cpu.system) / 1e6)).toLocaleString('en-US')} events per CPU-second of this process)`,
     );
   } finally {
     await cairn.close();
     rmSync(dir, { recursive: true, force: true });
+    if (kind === 'postgres') await dropSchema(schema);
+  }
+}
+
+async function dropSchema(schema: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: PG_URL });
+  try {
+    await admin.connect();
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } catch {
+    // nothing to drop when the server was unreachable
+  } finally {
+    await admin.end().catch(() => undefined);
   }
 }
 
@@ -158,7 +186,9 @@ console.log(
       .join(' ')}`,
 );
 
-if (POSTS > 0) await posts(POSTS);
+if (POSTS > 0) {
+  for (const kind of ['sqlite', 'postgres'] as const) if (STORES.has(kind)) await posts(POSTS, kind);
+}
 
 if (STORES.has('sqlite')) {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-bench-ingest-'));
@@ -183,14 +213,6 @@ if (STORES.has('postgres')) {
     process.exitCode = 1;
   } finally {
     await postgres.close();
-    const admin = new pg.Client({ connectionString: PG_URL });
-    try {
-      await admin.connect();
-      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    } catch {
-      // nothing to drop when the server was unreachable
-    } finally {
-      await admin.end().catch(() => undefined);
-    }
+    await dropSchema(schema);
   }
 }

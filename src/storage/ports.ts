@@ -26,6 +26,8 @@ export interface EventStore {
   /**
    * Appends events atomically (all or nothing for the call) and reports per event whether it was new.
    * Idempotent by `eventId`: a repeated id, within the batch or across calls, is a `duplicate`.
+   * Concurrent calls may share one transaction (group commit, storage/group-commit.ts); each call's
+   * events stay contiguous and in order, and a call that fails alone fails without the others.
    */
   append(events: CairnEvent[]): Promise<AppendOutcome[]>;
   /**

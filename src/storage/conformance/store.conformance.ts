@@ -180,6 +180,67 @@ export function describeStoreConformance(
         expect(new Set(stored.map((e) => e.eventId)).size).toBe(500);
       });
 
+      it('stores every one of many concurrent single-event appends once, with strictly increasing seqs', async () => {
+        const n = 300;
+        const outcomes = await Promise.all(
+          Array.from({ length: n }, (_, i) => store.events.append([ev(`s${i}`, `u${i % 7}`)])),
+        );
+        expect(outcomes).toEqual(Array.from({ length: n }, () => ['inserted']));
+        expect(await store.events.count()).toBe(n);
+        const stored = await scanAll(store, { batchSize: 64 });
+        expect(new Set(stored.map((e) => e.eventId))).toEqual(new Set(outcomes.map((_, i) => `s${i}`)));
+        for (let i = 1; i < n; i++) expect(stored[i].seq).toBeGreaterThan(stored[i - 1].seq);
+        expect(await store.events.lastSeq()).toBe(stored[n - 1].seq);
+        expect(await store.events.append([ev('after')])).toEqual(['inserted']);
+        expect((await scanAll(store, { afterSeq: stored[n - 1].seq })).map((e) => e.eventId)).toEqual([
+          'after',
+        ]);
+      });
+
+      it('gives concurrent callers their own outcomes, in order, contiguous; a shared id inserts once', async () => {
+        const callers = 40;
+        const batchOf = (c: number) => [
+          ev(`own${c}a`, `u${c}`),
+          ev('shared', `u${c}`),
+          ev(`own${c}b`, `u${c}`),
+        ];
+        const outcomes = await Promise.all(
+          Array.from({ length: callers }, (_, c) => store.events.append(batchOf(c))),
+        );
+        const winners = outcomes.flatMap((o, c) => (o[1] === 'inserted' ? [c] : []));
+        expect(winners).toHaveLength(1);
+        for (const o of outcomes) {
+          expect([o[0], o[2]]).toEqual(['inserted', 'inserted']);
+          expect(['inserted', 'duplicate']).toContain(o[1]);
+        }
+        const stored = await scanAll(store);
+        expect(stored).toHaveLength(2 * callers + 1);
+        expect(plain(stored.find((e) => e.eventId === 'shared')!)).toStrictEqual(batchOf(winners[0])[1]);
+        // Each caller's events are stored next to each other and in its order.
+        const position = new Map(stored.map((e, i) => [e.eventId, i]));
+        for (let c = 0; c < callers; c++) {
+          const a = position.get(`own${c}a`)!;
+          expect(position.get(`own${c}b`)! - a).toBe(c === winners[0] ? 2 : 1);
+          if (c === winners[0]) expect(position.get('shared')).toBe(a + 1);
+        }
+      });
+
+      it('fails only the batch at fault among concurrent appends', async () => {
+        const bad = { ...ev('bad'), userId: null } as unknown as CairnEvent;
+        const results = await Promise.allSettled([
+          store.events.append([ev('ok1')]),
+          store.events.append([ev('ok2')]),
+          store.events.append([ev('n1'), bad]),
+          store.events.append([ev('ok3'), ev('ok1')]),
+        ]);
+        expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+        expect(results[0]).toEqual({ status: 'fulfilled', value: ['inserted'] });
+        expect(results[1]).toEqual({ status: 'fulfilled', value: ['inserted'] });
+        expect(results[3]).toEqual({ status: 'fulfilled', value: ['inserted', 'duplicate'] });
+        expect((await scanAll(store)).map((e) => e.eventId)).toEqual(['ok1', 'ok2', 'ok3']);
+        expect(await store.events.append([ev('n1')])).toEqual(['inserted']);
+      });
+
       it('is atomic: a batch that fails stores nothing', async () => {
         await store.events.append([ev('kept')]);
         const seq = await store.events.lastSeq();

@@ -20,6 +20,7 @@ import type {
   UserPatch,
   UserStore,
 } from '../ports.ts';
+import { GroupCommit } from '../group-commit.ts';
 import { definedFields, foldItemPatches, scanBounds } from '../shared.ts';
 import { Db, mapPgError } from './db.ts';
 import { PgExperiments, PgServedLog } from './experiments.ts';
@@ -310,6 +311,8 @@ export class PostgresStore implements Store {
 
 class PgEvents implements EventStore {
   private readonly insertSql: string;
+  /** Concurrent appends share one transaction: one lock wait and one commit per group, not per call. */
+  private readonly group = new GroupCommit<CairnEvent, AppendOutcome>({ commit: (e) => this.insert(e) });
 
   constructor(private readonly db: Db) {
     // ORDER BY ord: seqs follow the batch order. ON CONFLICT DO NOTHING + RETURNING tells which were new.
@@ -323,13 +326,18 @@ class PgEvents implements EventStore {
       RETURNING event_id`;
   }
 
-  /**
-   * One transaction, one INSERT. Appends are serialized per schema with an advisory lock so that seq
-   * order equals commit order: otherwise a reader could see seq 11 committed before seq 10, and a
-   * consumer resuming from a watermark (`scan({ afterSeq })`) would skip seq 10 forever.
-   */
   async append(events: CairnEvent[]): Promise<AppendOutcome[]> {
     if (events.length === 0) return [];
+    return this.group.submit(events);
+  }
+
+  /**
+   * One transaction, one INSERT (for a whole group of appends). Appends are serialized per schema with
+   * an advisory lock so that seq order equals commit order across processes: otherwise a reader could see
+   * seq 11 committed before seq 10, and a consumer resuming from a watermark (`scan({ afterSeq })`) would
+   * skip seq 10 forever. Within a process the group commit already runs one transaction at a time.
+   */
+  private async insert(events: CairnEvent[]): Promise<AppendOutcome[]> {
     // Only first occurrences go to the database; later repeats in the batch are duplicates by definition.
     const first = new Map<string, number>();
     const n = events.length;

@@ -19,6 +19,7 @@ import type {
   UserPatch,
   UserStore,
 } from '../ports.ts';
+import { GroupCommit } from '../group-commit.ts';
 import { definedFields, scanBounds } from '../shared.ts';
 import type { Db } from './db.ts';
 import { SqliteExperiments, SqliteServedLog } from './experiments.ts';
@@ -341,6 +342,7 @@ class SqliteEvents implements EventStore {
   private readonly total;
   private readonly deleteUser;
   private readonly appendTx;
+  private readonly group;
   private readonly insertLogged;
   private readonly appendLoggedTx;
 
@@ -405,11 +407,17 @@ class SqliteEvents implements EventStore {
       }
       return out;
     });
+    // The commit is synchronous, so nothing can arrive while it runs: a group is instead the appends of
+    // one event-loop turn (requests read while the previous commit held the loop), one fsync for all.
+    this.group = new GroupCommit<CairnEvent, AppendOutcome>({
+      commit: (events) => guarded(() => this.appendTx.immediate(events)),
+      start: (run) => setImmediate(run),
+    });
   }
 
   async append(events: CairnEvent[]): Promise<AppendOutcome[]> {
     if (events.length === 0) return Promise.resolve([]);
-    return Promise.resolve(guarded(() => this.appendTx.immediate(events)));
+    return this.group.submit(events);
   }
 
   async appendLogged(events: StoredEvent[]): Promise<AppendOutcome[]> {
