@@ -48,6 +48,8 @@ const { values } = parseArgs({
     history: { type: 'string', default: '0' },
     'timeout-ms': { type: 'string', default: '10000' },
     'log-level': { type: 'string', default: 'warn' },
+    /** Extra server configuration, repeatable: `--server-env CAIRN_RATE_LIMIT_ENABLED=false`. */
+    'server-env': { type: 'string', multiple: true, default: [] },
   },
 });
 const scenario = values.scenario as Scenario;
@@ -109,7 +111,10 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'cairn-bench-load-'));
   const runId = randomBytes(4).toString('hex');
   const port = await freePort();
-  const env = childEnv({ CAIRN_LOGGING_LEVEL: values['log-level'] });
+  const extra = Object.fromEntries(
+    values['server-env'].map((kv) => kv.split(/=(.*)/s, 2) as [string, string]),
+  );
+  const env = childEnv({ CAIRN_LOGGING_LEVEL: values['log-level'], ...extra });
   const args = ['serve', '--data', join(dir, 'data'), '--port', `${port}`];
   const server = new CairnProcess('cairn', args, port, env, dir);
   try {
