@@ -27,7 +27,7 @@ import type { Store } from '../storage/ports.ts';
 import { checkRole, openCore, openJobQueue } from './adapters.ts';
 import { fallbackCheck, Health, modelCheck, pingCheck } from './health.ts';
 import { startServing, type Serving } from './serving.ts';
-import { apiDeps, openTenants, type TenantServices } from './tenancy.ts';
+import { apiDeps, aroundTenants, openTenants, type TenantServices } from './tenancy.ts';
 
 export interface ApiProcess {
   config: Readonly<Config>;
@@ -59,27 +59,14 @@ export async function createApi(
   checkBind(config);
   const logger = options.logger ?? createLogger(config.logging.level);
   const tenants = await openTenants(config, logger, createApiTenant);
-  try {
-    const app = await buildApp(apiDeps(tenants, config, logger, (t) => t.services));
-    let closed = false;
-    return {
-      config,
-      logger,
-      metrics: tenants.main.metrics,
-      app,
-      health: tenants.main.health,
-      serving: tenants.main.serving,
-      async close() {
-        if (closed) return;
-        closed = true;
-        await app.close();
-        await tenants.close();
-      },
-    };
-  } catch (err) {
-    await tenants.close().catch(() => undefined);
-    throw err;
-  }
+  return aroundTenants(tenants, async () => ({
+    config,
+    logger,
+    metrics: tenants.main.metrics,
+    app: await buildApp(apiDeps(tenants, config, logger, (t) => t.services)),
+    health: tenants.main.health,
+    serving: tenants.main.serving,
+  }));
 }
 
 async function createApiTenant(

@@ -47,7 +47,7 @@ import {
 import { fallbackCheck, Health, modelCheck, pingCheck } from './health.ts';
 import { startBackgroundWork } from './background.ts';
 import { startServing, type Serving } from './serving.ts';
-import { apiDeps, openTenants, type TenantServices } from './tenancy.ts';
+import { apiDeps, aroundTenants, openTenants, type TenantServices } from './tenancy.ts';
 
 /** One tenant's runtime: its backends and services (everything but the HTTP server). */
 export interface EmbeddedTenant {
@@ -114,26 +114,10 @@ export async function createEmbedded(
   const tenants = await openTenants(config, logger, (tenant, tenantConfig, tenantLogger, pseudonymize) =>
     createTenantRuntime(tenant, tenantConfig, { ...options, logger: tenantLogger, pseudonymize }),
   );
-  try {
+  return aroundTenants(tenants, async () => {
     const deps = apiDeps(tenants, config, logger, servicesOf);
-    const app = await buildApp(deps);
-    let closed = false;
-    return {
-      ...tenants.main,
-      app,
-      tenants: tenants.all,
-      keys: deps.keys,
-      async close() {
-        if (closed) return;
-        closed = true;
-        await app.close();
-        await tenants.close();
-      },
-    };
-  } catch (err) {
-    await tenants.close().catch(() => undefined);
-    throw err;
-  }
+    return { ...tenants.main, app: await buildApp(deps), tenants: tenants.all, keys: deps.keys };
+  });
 }
 
 /** A tenant runtime's services as the HTTP layer calls them. */

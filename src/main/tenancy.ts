@@ -182,6 +182,32 @@ export async function openTenants<T extends TenantRuntime>(
   return { all, main, close };
 }
 
+/**
+ * Builds the rest of a process around its tenants (its HTTP app, at least). If that fails the tenants
+ * are closed; the process's `close` closes the app, then the tenants, once.
+ */
+export async function aroundTenants<
+  T extends TenantRuntime,
+  P extends { app: { close(): Promise<unknown> } },
+>(tenants: Tenants<T>, build: () => Promise<P> | P): Promise<P & { close(): Promise<void> }> {
+  try {
+    const built = await build();
+    let closed = false;
+    return {
+      ...built,
+      async close() {
+        if (closed) return;
+        closed = true;
+        await built.app.close();
+        await tenants.close();
+      },
+    };
+  } catch (err) {
+    await tenants.close().catch(() => undefined);
+    throw err;
+  }
+}
+
 /** What every HTTP server of the process needs from its tenants: metrics per tenant, keys, readiness. */
 export function opsDeps<T extends TenantRuntime>(
   tenants: Tenants<T>,

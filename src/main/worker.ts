@@ -28,7 +28,7 @@ import type { Store } from '../storage/ports.ts';
 import { checkRole, DURABLE, openCore, startStoreWriter } from './adapters.ts';
 import { startBackgroundWork } from './background.ts';
 import { Health, pingCheck, trainingCheck } from './health.ts';
-import { openTenants, opsDeps } from './tenancy.ts';
+import { aroundTenants, openTenants, opsDeps } from './tenancy.ts';
 
 export interface WorkerProcess {
   config: Readonly<Config>;
@@ -49,27 +49,14 @@ export async function createWorker(
   parseSchedule(config.training.schedule); // an invalid cron fails start-up before anything is opened
   const logger = options.logger ?? createLogger(config.logging.level);
   const tenants = await openTenants(config, logger, createWorkerTenant);
-  try {
-    const app = buildOpsApp(opsDeps(tenants, config, logger));
-    let closed = false;
-    return {
-      config,
-      logger,
-      metrics: tenants.main.metrics,
-      app,
-      health: tenants.main.health,
-      runner: tenants.main.runner,
-      async close() {
-        if (closed) return;
-        closed = true;
-        await app.close();
-        await tenants.close();
-      },
-    };
-  } catch (err) {
-    await tenants.close().catch(() => undefined);
-    throw err;
-  }
+  return aroundTenants(tenants, () => ({
+    config,
+    logger,
+    metrics: tenants.main.metrics,
+    app: buildOpsApp(opsDeps(tenants, config, logger)),
+    health: tenants.main.health,
+    runner: tenants.main.runner,
+  }));
 }
 
 /** One tenant's consumers and job runner. */
