@@ -24,10 +24,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect as connectNats } from '@nats-io/transport-node';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { PgCluster } from './pg-cluster.ts';
-import { freePort, sleep } from './processes.ts';
+import { freePort, pingRedis, sleep } from './processes.ts';
 
 export type ServerKind = 'redis' | 'nats';
 
@@ -149,7 +148,7 @@ export class PrivateServer {
       if (child.exitCode !== null || child.signalCode !== null)
         throw new Error(`${this.kind} on ${this.port} exited at start:\n${this.tail()}`);
       try {
-        await (this.kind === 'redis' ? pingRedis(this.url) : pingJetStream(this.url));
+        await (this.kind === 'redis' ? pingRedis(this.url, 1000) : pingJetStream(this.url));
         return;
       } catch (err) {
         last = (err as Error).message;
@@ -160,23 +159,6 @@ export class PrivateServer {
     throw new Error(
       `${this.kind} on ${this.port} not serving after ${timeoutMs} ms (${last}):\n${this.tail()}`,
     );
-  }
-}
-
-async function pingRedis(url: string): Promise<void> {
-  const client = new Redis(url, {
-    lazyConnect: true,
-    connectTimeout: 1000,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    // LOADING (replaying the AOF) is an error reply: not serving yet.
-    if ((await client.ping()) !== 'PONG') throw new Error('PING did not answer PONG');
-  } finally {
-    client.disconnect();
   }
 }
 

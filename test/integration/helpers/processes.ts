@@ -73,19 +73,7 @@ export async function assertServicesUp(services: readonly Service[]): Promise<vo
             await client.end().catch(() => undefined);
           }
         } else if (service === 'redis') {
-          const client = new Redis(SERVICES.redis, {
-            lazyConnect: true,
-            connectTimeout: 5000,
-            maxRetriesPerRequest: 0,
-            retryStrategy: () => null,
-          });
-          client.on('error', () => undefined);
-          try {
-            await client.connect();
-            if ((await client.ping()) !== 'PONG') throw new Error('PING did not answer PONG');
-          } finally {
-            client.disconnect();
-          }
+          await pingRedis(SERVICES.redis, 5000);
         } else {
           const nc = await connectNats({ servers: SERVICES.nats, timeout: 5000, maxReconnectAttempts: 0 });
           try {
@@ -108,6 +96,24 @@ export async function assertServicesUp(services: readonly Service[]): Promise<vo
 }
 
 /** A TCP port nobody listens on right now (the OS picks it; a process may still race us for it). */
+/** One PING on a fresh connection, no retries: resolves when the server at `url` serves commands. */
+export async function pingRedis(url: string, connectTimeoutMs: number): Promise<void> {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: connectTimeoutMs,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    // LOADING (replaying the AOF) is an error reply: not serving yet.
+    if ((await client.ping()) !== 'PONG') throw new Error('PING did not answer PONG');
+  } finally {
+    client.disconnect();
+  }
+}
+
 export async function freePort(): Promise<number> {
   const server = createServer();
   server.listen(0, '127.0.0.1');
