@@ -6,17 +6,8 @@
 import type { Principal, RequestContext, Scope } from '../domain/context.ts';
 import type { ApiKeyRecord } from '../domain/types.ts';
 
-/** A key as shown to operators (never the secret or its hash). */
-export interface ApiKeyInfo {
-  id: string;
-  tenant: string;
-  scopes: Scope[];
-  name: string;
-  createdAt: number;
-  createdBy: string;
-  revokedAt: number | null;
-  revokedBy: string | null;
-}
+/** A key as shown to operators: the stored record without its secret's hash. */
+export type ApiKeyInfo = Omit<ApiKeyRecord, 'secretHash'>;
 
 export interface CreateKeyRequest {
   scopes: Scope[];
@@ -60,14 +51,6 @@ export interface RouteSecurity {
 }
 
 export function keyInfo(record: ApiKeyRecord): ApiKeyInfo {
-  return {
-    id: record.id,
-    tenant: record.tenant,
-    scopes: [...record.scopes],
-    name: record.name,
-    createdAt: record.createdAt,
-    createdBy: record.createdBy,
-    revokedAt: record.revokedAt,
-    revokedBy: record.revokedBy,
-  };
+  const { secretHash: _hash, ...info } = record;
+  return { ...info, scopes: [...record.scopes] };
 }
