@@ -13,6 +13,11 @@ const EventTypeSpec = Type.Object(
     minValue: Type.Optional(Type.Number()),
     /** Values above this are rejected (CAIRN_VALIDATION naming `value`), e.g. a 1–5 rating scale. */
     maxValue: Type.Optional(Type.Number()),
+    /**
+     * The item was only shown (an impression): it does not count as seen by the user (`serving.excludeSeen`),
+     * so showing an offer does not remove it from the user's recommendations.
+     */
+    shownOnly: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -166,6 +171,10 @@ export const ConfigSchema = Type.Object(
             like: { weight: 4 },
             dislike: { weight: 0, negative: true },
             return: { weight: 0, negative: true },
+            // An offer or item was shown (next-best-offer records them): counts exposures, weighs nothing.
+            impression: { weight: 0, shownOnly: true },
+            // The user waved an offer away: never shown or recommended to them again (a suppressing outcome).
+            dismiss: { weight: 0, negative: true },
           },
         }),
         /**
@@ -273,6 +282,73 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    /** Feature store (src/features): item state kept online per event and rebuilt offline the same way. */
+    features: Type.Object(
+      {
+        /** Half-lives (days) of the item's decayed positive weight, one windowed counter per entry. */
+        halfLivesDays: Type.Array(Type.Number({ exclusiveMinimum: 0 }), {
+          minItems: 1,
+          maxItems: 8,
+          default: [1, 7, 30],
+        }),
+        /** Per item, interaction counts are kept for at most this many distinct user segments. */
+        maxSegmentsPerItem: Type.Integer({ minimum: 0, maximum: 1024, default: 32 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    /**
+     * Two-stage ranking (src/algorithms/gbdt.ts, src/evaluation/ltr.ts): retrievers propose candidates,
+     * LambdaMART ranks them on the ranking features. Defaults chosen on inner validation splits.
+     */
+    ranking: Type.Object(
+      {
+        /**
+         * Serving: a model version whose artifact carries a trained ranker re-ranks its candidates with it
+         * (an experiment arm's `ranker` overrides this either way). Off: the CF ranking answers.
+         */
+        enabled: Type.Boolean({ default: true }),
+        /** Candidates per request after merging the retrievers' lists (round-robin). */
+        candidates: Type.Integer({ minimum: 1, maximum: 10_000, default: 200 }),
+        /**
+         * Training: every training also learns a ranker over the trained model and the popular list
+         * (training/ranker.ts), from the gate's holdout; it ships in the version only if it beats the
+         * model's own ranking on held-out users.
+         */
+        train: Type.Boolean({ default: true }),
+        /** Training: held-out users turned into ranking queries, at most (a seeded sample). */
+        maxQueries: Type.Integer({ minimum: 1, default: 5_000 }),
+        /** Training: fewer queries with a relevant candidate than this and no ranker is learned. */
+        minQueries: Type.Integer({ minimum: 1, default: 50 }),
+        /** Training: share of the queries kept apart for early stopping and the ship decision. */
+        validShare: Type.Number({ exclusiveMinimum: 0, maximum: 0.9, default: 0.2 }),
+        /**
+         * Offline (`cairn eval --algorithms ltr`): retrievers, in round-robin order. A trained version's
+         * ranker uses the model's own algorithm and the popular list (what serving holds).
+         */
+        retrievers: Type.Array(
+          Type.Union(['pop', 'itemknn', 'als', 'ease', 'bpr', 'rp3beta'].map((n) => Type.Literal(n))),
+          { minItems: 1, uniqueItems: true, default: ['pop', 'itemknn', 'als', 'ease'] },
+        ),
+        /** EASE is not used as a retriever above this many items (dense EASE is O(items³)). */
+        easeMaxItems: Type.Integer({ minimum: 0, default: 30_000 }),
+        /** LambdaMART training (src/algorithms/gbdt.ts LAMBDAMART_DEFAULTS). */
+        lambdaMart: Type.Object(
+          {
+            trees: Type.Integer({ minimum: 1, maximum: 100_000, default: 300 }),
+            learningRate: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.05 }),
+            leaves: Type.Integer({ minimum: 2, maximum: 4096, default: 31 }),
+            minDataInLeaf: Type.Integer({ minimum: 1, default: 50 }),
+            lambdaL2: Type.Number({ minimum: 0, default: 1 }),
+            bins: Type.Integer({ minimum: 2, maximum: 255, default: 255 }),
+            featureFraction: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.9 }),
+            ndcgAt: Type.Integer({ minimum: 1, maximum: 10_000, default: 10 }),
+            earlyStoppingRounds: Type.Integer({ minimum: 0, default: 30 }),
+          },
+          { default: {}, additionalProperties: false },
+        ),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     experiments: Type.Object(
       {
         /** Record every served answer (request id, user, items, variant, model) for feedback attribution. */
@@ -288,6 +364,49 @@ export const ConfigSchema = Type.Object(
         ),
         /** How often the canary guard compares a canary's online metric with its control's. */
         guardCheckSeconds: Type.Number({ exclusiveMinimum: 0, default: 30 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    /** Next-best-offer (src/offers): offers are catalog items with an `offer` attribute. */
+    offers: Type.Object(
+      {
+        /** Offers per answer when the request names no `k`. */
+        defaultK: Type.Integer({ minimum: 1, default: 1 }),
+        /** At most this many offer impressions per user in any 24 hours, over all offers (0: no global cap). */
+        maxPerUserPerDay: Type.Integer({ minimum: 0, default: 5 }),
+        /** Contact policy of offers whose `offer.policy` does not set a field (0 turns a rule off). */
+        policy: Type.Object(
+          {
+            /** At most this many impressions of one offer per user per `periodDays`. */
+            maxImpressions: Type.Integer({ minimum: 0, default: 3 }),
+            periodDays: Type.Number({ exclusiveMinimum: 0, default: 7 }),
+            /** After this many outcomes of `suppressOutcomes` on the offer, it is suppressed `suppressDays`. */
+            suppressAfter: Type.Integer({ minimum: 0, default: 1 }),
+            suppressOutcomes: Type.Array(Type.String({ minLength: 1 }), { default: ['purchase', 'dismiss'] }),
+            suppressDays: Type.Number({ exclusiveMinimum: 0, default: 30 }),
+          },
+          { default: {}, additionalProperties: false },
+        ),
+        /** Business lever per category, multiplied into expected value (an offer's levers multiply). */
+        categoryLevers: Type.Record(Type.String(), Type.Number({ minimum: 0 }), { default: {} }),
+        /** Beta prior of every offer's conversion rate (default: a 10 % rate worth 10 exposures). */
+        prior: Type.Object(
+          {
+            alpha: Type.Number({ exclusiveMinimum: 0, default: 1 }),
+            beta: Type.Number({ exclusiveMinimum: 0, default: 9 }),
+          },
+          { default: {}, additionalProperties: false },
+        ),
+        /** Thompson sampling: the conversion rate is a draw from the posterior, not its mean. */
+        explore: Type.Boolean({ default: true }),
+        /** Served offers are appended to the event log as `impression` events (what the caps count). */
+        recordImpressions: Type.Boolean({ default: true }),
+        /** Event types that count as conversions of an offer. */
+        conversionTypes: Type.Array(Type.String({ minLength: 1 }), { default: ['purchase'] }),
+        /** Event types that count as exposures (trials) of an offer: served impressions and page views. */
+        exposureTypes: Type.Array(Type.String({ minLength: 1 }), { default: ['impression', 'view'] }),
+        /** Strength of the champion model's personal affinity on the probability (0: off). */
+        affinityStrength: Type.Number({ minimum: 0, default: 0.5 }),
       },
       { default: {}, additionalProperties: false },
     ),

@@ -57,6 +57,8 @@ export interface EventTypeSpec {
   minValue?: number;
   /** Events of this type with a value above this are rejected at ingestion (e.g. a 0–10 rating scale). */
   maxValue?: number;
+  /** The item was only shown (an impression): not counted as seen by the user. */
+  shownOnly?: boolean;
 }
 
 /**
@@ -223,12 +225,45 @@ export interface Job {
   dedupeKey: string | null;
 }
 
-export type RecommendationSource = 'personalized' | 'fallback';
+/** `session`: the champion answered for an anonymous session from the items it was sent. */
+export type RecommendationSource = 'personalized' | 'fallback' | 'session';
+
+/** Catalog fields a client may ask to have on each recommended item (`fields=`). */
+export type ItemField = 'title' | 'categories' | 'price' | 'attributes';
+
+/**
+ * Why one item is in an answer (`explain=true`). `contributions` are the history (or session) items
+ * behind a model's score; `list` names the list a fallback item came from; `features` are per-feature
+ * contributions of a ranker (cold-start ranking today, the trained ranker later).
+ */
+export interface ItemExplanation {
+  /** The link of the answer chain that produced the item. */
+  link:
+    'personal' | 'session' | 'similar_to_recent' | 'similar' | 'category_popular' | 'popular' | 'cold_start';
+  /** Algorithm of the model behind the score; null for lists that are no model's. */
+  model: string | null;
+  /** History items by their share of the item's positive evidence, largest first (at most 10 listed). */
+  contributions: { itemId: string; weight: number }[];
+  /** Share of the evidence from history items not listed (contributions' weights + this = 1 when any). */
+  otherWeight: number;
+  /** The list a fallback item came from: `popular` or `category:<name>`. */
+  list?: string;
+  /** A ranker's per-feature contributions; with `bias` they sum to the item's ranking score. */
+  features?: { name: string; value: number | null; contribution: number }[];
+  bias?: number;
+}
 
 export interface RecommendedItem {
   itemId: string;
   score: number;
   reason: string;
+  /** Present when asked for with `fields=` (null when the item has no such value). */
+  title?: string | null;
+  categories?: readonly string[];
+  price?: number | null;
+  attributes?: JsonObject;
+  /** Present with `explain=true`. */
+  explanation?: ItemExplanation;
 }
 
 export interface RecommendationResult {

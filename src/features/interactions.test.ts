@@ -84,6 +84,17 @@ describe('buildUserProfile', () => {
   });
 });
 
+describe('shown-only types', () => {
+  it('an impression neither counts as seen nor as a positive; a view of the same item does', () => {
+    const withImpressions = { ...types, impression: { weight: 0, shownOnly: true } };
+    const shown = buildUserProfile(withImpressions, [ev('a', 'impression', 2), ev('b', 'view', 1)]);
+    expect([...shown.seen]).toEqual(['b']);
+    expect(shown.positives.has('a')).toBe(false);
+    const viewed = buildUserProfile(withImpressions, [ev('a', 'impression', 2), ev('a', 'view', 3)]);
+    expect(viewed.seen.has('a')).toBe(true);
+  });
+});
+
 describe('decayFactor', () => {
   it('halves every half-life and is 1 without decay', () => {
     expect(decayFactor(7 * 86_400_000, 7)).toBeCloseTo(0.5, 12);

@@ -57,7 +57,7 @@ export interface UserProfile {
   positives: Map<string, number>;
   /** Items the user marked negative (dislike, return…), never recommended to them. */
   negatives: Set<string>;
-  /** Every item the user touched, positive or not (views included). */
+  /** Every item the user touched, positive or not (views included; `shownOnly` types, e.g. impressions, not). */
   seen: Set<string>;
   /** Distinct positively-interacted items, most recent first. */
   recent: string[];
@@ -85,7 +85,8 @@ export function buildUserProfile(
   const strongestWeight = new Map<string, number>();
   let lastEventAt: number | null = null;
   for (const e of events) {
-    seen.add(e.itemId);
+    // An impression is not a sight of the item: an offer shown stays recommendable.
+    if (types[e.type]?.shownOnly !== true) seen.add(e.itemId);
     if (lastEventAt === null || e.timestamp > lastEventAt) lastEventAt = e.timestamp;
     const w = interactionWeight(types, e, limits);
     if (w.negative) negatives.add(e.itemId);

@@ -82,6 +82,8 @@ class RecordingState implements OnlineState {
   popularity = (ids: string[], now: number) => this.inner.popularity(ids, now);
   popularCount = () => this.inner.popularCount();
   items = (after: string | undefined, limit: number) => this.inner.items(after, limit);
+  itemFeatures = (ids: string[]) => this.inner.itemFeatures(ids);
+  userMeta = (userId: string) => this.inner.userMeta(userId);
   cacheGet = (userId: string, key: string) => this.inner.cacheGet(userId, key);
   cacheSet = (userId: string, key: string, value: string, ttl: number) =>
     this.inner.cacheSet(userId, key, value, ttl);

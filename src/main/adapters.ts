@@ -126,6 +126,7 @@ export function onlineStateOptions(config: Readonly<Config>): OnlineStateOptions
     historyLimit: config.serving.historyLimit,
     maxEventWeight: config.events.maxEventWeight,
     maxUserItemWeight: config.events.maxUserItemWeight,
+    features: config.features,
   };
 }
 

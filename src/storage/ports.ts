@@ -18,6 +18,7 @@ import type {
   User,
   VariantTotals,
 } from '../domain/types.ts';
+import type { ItemFeatureState, UserMeta } from '../features/definitions.ts';
 
 /** Result of appending one event: `false` means its event_id was already stored (never counted twice). */
 export type AppendOutcome = 'inserted' | 'duplicate';
@@ -349,6 +350,8 @@ export interface OnlineStateOptions {
   maxEventWeight?: number;
   /** Config `events.maxUserItemWeight`: one user holds at most this of one item's popularity. */
   maxUserItemWeight?: number;
+  /** Config `features` (item feature states, features/item-state.ts); absent: FEATURE_DEFAULTS. */
+  features?: { halfLivesDays: readonly number[]; maxSegmentsPerItem: number };
 }
 
 export interface OnlineState {
@@ -360,9 +363,9 @@ export interface OnlineState {
    */
   applyEvents(events: StoredEvent[]): Promise<void>;
   /**
-   * Applies entity changes in log order: items → catalog, user → opt-out flag, erase → the user's
-   * history, flag and cache are dropped and their events' popularity subtracted, champion → nothing to
-   * store (but the watermark moves). Records with `seq ≤ watermarks.changes` are skipped.
+   * Applies entity changes in log order: items → catalog, user → opt-out flag, segments and attributes,
+   * erase → the user's history, flag, segments, attributes and cache are dropped and their events'
+   * popularity subtracted, champion → nothing to store (but the watermark moves). Records with `seq ≤ watermarks.changes` are skipped.
    */
   applyChanges(records: LogRecord<EntityChange>[]): Promise<void>;
   watermarks(): Promise<OnlineWatermarks>;
@@ -377,6 +380,14 @@ export interface OnlineState {
   popularCount(): Promise<number>;
   /** Catalog entries ordered by id, after `after`, at most `limit` (to load a replica's catalog view). */
   items(after: string | undefined, limit: number): Promise<Item[]>;
+  /**
+   * Feature states of the given items (null when the item has no events), in the order asked. `applyEvents`
+   * folds every applied event into its item's state with features/item-state.ts `foldItemEvent` (segments:
+   * the acting user's stored segments at that moment).
+   */
+  itemFeatures(itemIds: string[]): Promise<(ItemFeatureState | null)[]>;
+  /** The user's segments and attributes as last PUT (null when unknown or erased). */
+  userMeta(userId: string): Promise<UserMeta | null>;
   /** Cached answer for the user under `key` (null when absent, expired or dropped by a newer event). */
   cacheGet(userId: string, key: string): Promise<string | null>;
   cacheSet(userId: string, key: string, value: string, ttlMs: number): Promise<void>;

@@ -10,6 +10,8 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Item, JsonObject, StoredEvent, User } from '../../domain/types.ts';
+import type { FeatureEvent } from '../../features/definitions.ts';
+import { featureConfigOf, itemStatesAt } from '../../features/item-state.ts';
 import type { EntityChange, LogRecord, OnlineState, OnlineStateOptions } from '../ports.ts';
 import { sleep } from './helpers.ts';
 
@@ -611,6 +613,115 @@ export function describeOnlineStateConformance(
         await s.applyChanges([rec(1, { kind: 'erase', userId: 'u1', events: erased(u1) })]);
         expect(await s.popularity(['a'], later)).toEqual([0]);
         expect(await s.popularCount()).toBe(1);
+      });
+    });
+
+    describe('item features and user metadata', () => {
+      const withSegments = (id: string, segments: string[], attributes: JsonObject = {}): User => ({
+        ...user(id, false),
+        segments,
+        attributes,
+      });
+
+      it('userMeta is null when unknown, the last PUT otherwise, and null again after an erase', async () => {
+        const s = await open();
+        expect(await s.userMeta('u1')).toBeNull();
+        await s.applyChanges([
+          rec(1, { kind: 'user', user: withSegments('u1', ['vip'], { country: 'FR' }) }),
+          rec(2, { kind: 'user', user: withSegments('u2', ['eu']) }),
+          rec(3, { kind: 'user', user: withSegments('u1', ['vip', 'new'], { country: 'DE', age: 30 }) }),
+        ]);
+        expect(await s.userMeta('u1')).toEqual({
+          segments: ['vip', 'new'],
+          attributes: { country: 'DE', age: 30 },
+        });
+        await s.applyChanges([rec(4, { kind: 'erase', userId: 'u1', events: [] })]);
+        expect(await s.userMeta('u1')).toBeNull();
+        expect(await s.userMeta('u2')).toEqual({ segments: ['eu'], attributes: {} });
+      });
+
+      it('folds every applied event once into its item state, with the acting user’s stored segments', async () => {
+        const s = await open();
+        expect(await s.itemFeatures([])).toEqual([]);
+        expect(await s.itemFeatures(['a', 'b'])).toEqual([null, null]);
+        const rand = lcg(11);
+        const types = [
+          'view',
+          'view',
+          'click',
+          'purchase',
+          'rating',
+          'dislike',
+          'impression',
+          'not_configured',
+        ];
+        const events: StoredEvent[] = [];
+        for (let i = 1; i <= 300; i++) {
+          const type = types[Math.floor(rand() * types.length)];
+          events.push(
+            ev(i, `u${1 + Math.floor(rand() * 4)}`, `i${Math.floor(rand() * 6)}`, type, NOW + i * 3_600_000, {
+              value: type === 'rating' ? 1 + Math.floor(rand() * 5) : null,
+            }),
+          );
+        }
+        // u1 changes segments after event 150; u3 has none; u4 is unknown to the state.
+        const segmentsAt = (e: StoredEvent): string[] | undefined =>
+          ({ u1: e.seq <= 150 ? ['vip'] : ['new'], u2: ['eu', 'vip'], u3: [] })[e.userId];
+        await s.applyChanges([
+          rec(1, { kind: 'user', user: withSegments('u1', ['vip']) }),
+          rec(2, { kind: 'user', user: withSegments('u2', ['eu', 'vip']) }),
+          rec(3, { kind: 'user', user: withSegments('u3', []) }),
+        ]);
+        for (let from = 0; from < events.length; from += 50) {
+          if (from === 150)
+            await s.applyChanges([rec(4, { kind: 'user', user: withSegments('u1', ['new']) })]);
+          await s.applyEvents(events.slice(from, from + 50));
+          // An overlapping redelivery (half old, half new) and a full replay change nothing more.
+          await s.applyEvents(events.slice(Math.max(0, from - 25), from + 25));
+          await s.applyEvents(events.slice(0, from + 50));
+        }
+        const offline = itemStatesAt(
+          events.map((e): FeatureEvent => ({ ...e, segments: segmentsAt(e) })),
+          Infinity,
+          featureConfigOf(OPTIONS),
+        );
+        const ids = ['i5', 'zz', 'i0', 'i1', 'i2', 'i3', 'i4'];
+        const online = await s.itemFeatures(ids);
+        expect(online).toEqual(ids.map((id) => offline.get(id) ?? null));
+        expect(online[0]!.decayed).toHaveLength(3); // config `features` defaults: [1, 7, 30]
+        expect(Object.keys(online[2]!.segments).sort()).toEqual(['eu', 'new', 'vip']);
+      });
+
+      it('rejects unusable feature settings with CAIRN_CONFIG_INVALID naming the key', async () => {
+        await expect(open({ features: { halfLivesDays: [], maxSegmentsPerItem: 4 } })).rejects.toMatchObject({
+          code: 'CAIRN_CONFIG_INVALID',
+          details: { fields: [{ field: 'features.halfLivesDays' }] },
+        });
+        await expect(
+          open({ features: { halfLivesDays: [1], maxSegmentsPerItem: -1 } }),
+        ).rejects.toMatchObject({
+          code: 'CAIRN_CONFIG_INVALID',
+          details: { fields: [{ field: 'features.maxSegmentsPerItem' }] },
+        });
+      });
+
+      it('clear() forgets feature states and user metadata', async () => {
+        const s = await open({ features: { halfLivesDays: [2], maxSegmentsPerItem: 1 } });
+        await s.applyChanges([rec(1, { kind: 'user', user: withSegments('u1', ['a', 'b']) })]);
+        await s.applyEvents([ev(1, 'u1', 'x', 'click', NOW)]);
+        expect(await s.itemFeatures(['x'])).toEqual([
+          {
+            firstSeen: NOW,
+            lastSeen: NOW,
+            counts: { click: 1 },
+            decayed: [2],
+            reference: NOW,
+            segments: { a: { click: 1 } },
+          },
+        ]);
+        await s.clear();
+        expect(await s.itemFeatures(['x'])).toEqual([null]);
+        expect(await s.userMeta('u1')).toBeNull();
       });
     });
 

@@ -41,6 +41,8 @@ async function observe(s: OnlineState, users: string[], items: string[], now: nu
     catalog: await s.items(undefined, 1000),
     histories: await Promise.all(users.map((u) => s.recentEvents(u, 100))),
     optedOut: await Promise.all(users.map((u) => s.optedOut(u))),
+    itemFeatures: await s.itemFeatures(items),
+    userMeta: await Promise.all(users.map((u) => s.userMeta(u))),
   };
 }
 
@@ -75,7 +77,14 @@ async function populated(): Promise<{ state: MemoryOnlineState; users: string[];
       seq: 2,
       value: {
         kind: 'user',
-        user: { id: 'u1', attributes: {}, segments: [], optOut: true, createdAt: 1, updatedAt: 1 },
+        user: {
+          id: 'u1',
+          attributes: { tier: 'gold' },
+          segments: ['vip'],
+          optOut: true,
+          createdAt: 1,
+          updatedAt: 1,
+        },
       },
     },
     {
@@ -104,6 +113,8 @@ describe('MemoryOnlineState snapshots', () => {
       await observe(state, users, items, later),
     );
     expect((await observe(state, users, items, later)).popular.length).toBeGreaterThan(0);
+    expect((await observe(state, users, items, later)).itemFeatures.filter(Boolean).length).toBe(5);
+    expect(await restored.userMeta('u1')).toEqual({ segments: ['vip'], attributes: { tier: 'gold' } });
     expect(await restored.cacheGet('u0', 'k')).toBeNull();
     expect(restored.snapshot().equals(bytes)).toBe(true);
 
@@ -114,6 +125,7 @@ describe('MemoryOnlineState snapshots', () => {
       ev(62, 'u9', 'new', 'view', later + 1),
       ev(63, 'u0', 'a', 'purchase', late),
       ev(64, 'u0', 'a', 'purchase', late - 3600_000),
+      ev(65, 'u1', 'c', 'view', later + 2), // folded with u1's restored segments
     ];
     const [before] = await state.popularity(['a'], late);
     await state.applyEvents(more);
@@ -168,6 +180,8 @@ describe('MemoryOnlineState snapshots', () => {
     expect(reason(() => MemoryOnlineState.restore(bytes, { ...OPTIONS, maxEventWeight: 7 }))).toBe(
       'settings',
     );
+    const otherFeatures = { ...OPTIONS, features: { halfLivesDays: [1, 7], maxSegmentsPerItem: 32 } };
+    expect(reason(() => MemoryOnlineState.restore(bytes, otherFeatures))).toBe('settings');
     expect(reason(() => MemoryOnlineState.restore(bytes, { ...OPTIONS, maxUserItemWeight: undefined }))).toBe(
       'settings',
     );

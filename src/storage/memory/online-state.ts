@@ -5,10 +5,22 @@
  *
  * `snapshot()` / `MemoryOnlineState.restore()` let the process restart from the last snapshot plus its
  * watermarks (replaying only the log tail) instead of rescanning the whole event log.
+ *
+ * Item feature states (features/item-state.ts) are folded per applied event with `foldItemEvent`, the
+ * acting user's segments taken from the user records applied so far (`userMeta`).
  */
 import { crc32 } from 'node:zlib';
 import type { EventTypeSpec, Item, StoredEvent } from '../../domain/types.ts';
 import { CairnError } from '../../errors/errors.ts';
+import {
+  FEATURE_DEFAULTS,
+  featureConfigIssues,
+  type FeatureConfig,
+  type FeatureEvent,
+  type ItemFeatureState,
+  type UserMeta,
+} from '../../features/definitions.ts';
+import { featureConfigOf, foldItemEvent } from '../../features/item-state.ts';
 import {
   compareIds,
   ContributionRules,
@@ -46,6 +58,7 @@ function checkOptions(options: OnlineStateOptions): void {
     fields.push({ field: 'serving.historyLimit', message: 'must be an integer ≥ 1' });
   }
   fields.push(...weightLimitIssues(options));
+  fields.push(...featureConfigIssues(options.features ?? FEATURE_DEFAULTS));
   if (fields.length > 0) throw new CairnError('CAIRN_CONFIG_INVALID', fields[0].message, { fields });
 }
 
@@ -62,7 +75,9 @@ function popularitySettings(options: OnlineStateOptions): string {
     });
   // JSON writes an absent or infinite limit as null: both mean no limit.
   const limits = [options.maxEventWeight ?? null, options.maxUserItemWeight ?? null];
-  return JSON.stringify({ halfLifeMs: halfLifeMs(options.popularityHalfLifeDays), types, limits });
+  const f = options.features ?? FEATURE_DEFAULTS;
+  const features = [[...f.halfLivesDays], f.maxSegmentsPerItem];
+  return JSON.stringify({ halfLifeMs: halfLifeMs(options.popularityHalfLifeDays), types, limits, features });
 }
 
 /** In-memory `OnlineState` (see the file comment); `kind` is `memory`. */
@@ -76,6 +91,13 @@ export class MemoryOnlineState implements OnlineState {
   /** Per user and item, what the user holds of the item's popularity (kept only under a per-user cap). */
   private holdings = new Map<string, Map<string, Holding>>();
   private optOuts = new Set<string>();
+  /** Item feature states, folded per applied event (features/item-state.ts). */
+  private itemStates = new Map<string, ItemFeatureState>();
+  /** Segments and attributes of users, from `user` records (dropped on erase). */
+  private userMetas = new Map<string, UserMeta>();
+  private readonly featureConfig: FeatureConfig;
+  /** Reused for every fold: the fold reads the event, it never keeps it. */
+  private readonly scratch: FeatureEvent = { itemId: '', type: '', value: null, timestamp: 0 };
   private catalog = new Map<string, Item>();
   /** Catalog ids in code-point order; null after an id was added (sorted again on the next listing). */
   private catalogOrder: string[] | null = [];
@@ -90,6 +112,7 @@ export class MemoryOnlineState implements OnlineState {
     this.options = { ...options, types: { ...options.types } };
     this.rules = new ContributionRules(this.options.types, options.popularityHalfLifeDays, options);
     this.pop = new PopularityTracker(this.options.popularityHalfLifeDays);
+    this.featureConfig = featureConfigOf(this.options);
   }
 
   applyEvents(events: StoredEvent[]): Promise<void> {
@@ -102,6 +125,7 @@ export class MemoryOnlineState implements OnlineState {
         this.remember(e);
         const weight = this.rules.add(this.holdingsOf(e.userId), e);
         if (weight > 0) added.push({ itemId: e.itemId, timestamp: e.timestamp, weight });
+        this.foldFeatures(e);
         this.dropCache(e.userId);
       }
       this.pop.add(added);
@@ -126,11 +150,16 @@ export class MemoryOnlineState implements OnlineState {
           case 'user':
             if (change.user.optOut) this.optOuts.add(change.user.id);
             else this.optOuts.delete(change.user.id);
+            this.userMetas.set(change.user.id, {
+              segments: [...change.user.segments],
+              attributes: structuredClone(change.user.attributes),
+            });
             break;
           case 'erase':
             this.histories.delete(change.userId);
             this.holdings.delete(change.userId);
             this.optOuts.delete(change.userId);
+            this.userMetas.delete(change.userId);
             this.dropCache(change.userId);
             // Only what this state has counted can be taken away: an event past the event watermark was
             // never added here (the two logs are consumed independently). What each counted event added
@@ -194,6 +223,18 @@ export class MemoryOnlineState implements OnlineState {
       const out: Item[] = [];
       for (let i = lo; i < end; i++) out.push(this.catalog.get(order[i])!);
       return out;
+    });
+  }
+
+  itemFeatures(itemIds: string[]): Promise<(ItemFeatureState | null)[]> {
+    // Copies: the stored states are updated in place by later events.
+    return this.run(() => itemIds.map((id) => cloneState(this.itemStates.get(id))));
+  }
+
+  userMeta(userId: string): Promise<UserMeta | null> {
+    return this.run(() => {
+      const meta = this.userMetas.get(userId);
+      return meta === undefined ? null : structuredClone(meta);
     });
   }
 
@@ -293,6 +334,18 @@ export class MemoryOnlineState implements OnlineState {
         w.f64(h.at);
       }
     }
+
+    // JSON prints doubles in their shortest exact form: states round-trip bit for bit.
+    w.u32(this.itemStates.size);
+    for (const [itemId, state] of this.itemStates) {
+      w.str(itemId);
+      w.str(JSON.stringify(state));
+    }
+    w.u32(this.userMetas.size);
+    for (const [userId, meta] of this.userMetas) {
+      w.str(userId);
+      w.str(JSON.stringify(meta));
+    }
     return w.finish();
   }
 
@@ -370,6 +423,15 @@ export class MemoryOnlineState implements OnlineState {
       for (let i = r.u32(); i > 0; i--) held.set(r.str(), { weight: r.f64(), at: r.f64() });
       this.holdings.set(userId, held);
     }
+
+    for (let i = r.u32(); i > 0; i--) {
+      const itemId = r.str();
+      this.itemStates.set(itemId, JSON.parse(r.str()) as ItemFeatureState);
+    }
+    for (let i = r.u32(); i > 0; i--) {
+      const userId = r.str();
+      this.userMetas.set(userId, JSON.parse(r.str()) as UserMeta);
+    }
     r.end();
   }
 
@@ -383,6 +445,20 @@ export class MemoryOnlineState implements OnlineState {
     else history.splice(i, 0, e);
     const limit = this.options.historyLimit;
     if (history.length >= 2 * limit) history.splice(0, history.length - limit);
+  }
+
+  /** Folds an applied event into its item's feature state, with the acting user's current segments. */
+  private foldFeatures(e: StoredEvent): void {
+    const x = this.scratch;
+    x.itemId = e.itemId;
+    x.type = e.type;
+    x.value = e.value;
+    x.timestamp = e.timestamp;
+    x.seq = e.seq;
+    x.segments = this.userMetas.get(e.userId)?.segments;
+    const before = this.itemStates.get(e.itemId);
+    const after = foldItemEvent(before ?? null, x, this.featureConfig);
+    if (before === undefined) this.itemStates.set(e.itemId, after);
   }
 
   /** The user's holdings, created on first use; null when no per-user cap applies (nothing to keep). */
@@ -420,6 +496,8 @@ export class MemoryOnlineState implements OnlineState {
     this.pop.clear();
     this.histories = new Map();
     this.holdings = new Map();
+    this.itemStates = new Map();
+    this.userMetas = new Map();
     this.optOuts = new Set();
     this.catalog = new Map();
     this.catalogOrder = [];
@@ -445,20 +523,47 @@ export class MemoryOnlineState implements OnlineState {
 }
 
 /* -------------------------------------------------------------------------------------------------
- * Snapshot format, version 2 (little-endian):
+ * Snapshot format, version 3 (little-endian):
  *   magic "CAIRNOS\0" · u32 version · body · u32 CRC-32 of everything before it
  * body: settings string · u32 historyLimit · f64 event watermark · f64 change watermark ·
  *   popularity (f64 reference, NaN = none · u32 n · n × (str id, f64 sum)) · opt-outs (u32 n · n × str) ·
  *   catalog (u32 n · n × str item JSON) · histories (u32 users · per user: str id · u32 n · n × event) ·
- *   holdings (u32 users · per user: str id · u32 n · n × (str item id, f64 weight, f64 at))
+ *   holdings (u32 users · per user: str id · u32 n · n × (str item id, f64 weight, f64 at)) ·
+ *   item feature states (u32 n · n × (str item id, str state JSON)) ·
+ *   user metadata (u32 n · n × (str user id, str {segments, attributes} JSON))
  * event: f64 seq · f64 timestamp · str eventId · str itemId · str type · u8 flags (1 value, 2 context) ·
  *   [f64 value] · [str context JSON]
  * str: u32 byte length · UTF-8 bytes. A new layout gets a new version; restore() refuses unknown ones.
  * ----------------------------------------------------------------------------------------------- */
 
 const MAGIC = Buffer.from('CAIRNOS\0', 'latin1');
-/** 2: holdings (per-user caps) added; a version-1 snapshot is refused and the state rebuilt from the logs. */
-const SNAPSHOT_VERSION = 2;
+/**
+ * 2: holdings (per-user caps) added. 3: item feature states and user metadata added. An older snapshot is
+ * refused and the state rebuilt from the logs.
+ */
+const SNAPSHOT_VERSION = 3;
+
+/** A private copy of a state (null for none): callers must not see later in-place folds. */
+function cloneState(state: ItemFeatureState | undefined): ItemFeatureState | null {
+  if (state === undefined) return null;
+  const segments: Record<string, Record<string, number>> = {};
+  for (const seg of Object.keys(state.segments)) {
+    Object.defineProperty(segments, seg, {
+      value: { ...state.segments[seg] },
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return {
+    firstSeen: state.firstSeen,
+    lastSeen: state.lastSeen,
+    counts: { ...state.counts },
+    decayed: state.decayed.slice(),
+    reference: state.reference,
+    segments,
+  };
+}
 
 function unsupported(reason: 'format' | 'checksum' | 'version' | 'settings', message: string): CairnError {
   return new CairnError('CAIRN_UNSUPPORTED', `cannot restore online state: ${message}`, { reason });

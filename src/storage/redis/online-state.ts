@@ -16,6 +16,14 @@
  *   holdings were at most maxUserItemWeight · 2^(−TTL/H), so an erase afterwards may subtract that much less
  *   (at most 0.002 with the defaults) than was added.
  * - `P:optout` set of opted-out user ids.
+ * - `P:features` hash item id → item feature state JSON (features/item-state.ts `ItemFeatureState`). Folded in
+ *   JS with `foldItemEvent` (the one fold, shared with the memory adapter and offline replays): applyEvents
+ *   reads the watermark, the touched items' states and the acting users' metadata in one script, folds the
+ *   events past the watermark, and writes the states in the script that applies the batch, which first
+ *   checks the watermark is still the one read (compare-and-set) and otherwise changes nothing, so the
+ *   adapter reads and folds again. A replayed or concurrent batch therefore never folds an event twice.
+ * - `P:users` hash user id → `{segments, attributes}` JSON from `user` records; dropped on erase. The
+ *   segments are those the fold attributes an event to.
  * - `P:items` hash id → item JSON, and `P:item-ids` sorted set (all scores 0) for lexicographic paging.
  * - `P:cache:<userId>` hash key → `<expires-at ms>:<value>` with PEXPIRE; the per-entry expiry is checked
  *   against the Redis clock, because Redis 7.0 has no per-field TTL.
@@ -34,6 +42,14 @@ import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Item, StoredEvent } from '../../domain/types.ts';
 import { CairnError } from '../../errors/errors.ts';
+import {
+  FEATURE_DEFAULTS,
+  featureConfigIssues,
+  type FeatureConfig,
+  type ItemFeatureState,
+  type UserMeta,
+} from '../../features/definitions.ts';
+import { featureConfigOf, foldItemEvent } from '../../features/item-state.ts';
 import {
   ContributionRules,
   MAX_EXPONENT,
@@ -70,6 +86,9 @@ const DEFAULT_HISTORY_TTL_MS = 90 * 86_400_000;
 
 /** Seqs are < 2^53 < 10^16: 16 digits make the member order of one timestamp the seq order. */
 const SEQ_DIGITS = 16;
+
+/** Attempts of applyEvents' read-fold-write cycle before giving up (each lost race is another writer's progress). */
+const MAX_APPLY_ATTEMPTS = 16;
 
 /** A cache hash holding more fields than this has its expired entries removed on the next set. */
 const CACHE_SWEEP_FIELDS = 32;
@@ -124,13 +143,20 @@ class Script {
  */
 
 /**
- * KEYS: 1 watermarks, 2 meta, 3 popularity, then per user of the batch its history, cache and holdings keys.
- * ARGV: 1 half-life ms, 2 max exponent, 3 history limit, 4 history TTL ms, 5 per-user cap (-1: none), then
- * per event six values: seq, KEYS index of the user's history key (its cache and holdings keys follow),
- * item id, timestamp, clamped weight, member.
+ * KEYS: 1 watermarks, 2 meta, 3 popularity, 4 feature states, then per user of the batch its history, cache
+ * and holdings keys. ARGV: 1 half-life ms, 2 max exponent, 3 history limit, 4 history TTL ms, 5 per-user cap
+ * (-1: none), 6 the event watermark the feature states were folded from, 7 n, then n × (item id, state
+ * JSON), then per event six values: seq, KEYS index of the user's history key (its cache and holdings keys
+ * follow), item id, timestamp, clamped weight, member. Returns 0 without changing anything when the
+ * watermark is no longer ARGV[6] (the states were folded from an older state), else 1.
  */
 const APPLY_EVENTS = new Script(`
 local wm = tonumber(redis.call('HGET', KEYS[1], 'events') or '0')
+if wm ~= tonumber(ARGV[6]) then return 0 end
+local nStates = tonumber(ARGV[7])
+for j = 8, 7 + 2 * nStates, 2 do
+  redis.call('HSET', KEYS[4], ARGV[j], ARGV[j + 1])
+end
 local t0 = redis.call('HGET', KEYS[2], 't0')
 if t0 then t0 = tonumber(t0) end
 local H = tonumber(ARGV[1])
@@ -160,7 +186,7 @@ local function capped(key, item, w, ts)
   redis.call('HSET', key, item, string.format('%.17g', held) .. ' ' .. string.format('%.17g', at))
   return added
 end
-for i = 6, #ARGV, 6 do
+for i = 8 + 2 * nStates, #ARGV, 6 do
   local seq = tonumber(ARGV[i])
   if seq > top then
     top = seq
@@ -203,10 +229,10 @@ return 1
 `);
 
 /**
- * KEYS: 1 watermarks, 2 meta, 3 popularity, 4 opt-outs, 5 items hash, 6 item ids, then per erased user its
- * history, cache and holdings keys. ARGV: 1 half-life ms, 2 residue tolerance, then per record: seq, op,
- * operands:
- *   I n (id json)×n | U userId 0/1 | E userId keyIndex n (itemId timestamp seq weight)×n | C
+ * KEYS: 1 watermarks, 2 meta, 3 popularity, 4 opt-outs, 5 items hash, 6 item ids, 7 user metadata, then per
+ * erased user its history, cache and holdings keys. ARGV: 1 half-life ms, 2 residue tolerance, then per
+ * record: seq, op, operands:
+ *   I n (id json)×n | U userId 0/1 metaJson | E userId keyIndex n (itemId timestamp seq weight)×n | C
  * An erased event only subtracts popularity if its seq is at or below the event watermark: events past it
  * were never added here (the two logs are consumed independently). Its weight is what it contributed.
  */
@@ -242,14 +268,16 @@ while i <= #ARGV do
       else
         redis.call('SREM', KEYS[4], ARGV[i])
       end
+      redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 2])
     end
-    i = i + 2
+    i = i + 3
   elseif op == 'E' then
     local k = tonumber(ARGV[i + 1])
     local n = tonumber(ARGV[i + 2])
     if apply then
       redis.call('DEL', KEYS[k], KEYS[k + 1], KEYS[k + 2])
       redis.call('SREM', KEYS[4], ARGV[i])
+      redis.call('HDEL', KEYS[7], ARGV[i])
       if t0 then
         local amounts = {}
         local items = {}
@@ -289,6 +317,19 @@ if top > wm then
   redis.call('HSET', KEYS[1], 'changes', string.format('%.17g', top))
 end
 return 1
+`);
+
+/**
+ * KEYS: 1 watermarks, 2 feature states, 3 user metadata. ARGV: n, n item ids, then user ids. Returns the
+ * event watermark, the n items' states (nil when absent), then the users' metadata (nil when absent), read
+ * at one instant.
+ */
+const READ_FOR_FOLD = new Script(`
+local r = { redis.call('HGET', KEYS[1], 'events') or '0' }
+local n = tonumber(ARGV[1])
+for i = 2, n + 1 do r[i] = redis.call('HGET', KEYS[2], ARGV[i]) or false end
+for i = n + 2, #ARGV do r[i] = redis.call('HGET', KEYS[3], ARGV[i]) or false end
+return r
 `);
 
 /** KEYS: 1 meta, 2 popularity. ARGV: start, stop. Returns {t0, member, score, …} or {} without popularity. */
@@ -402,11 +443,14 @@ export class RedisOnlineState implements OnlineState {
   private readonly rules: ContributionRules;
   private readonly halfLife: number;
   private readonly historyTtlMs: number;
+  private readonly featureConfig: FeatureConfig;
   private readonly k: {
     wm: string;
     meta: string;
     pop: string;
     optout: string;
+    features: string;
+    users: string;
     items: string;
     itemIds: string;
     history: string;
@@ -425,6 +469,7 @@ export class RedisOnlineState implements OnlineState {
       fields.push({ field: 'serving.historyLimit', message: 'must be an integer ≥ 1' });
     }
     fields.push(...weightLimitIssues(options));
+    fields.push(...featureConfigIssues(options.features ?? FEATURE_DEFAULTS));
     if ((options.url === undefined) === (options.client === undefined)) {
       fields.push({ field: 'redis.url', message: 'give exactly one of url and client' });
     }
@@ -440,7 +485,9 @@ export class RedisOnlineState implements OnlineState {
       historyLimit: options.historyLimit,
       maxEventWeight: options.maxEventWeight,
       maxUserItemWeight: options.maxUserItemWeight,
+      features: options.features,
     };
+    this.featureConfig = featureConfigOf(this.options);
     this.rules = new ContributionRules(this.options.types, options.popularityHalfLifeDays, this.options);
     this.halfLife = this.rules.halfLife;
     this.historyTtlMs = Math.max(1, Math.ceil(options.historyTtlMs ?? DEFAULT_HISTORY_TTL_MS));
@@ -450,6 +497,8 @@ export class RedisOnlineState implements OnlineState {
       meta: `${p}meta`,
       pop: `${p}pop`,
       optout: `${p}optout`,
+      features: `${p}features`,
+      users: `${p}users`,
       items: `${p}items`,
       itemIds: `${p}item-ids`,
       history: `${p}history:`,
@@ -490,37 +539,112 @@ export class RedisOnlineState implements OnlineState {
     return state;
   }
 
-  /** Applies a batch atomically (one script, one round trip); see OnlineState.applyEvents. */
+  /**
+   * Applies a batch atomically: one script reads what the fold needs, one applies the batch with the folded
+   * states (compare-and-set on the watermark, retried when another writer moved it); see
+   * OnlineState.applyEvents.
+   */
   applyEvents(events: StoredEvent[]): Promise<void> {
     return this.guard(async () => {
       if (events.length === 0) return;
-      const keys = [this.k.wm, this.k.meta, this.k.pop];
-      const userKey = new Map<string, number>();
-      const args: (string | number)[] = [
-        this.halfLife,
-        MAX_EXPONENT,
-        this.options.historyLimit,
-        this.historyTtlMs,
-        this.rules.cap ?? -1,
-      ];
-      for (const e of events) {
-        let u = userKey.get(e.userId);
-        if (u === undefined) {
-          u = keys.length + 1; // Lua's KEYS is 1-based
-          userKey.set(e.userId, u);
-          keys.push(this.k.history + e.userId, this.k.cache + e.userId, this.k.contrib + e.userId);
+      for (let attempt = 1; ; attempt++) {
+        const folded = await this.foldBatch(events);
+        if (folded === null) return; // every event is at or below the watermark: nothing to apply
+        if ((await this.applyFolded(events, folded.wm, folded.states)) === 1) return;
+        if (attempt >= MAX_APPLY_ATTEMPTS) {
+          throw new CairnError(
+            'CAIRN_UNAVAILABLE',
+            'online state: the event watermark kept moving (concurrent writers)',
+          );
         }
-        args.push(e.seq, u, e.itemId, e.timestamp, this.rules.weight(e), historyMember(e));
       }
-      await this.eval(APPLY_EVENTS, keys, args);
     });
+  }
+
+  /**
+   * Reads the watermark, the batch's item states and its users' metadata in one round trip and folds the
+   * events past the watermark (the same skip rule as the apply script); null when none is.
+   */
+  private async foldBatch(
+    events: StoredEvent[],
+  ): Promise<{ wm: number; states: Map<string, ItemFeatureState> } | null> {
+    const itemIds = [...new Set(events.map((e) => e.itemId))];
+    const userIds = [...new Set(events.map((e) => e.userId))];
+    const args: (string | number)[] = [itemIds.length];
+    for (const id of itemIds) args.push(id);
+    for (const id of userIds) args.push(id);
+    const reply = (await this.eval(
+      READ_FOR_FOLD,
+      [this.k.wm, this.k.features, this.k.users],
+      args,
+    )) as unknown[];
+    const wm = Number(str(reply[0]));
+    if (!events.some((e) => e.seq > wm)) return null;
+    const before = new Map<string, ItemFeatureState | null>();
+    itemIds.forEach((id, i) => {
+      const v = reply[i + 1];
+      before.set(id, v === null || v === undefined ? null : (JSON.parse(str(v)) as ItemFeatureState));
+    });
+    const segments = new Map<string, readonly string[]>();
+    userIds.forEach((id, i) => {
+      const v = reply[itemIds.length + 1 + i];
+      if (v !== null && v !== undefined) segments.set(id, (JSON.parse(str(v)) as UserMeta).segments);
+    });
+    const states = new Map<string, ItemFeatureState>();
+    let top = wm;
+    for (const e of events) {
+      if (!(e.seq > top)) continue;
+      top = e.seq;
+      const state = states.get(e.itemId) ?? before.get(e.itemId) ?? null;
+      const event = { ...e, segments: segments.get(e.userId) };
+      states.set(e.itemId, foldItemEvent(state, event, this.featureConfig));
+    }
+    return { wm, states };
+  }
+
+  /** Runs the apply script with folded states; 0 when the watermark moved since `wm` (nothing changed). */
+  private async applyFolded(
+    events: StoredEvent[],
+    wm: number,
+    states: Map<string, ItemFeatureState>,
+  ): Promise<number> {
+    const keys = [this.k.wm, this.k.meta, this.k.pop, this.k.features];
+    const userKey = new Map<string, number>();
+    const args: (string | number)[] = [
+      this.halfLife,
+      MAX_EXPONENT,
+      this.options.historyLimit,
+      this.historyTtlMs,
+      this.rules.cap ?? -1,
+      wm,
+      states.size,
+    ];
+    for (const [itemId, state] of states) args.push(itemId, JSON.stringify(state));
+    for (const e of events) {
+      let u = userKey.get(e.userId);
+      if (u === undefined) {
+        u = keys.length + 1; // Lua's KEYS is 1-based
+        userKey.set(e.userId, u);
+        keys.push(this.k.history + e.userId, this.k.cache + e.userId, this.k.contrib + e.userId);
+      }
+      args.push(e.seq, u, e.itemId, e.timestamp, this.rules.weight(e), historyMember(e));
+    }
+    return Number(await this.eval(APPLY_EVENTS, keys, args));
   }
 
   /** Applies a batch atomically (one script, one round trip); see OnlineState.applyChanges. */
   applyChanges(records: LogRecord<EntityChange>[]): Promise<void> {
     return this.guard(async () => {
       if (records.length === 0) return;
-      const keys = [this.k.wm, this.k.meta, this.k.pop, this.k.optout, this.k.items, this.k.itemIds];
+      const keys = [
+        this.k.wm,
+        this.k.meta,
+        this.k.pop,
+        this.k.optout,
+        this.k.items,
+        this.k.itemIds,
+        this.k.users,
+      ];
       const args: (string | number)[] = [this.halfLife, RESIDUE_TOLERANCE];
       for (const { seq, value: change } of records) {
         switch (change.kind) {
@@ -529,7 +653,13 @@ export class RedisOnlineState implements OnlineState {
             for (const item of change.items) args.push(item.id, JSON.stringify(item));
             break;
           case 'user':
-            args.push(seq, 'U', change.user.id, change.user.optOut ? '1' : '0');
+            args.push(
+              seq,
+              'U',
+              change.user.id,
+              change.user.optOut ? '1' : '0',
+              JSON.stringify({ segments: change.user.segments, attributes: change.user.attributes }),
+            );
             break;
           case 'erase': {
             const index = keys.length + 1;
@@ -621,6 +751,21 @@ export class RedisOnlineState implements OnlineState {
       const count = Number.isFinite(n) ? n : -1; // LIMIT 0 -1: all
       const reply = (await this.eval(ITEMS, [this.k.itemIds, this.k.items], [from, count])) as unknown[];
       return reply.map((v) => JSON.parse(str(v)) as Item);
+    });
+  }
+
+  itemFeatures(itemIds: string[]): Promise<(ItemFeatureState | null)[]> {
+    return this.guard(async () => {
+      if (itemIds.length === 0) return [];
+      const reply = await this.client.hmget(this.k.features, ...itemIds);
+      return reply.map((v) => (v === null ? null : (JSON.parse(v) as ItemFeatureState)));
+    });
+  }
+
+  userMeta(userId: string): Promise<UserMeta | null> {
+    return this.guard(async () => {
+      const v = await this.client.hget(this.k.users, userId);
+      return v === null ? null : (JSON.parse(v) as UserMeta);
     });
   }
 
