@@ -23,6 +23,7 @@ import { registerHealthRoutes } from './routes/health.ts';
 import { registerItemRoutes } from './routes/items.ts';
 import { registerKeyRoutes } from './routes/keys.ts';
 import { registerModelRoutes } from './routes/models.ts';
+import { registerOfferRoutes } from './routes/offers.ts';
 import { registerRecommendationRoutes } from './routes/recommendations.ts';
 import { registerSimilarRoutes } from './routes/similar.ts';
 import { registerUserRoutes } from './routes/users.ts';
@@ -225,6 +226,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerUserRoutes(app, context);
   registerRecommendationRoutes(app, context);
   registerSimilarRoutes(app, context);
+  if (deps.offers) registerOfferRoutes(app, context, deps.offers);
   registerModelRoutes(app, context);
   registerExperimentRoutes(app, context);
   registerFeedbackRoutes(app, context);

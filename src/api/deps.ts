@@ -11,6 +11,7 @@ import type { JobService } from '../jobs/contracts.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { HealthService } from '../monitoring/health.ts';
 import type { Metrics } from '../monitoring/metrics.ts';
+import type { NextBestOfferService } from '../offers/contracts.ts';
 import type { RecommendationService } from '../serving/contracts.ts';
 import type { Authenticator, KeyService } from '../security/contracts.ts';
 import type { ModelService } from '../training/contracts.ts';
@@ -37,6 +38,8 @@ export interface AppDeps extends BaseDeps {
   ingest: IngestService;
   catalog: CatalogService;
   recommendations: RecommendationService;
+  /** The next-best-offer decision (absent: the route is not served). */
+  offers?: NextBestOfferService;
   models: ModelService;
   jobs: JobService;
   health: HealthService;

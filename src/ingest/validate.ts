@@ -14,6 +14,7 @@ import { hash, randomUUID } from 'node:crypto';
 import type { CairnEvent, EventTypeSpec, JsonObject } from '../domain/types.ts';
 import { CairnError, type ErrorCode, type FieldIssue } from '../errors/errors.ts';
 import type { ItemPatch, UserPatch } from '../storage/ports.ts';
+import { validateOffer } from '../offers/validate.ts';
 
 /** One problem with an input object: stable code, field path (e.g. `categories[2]`) and a human message. */
 export interface ValidationIssue extends FieldIssue {
@@ -275,8 +276,11 @@ export function validateItem(raw: unknown, pathId?: string): Validated<ItemPatch
     const attributes = readAttributes(raw.attributes, issues);
     if (attributes) {
       const price = attributes.price;
+      // An item whose attributes carry `offer` is an offer (src/offers): its rules are checked here.
+      const offer = attributes.offer === undefined ? null : validateOffer(attributes.offer, parseIsoTime);
       if (price !== undefined && !(typeof price === 'number' && Number.isFinite(price) && price >= 0))
         issues.push(invalid('attributes.price', `must be a finite number ≥ 0, got ${describe(price)}`));
+      else if (offer && !offer.ok) issues.push(...offer.issues);
       else patch.attributes = attributes;
     }
   }

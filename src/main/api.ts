@@ -17,6 +17,7 @@ import { createJobService } from '../jobs/runner.ts';
 import { createLogger, type Logger } from '../monitoring/logger.ts';
 import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
 import { startMonitors } from '../monitoring/monitors.ts';
+import { OfferDecider } from '../offers/service.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { ModelManagement } from '../training/service.ts';
 import { DEFAULT_TENANT } from '../domain/context.ts';
@@ -115,6 +116,7 @@ async function createApiTenant(
     metrics.watchReadiness(() => health.ready());
     const pseudonymize = deploymentPseudonymizer ?? (await pseudonymizerFor(config, store.settings));
     const erasure = createErasureFollowUp({ registry, store, pseudonymize, logger });
+    const ingest = createIngestService({ eventLog, config, metrics, logger });
     return {
       metrics,
       health,
@@ -122,9 +124,18 @@ async function createApiTenant(
       store,
       pseudonymize,
       services: {
-        ingest: createIngestService({ eventLog, config, metrics, logger }),
+        ingest,
         catalog: createCatalogService({ store, changeLog, eventLog, config, logger, erasure }),
         recommendations: serving.recommender,
+        offers: new OfferDecider({
+          config,
+          book: serving.offerBook,
+          online,
+          champion: () => serving.champion.get(),
+          recorder: ingest,
+          metrics,
+          logger,
+        }),
         models: new ModelManagement(config, registry, jobs),
         jobs: createJobService(jobs),
         experiments: createExperimentService({ store, changeLog, logger }),

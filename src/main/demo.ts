@@ -16,6 +16,8 @@ export interface DemoSeedResult {
   events: number;
   items: number;
   users: number;
+  /** Items made offers (next-best-offer). */
+  offers: number;
   modelVersion: string | null;
 }
 
@@ -27,7 +29,7 @@ export async function seedDemo(
   const ctx = systemContext('demo-seed');
   if ((await store.events.count()) > 0) {
     logger.info('store already holds events; demo data not generated');
-    return { seeded: false, events: 0, items: 0, users: 0, modelVersion: null };
+    return { seeded: false, events: 0, items: 0, users: 0, offers: 0, modelVersion: null };
   }
   const started = Date.now();
   const demo = generateDemoData(options);
@@ -35,10 +37,16 @@ export async function seedDemo(
   // time-decayed popularity and "this week" reasons read as they would in a live shop.
   const shift = started - demo.endTime;
   const batch = cairn.config.server.maxBatchItems;
+  const offers = demoOffers(demo.items, started);
   for (let i = 0; i < demo.items.length; i += batch) {
-    const items = demo.items
-      .slice(i, i + batch)
-      .map((it) => ({ ...it, created_at: Math.min(it.created_at + shift, started) }));
+    const items = demo.items.slice(i, i + batch).map((it) => {
+      const offer = offers.get(it.id);
+      return {
+        ...it,
+        created_at: Math.min(it.created_at + shift, started),
+        ...(offer ? { attributes: { ...it.attributes, offer } } : {}),
+      };
+    });
     await rejectOnFailure(cairn.catalog.putItems(ctx, items), 'item');
   }
   for (const u of demo.users)
@@ -69,8 +77,49 @@ export async function seedDemo(
   // The promotion reaches serving through the change log; make sure this process serves it already.
   await cairn.champion.refresh();
   const version = cairn.champion.get()?.version.version ?? null;
-  logger.info({ version, ms: Date.now() - started }, 'demo ready');
-  return { seeded: true, events, items: demo.items.length, users: demo.users.length, modelVersion: version };
+  logger.info({ version, offers: offers.size, ms: Date.now() - started }, 'demo ready');
+  return {
+    seeded: true,
+    events,
+    items: demo.items.length,
+    users: demo.users.length,
+    offers: offers.size,
+    modelVersion: version,
+  };
+}
+
+/**
+ * Demo offers (src/offers): ten available items spread over the catalog, each with a value (a 30 %
+ * margin on its price) and one kind of rule, so `GET /v1/users/{id}/next-best-offer?explain=true` shows
+ * the decision and its exclusions on the first start. Open offers are the majority, so every user
+ * gets one; the generator's segments (loyal, big_spender…) and an email-only offer show targeting.
+ */
+export function demoOffers(
+  items: readonly { id: string; available: boolean; attributes: { price: number } }[],
+  now: number,
+): Map<string, Record<string, unknown>> {
+  const DAY = 86_400_000;
+  const rules: Record<string, unknown>[] = [
+    {},
+    { segments: ['loyal'], lever: 1.5 },
+    { channels: ['email'] },
+    { segments: ['big_spender'] },
+    { end: new Date(now + 14 * DAY).toISOString() },
+    { inventory: 50, budget: 2000 },
+    { policy: { maxImpressions: 1, periodDays: 1 } },
+    { policy: { suppressAfter: 1, suppressOutcomes: ['dismiss', 'purchase'], suppressDays: 7 } },
+    {},
+    { lever: 0.5 },
+  ];
+  const available = items.filter((it) => it.available);
+  const offers = new Map<string, Record<string, unknown>>();
+  if (available.length === 0) return offers;
+  const step = Math.max(1, Math.floor(available.length / rules.length));
+  for (let r = 0; r < rules.length && r * step < available.length; r++) {
+    const it = available[r * step];
+    offers.set(it.id, { value: Math.round(it.attributes.price * 30) / 100, ...rules[r] });
+  }
+  return offers;
 }
 
 /** Polls a job until it finished (whichever process runs it). */

@@ -23,6 +23,7 @@ import { createJobService, type JobRunner } from '../jobs/runner.ts';
 import { createLogger, type Logger } from '../monitoring/logger.ts';
 import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
 import { startMonitors, type Monitors } from '../monitoring/monitors.ts';
+import { OfferDecider } from '../offers/service.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import type { CatalogView } from '../serving/catalog.ts';
 import type { ChampionHolder } from '../serving/champion.ts';
@@ -69,6 +70,8 @@ export interface EmbeddedTenant {
   catalogView: CatalogView;
   health: Health;
   recommender: Recommender;
+  /** The next-best-offer decision (records served offers through `ingest`). */
+  offers: OfferDecider;
   ingest: IngestService;
   catalog: CatalogService;
   models: ModelManagement;
@@ -126,6 +129,7 @@ function servicesOf(t: EmbeddedTenant): TenantServices {
     ingest: t.ingest,
     catalog: t.catalog,
     recommendations: t.recommender,
+    offers: t.offers,
     models: t.models,
     jobs: t.jobService,
     experiments: t.experiments,
@@ -244,6 +248,15 @@ async function createTenantRuntime(
         }
       : undefined;
     const ingest = createIngestService({ eventLog, config, metrics, logger, readYourWrites });
+    const offers = new OfferDecider({
+      config,
+      book: s.offerBook,
+      online,
+      champion: () => s.champion.get(),
+      recorder: ingest,
+      metrics,
+      logger,
+    });
     const erasure = createErasureFollowUp({ registry, store, pseudonymize, logger });
     const catalog = createCatalogService({
       store,
@@ -320,6 +333,7 @@ async function createTenantRuntime(
       catalogView: s.catalogView,
       health,
       recommender: s.recommender,
+      offers,
       ingest,
       catalog,
       models,

@@ -6,6 +6,7 @@
 import type { Config } from '../config/load.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { Metrics } from '../monitoring/metrics.ts';
+import { OfferBook } from '../offers/book.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
 import { CatalogView } from '../serving/catalog.ts';
 import { ChampionHolder } from '../serving/champion.ts';
@@ -19,6 +20,8 @@ import type { ChangeLog, ExperimentStore, OnlineState, ServedLogStore } from '..
 
 export interface Serving {
   catalogView: CatalogView;
+  /** This replica's offers (catalog items with an `offer`), kept current like the catalog view. */
+  offerBook: OfferBook;
   champion: ChampionHolder;
   popular: PopularList;
   recommender: Recommender;
@@ -55,6 +58,8 @@ export async function startServing(deps: ServingDeps): Promise<Serving> {
   const from = (await online.watermarks()).changes;
   const catalogView = new CatalogView();
   await catalogView.load(online);
+  const offerBook = new OfferBook(logger);
+  await offerBook.load(online);
   const champion = new ChampionHolder(registry, metrics, logger);
   await champion.refresh();
   const experiments = new ExperimentRouter(deps.experiments ?? null, metrics, logger);
@@ -81,10 +86,15 @@ export async function startServing(deps: ServingDeps): Promise<Serving> {
     pool,
     servedLog,
   });
-  const follower = new ServingFollower(changeLog, catalogView, champion, logger, { experiments, pool });
+  const follower = new ServingFollower(changeLog, catalogView, champion, logger, {
+    experiments,
+    pool,
+    offers: offerBook,
+  });
   follower.start(from);
   return {
     catalogView,
+    offerBook,
     champion,
     popular,
     recommender,

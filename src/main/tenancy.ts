@@ -92,7 +92,7 @@ export function dispatchByTenant<S extends ContextualService<S>>(instances: Read
 /** The services of one tenant that the HTTP layer calls. */
 export type TenantServices = Pick<
   AppDeps,
-  'ingest' | 'catalog' | 'recommendations' | 'models' | 'jobs' | 'experiments' | 'feedback'
+  'ingest' | 'catalog' | 'recommendations' | 'offers' | 'models' | 'jobs' | 'experiments' | 'feedback'
 >;
 
 /** Each tenant's services behind one set that dispatches every call on the caller's tenant. */
@@ -103,6 +103,8 @@ export function dispatchServices(tenants: ReadonlyMap<string, TenantServices>): 
     ingest: each((s) => s.ingest),
     catalog: each((s) => s.catalog),
     recommendations: each((s) => s.recommendations),
+    // Every tenant's root builds one; a set without (tests' own roots) serves no offers.
+    ...([...tenants.values()].every((s) => s.offers) ? { offers: each((s) => s.offers!) } : {}),
     models: each((s) => s.models),
     jobs: each((s) => s.jobs),
     experiments: each((s) => s.experiments),

@@ -5,6 +5,7 @@
  * changes re-route users and load or release the experiments' models. This is how a change made through
  * any replica, or by a worker, reaches every replica.
  */
+import type { Item } from '../domain/types.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { ChangeLog, EntityChange, LogConsumer, LogRecord } from '../storage/ports.ts';
 import type { CatalogView } from './catalog.ts';
@@ -18,6 +19,8 @@ export interface FollowerExtras {
   experiments?: Pick<ExperimentRouter, 'apply' | 'versions'>;
   /** Experiment models: re-synced after experiment or champion changes; erased users dropped. */
   pool?: Pick<ModelPool, 'sync' | 'models'>;
+  /** Offers (src/offers/book.ts): catalog changes are applied to it as to the catalog view. */
+  offers?: { upsert(items: readonly Item[]): void };
 }
 
 export class ServingFollower {
@@ -54,8 +57,10 @@ export class ServingFollower {
     let experiments = false;
     const { experiments: router, pool } = this.extras;
     for (const { value } of batch) {
-      if (value.kind === 'items') this.catalog.upsert(value.items);
-      else if (value.kind === 'champion') champion = value.version;
+      if (value.kind === 'items') {
+        this.catalog.upsert(value.items);
+        this.extras.offers?.upsert(value.items);
+      } else if (value.kind === 'champion') champion = value.version;
       else if (value.kind === 'erase') {
         this.champion.get()?.forgetUser(value.userId);
         for (const sm of pool?.models() ?? []) sm.forgetUser(value.userId);
