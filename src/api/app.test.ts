@@ -25,6 +25,7 @@ import type {
   PopularResult,
   RecommendationService,
   RecommendRequest,
+  SessionRequest,
   SimilarResult,
 } from '../serving/contracts.ts';
 import type { ModelService } from '../training/contracts.ts';
@@ -242,6 +243,26 @@ class MemoryRecommendations implements RecommendationService {
       degraded: false,
       items,
     });
+  }
+  readonly sessions: SessionRequest[] = [];
+  /** An anonymous session: ranked like a user's answer, without the session's items. */
+  recommendSession(ctx: RequestContext, request: SessionRequest): Promise<RecommendationResult> {
+    this.sessions.push(request);
+    try {
+      const items = this.rank({ ...request, exclude: [...(request.exclude ?? []), ...request.items] });
+      return Promise.resolve({
+        requestId: ctx.requestId,
+        userId: null,
+        modelVersion: 'v7',
+        source: 'session',
+        fallbackReason: null,
+        degraded: false,
+        items,
+        experiment: null,
+      });
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
   }
   popular(_ctx: RequestContext, options: { k?: number; category?: string }): Promise<PopularResult> {
     return Promise.resolve({
@@ -1055,6 +1076,50 @@ describe('POST /v1/recommendations and /bulk', () => {
     });
     expect(unknown.statusCode).toBe(400);
     expect(json(unknown).error.details.fields[0].field).toBe('kk');
+  });
+
+  it('answers an anonymous session from `items`, and refuses neither or both of user_id and items', async () => {
+    await seedItems();
+    const res = await h.app.inject({
+      method: 'POST',
+      url: '/v1/recommendations',
+      payload: { items: ['a', 'b'], k: 2, fields: ['title,price'] },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(h.recs.sessions.at(-1)).toEqual({ items: ['a', 'b'], k: 2, fields: ['title', 'price'] });
+    expect(json(res)).toMatchObject({
+      user_id: null,
+      source: 'session',
+      items: [{ item_id: 'c' }, { item_id: 'd' }],
+    });
+    const both = await h.app.inject({
+      method: 'POST',
+      url: '/v1/recommendations',
+      payload: { user_id: 'u', items: ['a'] },
+    });
+    expect(both.statusCode).toBe(400);
+    expect(json(both).error.details.fields[0].field).toBe('items');
+    for (const items of [
+      [],
+      [''],
+      Array.from({ length: h.config.serving.historyLimit + 1 }, (_, i) => `i${i}`),
+    ]) {
+      const bad = await h.app.inject({ method: 'POST', url: '/v1/recommendations', payload: { items } });
+      expect(bad.statusCode).toBe(400);
+      expect(json(bad).error.details.fields[0].field).toMatch(/^items/);
+    }
+    const bulk = await h.app.inject({
+      method: 'POST',
+      url: '/v1/recommendations/bulk',
+      payload: {
+        requests: [
+          { items: ['a'], k: 1 },
+          { user_id: 'known-1', k: 1 },
+        ],
+      },
+    });
+    expect(json(bulk).results.map((r: { source: string }) => r.source)).toEqual(['session', 'personalized']);
+    expect(h.recs.sessions).toHaveLength(2);
   });
 
   it('bulk answers in order, with per-request errors for rejected requests', async () => {

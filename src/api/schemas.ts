@@ -181,10 +181,71 @@ const Source = StringEnum(['personalized', 'fallback'] as const, {
   description: '`personalized` when the champion model answered, else `fallback`',
 });
 
+const RecommendationSource = StringEnum(['personalized', 'fallback', 'session'] as const, {
+  description:
+    '`personalized` when the champion model answered for the user, `session` when it answered for an ' +
+    'anonymous session from its items, else `fallback`',
+});
+
+/**
+ * `explain=true`: what one item's place in the answer is made of. The `features` shape is the one the
+ * trained ranker's explanations use too (per-feature contributions that sum, with `bias`, to its score).
+ */
+export const ExplanationResponse = Type.Object(
+  {
+    link: StringEnum(
+      [
+        'personal',
+        'session',
+        'similar_to_recent',
+        'similar',
+        'category_popular',
+        'popular',
+        'cold_start',
+      ] as const,
+      { description: 'The link of the answer chain that produced the item' },
+    ),
+    model: Nullable(
+      Type.String({ description: 'Algorithm of the model behind the score; null for plain lists' }),
+    ),
+    contributions: Type.Array(
+      Type.Object({
+        item_id: Type.String({ description: 'A history (or session, or seed) item' }),
+        weight: Type.Number({ description: "Its share (0..1) of the item's positive evidence" }),
+      }),
+      { description: 'The items behind the score, largest share first (at most 10)' },
+    ),
+    other_weight: Type.Number({ description: 'Share of the evidence from history items not listed' }),
+    list: Type.Optional(
+      Type.String({ description: 'The list a fallback item came from: `popular`, `category:<name>`' }),
+    ),
+    features: Type.Optional(
+      Type.Array(
+        Type.Object({
+          name: Type.String(),
+          value: Nullable(Type.Number()),
+          contribution: Type.Number(),
+        }),
+        {
+          description:
+            "A ranker's per-feature contributions, summing with `bias` to the item's ranking score",
+        },
+      ),
+    ),
+    bias: Type.Optional(Type.Number({ description: 'What the ranker scores before any feature' })),
+  },
+  { description: 'Present with explain=true' },
+);
+
 export const RecommendedItemResponse = Type.Object({
   item_id: Type.String(),
   score: Type.Number(),
-  reason: Type.String({ description: 'Why this item (detailed with explain=true)' }),
+  reason: Type.String({ description: 'Why this item: the history item, seed or list behind it' }),
+  title: Type.Optional(Nullable(Type.String({ description: 'With fields=title' }))),
+  categories: Type.Optional(Type.Array(Type.String(), { description: 'With fields=categories' })),
+  price: Type.Optional(Nullable(Type.Number({ description: 'With fields=price' }))),
+  attributes: Type.Optional(FreeObject({ description: 'With fields=attributes: as stored' })),
+  explanation: Type.Optional(ExplanationResponse),
 });
 
 /** The experiment arm that served an answer. */
@@ -200,9 +261,9 @@ const ExperimentArm = Nullable(
 
 export const RecommendationResponse = Type.Object({
   request_id: Type.String({ description: 'Id of this answer; send it back with feedback' }),
-  user_id: Nullable(Type.String()),
+  user_id: Nullable(Type.String({ description: 'null for an anonymous session' })),
   model_version: Nullable(Type.String()),
-  source: Source,
+  source: RecommendationSource,
   fallback_reason: Nullable(
     Type.String({
       description:
@@ -226,7 +287,7 @@ export const BulkRecommendationsResponse = Type.Object({
         request_id: Type.Optional(Type.String()),
         user_id: Nullable(Type.String()),
         model_version: Type.Optional(Nullable(Type.String())),
-        source: Type.Optional(Source),
+        source: Type.Optional(RecommendationSource),
         fallback_reason: Type.Optional(Nullable(Type.String())),
         degraded: Type.Optional(Type.Boolean()),
         experiment: Type.Optional(ExperimentArm),
@@ -471,11 +532,24 @@ export function buildSchemas(config: Readonly<Config>) {
     description: 'Session id: the unit of experiments that assign by session',
   });
 
+  const fields = Type.Array(Type.String({ maxLength: 64 }), {
+    maxItems: 16,
+    description:
+      'Catalog fields to add to each item: title, categories, price, attributes (comma-separated or repeated ' +
+      'in a query); an unknown one is refused (CAIRN_VALIDATION, field `fields`)',
+  });
+  const explain = (withDefault: boolean) =>
+    Type.Boolean({
+      description: "Adds each item's `explanation`: what its score is made of, or the list it came from",
+      ...(withDefault ? { default: false } : {}),
+    });
+
   const RecommendQuery = Type.Object({
     k: Type.Optional(k(true)),
     session_id: Type.Optional(sessionId),
     category: Type.Optional(category),
-    explain: Type.Optional(Type.Boolean({ default: false, description: 'Detailed reasons' })),
+    explain: Type.Optional(explain(true)),
+    fields: Type.Optional(fields),
     exclude: Type.Optional(
       Type.Array(Type.String(), {
         maxItems: 1000,
@@ -486,11 +560,24 @@ export function buildSchemas(config: Readonly<Config>) {
 
   const RecommendBody = Type.Object(
     {
-      user_id: Type.String({ minLength: 1, maxLength: 512 }),
+      user_id: Type.Optional(
+        Type.String({ minLength: 1, maxLength: 512, description: 'The user; or send `items` instead' }),
+      ),
+      items: Type.Optional(
+        Type.Array(Type.String({ minLength: 1, maxLength: 512 }), {
+          minItems: 1,
+          maxItems: config.serving.historyLimit,
+          description:
+            'An anonymous session instead of a user: the item ids it interacted with, oldest first. They ' +
+            'are never returned; the answer has `user_id: null` and `source: session` when the model ' +
+            'answered. Not together with `user_id`',
+        }),
+      ),
       k: Type.Optional(k(false)),
       category: Type.Optional(category),
       exclude: Type.Optional(Type.Array(Type.String(), { maxItems: 1000 })),
-      explain: Type.Optional(Type.Boolean()),
+      explain: Type.Optional(explain(false)),
+      fields: Type.Optional(fields),
       session_id: Type.Optional(sessionId),
     },
     { additionalProperties: false },
@@ -501,7 +588,12 @@ export function buildSchemas(config: Readonly<Config>) {
     { additionalProperties: false },
   );
 
-  const ListQuery = Type.Object({ k: Type.Optional(k(true)), category: Type.Optional(category) });
+  const ListQuery = Type.Object({
+    k: Type.Optional(k(true)),
+    category: Type.Optional(category),
+    explain: Type.Optional(explain(false)),
+    fields: Type.Optional(fields),
+  });
 
   const EventsBodyDoc = Type.Union([
     EventDoc,

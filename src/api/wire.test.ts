@@ -6,7 +6,8 @@ import {
   isoTime,
   jobToWire,
   parseExclude,
-  recommendBodyToRequest,
+  listQueryToOptions,
+  recommendBodyToCall,
   recommendationToWire,
   recommendQueryToRequest,
   similarToWire,
@@ -34,8 +35,86 @@ describe('wire mapping', () => {
       explain: false,
       exclude: ['x', 'y'],
     });
-    expect(recommendBodyToRequest({ user_id: 'u' }, 7)).toEqual({ userId: 'u', k: 7 });
-    expect(recommendBodyToRequest({ user_id: 'u', k: 2, exclude: [] }, 7)).toEqual({ userId: 'u', k: 2 });
+    expect(recommendBodyToCall({ user_id: 'u' }, 7)).toEqual({
+      session: false,
+      request: { userId: 'u', k: 7 },
+    });
+    expect(recommendBodyToCall({ user_id: 'u', k: 2, exclude: [] }, 7)).toEqual({
+      session: false,
+      request: { userId: 'u', k: 2 },
+    });
+    expect(recommendQueryToRequest('u', { fields: ['title,price', 'title'] })).toEqual({
+      userId: 'u',
+      fields: ['title', 'price'],
+    });
+    expect(listQueryToOptions({ k: 2, explain: true, fields: ['categories'] })).toEqual({
+      k: 2,
+      explain: true,
+      fields: ['categories'],
+    });
+  });
+
+  it('maps a body with items to a session call, and refuses neither or both of user_id and items', () => {
+    expect(recommendBodyToCall({ items: ['a', 'b'], fields: ['price'], explain: true }, 7)).toEqual({
+      session: true,
+      request: { items: ['a', 'b'], k: 7, fields: ['price'], explain: true },
+    });
+    const fieldOf = (body: Parameters<typeof recommendBodyToCall>[0]) => {
+      try {
+        recommendBodyToCall(body, 7);
+      } catch (e) {
+        return (e as { code: string; details: { fields: { field: string }[] } }).details.fields[0].field;
+      }
+      return null;
+    };
+    expect(fieldOf({ k: 3 })).toBe('user_id');
+    expect(fieldOf({ user_id: 'u', items: ['a'] })).toBe('items');
+  });
+
+  it('puts asked catalog fields and explanations on the wire, and nothing that was not asked', () => {
+    const base = { requestId: 'q', modelVersion: 'v', source: 'session' as const, degraded: false };
+    const wire = recommendationToWire({
+      ...base,
+      userId: null,
+      fallbackReason: null,
+      items: [
+        {
+          itemId: 'a',
+          score: 1,
+          reason: 'r',
+          title: null,
+          categories: ['x'],
+          price: 9.5,
+          attributes: { brand: 'Acme' },
+          explanation: {
+            link: 'session',
+            model: 'als',
+            contributions: [{ itemId: 'h', weight: 1 }],
+            otherWeight: 0,
+          },
+        },
+        { itemId: 'b', score: 0.5, reason: 'r' },
+      ],
+    });
+    expect(wire.user_id).toBeNull();
+    expect(wire.items).toEqual([
+      {
+        item_id: 'a',
+        score: 1,
+        reason: 'r',
+        title: null,
+        categories: ['x'],
+        price: 9.5,
+        attributes: { brand: 'Acme' },
+        explanation: {
+          link: 'session',
+          model: 'als',
+          contributions: [{ item_id: 'h', weight: 1 }],
+          other_weight: 0,
+        },
+      },
+      { item_id: 'b', score: 0.5, reason: 'r' },
+    ]);
   });
 
   it('never writes a score that is not a finite number (it would be serialized as null)', () => {

@@ -2,9 +2,24 @@
  * Pure mappings between the domain (camelCase, epoch-millisecond times) and the wire format
  * (snake_case, ISO-8601 times). Small and allocation-light: they run on every response.
  */
-import type { Item, Job, ModelLineage, ModelVersion, RecommendationResult, User } from '../domain/types.ts';
+import type {
+  Item,
+  ItemExplanation,
+  Job,
+  ModelLineage,
+  ModelVersion,
+  RecommendationResult,
+  User,
+} from '../domain/types.ts';
+import { CairnError } from '../errors/errors.ts';
 import type { EventOutcome, ItemOutcome } from '../ingest/contracts.ts';
-import type { PopularResult, RecommendRequest, SimilarResult } from '../serving/contracts.ts';
+import type {
+  ListOptions,
+  PopularResult,
+  RecommendRequest,
+  SessionRequest,
+  SimilarResult,
+} from '../serving/contracts.ts';
 import type {
   EventsBatchWire,
   ItemsBatchWire,
@@ -15,6 +30,7 @@ import type {
   RecommendationWire,
   RecommendBodyWire,
   RecommendQueryWire,
+  ListQueryWire,
   SimilarWire,
   UserWire,
 } from './schemas.ts';
@@ -53,9 +69,36 @@ export function userToWire(user: User): UserWire {
 function itemsToWire(items: RecommendationResult['items']): RecommendationWire['items'] {
   const out: RecommendationWire['items'] = [];
   for (const it of items) {
-    if (Number.isFinite(it.score)) out.push({ item_id: it.itemId, score: it.score, reason: it.reason });
+    if (!Number.isFinite(it.score)) continue;
+    const wire: RecommendationWire['items'][number] = {
+      item_id: it.itemId,
+      score: it.score,
+      reason: it.reason,
+    };
+    // Only what was asked for is on the item (fields=, explain=true).
+    if (it.title !== undefined) wire.title = it.title;
+    if (it.categories !== undefined) wire.categories = [...it.categories];
+    if (it.price !== undefined) wire.price = it.price;
+    if (it.attributes !== undefined) wire.attributes = it.attributes;
+    if (it.explanation !== undefined) wire.explanation = explanationToWire(it.explanation);
+    out.push(wire);
   }
   return out;
+}
+
+function explanationToWire(
+  e: ItemExplanation,
+): NonNullable<RecommendationWire['items'][number]['explanation']> {
+  const wire: NonNullable<RecommendationWire['items'][number]['explanation']> = {
+    link: e.link,
+    model: e.model,
+    contributions: e.contributions.map((c) => ({ item_id: c.itemId, weight: c.weight })),
+    other_weight: e.otherWeight,
+  };
+  if (e.list !== undefined) wire.list = e.list;
+  if (e.features !== undefined) wire.features = e.features.map((f) => ({ ...f }));
+  if (e.bias !== undefined) wire.bias = e.bias;
+  return wire;
 }
 
 export function recommendationToWire(result: RecommendationResult): RecommendationWire {
@@ -112,18 +155,53 @@ export function recommendQueryToRequest(userId: string, query: RecommendQueryWir
   if (query.session_id !== undefined) request.sessionId = query.session_id;
   const exclude = parseExclude(query.exclude);
   if (exclude) request.exclude = exclude;
+  // The same comma/repeat rules as exclude; the service checks the names (one list of them).
+  const fields = parseExclude(query.fields);
+  if (fields) request.fields = fields;
   return request;
 }
 
-/** Body of POST /v1/recommendations (and each bulk entry) → service request; `k` defaults to `defaultK`. */
-export function recommendBodyToRequest(body: RecommendBodyWire, defaultK: number): RecommendRequest {
-  const request: RecommendRequest = { userId: body.user_id, k: body.k ?? defaultK };
-  if (body.category !== undefined) request.category = body.category;
-  if (body.explain !== undefined) request.explain = body.explain;
-  if (body.session_id !== undefined) request.sessionId = body.session_id;
+/** Query of GET /v1/items/:id/similar and GET /v1/popular → service options. */
+export function listQueryToOptions(query: ListQueryWire): ListOptions {
+  const options: ListOptions = {};
+  if (query.k !== undefined) options.k = query.k;
+  if (query.category !== undefined) options.category = query.category;
+  if (query.explain !== undefined) options.explain = query.explain;
+  const fields = parseExclude(query.fields);
+  if (fields) options.fields = fields;
+  return options;
+}
+
+/** A POST /v1/recommendations body as a call: for a user, or for an anonymous session (`items`). */
+export type RecommendCall =
+  { session: false; request: RecommendRequest } | { session: true; request: SessionRequest };
+
+/**
+ * Body of POST /v1/recommendations (and each bulk entry) → service call; `k` defaults to `defaultK`.
+ * Exactly one of `user_id` and `items` (CAIRN_VALIDATION otherwise: field `user_id` when neither is
+ * sent, `items` when both are).
+ */
+export function recommendBodyToCall(body: RecommendBodyWire, defaultK: number): RecommendCall {
+  if (body.user_id !== undefined && body.items !== undefined) {
+    throw CairnError.validation([
+      { field: 'items', message: 'send either user_id (a user) or items (an anonymous session), not both' },
+    ]);
+  }
+  const common: Omit<RecommendRequest, 'userId'> = { k: body.k ?? defaultK };
+  if (body.category !== undefined) common.category = body.category;
+  if (body.explain !== undefined) common.explain = body.explain;
+  if (body.session_id !== undefined) common.sessionId = body.session_id;
   const exclude = parseExclude(body.exclude);
-  if (exclude) request.exclude = exclude;
-  return request;
+  if (exclude) common.exclude = exclude;
+  const fields = parseExclude(body.fields);
+  if (fields) common.fields = fields;
+  if (body.items !== undefined) return { session: true, request: { ...common, items: body.items } };
+  if (body.user_id === undefined) {
+    throw CairnError.validation([
+      { field: 'user_id', message: 'is required (or items, for an anonymous session)' },
+    ]);
+  }
+  return { session: false, request: { userId: body.user_id, ...common } };
 }
 
 function issueToWire(error: { code: string; field: string; message: string } | undefined) {

@@ -38,6 +38,8 @@ function recommender(): Recommender {
       popularity: (ids, at) => online.popularity(ids, at),
       cacheGet: (user, key) => online.cacheGet(user, key),
       cacheSet: (user, key, value, ttl) => online.cacheSet(user, key, value, ttl),
+      userMeta: (user) => online.userMeta(user),
+      itemFeatures: (ids) => online.itemFeatures(ids),
     },
     catalog: serving.catalogView,
     popular: serving.popular,

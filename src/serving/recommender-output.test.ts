@@ -33,6 +33,9 @@ function brokenModel(): FittedModel {
     nUsers: 1,
     nItems: MODEL_ITEMS.length,
     scoreUser: (_user, _history, out) => fill(out),
+    scoreItems: (_user, _history, items, out) => {
+      for (let j = 0; j < items.length; j++) out[j] = SCORES[items[j]];
+    },
     similarItems: (_item, out) => {
       fill(out);
       return true;
@@ -120,6 +123,8 @@ describe('Recommender output', () => {
         popularity: (ids, now) => online.popularity(ids, now),
         cacheGet: async (u, key) => planted ?? (await online.cacheGet(u, key)),
         cacheSet: (u, key, value, ttl) => online.cacheSet(u, key, value, ttl),
+        userMeta: (u) => online.userMeta(u),
+        itemFeatures: (ids) => online.itemFeatures(ids),
       },
       catalog,
       popular: new PopularList(online, 1000, 0, () => NOW),

@@ -19,7 +19,7 @@ import {
   type RecommendBodyWire,
   type RecommendQueryWire,
 } from '../schemas.ts';
-import { recommendationToWire, recommendBodyToRequest, recommendQueryToRequest } from '../wire.ts';
+import { recommendationToWire, recommendBodyToCall, recommendQueryToRequest } from '../wire.ts';
 import type { RouteContext } from './common.ts';
 
 /** Bulk requests in flight at once: enough to overlap store reads, few enough not to starve other requests. */
@@ -63,8 +63,11 @@ export function registerRecommendationRoutes(app: FastifyInstance, { deps, schem
         operationId: 'getUserRecommendations',
         summary: 'Recommendations for a user',
         description:
-          'Always answers: the champion model when it can, else the fallback chain (similar to recent → category ' +
-          'popular → global popular). `source`, `fallback_reason` and `degraded` say which answered and why. ' +
+          'Always answers: the champion model when it can, else the fallback chain (similar to recent → for a ' +
+          'user with no events, popular items ranked by their segments and attributes → category popular → ' +
+          'global popular). `source`, `fallback_reason` and `degraded` say which answered and why; each ' +
+          "item's `reason` says why that item. `fields=title,categories,price,attributes` adds catalog fields, " +
+          '`explain=true` an `explanation` per item. ' +
           "A user in a running A/B or canary experiment is answered by their arm's model: `experiment` names " +
           'the arm and `model_version` the model that answered. Send `request_id` back with feedback.',
         params: IdParams,
@@ -88,16 +91,28 @@ export function registerRecommendationRoutes(app: FastifyInstance, { deps, schem
       schema: {
         tags: ['recommendations'],
         operationId: 'recommend',
-        summary: 'Recommendations for a user (request in the body)',
+        summary: 'Recommendations for a user, or for an anonymous session (request in the body)',
+        description:
+          'With `user_id`: as GET /v1/users/{id}/recommendations. With `items` instead (no `user_id`): an ' +
+          'anonymous session, answered from the items it viewed: the champion folds them in as a new ' +
+          "user's history (`source: session`, `user_id: null`, each item's reason names the session item it " +
+          'is closest to); when the model knows none of them, similar items, then popular items of their ' +
+          'categories, then popular items (`source: fallback` with its `fallback_reason`). The items sent ' +
+          'are never returned. `fields` adds catalog fields to each item; `explain` adds its explanation.',
         body: schemas.RecommendBody,
         response: withErrors({ 200: RecommendationResponse }),
       },
     },
-    async (request) =>
-      recommendationToWire(
-        await deps.recommendations.recommend(request.ctx, recommendBodyToRequest(request.body, defaultK)),
-      ),
+    async (request) => recommendationToWire(await recommendFor(request.ctx, request.body)),
   );
+
+  /** One body: a user's recommendations, or an anonymous session's. */
+  function recommendFor(ctx: RequestContext, body: RecommendBodyWire): Promise<RecommendationResult> {
+    const call = recommendBodyToCall(body, defaultK);
+    return call.session
+      ? deps.recommendations.recommendSession(ctx, call.request)
+      : deps.recommendations.recommend(ctx, call.request);
+  }
 
   app.post<{ Body: BulkBodyWire }>(
     '/v1/recommendations/bulk',
@@ -141,12 +156,12 @@ export function registerRecommendationRoutes(app: FastifyInstance, { deps, schem
     const ctx = createContext({ ...parent, requestId: `${parent.requestId}.${index}` });
     let result: RecommendationResult;
     try {
-      result = await deps.recommendations.recommend(ctx, recommendBodyToRequest(entry, defaultK));
+      result = await recommendFor(ctx, entry);
     } catch (e) {
       // Only the client's own mistakes are reported per entry; anything else fails the call (500).
       if (isCairnError(e) && e.isClientError) {
         return {
-          user_id: entry.user_id,
+          user_id: entry.user_id ?? null,
           error: { code: e.code, message: e.message, details: e.details ?? null },
         };
       }

@@ -1,15 +1,8 @@
 /** Non-personal lists: GET /v1/items/:id/similar and GET /v1/popular. */
 import type { FastifyInstance } from 'fastify';
 import { IdParams, SimilarResponse, withErrors, type IdParamsWire, type ListQueryWire } from '../schemas.ts';
-import { similarToWire } from '../wire.ts';
+import { listQueryToOptions as listOptions, similarToWire } from '../wire.ts';
 import type { RouteContext } from './common.ts';
-
-function listOptions(query: ListQueryWire): { k?: number; category?: string } {
-  const options: { k?: number; category?: string } = {};
-  if (query.k !== undefined) options.k = query.k;
-  if (query.category !== undefined) options.category = query.category;
-  return options;
-}
 
 export function registerSimilarRoutes(app: FastifyInstance, { deps, schemas }: RouteContext): void {
   app.get<{ Params: IdParamsWire; Querystring: ListQueryWire }>(
