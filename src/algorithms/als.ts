@@ -17,6 +17,7 @@ import {
   gramian,
   invNorms,
   matVec,
+  matVecRows,
   type AlsRowsArgs,
 } from './kernels.ts';
 import {
@@ -275,6 +276,11 @@ export class AlsModel implements FittedModel {
   scoreUser(user: number, history: UserHistory, out: Float32Array, foldIn = false): void {
     const x = this.userVector(user, history, foldIn);
     matVec(this.itemFactors, this.factors, x, out, 0, this.nItems);
+  }
+
+  scoreItems(user: number, history: UserHistory, items: Int32Array, out: Float32Array, foldIn = false): void {
+    const x = this.userVector(user, history, foldIn);
+    matVecRows(this.itemFactors, this.factors, x, items, out);
   }
 
   similarItems(item: number, out: Float32Array): boolean {

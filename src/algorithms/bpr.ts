@@ -15,6 +15,7 @@ import {
   cosineToAll,
   invNorms,
   matVec,
+  matVecRows,
   type BprEpochArgs,
   type BprEpochResult,
 } from './kernels.ts';
@@ -240,6 +241,14 @@ export class BprModel implements FittedModel {
     matVec(this.itemFactors, this.factors, x, out, 0, this.nItems);
     const b = this.itemBias;
     for (let i = 0; i < this.nItems; i++) out[i] += b[i];
+  }
+
+  scoreItems(user: number, history: UserHistory, items: Int32Array, out: Float32Array, foldIn = false): void {
+    const x = this.userVector(user, history, foldIn);
+    matVecRows(this.itemFactors, this.factors, x, items, out);
+    const b = this.itemBias;
+    // Out-of-range items already hold −Infinity, which the bias does not change.
+    for (let j = 0; j < items.length; j++) if (out[j] !== -Infinity) out[j] += b[items[j]];
   }
 
   similarItems(item: number, out: Float32Array): boolean {

@@ -1,5 +1,5 @@
 /** Growable typed-array column: appending millions of rows reallocates only O(log n) times. */
-export class Column<T extends Int32Array | Float32Array | Float64Array> {
+export class Column<T extends Int32Array | Float32Array | Float64Array | Uint8Array> {
   length = 0;
   constructor(
     private data: T,

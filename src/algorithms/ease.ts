@@ -154,6 +154,33 @@ export class EaseModel implements FittedModel {
     }
   }
 
+  /** Per candidate, the history's B entries summed in history order with float32 steps, as scoreUser does. */
+  scoreItems(_user: number, history: UserHistory, items: Int32Array, out: Float32Array): void {
+    const n = this.items.length;
+    const B = this.B;
+    const hist = history.items;
+    const weights = history.weights;
+    for (let j = 0; j < items.length; j++) {
+      const i = items[j];
+      if (!(i >= 0 && i < this.nItems)) {
+        out[j] = -Infinity;
+        continue;
+      }
+      const b = this.pos[i];
+      let acc = 0;
+      if (b >= 0) {
+        for (let q = 0; q < hist.length; q++) {
+          const h = hist[q];
+          if (!(h >= 0 && h < this.nItems)) continue;
+          const a = this.pos[h];
+          if (a < 0) continue;
+          acc = Math.fround(acc + (this.binary ? 1 : weights[q]) * B[a * n + b]);
+        }
+      }
+      out[j] = acc;
+    }
+  }
+
   similarItems(item: number, out: Float32Array): boolean {
     if (!(item >= 0 && item < this.nItems)) return false;
     out.fill(0);

@@ -21,6 +21,37 @@ export function scoreFromGraph(graph: Csr, history: UserHistory, binary: boolean
   }
 }
 
+/**
+ * `scoreFromGraph` for the listed items only: out[j] = Σ over history items h of w_h · W[h, items[j]],
+ * summed in history order with float32 rounding at each step exactly as `scoreFromGraph` does, so the
+ * values are bit for bit the same. Costs |items| × |history| lookups, never a pass over the catalog.
+ */
+export function scoreItemsFromGraph(
+  graph: Csr,
+  history: UserHistory,
+  binary: boolean,
+  items: Int32Array,
+  out: Float32Array,
+): void {
+  const hist = history.items;
+  const weights = history.weights;
+  for (let j = 0; j < items.length; j++) {
+    const target = items[j];
+    if (!(target >= 0 && target < graph.cols)) {
+      out[j] = -Infinity;
+      continue;
+    }
+    let acc = 0;
+    for (let q = 0; q < hist.length; q++) {
+      const h = hist[q];
+      if (!(h >= 0 && h < graph.rows)) continue;
+      const v = graphLookup(graph, h, target);
+      if (v !== 0) acc = Math.fround(acc + (binary ? 1 : weights[q]) * v);
+    }
+    out[j] = acc;
+  }
+}
+
 /** Row `item` of the graph written densely into `out`; false when the item is outside the graph. */
 export function graphRowInto(graph: Csr, item: number, out: Float32Array): boolean {
   if (!(item >= 0 && item < graph.rows)) return false;
@@ -108,6 +139,10 @@ export abstract class ItemGraphModel implements FittedModel {
 
   scoreUser(_user: number, history: UserHistory, out: Float32Array): void {
     scoreFromGraph(this.graph, history, this.binary, out);
+  }
+
+  scoreItems(_user: number, history: UserHistory, items: Int32Array, out: Float32Array): void {
+    scoreItemsFromGraph(this.graph, history, this.binary, items, out);
   }
 
   similarItems(item: number, out: Float32Array): boolean {

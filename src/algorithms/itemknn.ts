@@ -9,6 +9,7 @@
  * followed by the same cosine normalisation, so `shrink` has one meaning across weightings.
  */
 import { CairnError } from '../errors/errors.ts';
+import { scoreItemsFromGraph } from './item-graph.ts';
 import { abortReason, resolveThreads, WorkerPool } from './parallel.ts';
 import { readBoolean, readChoice, readNumber } from './params.ts';
 import {
@@ -99,6 +100,10 @@ export class ItemKnnModel implements FittedModel {
       const w = this.binary ? 1 : weights[q];
       for (let p = indptr[h]; p < indptr[h + 1]; p++) out[indices[p]] += w * data[p];
     }
+  }
+
+  scoreItems(_user: number, history: UserHistory, items: Int32Array, out: Float32Array): void {
+    scoreItemsFromGraph(this.graph, history, this.binary, items, out);
   }
 
   similarItems(item: number, out: Float32Array): boolean {

@@ -111,6 +111,13 @@ export class PopModel implements FittedModel {
     );
   }
 
+  scoreItems(_user: number, _history: UserHistory, items: Int32Array, out: Float32Array): void {
+    for (let j = 0; j < items.length; j++) {
+      const i = items[j];
+      out[j] = i >= 0 && i < this.nItems ? this.scores[i] : -Infinity;
+    }
+  }
+
   similarItems(_item: number, _out: Float32Array): boolean {
     return false;
   }
