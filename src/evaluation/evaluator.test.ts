@@ -34,6 +34,9 @@ class FixedModel implements FittedModel {
     this.histories.set(user, Array.from(history.items));
     out.set(this.table[user]);
   }
+  scoreItems(user: number, _history: UserHistory, items: Int32Array, out: Float32Array): void {
+    for (let j = 0; j < items.length; j++) out[j] = this.table[user][items[j]];
+  }
   similarItems(): boolean {
     return false;
   }

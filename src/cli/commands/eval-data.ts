@@ -9,6 +9,7 @@ import { csrFromCoo } from '../../algorithms/sparse.ts';
 import type { AlgorithmSpec, Params, ParamValue } from '../../algorithms/types.ts';
 import { loadConfig } from '../../config/load.ts';
 import { CairnError } from '../../errors/errors.ts';
+import type { Interactions } from '../../evaluation/filters.ts';
 import { prepareInteractions } from '../../evaluation/prepare.ts';
 import { PROTOCOLS, splitInteractions, type Protocol, type Split } from '../../evaluation/splits.ts';
 import { interactionWeight } from '../../features/interactions.ts';
@@ -42,6 +43,8 @@ export interface LoadedData {
    * space (ids only the test file has follow them). Absent for a protocol split.
    */
   trainShape?: { users: number; items: number };
+  /** One row per (user, item) pair with its time, what the split was made from (absent for `--train/--test`). */
+  interactions?: Interactions;
 }
 
 /** Progress and notes go to stderr so stdout holds only the result. */
@@ -164,7 +167,12 @@ export async function loadData(flags: DataFlags): Promise<LoadedData> {
     `prepared ${x.users.length.toLocaleString('en')} pairs (${c.pairs} distinct, ${c.afterMinRating} after --min-rating) over ${x.nUsers} users × ${x.nItems} items; ` +
       `split ${protocol}: train ${split.train.indices.length}, valid ${split.valid.indices.length}, test ${split.test.indices.length} (${secs(started)} s)`,
   );
-  return { split, protocol, dataset: { users: x.nUsers, items: x.nItems, interactions: x.users.length } };
+  return {
+    split,
+    protocol,
+    dataset: { users: x.nUsers, items: x.nItems, interactions: x.users.length },
+    interactions: x,
+  };
 }
 
 function reportSkipped(path: string, ds: Dataset): void {

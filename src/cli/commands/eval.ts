@@ -4,7 +4,16 @@
  * progress and notes go to stderr.
  */
 import type { Command } from 'commander';
+import { loadConfig } from '../../config/load.ts';
+import { CairnError } from '../../errors/errors.ts';
 import { evaluateAlgorithm } from '../../evaluation/evaluator.ts';
+import {
+  evaluateLtr,
+  LTR_DEFAULTS,
+  pairTimes,
+  resolveLtrSettings,
+  type LtrSettings,
+} from '../../evaluation/ltr.ts';
 import { cropCsr, selfTune, type SelfTuneResult } from '../../evaluation/self-tune.ts';
 import { progressBar } from '../progress.ts';
 import {
@@ -61,7 +70,7 @@ export function registerEval(program: Command): void {
     .option('--protocol <protocol>', 'random-holdout | leave-last-out | temporal', 'random-holdout')
     .option(
       '--algorithms <list>',
-      'comma-separated: pop,itemknn,als,bpr,ease,rp3beta',
+      'comma-separated: pop,itemknn,als,bpr,ease,rp3beta,ltr (two-stage: retrievers + LambdaMART)',
       'pop,itemknn,als,bpr,ease',
     )
     .option('--k <n>', 'cut-off of the @k metrics', parseNumberOption('k', { integer: true, min: 1 }), 10)
@@ -103,18 +112,35 @@ export function registerEval(program: Command): void {
 
 /** Runs the evaluation the flags describe and returns the report (exported for tests). */
 export async function runEval(flags: EvalFlags): Promise<EvalReport> {
-  const specs = parseAlgorithms(flags.algorithms);
-  const overrides = parseParamOverrides(flags.param, specs);
+  // `ltr` is the two-stage pipeline (evaluation/ltr.ts), not a registry algorithm.
+  const names = flags.algorithms
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  const ltr = names.includes('ltr') ? ltrSettings(flags) : null;
+  const singles = names.filter((n) => n !== 'ltr');
+  const specs = ltr && singles.length === 0 ? [] : parseAlgorithms(singles.join(','));
+  const overrides = parseParamOverrides(
+    flags.param.filter((p) => !p.startsWith('ltr.')),
+    specs,
+  );
   // Resolve every algorithm's parameters before loading: a typo fails in milliseconds, not minutes.
   const params = new Map(specs.map((s) => [s.name, paramsFor(s, overrides.get(s.name))]));
   const tuneTrials = flags.tune ?? 0;
   const tuneMetric = parseMetric(flags.tuneMetric ?? `ndcg@${flags.k}`);
-  const { split, protocol, dataset, trainShape } = await loadData(flags);
+  const loaded = await loadData(flags);
+  const { split, protocol, dataset, trainShape } = loaded;
   // The tuning gets the training part and nothing else; with --train/--test files, cropped to the
   // training file's own users and items (ids only the test file has come after them).
   const tuneOn = trainShape ? cropCsr(split.train, trainShape.users, trainShape.items) : split.train;
   const results: EvalResult[] = [];
-  for (const spec of specs) {
+  const bySpec = new Map(specs.map((s) => [s.name as string, s]));
+  for (const name of new Set(names)) {
+    if (name === 'ltr') {
+      results.push(await runLtr(flags, ltr!, split, loaded.interactions));
+      continue;
+    }
+    const spec = bySpec.get(name)!;
     let tuned: SelfTuneResult | null = null;
     if (tuneTrials > 0) {
       // --param flags pin a parameter: it is not searched.
@@ -166,6 +192,74 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
     });
   }
   return { dataset, protocol, k: flags.k, seed: flags.seed, results };
+}
+
+/** `ranking` config (defaults, file, env) with `--param ltr.NAME=VALUE` on top; checked before loading. */
+function ltrSettings(flags: EvalFlags): { settings: LtrSettings; halfLivesDays: readonly number[] } {
+  const config = loadConfig({ file: flags.config });
+  const r = config.ranking;
+  const base: LtrSettings = {
+    ...LTR_DEFAULTS,
+    candidates: r.candidates,
+    retrievers: [...r.retrievers] as LtrSettings['retrievers'],
+    easeMaxItems: r.easeMaxItems,
+    lambdaMart: { ...LTR_DEFAULTS.lambdaMart, ...r.lambdaMart },
+  };
+  const overrides: Record<string, string | number | boolean> = {};
+  for (const p of flags.param) {
+    if (!p.startsWith('ltr.')) continue;
+    const m = /^ltr\.([A-Za-z0-9_.]+)=(.*)$/.exec(p);
+    if (!m) throw CairnError.validation([{ field: 'param', message: `expected ltr.NAME=VALUE, got "${p}"` }]);
+    const n = Number(m[2]);
+    overrides[m[1]] =
+      m[2] === 'true' ? true : m[2] === 'false' ? false : m[2].trim() !== '' && Number.isFinite(n) ? n : m[2];
+  }
+  return { settings: resolveLtrSettings(base, overrides), halfLivesDays: config.features.halfLivesDays };
+}
+
+async function runLtr(
+  flags: EvalFlags,
+  ltr: { settings: LtrSettings; halfLivesDays: readonly number[] },
+  split: Awaited<ReturnType<typeof loadData>>['split'],
+  interactions: Awaited<ReturnType<typeof loadData>>['interactions'],
+): Promise<EvalResult> {
+  const bar = progressBar('eval ltr');
+  const times = interactions
+    ? pairTimes(split.train, interactions)
+    : new Float64Array(split.train.indices.length).fill(Number.NaN);
+  const r = await evaluateLtr(split, times, {
+    k: flags.k,
+    seed: flags.seed,
+    threads: FIT_THREADS,
+    settings: ltr.settings,
+    halfLivesDays: ltr.halfLivesDays,
+    onProgress: (f, stage) => bar.update(f, stage),
+  });
+  bar.stop();
+  const t = r.training;
+  note(
+    `ltr: ${t.queries} training queries (${t.rows} rows), ${t.validQueries} early-stopping queries; best iteration ${t.bestIteration} (validation ndcg@${ltr.settings.lambdaMart.ndcgAt} ${t.validNdcg.toFixed(4)}), LambdaMART ${t.lambdaMartSeconds.toFixed(1)} s; ` +
+      `features at ${t.pointInTime}; inner-validation ndcg@${flags.k} per retriever ${JSON.stringify(Object.fromEntries(Object.entries(t.retrieverNdcg).map(([n, v]) => [n, round(v, 4)])))} (fill from ${t.fillRetriever})`,
+  );
+  const held = t.heldOut.retrievers;
+  note(
+    `ltr: inner validation on ${t.heldOut.users} held-out users, ndcg@${flags.k}: ltr ${t.heldOut.ltr.toFixed(4)} vs ${Object.entries(
+      held,
+    )
+      .map(([n, v]) => `${n} ${v.toFixed(4)}`)
+      .join(', ')}`,
+  );
+  const top = Object.entries(r.model.importance('gain'))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 8)
+    .map(([n, v]) => `${n} ${v.toFixed(1)}`);
+  note(`ltr: top features by gain: ${top.join(', ')}`);
+  note(
+    `ltr: ndcg@${flags.k} ${r.metrics[`ndcg@${flags.k}`].toFixed(4)} over ${r.users} users; fit ${r.trainSeconds.toFixed(2)} s, scoring ${r.scoreSeconds.toFixed(2)} s`,
+  );
+  const metrics: Record<string, number> = {};
+  for (const [name, v] of Object.entries(r.metrics)) metrics[name] = round(v);
+  return { algorithm: 'ltr', params: r.params, metrics, train_seconds: round(r.trainSeconds, 3) };
 }
 
 function fmt(x: number): string {

@@ -1,0 +1,186 @@
+/**
+ * Ranking queries: for each user, candidates from several retrievers (merged with provenance) and one
+ * feature row per candidate, as of a point in time. The one builder of second-stage rows offline: the
+ * two-stage evaluation (`cairn eval --algorithms ltr`, ltr.ts) and the training pipeline's ranker
+ * (training/ranker.ts) both call it, and serving builds its rows from the same parts (candidates.ts,
+ * RankingFeatures), so the ranker sees the same kind of vector wherever it runs.
+ *
+ * Retrievers score the full catalog once per user: each contributes its top list, and every candidate
+ * gets every retriever's score (its rank only where that retriever's list holds it), as online.
+ *
+ * Pure: no I/O.
+ */
+import type { RankingDataset } from '../algorithms/gbdt.ts';
+import type { Csr } from '../algorithms/sparse.ts';
+import { TopKHeap } from '../algorithms/topk.ts';
+import type { FittedModel, UserHistory } from '../algorithms/types.ts';
+import { mergeCandidates } from '../features/candidates.ts';
+import type { FeatureEvent, ItemMeta, UserMeta } from '../features/definitions.ts';
+import type { ItemStateTimeline } from '../features/item-state.ts';
+import type { RankingFeatures } from '../features/ranking.ts';
+
+export interface QueryRetriever {
+  name: string;
+  model: Pick<FittedModel, 'scoreUser'>;
+}
+
+export interface QueryStage {
+  retrievers: readonly QueryRetriever[];
+  /** What each user is known to have interacted with: the retrievers' input, never offered again. */
+  history: Csr;
+  /** More items each user may not be offered (e.g. a validation part when measuring on a test part). */
+  exclude: readonly Csr[];
+  /** Matrix index → item id (the id the feature store keys item states by). */
+  itemIds: readonly string[];
+  /** Item states by id; advanced (forward only) to each query's time. */
+  timeline: ItemStateTimeline;
+  /** The user's events at or before `at`, newest first, bounded like the online history. */
+  userEvents(user: number, at: number): FeatureEvent[];
+  userMeta?(user: number): UserMeta | null;
+  /** Catalog attributes of an item (null: unknown). */
+  itemMeta?(itemId: string): ItemMeta | null;
+}
+
+/** One query as built: candidate item indices and their feature rows (views valid during the callback). */
+export interface BuiltQuery {
+  user: number;
+  at: number;
+  items: Int32Array;
+  count: number;
+  rows: Float32Array;
+  /** Each retriever's full-catalog scores for the user (in `stage.retrievers` order). */
+  scores: readonly Float32Array[];
+  /** Each retriever's own top list (best first), before merging. */
+  lists: readonly { items: Int32Array; n: number }[];
+}
+
+/**
+ * Builds every query for `users` at the times `at` (aligned), calling `onQuery` per user; queries run in
+ * time order so the item-state replay only moves forward.
+ */
+export function buildQueries(
+  stage: QueryStage,
+  users: Int32Array,
+  at: Float64Array,
+  features: RankingFeatures,
+  candidates: number,
+  onQuery: (q: BuiltQuery) => void,
+  signal?: AbortSignal,
+): void {
+  const { history, retrievers, itemIds, timeline } = stage;
+  const nItems = history.cols;
+  const nf = features.names.length;
+  const scores = retrievers.map(() => new Float32Array(nItems));
+  const lists = retrievers.map((r) => ({
+    retriever: r.name,
+    items: new Int32Array(candidates),
+    scores: new Float32Array(candidates),
+    n: 0,
+  }));
+  const heap = new TopKHeap(candidates);
+  const banned = new Uint8Array(nItems);
+  const rows = new Float32Array(candidates * nf);
+  const cand = new Int32Array(candidates);
+  const hist: UserHistory = { items: new Int32Array(0), weights: new Float32Array(0) };
+  const categoriesOf = (id: string) => stage.itemMeta?.(id)?.categories ?? [];
+  const priceOf = (id: string) => stage.itemMeta?.(id)?.price ?? null;
+  const order = Int32Array.from(users, (_, j) => j).sort((a, b) => at[a] - at[b] || a - b);
+  const toggle = (u: number, v: 0 | 1) => {
+    for (const m of [history, ...stage.exclude])
+      for (let p = m.indptr[u]; p < m.indptr[u + 1]; p++) banned[m.indices[p]] = v;
+  };
+  for (let j = 0; j < order.length; j++) {
+    if (j % 256 === 0) signal?.throwIfAborted();
+    const u = users[order[j]];
+    const now = at[order[j]];
+    timeline.advanceTo(now);
+    hist.items = history.indices.subarray(history.indptr[u], history.indptr[u + 1]);
+    hist.weights = history.data.subarray(history.indptr[u], history.indptr[u + 1]);
+    toggle(u, 1);
+    for (let r = 0; r < retrievers.length; r++) {
+      const s = scores[r];
+      retrievers[r].model.scoreUser(u, hist, s);
+      heap.reset(candidates);
+      for (let i = 0; i < nItems; i++) {
+        if (banned[i] === 0 && s[i] > heap.threshold()) heap.push(i, s[i]);
+      }
+      lists[r].n = heap.drainInto(lists[r].items, lists[r].scores, 0);
+    }
+    toggle(u, 0);
+    const merged = mergeCandidates(
+      lists.map((l) => ({
+        retriever: l.retriever,
+        items: l.items.subarray(0, l.n),
+        scores: l.scores.subarray(0, l.n),
+      })),
+      candidates,
+    );
+    const ctx = features.userContext(
+      stage.userEvents(u, now),
+      stage.userMeta?.(u) ?? null,
+      now,
+      categoriesOf,
+      priceOf,
+    );
+    for (let c = 0; c < merged.length; c++) {
+      const item = merged[c].item;
+      cand[c] = item;
+      const signals = merged[c].signals;
+      // Every retriever's score, also where it did not retrieve the item (its rank stays missing).
+      for (let r = 0; r < retrievers.length; r++) {
+        if (!signals.has(retrievers[r].name))
+          signals.set(retrievers[r].name, { score: scores[r][item], rank: Number.NaN });
+      }
+      const id = itemIds[item];
+      features.fill(rows, c * nf, ctx, id, timeline.state(id), stage.itemMeta?.(id) ?? null, signals, now);
+    }
+    onQuery({ user: u, at: now, items: cand, count: merged.length, rows, scores, lists });
+  }
+}
+
+/** Growable feature rows, labels and query boundaries of a ranking dataset (one query per `add`). */
+export class RankingRows {
+  private features: Float32Array;
+  private labels: Float32Array;
+  private readonly groups: number[] = [0];
+  private rows = 0;
+  constructor(private readonly nf: number) {
+    this.features = new Float32Array(1024 * nf);
+    this.labels = new Float32Array(1024);
+  }
+
+  /** Appends one query: `count` rows of `rows` and their labels. */
+  add(rows: Float32Array, labels: Float32Array, count: number): void {
+    const need = this.rows + count;
+    if (need > this.labels.length) {
+      const cap = Math.max(need, this.labels.length * 2);
+      const f = new Float32Array(cap * this.nf);
+      f.set(this.features.subarray(0, this.rows * this.nf));
+      this.features = f;
+      const l = new Float32Array(cap);
+      l.set(this.labels.subarray(0, this.rows));
+      this.labels = l;
+    }
+    this.features.set(rows.subarray(0, count * this.nf), this.rows * this.nf);
+    this.labels.set(labels.subarray(0, count), this.rows);
+    this.rows = need;
+    this.groups.push(need);
+  }
+
+  get queries(): number {
+    return this.groups.length - 1;
+  }
+
+  get size(): number {
+    return this.rows;
+  }
+
+  build(): RankingDataset {
+    return {
+      nFeatures: this.nf,
+      features: this.features.subarray(0, this.rows * this.nf),
+      labels: this.labels.subarray(0, this.rows),
+      groups: Int32Array.from(this.groups),
+    };
+  }
+}
