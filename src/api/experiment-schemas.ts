@@ -26,7 +26,10 @@ const VariantDoc = Type.Object({
     Type.String({ description: 'Serve the newest ready or champion version of this algorithm' }),
   ),
   ranker: Type.Optional(
-    Type.Boolean({ description: 'Second-stage ranker on/off (no ranker exists yet: only false)' }),
+    Type.Boolean({
+      description:
+        'Second-stage ranker: true forces it where the model carries one, false bypasses it (default: config ranking.enabled)',
+    }),
   ),
 });
 

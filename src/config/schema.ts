@@ -315,6 +315,11 @@ export const ConfigSchema = Type.Object(
          * model's own ranking on held-out users.
          */
         train: Type.Boolean({ default: true }),
+        /**
+         * Training: irrelevant candidates kept per query (a seeded sample; every relevant one is kept). The
+         * fit's cost is linear in rows; the queries kept apart to decide on shipping keep all candidates.
+         */
+        negatives: Type.Integer({ minimum: 1, default: 40 }),
         /** Training: held-out users turned into ranking queries, at most (a seeded sample). */
         maxQueries: Type.Integer({ minimum: 1, default: 5_000 }),
         /** Training: fewer queries with a relevant candidate than this and no ranker is learned. */
@@ -335,14 +340,14 @@ export const ConfigSchema = Type.Object(
         lambdaMart: Type.Object(
           {
             trees: Type.Integer({ minimum: 1, maximum: 100_000, default: 300 }),
-            learningRate: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.05 }),
-            leaves: Type.Integer({ minimum: 2, maximum: 4096, default: 31 }),
-            minDataInLeaf: Type.Integer({ minimum: 1, default: 50 }),
-            lambdaL2: Type.Number({ minimum: 0, default: 1 }),
+            learningRate: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.1 }),
+            leaves: Type.Integer({ minimum: 2, maximum: 4096, default: 15 }),
+            minDataInLeaf: Type.Integer({ minimum: 1, default: 200 }),
+            lambdaL2: Type.Number({ minimum: 0, default: 10 }),
             bins: Type.Integer({ minimum: 2, maximum: 255, default: 255 }),
-            featureFraction: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.9 }),
+            featureFraction: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.5 }),
             ndcgAt: Type.Integer({ minimum: 1, maximum: 10_000, default: 10 }),
-            earlyStoppingRounds: Type.Integer({ minimum: 0, default: 30 }),
+            earlyStoppingRounds: Type.Integer({ minimum: 0, default: 50 }),
           },
           { default: {}, additionalProperties: false },
         ),

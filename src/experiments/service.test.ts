@@ -129,6 +129,18 @@ describe('create', () => {
     });
   });
 
+  it('accepts arms that force the ranker on or off, and keeps the choice', async () => {
+    const e = await service.create(ctx, {
+      id: 'ranker-ab',
+      variants: [
+        { name: 'cf', weight: 1, ranker: false },
+        { name: 'ranked', weight: 1, ranker: true },
+        { name: 'config', weight: 1 },
+      ],
+    });
+    expect(e.variants.map((v) => v.ranker)).toEqual([false, true, null]);
+  });
+
   it('reports every invalid field at once', async () => {
     expect(
       await fieldsOf(
@@ -138,7 +150,7 @@ describe('create', () => {
           unit: 'device' as 'user',
           variants: [
             { name: 'x', weight: -1 },
-            { name: 'x', weight: Number.NaN, ranker: true },
+            { name: 'x', weight: Number.NaN, ranker: 'yes' as unknown as boolean },
             { name: '', weight: 1, modelVersion: 'missing' },
             { name: 'f', weight: 1, modelVersion: 'v-failed' },
             { name: 't', weight: 1, modelVersion: 'v-training' },

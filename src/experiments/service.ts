@@ -266,7 +266,10 @@ export async function validate(
     else if (kind === 'shadow' && !(v.weight > 0 && v.weight <= 100))
       bad(`${at}.weight`, 'the percentage of requests the shadow model scores: more than 0, at most 100');
     else weightSum += v.weight;
-    if (v.ranker === true) bad(`${at}.ranker`, 'no ranker stage exists yet: a variant cannot turn it on');
+    // `ranker: true` forces the second stage where the arm's model carries a usable ranker, `false`
+    // bypasses it; a model without one is answered by its own ranking (serving decides per request).
+    if (v.ranker !== undefined && v.ranker !== null && typeof v.ranker !== 'boolean')
+      bad(`${at}.ranker`, 'must be a boolean');
 
     let modelVersion: string | null = null;
     if (v.modelVersion !== undefined && v.algorithm !== undefined) {

@@ -16,6 +16,14 @@ export interface Metrics {
   readonly recommendationDuration: Histogram<'endpoint'>;
   /** Personalized answers served from the online state's cache (hit) or computed (miss). */
   readonly recommendationCache: Counter<'outcome'>;
+  /**
+   * Personalized answers computed with a ranker wanted, by outcome: ranked, disabled (config or arm),
+   * no_ranker (the model has none), unusable (its features or retrievers do not match), no_candidates,
+   * error (online state failed while ranking: the CF ranking answered).
+   */
+  readonly rankerRequests: Counter<'outcome'>;
+  /** Time of the ranking stage (candidates, feature read, vectors, scoring, reasons). */
+  readonly rankerDuration: Histogram;
   readonly modelInfo: Gauge<'version' | 'algorithm'>;
   readonly modelCreatedSeconds: Gauge;
   readonly modelAgeSeconds: Gauge;
@@ -152,6 +160,18 @@ export function createMetrics(options: { defaultMetrics?: boolean; scoreWindow?:
       help: 'Time to compute one recommendation answer (excluding HTTP)',
       labelNames: ['endpoint'] as const,
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      registers: [registry],
+    }),
+    rankerRequests: new Counter({
+      name: 'cairn_ranker_requests_total',
+      help: 'Personalized answers by second-stage ranker outcome (ranked, disabled, no_ranker, unusable, no_candidates, error)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    rankerDuration: new Histogram({
+      name: 'cairn_ranker_duration_seconds',
+      help: 'Time of the second-stage ranking of one answer (candidates, features, scoring, reasons)',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
       registers: [registry],
     }),
     recommendationCache: new Counter({

@@ -11,6 +11,7 @@ import type { ModelVersion } from '../domain/types.ts';
 import { userRows } from '../registry/forget.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
 import type { CatalogView } from './catalog.ts';
+import { loadRanker, type LoadedRanker } from './ranker.ts';
 
 /**
  * Reads `mv`'s artifact through the registry (checksum verified) and builds the model ready to serve.
@@ -28,7 +29,9 @@ export async function loadServingModel(
     userIndex: await runStepsSliced(indexSteps(stored.userIds)),
     itemIndex: await runStepsSliced(indexSteps(stored.itemIds)),
   };
-  return new ServingModel(mv, model, stored.userIds, stored.itemIds, lastEventSeq, indexes);
+  // The second-stage ranker is decoded once here, so hot-swaps, rollbacks and the experiment pool carry it.
+  const ranker = loadRanker(stored.extra);
+  return new ServingModel(mv, model, stored.userIds, stored.itemIds, lastEventSeq, indexes, ranker);
 }
 
 /** id → position, yielding every few thousand ids (domain/cooperative.ts). */
@@ -50,6 +53,10 @@ export class ServingModel {
   private unavailableVersion = -1;
   private readonly categoryMasks = new Map<string, Uint8Array>();
   private categoryVersion = -1;
+  /** The version's trained second-stage ranker (artifact `extra.ranker`), or null. */
+  readonly ranker: LoadedRanker | null;
+  /** Why the artifact's ranker could not be decoded (null: none stored, or decoded). */
+  readonly rankerError: string | null;
 
   constructor(
     readonly version: ModelVersion,
@@ -60,7 +67,11 @@ export class ServingModel {
     readonly lastEventSeq: number,
     /** Prebuilt id → position maps (loadServingModel builds them without holding the loop). */
     indexes?: { userIndex: Map<string, number>; itemIndex: Map<string, number> },
+    /** The decoded `extra.ranker` (serving/ranker.ts loadRanker); absent: no ranker. */
+    ranker?: { ranker: LoadedRanker | null; error: string | null },
   ) {
+    this.ranker = ranker?.ranker ?? null;
+    this.rankerError = ranker?.error ?? null;
     this.itemIndex = indexes?.itemIndex ?? new Map(itemIds.map((id, i) => [id, i]));
     this.userIndex = indexes?.userIndex ?? new Map(userIds.map((id, i) => [id, i]));
     this.scores = new Float32Array(itemIds.length);

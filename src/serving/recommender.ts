@@ -2,12 +2,19 @@
  * The online recommendation path: candidates from the champion model → business rules → fallback
  * chain → explanations. Every answer is labelled with where it came from:
  *
- *   personal (champion model, folding in the user's newest events)
+ *   personal (champion model, folding in the user's newest events; when the model version carries a
+ *             trained ranker, the ranker re-ranks the candidates of several retrievers: see `ranked`)
  *     → similar-to-recent (item-to-item on the user's recent items)
+ *     → cold start (a user with no events: popular items ranked by their segments and attributes)
  *     → category popular (the request's category, else the categories of the user's recent items)
  *     → global popular (online, time-decayed)
  *
- * Later links only fill what earlier links could not. The chain never fails: when the online state is
+ * An anonymous session (recommendSession) runs the same chain with the items it sent as its history
+ * (the champion folds them in as a new user), labelled `session` when the model answered.
+ *
+ * Later links only fill what earlier links could not. Every item carries a reason about that item (the
+ * history item that contributed most to its score, the seed it is similar to, the list it came from);
+ * `explain=true` adds the full breakdown and `fields=` the item's catalog fields. The chain never fails: when the online state is
  * unreachable the answer comes from what this process holds and says `degraded: true`.
  *
  * Nothing here reads the store of record: histories, opt-outs and popularity come from the online state
@@ -21,33 +28,55 @@
  */
 import { performance } from 'node:perf_hooks';
 import { topK } from '../algorithms/topk.ts';
-import type { PopularResult, RecommendRequest, RecommendationService, SimilarResult } from './contracts.ts';
+import type { FittedModel } from '../algorithms/types.ts';
+import {
+  ITEM_FIELDS,
+  type AnswerOptions,
+  type ListOptions,
+  type PopularResult,
+  type RecommendRequest,
+  type RecommendationService,
+  type SessionRequest,
+  type SimilarResult,
+} from './contracts.ts';
 import type { Config } from '../config/load.ts';
 import type { RequestContext } from '../domain/context.ts';
 import type {
   Experiment,
   ExperimentVariant,
+  ItemExplanation,
+  ItemField,
   RecommendationResult,
   RecommendedItem,
   ServedRecord,
   StoredEvent,
 } from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
+import { mergeCandidates } from '../features/candidates.ts';
+import type { FeatureConfig, ItemFeatureState, UserMeta } from '../features/definitions.ts';
 import { buildUserProfile, type UserProfile } from '../features/interactions.ts';
+import { decayedAt, featureConfigOf } from '../features/item-state.ts';
+import { popularityHalfLifeIndex } from '../features/ranker-artifact.ts';
+import type { UserContext } from '../features/ranking.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { Metrics } from '../monitoring/metrics.ts';
 import type { OnlineState } from '../storage/ports.ts';
 import type { CatalogView } from './catalog.ts';
+import { rankColdStart, userValues } from './cold-start.ts';
 import type { Arm, ExperimentRouter } from './experiments.ts';
 import type { ModelPool } from './model-pool.ts';
 import type { ServingModel } from './model-state.ts';
 import type { PopularList } from './popular.ts';
+import { POP_RETRIEVER, RankerStage, SIMILAR_RETRIEVER, type ReasonKind } from './ranker.ts';
 import type { ServedLogSink } from './served-log.ts';
 import { overlapAtK, shadowMetrics, shadowSampled, type ShadowMetrics } from './shadow.ts';
 
 export interface RecommenderDeps {
   config: Readonly<Config>;
-  online: Pick<OnlineState, 'recentEvents' | 'optedOut' | 'popularity' | 'cacheGet' | 'cacheSet'>;
+  online: Pick<
+    OnlineState,
+    'recentEvents' | 'optedOut' | 'popularity' | 'cacheGet' | 'cacheSet' | 'userMeta' | 'itemFeatures'
+  >;
   catalog: CatalogView;
   popular: PopularList;
   metrics: Metrics;
@@ -89,14 +118,89 @@ const VERBS: Record<string, string> = {
 /** Models whose zero score means "no evidence" (sums over neighbours): such items are not candidates. */
 const EVIDENCE_MODELS = new Set(['itemknn', 'ease', 'rp3beta']);
 const MAX_CATEGORY_LENGTH = 256;
+const MAX_ITEM_ID_LENGTH = 512;
+/** History items listed in an explanation; the rest are summed into `otherWeight`. */
+const MAX_CONTRIBUTIONS = 10;
+/** The event type a session's items count as (they are what the session looked at). */
+const SESSION_EVENT_TYPE = 'view';
+/** Cold start: popular items ranked, and per category an attribute names, extra candidates from the head. */
+const COLD_START_POOL = 200;
+const COLD_START_CATEGORIES = 4;
+const COLD_START_PER_CATEGORY = 50;
+
+/** What a request asked to add to its items, validated. */
+interface Answer {
+  explain: boolean;
+  fields: ItemField[];
+}
+
+/**
+ * How much history item `a` speaks for item `b` in this model: its own item similarity when it has one,
+ * else the dot product of the items' factors when its artifact holds factors, else nothing (null).
+ * Cached per model: looking the factors up reads the artifact once.
+ */
+const affinities = new WeakMap<FittedModel, ((a: number, b: number) => number) | null>();
+function affinityOf(model: FittedModel): ((a: number, b: number) => number) | null {
+  let f = affinities.get(model);
+  if (f !== undefined) return f;
+  f = model.itemSimilarity ? model.itemSimilarity.bind(model) : factorDot(model);
+  affinities.set(model, f);
+  return f;
+}
+
+function factorDot(model: FittedModel): ((a: number, b: number) => number) | null {
+  let y: unknown;
+  let width: unknown;
+  try {
+    const artifact = model.toArtifact();
+    y = artifact.arrays.itemFactors;
+    width = artifact.meta.factors;
+  } catch {
+    return null;
+  }
+  if (!(y instanceof Float32Array) || typeof width !== 'number' || !(width > 0)) return null;
+  if (y.length !== model.nItems * width) return null;
+  const factors = y;
+  const n = model.nItems;
+  return (a, b) => {
+    if (!(a >= 0 && a < n && b >= 0 && b < n)) return 0;
+    let dot = 0;
+    const oa = a * width;
+    const ob = b * width;
+    for (let f = 0; f < width; f++) dot += factors[oa + f] * factors[ob + f];
+    return dot;
+  };
+}
+
+/** Whether and how the second stage ranks one request (decided before any read). */
+interface RankerChoice {
+  /** The stage that ranks, or null (then `outcome` says why not). */
+  stage: RankerStage | null;
+  outcome: 'disabled' | 'no_ranker' | 'unusable' | null;
+}
+
+/** The user's metadata read beside the history for the ranker: never rejects (failures are data). */
+type MetaRead = { ok: true; meta: UserMeta | null } | { ok: false; err: unknown };
+type ItemFeatureStateLike = Pick<ItemFeatureState, 'segments'>;
 
 export class Recommender implements RecommendationService {
   private readonly now: () => number;
   private readonly popularWindow: string;
   private readonly shadowMetrics: ShadowMetrics;
+  /** The feature settings the online state folds item states with (the ranker's vector must match). */
+  private readonly featureConfig: FeatureConfig;
+  /** Per loaded model version: its ranker stage, or why it cannot rank here (decided and logged once). */
+  private readonly stages = new WeakMap<ServingModel, RankerStage | { unusable: string }>();
 
   constructor(private readonly deps: RecommenderDeps) {
     this.now = deps.now ?? Date.now;
+    const { config } = deps;
+    this.featureConfig = featureConfigOf({
+      types: config.events.types,
+      maxEventWeight: config.events.maxEventWeight,
+      maxUserItemWeight: config.events.maxUserItemWeight,
+      features: config.features,
+    });
     this.shadowMetrics = shadowMetrics(deps.metrics.registry);
     const days = deps.config.serving.popularityHalfLifeDays;
     this.popularWindow = days === 7 ? 'this week' : `over the last ${days} day${days === 1 ? '' : 's'}`;
@@ -106,6 +210,7 @@ export class Recommender implements RecommendationService {
     const started = performance.now();
     const k = this.checkK(request.k);
     const category = this.checkCategory(request.category);
+    const answer = this.checkAnswer(request);
     const { config, logger } = this.deps;
 
     let optOut = false;
@@ -115,15 +220,27 @@ export class Recommender implements RecommendationService {
     const assigned =
       this.deps.experiments?.assign(ctx, { user: request.userId, session: request.sessionId }) ?? null;
     const { model: sm, unavailable } = this.modelFor(assigned, champion, ctx);
+    const ranker = this.rankerFor(sm, assigned, ctx);
     const cacheKey =
-      sm && config.serving.cacheTtlSeconds > 0 ? this.cacheKey(sm, assigned, k, category, request) : null;
+      sm && config.serving.cacheTtlSeconds > 0
+        ? this.cacheKey(sm, assigned, k, category, request, ranker.stage !== null)
+        : null;
+    // Cached answers hold no explanations: an explained answer is always computed.
+    const readCache = cacheKey !== null && !answer.explain;
     let cached: string | null = null;
+    // The ranker's user features need the user's segments: read beside the history, only when it ranks.
+    const meta: Promise<MetaRead> | null = ranker.stage
+      ? this.deps.online.userMeta(request.userId).then(
+          (m): MetaRead => ({ ok: true, meta: m }),
+          (err: unknown): MetaRead => ({ ok: false, err }),
+        )
+      : null;
     try {
-      // One round trip for the three reads (Redis pipelines them on one connection).
+      // One round trip for the reads (Redis pipelines them on one connection).
       [optOut, history, cached] = await Promise.all([
         this.deps.online.optedOut(request.userId),
         this.deps.online.recentEvents(request.userId, config.serving.historyLimit),
-        cacheKey ? this.deps.online.cacheGet(request.userId, cacheKey) : Promise.resolve(null),
+        readCache ? this.deps.online.cacheGet(request.userId, cacheKey) : Promise.resolve(null),
       ]);
     } catch (err) {
       storeDown = true;
@@ -157,7 +274,7 @@ export class Recommender implements RecommendationService {
           source: 'personalized',
           fallbackReason: unavailable,
           degraded: false,
-          items: hit,
+          items: this.withFields(hit, answer.fields),
           experiment,
         };
         this.record('recommendations', 'personalized', unavailable, started, true);
@@ -171,6 +288,8 @@ export class Recommender implements RecommendationService {
     let source: 'personalized' | 'fallback' = 'fallback';
     let reason: FallbackReason | null = null;
     let personalScores: number[] = [];
+    /** Whether the trained ranker ranked the personal list (else the model's own ranking did). */
+    let ranked = false;
 
     if (storeDown) reason = 'store_unavailable';
     else if (optOut) reason = 'opt_out';
@@ -178,45 +297,51 @@ export class Recommender implements RecommendationService {
     else if (profile.positives.size === 0) reason = 'cold_start_user';
     else if (this.pastDeadline(ctx)) reason = 'deadline';
     else {
-      try {
-        const personal = this.personal(sm, request.userId, history, profile, k, category, blocked);
-        if (personal === 'history_not_in_model') reason = personal;
-        else if (personal.length === 0) reason = 'no_personal_candidates';
-        else {
+      const user = this.scoredUser(sm, request.userId, history);
+      if (ranker.outcome !== null) this.deps.metrics.rankerRequests.inc({ outcome: ranker.outcome });
+      if (ranker.stage && meta) {
+        const list = await this.rankOrNull(ctx, ranker.stage, sm, user, profile, history, meta, {
+          k,
+          category,
+          blocked,
+          explain: answer.explain,
+        });
+        if (list) {
+          ranked = true;
           source = 'personalized';
-          items.push(...personal);
-          personalScores = personal.map((p) => p.score);
+          items.push(...list);
         }
-      } catch (err) {
-        reason = 'model_error';
-        logger.error({ err, version: sm.version.version }, 'model failed to score; falling back');
       }
+      if (!ranked)
+        try {
+          const personal = this.personal(sm, user, profile, k, category, blocked, answer.explain, 'personal');
+          if (personal === 'history_not_in_model') reason = personal;
+          else if (personal.length === 0) reason = 'no_personal_candidates';
+          else {
+            source = 'personalized';
+            items.push(...personal);
+            personalScores = personal.map((p) => p.score);
+          }
+        } catch (err) {
+          reason = 'model_error';
+          logger.error({ err, version: sm.version.version }, 'model failed to score; falling back');
+        }
     }
 
-    const taken = new Set(items.map((i) => i.itemId));
-    const usable = (id: string) =>
-      !taken.has(id) &&
-      !blocked.has(id) &&
-      this.deps.catalog.isAvailable(id) &&
-      (!category || this.deps.catalog.inCategory(id, category));
-
-    // Past the deadline only the cheapest link runs: popular in the asked category, else global popular.
     const late = reason === 'deadline' || this.pastDeadline(ctx);
-    if (items.length < k && sm && !optOut && !storeDown && !late && profile.recent.length > 0) {
-      this.push(items, taken, this.similarToRecent(sm, profile, k - items.length, usable));
-    }
-    // Reads that just failed are not retried for the popular links: they use this process's last list.
-    const fallback = { failed: storeDown };
-    if (items.length < k) {
-      const categories = category ? [category] : optOut || late ? [] : this.userCategories(profile);
-      for (const c of categories) {
-        if (items.length >= k) break;
-        this.push(items, taken, await this.popularOrNone(c, k - items.length, usable, fallback));
-      }
-    }
-    if (items.length < k && !category)
-      this.push(items, taken, await this.popularOrNone(null, k - items.length, usable, fallback));
-    if (fallback.failed && !storeDown) {
+    const failed = await this.fillChain(ctx, items, {
+      sm,
+      profile,
+      k,
+      category,
+      blocked,
+      explain: answer.explain,
+      // Past the deadline only the cheapest link runs: popular in the asked category, else global popular.
+      useHistory: !optOut && !storeDown && !late,
+      storeDown,
+      coldStartUser: !optOut && !storeDown && !late && profile.positives.size === 0 ? request.userId : null,
+    });
+    if (failed && !storeDown) {
       storeDown = true;
       if (source === 'fallback' && reason === null) reason = 'store_unavailable';
     }
@@ -230,26 +355,31 @@ export class Recommender implements RecommendationService {
       source,
       fallbackReason: source === 'personalized' ? unavailable : reason,
       degraded: storeDown || reason === 'model_error' || reason === 'deadline',
-      items,
+      items: this.withFields(items, answer.fields),
       experiment,
     };
     this.record('recommendations', source, result.fallbackReason, started, false);
     this.logServed(result, arm);
     // Drift of served scores is measured against the champion's training reference only: the metric
-    // keeps one window per version, and arms on other versions would keep resetting it.
-    if (sm && sm === champion && personalScores.length > 0)
+    // keeps one window per version, and arms on other versions would keep resetting it. Ranker scores
+    // are on another scale than the model's: not observed.
+    if (sm && sm === champion && !ranked && personalScores.length > 0)
       this.deps.metrics.observeServedScores(
         sm.version.version,
         sm.version.lineage?.drift ?? null,
         personalScores,
       );
     this.shadow(ctx, request, result, { history, profile, k, category, exclude: request.exclude });
-    if (cacheKey && source === 'personalized' && !result.degraded) {
+    // The key says whether the ranker was to rank: an answer the CF ranking gave in its stead (the online
+    // state failed while ranking) is not stored under it.
+    if (cacheKey && source === 'personalized' && !result.degraded && ranked === (ranker.stage !== null)) {
       try {
+        // What the answer is, not what this request added to it (fields are read fresh on every hit).
+        const bare = items.map(({ itemId, score, reason }) => ({ itemId, score, reason }));
         await this.deps.online.cacheSet(
           request.userId,
           cacheKey,
-          JSON.stringify({ seq: newestSeq, items }),
+          JSON.stringify({ seq: newestSeq, items: bare }),
           config.serving.cacheTtlSeconds * 1000,
         );
       } catch (err) {
@@ -257,6 +387,128 @@ export class Recommender implements RecommendationService {
       }
     }
     return result;
+  }
+
+  /**
+   * An anonymous session: its items are folded in by the champion as the history of a new user (index
+   * −1), so the answer is the model's own, labelled `session`; when the model knows none of them (or
+   * there is no model) the fallback chain answers from the items instead (similar to them → popular in
+   * their categories → popular). The items themselves are never returned. Nothing is read from the
+   * online state but the popular lists, nothing is cached, and no experiment routes a session: arms
+   * are assigned to users.
+   */
+  async recommendSession(ctx: RequestContext, request: SessionRequest): Promise<RecommendationResult> {
+    const started = performance.now();
+    const k = this.checkK(request.k);
+    const category = this.checkCategory(request.category);
+    const answer = this.checkAnswer(request);
+    const sessionItems = this.checkSessionItems(request.items);
+    const profile = this.sessionProfile(sessionItems);
+    const sm = this.deps.champion();
+    const blocked = new Set<string>(request.exclude ?? []);
+    for (const id of sessionItems) blocked.add(id);
+
+    const items: RecommendedItem[] = [];
+    let source: 'session' | 'fallback' = 'fallback';
+    let reason: FallbackReason | null = null;
+    if (!sm) reason = 'no_model';
+    else if (profile.positives.size === 0) reason = 'cold_start_user';
+    else if (this.pastDeadline(ctx)) reason = 'deadline';
+    else {
+      try {
+        const user = { index: -1, foldIn: true };
+        const personal = this.personal(sm, user, profile, k, category, blocked, answer.explain, 'session');
+        if (personal === 'history_not_in_model') reason = personal;
+        else if (personal.length === 0) reason = 'no_personal_candidates';
+        else {
+          source = 'session';
+          items.push(...personal);
+        }
+      } catch (err) {
+        reason = 'model_error';
+        this.deps.logger.error({ err, version: sm.version.version }, 'model failed to score a session');
+      }
+    }
+    const late = reason === 'deadline' || this.pastDeadline(ctx);
+    const failed = await this.fillChain(ctx, items, {
+      sm,
+      profile,
+      k,
+      category,
+      blocked,
+      explain: answer.explain,
+      useHistory: !late,
+      storeDown: false,
+      coldStartUser: null,
+    });
+    if (failed && source === 'fallback' && reason === null) reason = 'store_unavailable';
+    const result: RecommendationResult = {
+      requestId: ctx.requestId,
+      userId: null,
+      modelVersion: sm?.version.version ?? null,
+      source,
+      fallbackReason: source === 'session' ? null : reason,
+      degraded: failed || reason === 'model_error' || reason === 'deadline',
+      items: this.withFields(items, answer.fields),
+      experiment: null,
+    };
+    this.record('recommendations', source, result.fallbackReason, started, false);
+    return result;
+  }
+
+  /**
+   * The links after the model's own list, each filling only what the earlier ones left: similar to the
+   * user's recent items, cold-start ranking (a user with no events), popular in the asked category or
+   * the recent items' categories, global popular. Returns whether the online state failed on the way
+   * (the popular links then answer from this process's last list).
+   */
+  private async fillChain(
+    ctx: RequestContext,
+    items: RecommendedItem[],
+    input: {
+      sm: ServingModel | null;
+      profile: UserProfile;
+      k: number;
+      category: string | undefined;
+      blocked: ReadonlySet<string>;
+      explain: boolean;
+      /** Whether the links may use the user's history (not for an opted-out user, nor past the deadline). */
+      useHistory: boolean;
+      storeDown: boolean;
+      /** The user to rank for from their segments and attributes (a user with no events), else null. */
+      coldStartUser: string | null;
+    },
+  ): Promise<boolean> {
+    const { sm, profile, k, category, blocked, explain, useHistory } = input;
+    const taken = new Set(items.map((i) => i.itemId));
+    const usable = (id: string) =>
+      !taken.has(id) &&
+      !blocked.has(id) &&
+      this.deps.catalog.isAvailable(id) &&
+      (!category || this.deps.catalog.inCategory(id, category));
+
+    if (items.length < k && sm && useHistory && profile.recent.length > 0) {
+      this.push(items, taken, this.similarToRecent(sm, profile, k - items.length, usable, explain));
+    }
+    // Reads that just failed are not retried for the popular links: they use this process's last list.
+    const fallback = { failed: input.storeDown };
+    if (items.length < k && input.coldStartUser !== null && !this.pastDeadline(ctx)) {
+      this.push(
+        items,
+        taken,
+        await this.coldStart(ctx, input.coldStartUser, k - items.length, usable, explain, fallback),
+      );
+    }
+    if (items.length < k) {
+      const categories = category ? [category] : useHistory ? this.userCategories(profile) : [];
+      for (const c of categories) {
+        if (items.length >= k) break;
+        this.push(items, taken, await this.popularOrNone(c, k - items.length, usable, fallback, explain));
+      }
+    }
+    if (items.length < k && !category)
+      this.push(items, taken, await this.popularOrNone(null, k - items.length, usable, fallback, explain));
+    return fallback.failed;
   }
 
   /**
@@ -270,10 +522,56 @@ export class Recommender implements RecommendationService {
     k: number,
     category: string | undefined,
     request: RecommendRequest,
+    ranker: boolean,
   ): string {
     const exclude = [...new Set(request.exclude ?? [])].sort();
     const armKey = arm ? [arm.experiment.id, arm.variant.name] : null;
-    return JSON.stringify([sm.version.version, armKey, k, category ?? null, exclude]);
+    return JSON.stringify([sm.version.version, armKey, k, category ?? null, exclude, ranker]);
+  }
+
+  /**
+   * Whether the second stage ranks for `sm` under this arm: the arm's `ranker` (true forces it, false
+   * bypasses it) over config `ranking.enabled`; a model without a usable ranker never ranks (an arm
+   * asking for one is answered by the CF ranking, said in a debug log). Usability is decided once per
+   * loaded version and logged then.
+   */
+  private rankerFor(sm: ServingModel | null, arm: Arm | null, ctx: RequestContext): RankerChoice {
+    if (!sm) return { stage: null, outcome: null };
+    const wanted = arm?.variant.ranker ?? null;
+    if (wanted === false || (wanted === null && !this.deps.config.ranking.enabled))
+      return { stage: null, outcome: 'disabled' };
+    let stage = this.stages.get(sm);
+    if (stage === undefined) {
+      if (sm.ranker) {
+        stage = RankerStage.plan(sm.ranker, sm.model.algorithm, this.featureConfig);
+        if (!(stage instanceof RankerStage))
+          this.deps.logger.warn(
+            { version: sm.version.version, why: stage.unusable },
+            'the model version carries a ranker that cannot rank here; the CF ranking answers',
+          );
+        this.stages.set(sm, stage);
+      } else if (sm.rankerError !== null) {
+        this.deps.logger.warn(
+          { version: sm.version.version, why: sm.rankerError },
+          "the model version's ranker could not be read; the CF ranking answers",
+        );
+        stage = { unusable: sm.rankerError };
+        this.stages.set(sm, stage);
+      }
+    }
+    if (stage instanceof RankerStage) return { stage, outcome: null };
+    if (wanted === true)
+      this.deps.logger.debug(
+        {
+          request_id: ctx.requestId,
+          experiment: arm?.experiment.id,
+          variant: arm?.variant.name,
+          version: sm.version.version,
+          why: stage ? stage.unusable : 'no ranker in the model version',
+        },
+        'arm asks for the ranker; the model has no usable one, so the CF ranking answers',
+      );
+    return { stage: null, outcome: stage ? 'unusable' : 'no_ranker' };
   }
 
   /**
@@ -388,15 +686,8 @@ export class Recommender implements RecommendationService {
       for (const id of profile.negatives) blocked.add(id);
       if (config.serving.excludeSeen) for (const id of profile.seen) blocked.add(id);
       const items: RecommendedItem[] = [];
-      const personal = this.personal(
-        sm,
-        request.userId,
-        input.history,
-        profile,
-        input.k,
-        input.category,
-        blocked,
-      );
+      const user = this.scoredUser(sm, request.userId, input.history);
+      const personal = this.personal(sm, user, profile, input.k, input.category, blocked, false, 'personal');
       if (personal !== 'history_not_in_model') items.push(...personal);
       const source = items.length > 0 ? 'personalized' : 'fallback';
       if (items.length < input.k && profile.recent.length > 0) {
@@ -407,7 +698,7 @@ export class Recommender implements RecommendationService {
           !blocked.has(id) &&
           this.deps.catalog.isAvailable(id) &&
           (!category || this.deps.catalog.inCategory(id, category));
-        this.push(items, taken, this.similarToRecent(sm, profile, input.k - items.length, usable));
+        this.push(items, taken, this.similarToRecent(sm, profile, input.k - items.length, usable, false));
       }
       const overlap = overlapAtK(
         served.items.map((i) => i.itemId),
@@ -463,14 +754,11 @@ export class Recommender implements RecommendationService {
     return items;
   }
 
-  async similar(
-    ctx: RequestContext,
-    itemId: string,
-    options: { k?: number; category?: string },
-  ): Promise<SimilarResult> {
+  async similar(ctx: RequestContext, itemId: string, options: ListOptions): Promise<SimilarResult> {
     const started = performance.now();
     const k = this.checkK(options.k);
     const category = this.checkCategory(options.category);
+    const answer = this.checkAnswer(options);
     const sm = this.deps.champion();
     const idx = sm?.itemIndex.get(itemId);
     const catalog = this.deps.catalog;
@@ -482,7 +770,7 @@ export class Recommender implements RecommendationService {
     let degraded = false;
     if (sm && idx !== undefined) {
       try {
-        items.push(...this.similarTo(sm, idx, k, category));
+        items.push(...this.similarTo(sm, idx, k, category, answer.explain));
       } catch (err) {
         degraded = true;
         reason = 'model_error';
@@ -500,10 +788,18 @@ export class Recommender implements RecommendationService {
     const fallback = { failed: false };
     for (const c of categories) {
       if (items.length >= k) break;
-      this.push(items, taken, await this.popularOrNone(c, k - items.length, usable, fallback));
+      this.push(
+        items,
+        taken,
+        await this.popularOrNone(c, k - items.length, usable, fallback, answer.explain),
+      );
     }
     if (items.length < k && !category)
-      this.push(items, taken, await this.popularOrNone(null, k - items.length, usable, fallback));
+      this.push(
+        items,
+        taken,
+        await this.popularOrNone(null, k - items.length, usable, fallback, answer.explain),
+      );
     if (fallback.failed) degraded = true;
 
     this.record('similar', source, source === 'personalized' ? null : reason, started);
@@ -514,24 +810,25 @@ export class Recommender implements RecommendationService {
       source,
       fallbackReason: source === 'personalized' ? null : reason,
       degraded,
-      items,
+      items: this.withFields(items, answer.fields),
     };
   }
 
-  async popular(ctx: RequestContext, options: { k?: number; category?: string }): Promise<PopularResult> {
+  async popular(ctx: RequestContext, options: ListOptions): Promise<PopularResult> {
     const started = performance.now();
     const k = this.checkK(options.k);
     const category = this.checkCategory(options.category);
+    const answer = this.checkAnswer(options);
     const catalog = this.deps.catalog;
     let degraded = false;
     let items: RecommendedItem[];
     const usable = (id: string) => catalog.isAvailable(id) && (!category || catalog.inCategory(id, category));
     try {
-      items = await this.popularIn(category ?? null, k, usable);
+      items = await this.popularIn(category ?? null, k, usable, false, answer.explain);
     } catch (err) {
       degraded = true;
       this.deps.logger.warn({ err, request_id: ctx.requestId }, 'online state unavailable for popular items');
-      items = await this.popularIn(category ?? null, k, usable, true);
+      items = await this.popularIn(category ?? null, k, usable, true, answer.explain);
     }
     this.record('popular', 'fallback', null, started);
     return {
@@ -541,7 +838,7 @@ export class Recommender implements RecommendationService {
       source: 'fallback',
       fallbackReason: degraded ? 'store_unavailable' : null,
       degraded,
-      items,
+      items: this.withFields(items, answer.fields),
     };
   }
 
@@ -554,10 +851,11 @@ export class Recommender implements RecommendationService {
     k: number,
     usable: (id: string) => boolean,
     state: { failed: boolean },
+    explain: boolean,
   ): Promise<RecommendedItem[]> {
     if (!state.failed) {
       try {
-        return await this.popularIn(category, k, usable);
+        return await this.popularIn(category, k, usable, false, explain);
       } catch (err) {
         state.failed = true;
         this.deps.logger.warn(
@@ -566,7 +864,7 @@ export class Recommender implements RecommendationService {
         );
       }
     }
-    return this.popularIn(category, k, usable, true);
+    return this.popularIn(category, k, usable, true, explain);
   }
 
   /** Whether the online state knows the item from events (an item never PUT can still be similar-able). */
@@ -584,32 +882,77 @@ export class Recommender implements RecommendationService {
     return ctx.deadline !== null && this.now() >= ctx.deadline;
   }
 
-  /** The champion's own ranking for the user, with the history items that made each item score. */
-  private personal(
+  /**
+   * The user as the model scores them: their training row, folded in again from their current history
+   * whenever they have events the model has not seen (a user new to the model is always folded in).
+   */
+  private scoredUser(
     sm: ServingModel,
     userId: string,
     history: readonly StoredEvent[],
+  ): { index: number; foldIn: boolean } {
+    const index = sm.userIndex.get(userId) ?? -1;
+    return { index, foldIn: index < 0 || history.some((e) => e.seq > sm.lastEventSeq) };
+  }
+
+  /** The model's own ranking for the history in `profile`, each item with the history items behind it. */
+  private personal(
+    sm: ServingModel,
+    user: { index: number; foldIn: boolean },
     profile: UserProfile,
     k: number,
     category: string | undefined,
     blocked: ReadonlySet<string>,
+    explain: boolean,
+    link: 'personal' | 'session',
   ): RecommendedItem[] | 'history_not_in_model' {
+    const hist = this.modelHistory(sm, profile);
+    if (!hist) return 'history_not_in_model';
+    const top = this.modelTop(sm, user, hist, k, category, blocked);
+    const out: RecommendedItem[] = [];
+    for (let r = 0; r < top.indices.length; r++) {
+      const item = top.indices[r];
+      out.push({
+        itemId: sm.itemIds[item],
+        score: top.scores[r],
+        ...this.explainPersonal(sm, item, hist, profile, explain, link),
+      });
+    }
+    return out;
+  }
+
+  /** The profile's positive items that the model knows, by index, with their weights (null: none). */
+  private modelHistory(
+    sm: ServingModel,
+    profile: UserProfile,
+  ): { items: Int32Array; weights: Float32Array } | null {
     const known: [number, number][] = [];
     for (const [id, w] of profile.positives) {
       const i = sm.itemIndex.get(id);
       if (i !== undefined) known.push([i, w]);
     }
-    if (known.length === 0) return 'history_not_in_model';
+    if (known.length === 0) return null;
     known.sort((a, b) => a[0] - b[0]);
-    const hist = {
+    return {
       items: Int32Array.from(known, (p) => p[0]),
       weights: Float32Array.from(known, (p) => p[1]),
     };
-    const userIdx = sm.userIndex.get(userId) ?? -1;
-    // Fold the user in from their current history whenever they have events the model has not seen.
-    const foldIn = userIdx < 0 || history.some((e) => e.seq > sm.lastEventSeq);
-    sm.model.scoreUser(userIdx, hist, sm.scores, foldIn);
+  }
 
+  /**
+   * The model's `k` best items for the user under the business rules (unavailable, outside the
+   * category, blocked), scores finite (and positive for models whose 0 means no evidence). Leaves the
+   * full-catalog scores in `sm.scores` (scratch: read them before the next await).
+   */
+  private modelTop(
+    sm: ServingModel,
+    user: { index: number; foldIn: boolean },
+    hist: { items: Int32Array; weights: Float32Array },
+    k: number,
+    category: string | undefined,
+    blocked: ReadonlySet<string>,
+  ): { indices: Int32Array; scores: Float32Array } {
+    sm.model.scoreUser(user.index, hist, sm.scores, user.foldIn);
     const mask = this.baseMask(sm, category);
     for (const id of blocked) {
       const i = sm.itemIndex.get(id);
@@ -617,31 +960,300 @@ export class Recommender implements RecommendationService {
     }
     const top = topK(sm.scores, k, mask);
     const needEvidence = EVIDENCE_MODELS.has(sm.model.algorithm);
-    const out: RecommendedItem[] = [];
+    let n = 0;
     for (let r = 0; r < top.indices.length; r++) {
       const score = top.scores[r];
       if (!Number.isFinite(score) || (needEvidence && score <= 0)) continue;
-      const item = top.indices[r];
-      out.push({ itemId: sm.itemIds[item], score, reason: this.explainPersonal(sm, item, hist, profile) });
+      top.indices[n] = top.indices[r];
+      top.scores[n++] = score;
+    }
+    return { indices: top.indices.subarray(0, n), scores: top.scores.subarray(0, n) };
+  }
+
+  /**
+   * The personal list ranked by the trained ranker, or null when the CF ranking must answer instead
+   * (the online state failed while ranking, or no candidate was left). Counts the outcome and times
+   * the stage.
+   */
+  private async rankOrNull(
+    ctx: RequestContext,
+    stage: RankerStage,
+    sm: ServingModel,
+    user: { index: number; foldIn: boolean },
+    profile: UserProfile,
+    history: readonly StoredEvent[],
+    meta: Promise<MetaRead>,
+    request: { k: number; category: string | undefined; blocked: ReadonlySet<string>; explain: boolean },
+  ): Promise<RecommendedItem[] | null> {
+    const started = performance.now();
+    const m = this.deps.metrics;
+    try {
+      const list = await this.ranked(stage, sm, user, profile, history, meta, request);
+      m.rankerRequests.inc({ outcome: list.length > 0 ? 'ranked' : 'no_candidates' });
+      return list.length > 0 ? list : null;
+    } catch (err) {
+      m.rankerRequests.inc({ outcome: 'error' });
+      this.deps.logger.warn(
+        { err, request_id: ctx.requestId, version: sm.version.version },
+        'ranking failed (online state or model); the CF ranking answers',
+      );
+      return null;
+    } finally {
+      m.rankerDuration.observe((performance.now() - started) / 1000);
+    }
+  }
+
+  /**
+   * The second stage: the retrievers the ranker names (the model's own top-N, the popular head, items
+   * similar to the recent ones) are merged round-robin into `ranking.candidates` candidates with the
+   * business rules applied (blocked, seen, unavailable, outside the category: never candidates); the
+   * candidates' item states are read in ONE online-state round trip (with the user's metadata read
+   * since the request started); their feature vectors are filled into the stage's one buffer, scored,
+   * and the top k returned with the ranker's scores. Each item's reason comes from its largest positive
+   * feature contribution (REASON_TABLE), the model's own reason by default; `explain` adds the
+   * per-feature contributions and bias (and the history items behind the model's score).
+   */
+  private async ranked(
+    stage: RankerStage,
+    sm: ServingModel,
+    user: { index: number; foldIn: boolean },
+    profile: UserProfile,
+    history: readonly StoredEvent[],
+    meta: Promise<MetaRead>,
+    request: { k: number; category: string | undefined; blocked: ReadonlySet<string>; explain: boolean },
+  ): Promise<RecommendedItem[]> {
+    const { k, category, blocked, explain } = request;
+    const catalog = this.deps.catalog;
+    const n = Math.max(k, this.deps.config.ranking.candidates);
+    const now = this.now();
+    const retrievers = stage.ranker.stored.retrievers;
+    const usable = (id: string) =>
+      !blocked.has(id) && catalog.isAvailable(id) && (!category || catalog.inCategory(id, category));
+
+    // The popular head may need a round trip: read before the model scores into its shared buffer.
+    const usesPop = retrievers.includes(POP_RETRIEVER);
+    const popular = usesPop ? await this.deps.popular.top(n, now, (id) => catalog.has(id) && usable(id)) : [];
+
+    // Synchronous from here to the item-state read: `sm.scores` is this model's shared scratch.
+    const hist = this.modelHistory(sm, profile);
+    if (!hist) return [];
+    const similar = retrievers.includes(SIMILAR_RETRIEVER) ? this.similarScores(sm, profile) : null;
+    const lists: { retriever: string; items: string[]; scores: ArrayLike<number> }[] = [];
+    for (const name of retrievers) {
+      if (name === POP_RETRIEVER) {
+        lists.push({
+          retriever: name,
+          items: popular.map((p) => p.itemId),
+          scores: popular.map((p) => p.score),
+        });
+      } else if (name === SIMILAR_RETRIEVER) {
+        const top = similar ? this.similarTop(sm, similar.acc, n, usable) : null;
+        lists.push({
+          retriever: name,
+          items: top ? Array.from(top.indices, (i) => sm.itemIds[i]) : [],
+          scores: top ? top.scores : [],
+        });
+      }
+    }
+    // The model's own list last computed, so its full-catalog scores stay in `sm.scores` for the signals.
+    const algorithm: string = sm.model.algorithm;
+    const ownIndex = retrievers.indexOf(algorithm);
+    // (A popularity champion's own list is the popular head itself.)
+    if (ownIndex >= 0 && algorithm !== POP_RETRIEVER && algorithm !== SIMILAR_RETRIEVER) {
+      const own = this.modelTop(sm, user, hist, n, category, blocked);
+      lists.splice(ownIndex, 0, {
+        retriever: sm.model.algorithm,
+        items: Array.from(own.indices, (i) => sm.itemIds[i]),
+        scores: own.scores,
+      });
+    }
+    const candidates = mergeCandidates(lists, n, (id) => !usable(id));
+    if (candidates.length === 0) return [];
+    // As offline (evaluation/ltr.ts): every retriever's score for every candidate, the rank only where
+    // its list holds the candidate.
+    const scores = sm.scores;
+    for (const c of candidates) {
+      const i = sm.itemIndex.get(c.item);
+      for (const name of retrievers) {
+        if (c.signals.has(name)) continue;
+        let score: number;
+        // The popularity retriever's score is set from the item's state below, for every candidate.
+        if (name === POP_RETRIEVER) score = 0;
+        else if (name === SIMILAR_RETRIEVER) score = i === undefined || !similar ? 0 : similar.acc[i];
+        else score = i === undefined ? Number.NaN : scores[i];
+        c.signals.set(name, { score, rank: Number.NaN });
+      }
+    }
+
+    const ids = candidates.map((c) => c.item);
+    const [states, metaRead] = await Promise.all([this.deps.online.itemFeatures(ids), meta]);
+    if (!metaRead.ok) throw metaRead.err;
+    if (usesPop) {
+      // As in training (training/ranker.ts): the item's decayed weight from its feature state, not the
+      // popular list's own score (which also applies the per-user cap), so the column means the same.
+      const h = popularityHalfLifeIndex(this.featureConfig, this.deps.config.serving.popularityHalfLifeDays);
+      for (let c = 0; c < candidates.length; c++) {
+        const signal = candidates[c].signals.get(POP_RETRIEVER);
+        if (signal) signal.score = decayedAt(states[c], h, now, this.featureConfig);
+      }
+    }
+
+    const features = stage.features;
+    const context = features.userContext(
+      history,
+      metaRead.meta,
+      now,
+      (id) => catalog.categories(id),
+      (id) => catalog.rankingMeta(id)?.price ?? null,
+    );
+    const rows = stage.rowsFor(candidates.length);
+    const nf = stage.nFeatures;
+    for (let c = 0; c < candidates.length; c++) {
+      features.fill(
+        rows,
+        c * nf,
+        context,
+        ids[c],
+        states[c],
+        catalog.rankingMeta(ids[c]),
+        candidates[c].signals,
+        now,
+      );
+    }
+    const top = stage.top(candidates.length, k);
+    const out: RecommendedItem[] = [];
+    for (let r = 0; r < top.rows.length; r++) {
+      const row = top.rows[r];
+      const itemId = ids[row];
+      const why = stage.explain(row, explain);
+      const i = sm.itemIndex.get(itemId);
+      const own = i === undefined ? null : this.explainPersonal(sm, i, hist, profile, explain, 'personal');
+      const reason =
+        (why.reason &&
+          this.rankedReason(why.reason, { sm, i, profile, similar, context, state: states[row], itemId })) ??
+        own?.reason ??
+        (candidates[row].signals.get(POP_RETRIEVER)?.rank
+          ? `Popular ${this.popularWindow}`
+          : 'Recommended for you');
+      const rec: RecommendedItem = { itemId, score: top.scores[r], reason };
+      if (explain) {
+        rec.explanation = {
+          ...(own?.explanation ?? this.explanation('personal', null, [])),
+          model: 'lambdamart',
+          features: why.features ?? [],
+          bias: why.bias ?? 0,
+        };
+      }
+      out.push(rec);
     }
     return out;
   }
 
+  /**
+   * A reason worded for people from the feature that lifted the item most (see REASON_TABLE), or null
+   * when what it needs is missing (then the model's own reason is used).
+   */
+  private rankedReason(
+    why: { kind: ReasonKind; feature: string },
+    input: {
+      sm: ServingModel;
+      i: number | undefined;
+      profile: UserProfile;
+      similar: { bestSource: Int32Array } | null;
+      context: UserContext;
+      state: ItemFeatureStateLike | null;
+      itemId: string;
+    },
+  ): string | null {
+    const { sm, i, profile, similar, context, state, itemId } = input;
+    switch (why.kind) {
+      case 'cf':
+        return null; // the model's own reason (explainPersonal), the default
+      case 'similar':
+        return i !== undefined && similar && similar.bestSource[i] >= 0
+          ? this.similarReason(sm, profile, similar.bestSource[i])
+          : null;
+      case 'popular':
+        return `Popular ${this.popularWindow}`;
+      case 'trending':
+        return 'Trending this week';
+      case 'category': {
+        let best: string | null = null;
+        let share = 0;
+        for (const c of this.deps.catalog.categories(itemId)) {
+          const s = context.categoryShares.get(c) ?? 0;
+          if (s > share) {
+            share = s;
+            best = c;
+          }
+        }
+        return best === null ? null : `Because you often choose ${best}`;
+      }
+      case 'segment': {
+        if (!state) return null;
+        let best: string | null = null;
+        let most = 0;
+        for (const seg of context.segments) {
+          if (!Object.prototype.hasOwnProperty.call(state.segments, seg)) continue;
+          let count = 0;
+          for (const v of Object.values(state.segments[seg])) count += v;
+          if (count > most) {
+            most = count;
+            best = seg;
+          }
+        }
+        return best === null ? null : `Popular with customers in segment ${best}`;
+      }
+      case 'rate': {
+        const type = why.feature.slice('item_rate_'.length);
+        return `Often ${VERBS[type] ?? type} by people who view it`;
+      }
+      case 'new':
+        return 'New in the catalog';
+      case 'active':
+        return 'Chosen by other customers recently';
+      case 'price':
+        return 'In your usual price range';
+    }
+  }
+
+  /**
+   * The ranking view of a catalog item (null: not in the catalog). The catalog view keeps no
+   * `createdAt`, so `item_age_created_days` is missing online.
+   */
+
+  /**
+   * Why the model scored `item`: the history items by their contribution to it (weight × the model's
+   * affinity of the two items, see `affinityOf`), named in the reason and, with `explain`, listed by
+   * their share of the item's positive evidence.
+   */
   private explainPersonal(
     sm: ServingModel,
     item: number,
     hist: { items: Int32Array; weights: Float32Array },
     profile: UserProfile,
-  ): string {
-    const sim = sm.model.itemSimilarity?.bind(sm.model);
-    if (!sim)
-      return `Recommended by the ${sm.model.algorithm} model from your ${hist.items.length} interactions`;
+    explain: boolean,
+    link: 'personal' | 'session',
+  ): { reason: string; explanation?: ItemExplanation } {
+    const affinity = affinityOf(sm.model);
+    const general =
+      link === 'session'
+        ? `Recommended by the ${sm.model.algorithm} model from the ${hist.items.length} items of this session`
+        : `Recommended by the ${sm.model.algorithm} model from your ${hist.items.length} interactions`;
+    if (!affinity) {
+      return explain
+        ? { reason: general, explanation: this.explanation(link, sm.model.algorithm, []) }
+        : { reason: general };
+    }
     let best = -1;
     let bestC = 0;
     let second = -1;
     let secondC = 0;
+    const parts: { itemId: string; weight: number }[] | null = explain ? [] : null;
     for (let h = 0; h < hist.items.length; h++) {
-      const c = sim(hist.items[h], item) * hist.weights[h];
+      const c = affinity(hist.items[h], item) * hist.weights[h];
+      if (!(c > 0) || !Number.isFinite(c)) continue;
+      parts?.push({ itemId: sm.itemIds[hist.items[h]], weight: c });
       if (c > bestC) {
         second = best;
         secondC = bestC;
@@ -652,36 +1264,72 @@ export class Recommender implements RecommendationService {
         secondC = c;
       }
     }
-    if (best < 0)
-      return `Recommended by the ${sm.model.algorithm} model from your ${hist.items.length} interactions`;
+    const explanation = parts ? this.explanation(link, sm.model.algorithm, parts) : undefined;
+    const withExplanation = (reason: string) => (explanation ? { reason, explanation } : { reason });
+    if (best < 0) return withExplanation(general);
     const verb = (i: number) => VERBS[profile.strongestType.get(sm.itemIds[i]) ?? ''] ?? 'interacted with';
     const label = (i: number) => this.deps.catalog.label(sm.itemIds[i]);
-    if (second < 0) return `Because you ${verb(best)} ${label(best)}`;
-    return verb(best) === verb(second)
-      ? `Because you ${verb(best)} ${label(best)} and ${label(second)}`
-      : `Because you ${verb(best)} ${label(best)} and ${verb(second)} ${label(second)}`;
+    // A second item is named only when it weighs nearly as much: the reason is about this item's
+    // strongest tie, not a list of the user's favourites repeated on every item.
+    if (second < 0 || secondC < bestC * 0.75)
+      return withExplanation(`Because you ${verb(best)} ${label(best)}`);
+    return withExplanation(
+      verb(best) === verb(second)
+        ? `Because you ${verb(best)} ${label(best)} and ${label(second)}`
+        : `Because you ${verb(best)} ${label(best)} and ${verb(second)} ${label(second)}`,
+    );
   }
 
-  /** Item-to-item on the user's most recent items, weighted towards the newest. */
-  private similarToRecent(
+  /**
+   * An explanation from raw positive contributions: shares of their total, largest first, the first
+   * MAX_CONTRIBUTIONS listed and the rest summed into `otherWeight`.
+   */
+  private explanation(
+    link: ItemExplanation['link'],
+    model: string | null,
+    parts: { itemId: string; weight: number }[],
+    list?: string,
+  ): ItemExplanation {
+    let total = 0;
+    for (const p of parts) total += p.weight;
+    parts.sort((a, b) => b.weight - a.weight || (a.itemId < b.itemId ? -1 : 1));
+    const listed = parts
+      .slice(0, MAX_CONTRIBUTIONS)
+      .map((p) => ({ itemId: p.itemId, weight: p.weight / total }));
+    let shown = 0;
+    for (const p of listed) shown += p.weight;
+    const out: ItemExplanation = {
+      link,
+      model,
+      contributions: listed,
+      otherWeight: listed.length > 0 ? Math.max(0, 1 - shown) : 0,
+    };
+    if (list !== undefined) out.list = list;
+    return out;
+  }
+
+  /**
+   * Item-to-item scores on the user's most recent items, weighted 1/(rank + 1) towards the newest, with
+   * the recent item that gave each item its largest term; null when none of the recent items is in the
+   * model or the model has no item similarity. Uses `sm.scores` as scratch (synchronous).
+   */
+  private similarScores(
     sm: ServingModel,
     profile: UserProfile,
-    k: number,
-    usable: (id: string) => boolean,
-  ): RecommendedItem[] {
+  ): { acc: Float32Array; bestSource: Int32Array; recent: number[] } | null {
     const recent: number[] = [];
     for (const id of profile.recent) {
       const i = sm.itemIndex.get(id);
       if (i !== undefined) recent.push(i);
       if (recent.length >= this.deps.config.serving.recentItems) break;
     }
-    if (recent.length === 0) return [];
+    if (recent.length === 0) return null;
     const acc = new Float32Array(sm.nItems);
     const bestSource = new Int32Array(sm.nItems).fill(-1);
     const bestValue = new Float32Array(sm.nItems);
     const buf = sm.scores;
     for (let r = 0; r < recent.length; r++) {
-      if (!sm.model.similarItems(recent[r], buf)) return [];
+      if (!sm.model.similarItems(recent[r], buf)) return null;
       const w = 1 / (r + 1);
       for (let i = 0; i < buf.length; i++) {
         const v = buf[i] * w;
@@ -694,20 +1342,60 @@ export class Recommender implements RecommendationService {
         }
       }
     }
+    return { acc, bestSource, recent };
+  }
+
+  /** The `k` best items by item-to-item score (positive, finite, `usable`). */
+  private similarTop(
+    sm: ServingModel,
+    acc: Float32Array,
+    k: number,
+    usable: (id: string) => boolean,
+  ): { indices: Int32Array; scores: Float32Array } {
     const mask = new Uint8Array(sm.nItems);
     for (let i = 0; i < mask.length; i++)
       mask[i] = acc[i] > 0 && Number.isFinite(acc[i]) && usable(sm.itemIds[i]) ? 0 : 1;
-    const top = topK(acc, k, mask);
+    return topK(acc, k, mask);
+  }
+
+  /** "Similar to X, which you viewed recently", X the recent item behind the item's largest term. */
+  private similarReason(sm: ServingModel, profile: UserProfile, source: number): string {
+    const src = sm.itemIds[source];
+    const verb = VERBS[profile.strongestType.get(src) ?? ''] ?? 'interacted with';
+    return `Similar to ${this.deps.catalog.label(src)}, which you ${verb} recently`;
+  }
+
+  /** Item-to-item on the user's most recent items, weighted towards the newest. */
+  private similarToRecent(
+    sm: ServingModel,
+    profile: UserProfile,
+    k: number,
+    usable: (id: string) => boolean,
+    explain: boolean,
+  ): RecommendedItem[] {
+    const scored = this.similarScores(sm, profile);
+    if (!scored) return [];
+    const { acc, bestSource, recent } = scored;
+    const top = this.similarTop(sm, acc, k, usable);
+    const affinity = explain ? affinityOf(sm.model) : null;
     const out: RecommendedItem[] = [];
     for (let r = 0; r < top.indices.length; r++) {
       const i = top.indices[r];
-      const src = sm.itemIds[bestSource[i]];
-      const verb = VERBS[profile.strongestType.get(src) ?? ''] ?? 'interacted with';
-      out.push({
+      const rec: RecommendedItem = {
         itemId: sm.itemIds[i],
         score: top.scores[r],
-        reason: `Similar to ${this.deps.catalog.label(src)}, which you ${verb} recently`,
-      });
+        reason: this.similarReason(sm, profile, bestSource[i]),
+      };
+      if (explain) {
+        // The same sum the score is: each recent item's similarity, weighted 1/(rank + 1).
+        const parts: { itemId: string; weight: number }[] = [];
+        for (let q = 0; q < recent.length; q++) {
+          const v = (affinity ? affinity(recent[q], i) : recent[q] === bestSource[i] ? 1 : 0) / (q + 1);
+          if (v > 0 && Number.isFinite(v)) parts.push({ itemId: sm.itemIds[recent[q]], weight: v });
+        }
+        rec.explanation = this.explanation('similar_to_recent', sm.model.algorithm, parts);
+      }
+      out.push(rec);
     }
     return out;
   }
@@ -717,12 +1405,14 @@ export class Recommender implements RecommendationService {
     idx: number,
     k: number,
     category: string | undefined,
+    explain: boolean,
   ): RecommendedItem[] {
     if (!sm.model.similarItems(idx, sm.scores)) return [];
     const mask = this.baseMask(sm, category);
     mask[idx] = 1;
     const top = topK(sm.scores, k, mask);
-    const label = this.deps.catalog.label(sm.itemIds[idx]);
+    const seed = sm.itemIds[idx];
+    const label = this.deps.catalog.label(seed);
     const out: RecommendedItem[] = [];
     for (let r = 0; r < top.indices.length; r++) {
       if (!(top.scores[r] > 0) || !Number.isFinite(top.scores[r])) continue;
@@ -730,7 +1420,12 @@ export class Recommender implements RecommendationService {
         sm.model.algorithm === 'itemknn' || sm.model.algorithm === 'ease'
           ? `Often chosen by the same people as ${label}`
           : `Liked by people with the same taste as those who liked ${label}`;
-      out.push({ itemId: sm.itemIds[top.indices[r]], score: top.scores[r], reason });
+      const rec: RecommendedItem = { itemId: sm.itemIds[top.indices[r]], score: top.scores[r], reason };
+      if (explain)
+        rec.explanation = this.explanation('similar', sm.model.algorithm, [
+          { itemId: seed, weight: top.scores[r] },
+        ]);
+      out.push(rec);
     }
     return out;
   }
@@ -741,6 +1436,7 @@ export class Recommender implements RecommendationService {
     k: number,
     usable: (id: string) => boolean,
     lastKnown = false,
+    explain = false,
   ): Promise<RecommendedItem[]> {
     const catalog = this.deps.catalog;
     // Only catalog items are popular: an id known from events alone (never PUT, maybe an attacker's) is
@@ -752,11 +1448,23 @@ export class Recommender implements RecommendationService {
     const entries = lastKnown
       ? this.deps.popular.lastKnown(k, accept)
       : await this.deps.popular.top(k, this.now(), accept);
-    return entries.map((p) => ({
-      itemId: p.itemId,
-      score: p.score,
-      reason: `${where} ${this.popularWindow}`,
-    }));
+    const explanation = explain
+      ? this.explanation(
+          category ? 'category_popular' : 'popular',
+          null,
+          [],
+          category ? `category:${category}` : 'popular',
+        )
+      : null;
+    return entries.map((p) => {
+      const rec: RecommendedItem = {
+        itemId: p.itemId,
+        score: p.score,
+        reason: `${where} ${this.popularWindow}`,
+      };
+      if (explanation) rec.explanation = explanation;
+      return rec;
+    });
   }
 
   /** Categories of the user's recent items, most frequent first. */
@@ -785,6 +1493,140 @@ export class Recommender implements RecommendationService {
       taken.add(m.itemId);
       items.push(m);
     }
+  }
+
+  /**
+   * Cold start: a user with no events is ranked from their segments and attributes (cold-start.ts) over
+   * the popular head and the popular items of the categories their attributes name, before the plain
+   * popular links. Nothing to rank by (no segments, no attribute values, or the user unknown): nothing
+   * here, and the popular links answer as before. An unreachable online state flags `state`.
+   */
+  private async coldStart(
+    ctx: RequestContext,
+    userId: string,
+    k: number,
+    usable: (id: string) => boolean,
+    explain: boolean,
+    state: { failed: boolean },
+  ): Promise<RecommendedItem[]> {
+    if (state.failed) return [];
+    const catalog = this.deps.catalog;
+    try {
+      const meta = await this.deps.online.userMeta(userId);
+      if (!meta) return [];
+      const values = userValues(meta);
+      if (meta.segments.length === 0 && values.length === 0) return [];
+      const accept = (id: string) => catalog.has(id) && usable(id);
+      const pool = Math.max(COLD_START_POOL, k);
+      const head = await this.deps.popular.top(pool, this.now(), accept);
+      const seen = new Set(head.map((p) => p.itemId));
+      const entries = [...head];
+      // The categories the user's attributes name, from the head just read (no more round trips).
+      for (const v of values.slice(0, COLD_START_CATEGORIES)) {
+        const more = this.deps.popular.lastKnown(
+          COLD_START_PER_CATEGORY,
+          (id) =>
+            !seen.has(id) && accept(id) && catalog.categories(id).some((c) => c.toLowerCase() === v.match),
+        );
+        for (const e of more) {
+          seen.add(e.itemId);
+          entries.push(e);
+        }
+      }
+      if (entries.length === 0) return [];
+      const states = await this.deps.online.itemFeatures(entries.map((e) => e.itemId));
+      const candidates = entries.map((e) => ({
+        itemId: e.itemId,
+        popularity: e.score,
+        categories: catalog.categories(e.itemId),
+        attributes: catalog.attributes(e.itemId),
+      }));
+      const ranked = rankColdStart(meta, candidates, states, this.deps.config.events.types);
+      const popularReason = `Popular ${this.popularWindow}`;
+      return ranked.slice(0, k).map((r) => {
+        const rec: RecommendedItem = { itemId: r.itemId, score: r.score, reason: r.reason ?? popularReason };
+        if (explain)
+          rec.explanation = {
+            ...this.explanation('cold_start', null, [], 'popular'),
+            features: r.features,
+            bias: 0,
+          };
+        return rec;
+      });
+    } catch (err) {
+      state.failed = true;
+      this.deps.logger.warn(
+        { err, request_id: ctx.requestId },
+        'online state unavailable for cold-start ranking; answering from the popular list',
+      );
+      return [];
+    }
+  }
+
+  /** `explain` and `fields` of a request, checked: an unknown field is CAIRN_VALIDATION `fields`. */
+  private checkAnswer(options: AnswerOptions): Answer {
+    const fields: ItemField[] = [];
+    for (const f of options.fields ?? []) {
+      if (!(ITEM_FIELDS as readonly string[]).includes(f)) {
+        throw CairnError.validation([
+          {
+            field: 'fields',
+            message: `unknown field ${JSON.stringify(f.slice(0, 64))}; one of ${ITEM_FIELDS.join(', ')}`,
+          },
+        ]);
+      }
+      if (!fields.includes(f as ItemField)) fields.push(f as ItemField);
+    }
+    return { explain: options.explain === true, fields };
+  }
+
+  /** The items of a session request: 1..historyLimit non-empty ids (the HTTP schema checks the same). */
+  private checkSessionItems(items: readonly string[]): string[] {
+    const limit = this.deps.config.serving.historyLimit;
+    // Typed, but checked as data: the service is also called from other entry points than HTTP.
+    const list: unknown = items;
+    if (!Array.isArray(list) || list.length < 1 || list.length > limit) {
+      throw CairnError.validation([{ field: 'items', message: `must list 1 to ${limit} item ids` }]);
+    }
+    for (let i = 0; i < items.length; i++) {
+      const id: unknown = items[i];
+      if (typeof id !== 'string' || id.length < 1 || id.length > MAX_ITEM_ID_LENGTH) {
+        throw CairnError.validation([
+          { field: `items[${i}]`, message: `must be an item id of 1 to ${MAX_ITEM_ID_LENGTH} characters` },
+        ]);
+      }
+    }
+    return [...new Set(items)];
+  }
+
+  /**
+   * A session's items as a profile: each a positive interaction of the session event type's weight (1
+   * when that type is not configured as positive), the last sent the most recent.
+   */
+  private sessionProfile(items: readonly string[]): UserProfile {
+    const spec = this.deps.config.events.types[SESSION_EVENT_TYPE];
+    const weight = spec && !spec.negative && spec.weight > 0 ? spec.weight : 1;
+    const positives = new Map<string, number>();
+    const strongestType = new Map<string, string>();
+    for (const id of items) {
+      positives.set(id, weight);
+      strongestType.set(id, SESSION_EVENT_TYPE);
+    }
+    return {
+      positives,
+      negatives: new Set(),
+      seen: new Set(items),
+      recent: [...items].reverse(),
+      lastEventAt: null,
+      strongestType,
+    };
+  }
+
+  /** The items with the catalog fields asked for (read now: never from a cached answer). */
+  private withFields(items: RecommendedItem[], fields: readonly ItemField[]): RecommendedItem[] {
+    if (fields.length === 0) return items;
+    const catalog = this.deps.catalog;
+    return items.map((it) => ({ ...it, ...catalog.fields(it.itemId, fields) }));
   }
 
   private checkK(k: number | undefined): number {

@@ -18,6 +18,7 @@ import {
   type EventTypes,
   type WeightLimits,
 } from '../features/interactions.ts';
+import type { StoredEvent } from '../domain/types.ts';
 import type { EventStore } from '../storage/ports.ts';
 
 export interface TrainingData {
@@ -40,6 +41,30 @@ export interface TrainingData {
   pairSeqs: { first: Float64Array; last: Float64Array };
   /** Events read per event type (all types, negatives and unknown types included). */
   typeCounts: Record<string, number>;
+  /** Every event in log order, in columns (only with `featureEvents: true`): the ranker's training rows. */
+  featureEvents?: FeatureEventColumns;
+}
+
+/**
+ * Every event read, as columns (about 37 bytes per event): what the second-stage ranker's training
+ * replays through the feature store's fold (features/item-state.ts), so its item and user features are
+ * computed from the same events, of every type, as the online state folds.
+ */
+export interface FeatureEventColumns {
+  /** Index into TrainingData.userIds, or −1 for a user without positive interactions. */
+  user: Int32Array;
+  /** Index into TrainingData.itemIds, or −1 for an item without positive interactions. */
+  item: Int32Array;
+  /** Index into `itemIds` below (every item with an event). */
+  featureItem: Int32Array;
+  /** Index into `types`. */
+  type: Uint8Array;
+  /** The event's value (NaN for none). */
+  value: Float64Array;
+  timestamp: Float64Array;
+  seq: Float64Array;
+  itemIds: string[];
+  types: string[];
 }
 
 /** Events per scan page: a page is read in one synchronous call on SQLite (~1.5 ms per 1,000). */
@@ -55,6 +80,8 @@ export async function extractTrainingData(
     onProgress?: (eventsRead: number) => void;
     /** Config `events`: each event clamped, each user's summed weight on an item capped (as online). */
     limits?: WeightLimits;
+    /** Also keep every event in columns (TrainingData.featureEvents), for training the ranker. */
+    featureEvents?: boolean;
   } = {},
 ): Promise<TrainingData> {
   const userIndex = new Map<string, number>();
@@ -82,6 +109,7 @@ export async function extractTrainingData(
     return i;
   };
 
+  const fe = options.featureEvents ? new FeatureEventLog() : null;
   const slicer = new TimeSlicer();
   for await (const page of events.scan({ untilSeq: options.untilSeq, batchSize: SCAN_PAGE })) {
     for (let i = 0; i < page.length; i++) {
@@ -92,6 +120,7 @@ export async function extractTrainingData(
       newestEventAt = Math.max(newestEventAt, e.timestamp);
       typeCounts[e.type] = (typeCounts[e.type] ?? 0) + 1;
       const w = interactionWeight(types, e, options.limits);
+      fe?.push(e);
       if (w.negative) {
         negatives.add(`${e.userId}\u0000${e.itemId}`);
         continue;
@@ -124,7 +153,79 @@ export async function extractTrainingData(
     events: count,
     lastEventSeq,
     newestEventAt,
+    ...(fe ? { featureEvents: fe.finish(userIndex, itemIndex) } : {}),
   };
+}
+
+/**
+ * Collects every event's columns while the scan runs. Users and items get their matrix index at the end
+ * (a user's first positive event may come after their first event).
+ */
+class FeatureEventLog {
+  private readonly users = new Map<string, number>();
+  private readonly userNames: string[] = [];
+  private readonly items = new Map<string, number>();
+  private readonly itemIds: string[] = [];
+  private readonly typeIndex = new Map<string, number>();
+  private readonly types: string[] = [];
+  private readonly user = new Column(new Int32Array(1024), (n) => new Int32Array(n));
+  private readonly item = new Column(new Int32Array(1024), (n) => new Int32Array(n));
+  private readonly type = new Column(new Uint8Array(1024), (n) => new Uint8Array(n));
+  private readonly value = new Column(new Float64Array(1024), (n) => new Float64Array(n));
+  private readonly timestamp = new Column(new Float64Array(1024), (n) => new Float64Array(n));
+  private readonly seq = new Column(new Float64Array(1024), (n) => new Float64Array(n));
+
+  push(e: StoredEvent): void {
+    this.user.push(this.ref(this.users, this.userNames, e.userId));
+    this.item.push(this.ref(this.items, this.itemIds, e.itemId));
+    let t = this.typeIndex.get(e.type);
+    if (t === undefined) {
+      // Event types are config keys (validated at ingestion): far fewer than 256.
+      t = Math.min(this.types.length, 255);
+      this.typeIndex.set(e.type, t);
+      this.types.push(e.type);
+    }
+    this.type.push(t);
+    this.value.push(e.value ?? Number.NaN);
+    this.timestamp.push(e.timestamp);
+    this.seq.push(e.seq);
+  }
+
+  finish(
+    userIndex: ReadonlyMap<string, number>,
+    itemIndex: ReadonlyMap<string, number>,
+  ): FeatureEventColumns {
+    const userMap = Int32Array.from(this.userNames, (id) => userIndex.get(id) ?? -1);
+    const itemMap = Int32Array.from(this.itemIds, (id) => itemIndex.get(id) ?? -1);
+    const featureItem = this.item.finish();
+    const user = this.user.finish();
+    const item = new Int32Array(featureItem.length);
+    for (let k = 0; k < user.length; k++) {
+      user[k] = userMap[user[k]];
+      item[k] = itemMap[featureItem[k]];
+    }
+    return {
+      user,
+      item,
+      featureItem,
+      type: this.type.finish(),
+      value: this.value.finish(),
+      timestamp: this.timestamp.finish(),
+      seq: this.seq.finish(),
+      itemIds: this.itemIds,
+      types: this.types,
+    };
+  }
+
+  private ref(map: Map<string, number>, ids: string[], id: string): number {
+    let i = map.get(id);
+    if (i === undefined) {
+      i = ids.length;
+      map.set(id, i);
+      ids.push(id);
+    }
+    return i;
+  }
 }
 
 /** The positive events' coordinates, weights and seqs, and the negative pairs, as read. */

@@ -26,6 +26,7 @@ import { buildDriftReference } from '../monitoring/drift.ts';
 import type { StoredModel } from '../registry/artifacts.ts';
 import { trainingSetHash } from './extract.ts';
 import type { HoldoutSplit } from './holdout.ts';
+import { trainRanker, type RankerInput, type RankerOutcome } from './ranker.ts';
 
 /** Users scored for the drift reference and the sanity checks. */
 export const SAMPLE_USERS = 500;
@@ -62,6 +63,8 @@ export interface FitInput {
   baselineParams: Params;
   /** Self-tuning of `params` before fitting (absent or null: fit `params` as given). */
   tuning?: TuningInput | null;
+  /** Learn a second-stage ranker on the holdout (training/ranker.ts); absent or null: none. */
+  ranker?: RankerInput | null;
 }
 
 /** What the search needs: its budget, the points to try first and what stays fixed. */
@@ -104,6 +107,8 @@ export interface FitOutput {
   tuning: ModelTuning | null;
   /** Why the self-tuning was skipped although asked for (null otherwise). */
   tuningSkipped: string | null;
+  /** The ranker's training and ship decision (null: not asked for, or no holdout to learn from). */
+  ranker: RankerOutcome | null;
 }
 
 export type ProgressFn = (fraction: number, stage: string) => void;
@@ -172,6 +177,7 @@ export async function fitAndEvaluate(
   let championMetrics: Record<string, number> | null = null;
   let championError: string | null = null;
   let holdoutUsers = 0;
+  let ranker: RankerOutcome | null = null;
   const evalShare = input.holdout ? 0.5 : 0;
 
   if (input.holdout) {
@@ -184,6 +190,14 @@ export async function fitAndEvaluate(
     const evaluation = evaluateModel(watchFinite(model, watch), split.train, target, [split.train], input.k);
     metrics = evaluation.metrics;
     holdoutUsers = evaluation.users;
+    if (input.ranker && input.algorithm !== 'pop') {
+      onProgress(0.31, 'ranker');
+      ranker = trainRanker(input.ranker, split, model, input.algorithm, input.itemIds, {
+        seed: input.seed,
+        k: input.k,
+        signal,
+      });
+    }
     onProgress(0.32, 'holdout evaluation');
     if (input.algorithm === 'pop') baseline = metrics;
     else {
@@ -257,6 +271,7 @@ export async function fitAndEvaluate(
     params,
     tuning,
     tuningSkipped,
+    ranker,
   };
 }
 
@@ -305,6 +320,13 @@ export function watchFinite(model: FittedModel, watch: { bad: number; checked: n
       for (let i = 0; i < out.length; i++) if (!Number.isFinite(out[i])) bad++;
       watch.bad += bad;
       watch.checked += out.length;
+    },
+    scoreItems(user, history, items, out, foldIn) {
+      model.scoreItems(user, history, items, out, foldIn);
+      let bad = 0;
+      for (let j = 0; j < items.length; j++) if (!Number.isFinite(out[j])) bad++;
+      watch.bad += bad;
+      watch.checked += items.length;
     },
     similarItems: (item, out) => model.similarItems(item, out),
     toArtifact: () => model.toArtifact(),

@@ -32,7 +32,11 @@ import type { ModelRegistry } from '../registry/registry.ts';
 import type { Store } from '../storage/ports.ts';
 import { codeVersion } from './code-version.ts';
 import { forgetErasedSince } from './erasure-race.ts';
-import { extractTrainingData, type TrainingData } from './extract.ts';
+import { extractTrainingData, type FeatureEventColumns, type TrainingData } from './extract.ts';
+import type { RankerInput } from './ranker.ts';
+import type { ItemMeta } from '../features/definitions.ts';
+import { featureConfigOf } from '../features/item-state.ts';
+import { itemMetaOf } from '../features/ranking.ts';
 import type { ChampionInput, FitInput, FitOutput } from './fit.ts';
 import type { FitWorkerMessage } from './fit-worker.ts';
 import { decideGate, GATE_METRIC } from './gate.ts';
@@ -41,7 +45,7 @@ import { chooseHoldoutSliced } from './holdout.ts';
 export { decideGate, GATE_METRIC } from './gate.ts';
 
 export interface PipelineDeps {
-  store: Pick<Store, 'events' | 'audit'>;
+  store: Pick<Store, 'events' | 'audit' | 'items'>;
   /** The deployment's pseudonym of user ids (to recognize users erased while this training ran). */
   pseudonymize: (id: string) => string;
   config: Readonly<Config>;
@@ -82,7 +86,10 @@ export async function runTrainingJob(
     params = resolveParams(spec, { ...configured, ...(request.params ?? {}) });
     ctx.progress(0.01);
     const readingSince = Date.now();
-    data = await extractTrainingData(deps.store.events, config.events.types, { limits: config.events });
+    data = await extractTrainingData(deps.store.events, config.events.types, {
+      limits: config.events,
+      featureEvents: config.ranking.train,
+    });
     const interactions = nnz(data.matrix);
     if (interactions < config.training.minInteractions) {
       throw new CairnError(
@@ -110,6 +117,7 @@ export async function runTrainingJob(
       now: data.newestEventAt,
       baselineParams: resolveParams(getAlgorithm('pop'), config.training.params.pop ?? {}),
       tuning: tuningInput(config, spec.space, algorithm, configured, request.params ?? {}, championVersion),
+      ranker: data.featureEvents ? await rankerInput(deps, data.featureEvents) : null,
     };
     const output = await fitInWorker(input, (f) => ctx.progress(0.1 + 0.85 * f), ctx.signal);
     if (output.tuningSkipped) logger.warn({ reason: output.tuningSkipped }, 'self-tuning skipped');
@@ -166,6 +174,17 @@ export async function runTrainingJob(
     };
     const metrics = { ...output.metrics };
     for (const [k, v] of Object.entries(output.baseline)) metrics[`baseline_${k}`] = v;
+    for (const [k, v] of Object.entries(output.ranker?.metrics ?? {})) metrics[`ranker_${k}`] = v;
+    if (output.ranker) {
+      logger.info(
+        {
+          shipped: output.ranker.ranker !== null,
+          reason: output.ranker.reason,
+          seconds: output.ranker.seconds,
+        },
+        'second-stage ranker',
+      );
+    }
     const mv = await registry.register(
       {
         artifact: output.artifact,
@@ -175,6 +194,7 @@ export async function runTrainingJob(
           lastEventSeq: data.lastEventSeq,
           newestEventAt: data.newestEventAt,
           popularityBuckets: output.popularityBuckets,
+          ...(output.ranker?.ranker ? { ranker: output.ranker.ranker } : {}),
         },
       },
       {
@@ -239,6 +259,15 @@ export async function runTrainingJob(
             warm_start: output.tuning.warmStart,
           }
         : null,
+      ranker: output.ranker
+        ? {
+            shipped: output.ranker.ranker !== null,
+            reason: output.ranker.reason,
+            metrics: output.ranker.metrics,
+            queries: output.ranker.queries,
+            seconds: output.ranker.seconds,
+          }
+        : null,
       total_seconds: (performance.now() - started) / 1000,
       users: data.userIds.length,
       items: data.itemIds.length,
@@ -256,6 +285,41 @@ export async function runTrainingJob(
     }
     throw err;
   }
+}
+
+/**
+ * What the fit worker needs to learn a ranker: the events, the feature settings serving folds with, and
+ * the catalog's attributes (read in pages, like every other scan of the store here).
+ */
+async function rankerInput(deps: PipelineDeps, events: FeatureEventColumns): Promise<RankerInput> {
+  const { config } = deps;
+  const itemMeta: Record<string, ItemMeta> = {};
+  let after: string | undefined;
+  for (;;) {
+    const page = await deps.store.items.list({ after, limit: 1000 });
+    for (const item of page) itemMeta[item.id] = itemMetaOf(item);
+    if (page.length < 1000) break;
+    after = page[page.length - 1].id;
+  }
+  return {
+    events,
+    // The settings the online state folds with (main/adapters.ts onlineStateOptions): no skew.
+    features: featureConfigOf({
+      types: config.events.types,
+      maxEventWeight: config.events.maxEventWeight,
+      maxUserItemWeight: config.events.maxUserItemWeight,
+      features: config.features,
+    }),
+    historyLimit: config.serving.historyLimit,
+    popularityHalfLifeDays: config.serving.popularityHalfLifeDays,
+    candidates: config.ranking.candidates,
+    negatives: config.ranking.negatives,
+    maxQueries: config.ranking.maxQueries,
+    minQueries: config.ranking.minQueries,
+    validShare: config.ranking.validShare,
+    lambdaMart: { ...config.ranking.lambdaMart, seed: config.training.seed },
+    itemMeta,
+  };
 }
 
 /**
