@@ -2,6 +2,7 @@
  * THE fold of item features: the online state (memory and Redis adapters, per applied event batch) and the
  * offline replay (`itemStatesAt`, `ItemStateTimeline`, for training rows at a point in time) both call
  * `foldItemEvent`, so an item's features online and offline are the same function of the same events.
+ * `unfoldItemEvent` takes a folded event back out (a GDPR erase in the online state).
  *
  * Decayed sums follow features/popularity.ts: each half-life H_i keeps s_i = Σ w_e · 2^((t_e − T0)/H_i)
  * against one reference time T0 (the first event folded); its value at `now` is s_i · 2^((T0 − now)/H_i).
@@ -23,7 +24,7 @@ import {
   type ItemFeatureState,
 } from './definitions.ts';
 import { interactionWeight, type EventTypes } from './interactions.ts';
-import { halfLifeMs, MAX_EXPONENT } from './popularity.ts';
+import { halfLifeMs, MAX_EXPONENT, RESIDUE_TOLERANCE } from './popularity.ts';
 
 export type { FeatureConfig, FeatureEvent, ItemFeatureState } from './definitions.ts';
 
@@ -142,6 +143,75 @@ export function foldItemEvent(
     for (let i = 0; i < rates.length; i++) decayed[i] += w * Math.exp(dt * rates[i]);
   }
   return s;
+}
+
+/** Own keys only: a type or segment named like an Object.prototype member is data here. */
+const hasOwn = (o: object, key: string): boolean => Object.prototype.hasOwnProperty.call(o, key);
+
+/**
+ * Takes one folded event back out of its item's state (a GDPR erase): the inverse of `foldItemEvent`'s
+ * additions. Updates `state` in place and returns it, or returns null when no event of a configured type
+ * is left (the item then has no state, as if the event had never been folded). Pass the event as it was
+ * folded: same type, value and timestamp, and the acting user's segments (online: those the user has when
+ * the erase is applied, which are the ones folded unless the user changed segments in between).
+ *
+ * - Counts and per-segment counts drop by one, clamped at 0; a type (or segment) left with none is removed,
+ *   so the state has the shape folding only the remaining events gives. A segment that was not kept (past
+ *   `maxSegmentsPerItem`) was never counted and is skipped.
+ * - Each decayed sum loses w · 2^((t − T0)/H) against the state's current reference (a rebase since the
+ *   fold rescaled both alike). A remainder at or below RESIDUE_TOLERANCE of what was subtracted, or
+ *   negative, is rounding noise (features/popularity.ts) and becomes 0, so sums never go below 0.
+ * - firstSeen and lastSeen stay: the state does not record which event set them.
+ *
+ * Only events that were folded may be taken out (online: seq ≤ the event watermark); an event of an
+ * unconfigured type only moved first/last seen and changes nothing here.
+ */
+export function unfoldItemEvent(
+  state: ItemFeatureState,
+  event: FeatureEvent,
+  config: FeatureConfig,
+): ItemFeatureState | null {
+  const type = event.type;
+  if (!hasOwn(config.types, type)) return state;
+  const counts = state.counts;
+  if (hasOwn(counts, type)) {
+    if (counts[type] > 1) counts[type]--;
+    else delete counts[type];
+  }
+  const segments = event.segments;
+  if (segments !== undefined) {
+    for (const seg of segments) {
+      if (!hasOwn(state.segments, seg)) continue;
+      const perType = state.segments[seg];
+      if (!hasOwn(perType, type)) continue;
+      if (perType[type] > 1) perType[type]--;
+      else {
+        delete perType[type];
+        // Deletes an own `__proto__` key too (delete never reaches the prototype).
+        if (Object.keys(perType).length === 0) delete state.segments[seg];
+      }
+    }
+  }
+  let anyCount = false;
+  for (const key in counts) {
+    if (hasOwn(counts, key)) {
+      anyCount = true;
+      break;
+    }
+  }
+  if (!anyCount) return null;
+
+  const w = interactionWeight(config.types, event, config.limits).weight;
+  if (!(w > 0)) return state;
+  const rates = decayPlan(config).rates;
+  const decayed = state.decayed;
+  const dt = event.timestamp - state.reference;
+  for (let i = 0; i < rates.length; i++) {
+    const amount = w * Math.exp(dt * rates[i]);
+    const left = decayed[i] - amount;
+    decayed[i] = left > amount * RESIDUE_TOLERANCE ? left : 0;
+  }
+  return state;
 }
 
 /** Decayed positive weight of half-life `index` at `now` (0 without a state). */

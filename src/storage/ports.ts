@@ -365,7 +365,7 @@ export interface OnlineState {
   /**
    * Applies entity changes in log order: items → catalog, user → opt-out flag, segments and attributes,
    * erase → the user's history, flag, segments, attributes and cache are dropped and their events'
-   * popularity subtracted, champion → nothing to store (but the watermark moves). Records with `seq ≤ watermarks.changes` are skipped.
+   * popularity subtracted and taken back out of their items' feature states (`unfoldItemEvent`), champion → nothing to store (but the watermark moves). Records with `seq ≤ watermarks.changes` are skipped.
    */
   applyChanges(records: LogRecord<EntityChange>[]): Promise<void>;
   watermarks(): Promise<OnlineWatermarks>;
@@ -383,7 +383,8 @@ export interface OnlineState {
   /**
    * Feature states of the given items (null when the item has no events), in the order asked. `applyEvents`
    * folds every applied event into its item's state with features/item-state.ts `foldItemEvent` (segments:
-   * the acting user's stored segments at that moment).
+   * the acting user's stored segments at that moment). The states are for reading only: a caller must not
+   * modify them (the memory adapter hands out its own, copying before it next folds into one).
    */
   itemFeatures(itemIds: string[]): Promise<(ItemFeatureState | null)[]>;
   /** The user's segments and attributes as last PUT (null when unknown or erased). */

@@ -11,7 +11,7 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Item, JsonObject, StoredEvent, User } from '../../domain/types.ts';
 import type { FeatureEvent } from '../../features/definitions.ts';
-import { featureConfigOf, itemStatesAt } from '../../features/item-state.ts';
+import { decayedAt, featureConfigOf, itemStatesAt } from '../../features/item-state.ts';
 import type { EntityChange, LogRecord, OnlineState, OnlineStateOptions } from '../ports.ts';
 import { sleep } from './helpers.ts';
 
@@ -692,6 +692,65 @@ export function describeOnlineStateConformance(
         expect(Object.keys(online[2]!.segments).sort()).toEqual(['eu', 'new', 'vip']);
       });
 
+      it('erase takes the user’s counted events out of the item states: as if only the others were seen', async () => {
+        const rand = lcg(23);
+        const types = ['view', 'view', 'click', 'purchase', 'rating', 'dislike', 'not_configured'];
+        const events: StoredEvent[] = [];
+        for (let i = 1; i <= 240; i++) {
+          const type = types[Math.floor(rand() * types.length)];
+          const userId = rand() < 0.5 ? 'uA' : 'uB';
+          // i5 and i6 only ever see uA: no state is left for them.
+          const itemId = `i${Math.floor(rand() * 5) + (userId === 'uA' && rand() < 0.2 ? 5 : 0)}`;
+          events.push(
+            ev(i, userId, itemId, type, NOW - Math.floor(rand() * 20 * DAY), {
+              value: type === 'rating' ? 1 + Math.floor(rand() * 5) : null,
+            }),
+          );
+        }
+        const ofA = events.filter((e) => e.userId === 'uA');
+        const ofB = events.filter((e) => e.userId === 'uB');
+        const users = [
+          rec(1, { kind: 'user', user: withSegments('uA', ['vip', 'eu']) }),
+          rec(2, { kind: 'user', user: withSegments('uB', ['eu', 'new']) }),
+        ];
+        const s = await open();
+        await s.applyChanges(users);
+        for (let from = 0; from < events.length; from += 60)
+          await s.applyEvents(events.slice(from, from + 60));
+        // Still on its way through the event log: never folded, so never taken out.
+        const pending = ev(500, 'uA', 'i0', 'purchase', NOW);
+        await s.applyChanges([rec(3, { kind: 'erase', userId: 'uA', events: erased([...ofA, pending]) })]);
+        // A redelivered erase is at or below the change watermark: nothing is taken out twice.
+        await s.applyChanges([rec(3, { kind: 'erase', userId: 'uA', events: erased(ofA) })]);
+
+        const onlyB = await open();
+        await onlyB.applyChanges([users[1]]);
+        await onlyB.applyEvents(ofB);
+
+        const ids = ['i0', 'i1', 'i2', 'i3', 'i4', 'i5', 'i6'];
+        const actual = await s.itemFeatures(ids);
+        const expected = await onlyB.itemFeatures(ids);
+        expect(expected.filter((x) => x !== null)).toHaveLength(5);
+        const config = featureConfigOf(OPTIONS);
+        ids.forEach((id, k) => {
+          const [a, b] = [actual[k], expected[k]];
+          if (b === null) {
+            expect(a, id).toBeNull();
+            return;
+          }
+          expect(a, id).not.toBeNull();
+          expect([a!.counts, a!.segments], id).toEqual([b.counts, b.segments]);
+          for (let i = 0; i < config.halfLivesDays.length; i++) {
+            expectClose(decayedAt(a, i, NOW, config), decayedAt(b, i, NOW, config));
+          }
+        });
+        // The erased user's segments are gone from every item; popularity agrees too.
+        expect(actual.some((x) => x !== null && 'vip' in x.segments)).toBe(false);
+        const [pa, pb] = [await s.popularity(ids, NOW), await onlyB.popularity(ids, NOW)];
+        pb.forEach((p, k) => expectClose(pa[k], p));
+        expect(await s.userMeta('uA')).toBeNull();
+      });
+
       it('rejects unusable feature settings with CAIRN_CONFIG_INVALID naming the key', async () => {
         await expect(open({ features: { halfLivesDays: [], maxSegmentsPerItem: 4 } })).rejects.toMatchObject({
           code: 'CAIRN_CONFIG_INVALID',
@@ -703,6 +762,16 @@ export function describeOnlineStateConformance(
           code: 'CAIRN_CONFIG_INVALID',
           details: { fields: [{ field: 'features.maxSegmentsPerItem' }] },
         });
+      });
+
+      it('a state read is not changed by events applied after the read', async () => {
+        const s = await open({ features: { halfLivesDays: [2], maxSegmentsPerItem: 1 } });
+        await s.applyEvents([ev(1, 'u1', 'x', 'click', NOW)]);
+        const [read] = await s.itemFeatures(['x']);
+        const copy = structuredClone(read);
+        await s.applyEvents([ev(2, 'u2', 'x', 'click', NOW + 1000)]);
+        expect(read).toEqual(copy);
+        expect((await s.itemFeatures(['x']))[0]!.counts).toEqual({ click: 2 });
       });
 
       it('clear() forgets feature states and user metadata', async () => {

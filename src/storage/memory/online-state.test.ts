@@ -113,7 +113,7 @@ describe('MemoryOnlineState snapshots', () => {
       await observe(state, users, items, later),
     );
     expect((await observe(state, users, items, later)).popular.length).toBeGreaterThan(0);
-    expect((await observe(state, users, items, later)).itemFeatures.filter(Boolean).length).toBe(5);
+    expect((await observe(state, users, items, later)).itemFeatures.filter(Boolean).length).toBe(4);
     expect(await restored.userMeta('u1')).toEqual({ segments: ['vip'], attributes: { tier: 'gold' } });
     expect(await restored.cacheGet('u0', 'k')).toBeNull();
     expect(restored.snapshot().equals(bytes)).toBe(true);

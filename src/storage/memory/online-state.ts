@@ -7,7 +7,8 @@
  * watermarks (replaying only the log tail) instead of rescanning the whole event log.
  *
  * Item feature states (features/item-state.ts) are folded per applied event with `foldItemEvent`, the
- * acting user's segments taken from the user records applied so far (`userMeta`).
+ * acting user's segments taken from the user records applied so far (`userMeta`); an erase takes the
+ * user's counted events back out with `unfoldItemEvent`, under the segments the user has at that point.
  */
 import { crc32 } from 'node:zlib';
 import type { EventTypeSpec, Item, StoredEvent } from '../../domain/types.ts';
@@ -20,7 +21,7 @@ import {
   type ItemFeatureState,
   type UserMeta,
 } from '../../features/definitions.ts';
-import { featureConfigOf, foldItemEvent } from '../../features/item-state.ts';
+import { featureConfigOf, foldItemEvent, unfoldItemEvent } from '../../features/item-state.ts';
 import {
   compareIds,
   ContributionRules,
@@ -44,6 +45,9 @@ interface CacheEntry {
   /** Epoch ms after which the entry is gone. */
   expiresAt: number;
 }
+
+/** What an erase record carries of each erased event. */
+type ErasedEvent = Extract<EntityChange, { kind: 'erase' }>['events'][number];
 
 /** Oldest first: timestamp, then seq (log order). */
 const byTime = (a: StoredEvent, b: StoredEvent): number => a.timestamp - b.timestamp || a.seq - b.seq;
@@ -93,6 +97,8 @@ export class MemoryOnlineState implements OnlineState {
   private optOuts = new Set<string>();
   /** Item feature states, folded per applied event (features/item-state.ts). */
   private itemStates = new Map<string, ItemFeatureState>();
+  /** States returned by `itemFeatures` (readers keep them): never modified again, copied to fold into. */
+  private readonly handedOut = new WeakSet<ItemFeatureState>();
   /** Segments and attributes of users, from `user` records (dropped on erase). */
   private userMetas = new Map<string, UserMeta>();
   private readonly featureConfig: FeatureConfig;
@@ -156,6 +162,8 @@ export class MemoryOnlineState implements OnlineState {
             });
             break;
           case 'erase':
+            // Before the metadata goes: the segments the user's events were counted under.
+            this.unfoldFeatures(change.events, this.userMetas.get(change.userId)?.segments);
             this.histories.delete(change.userId);
             this.holdings.delete(change.userId);
             this.optOuts.delete(change.userId);
@@ -227,8 +235,17 @@ export class MemoryOnlineState implements OnlineState {
   }
 
   itemFeatures(itemIds: string[]): Promise<(ItemFeatureState | null)[]> {
-    // Copies: the stored states are updated in place by later events.
-    return this.run(() => itemIds.map((id) => cloneState(this.itemStates.get(id))));
+    // Copy on write: serving reads the states of ~200 candidates per request, a batch of events touches
+    // a few; copying on every read cost more than the rest of a ranked answer.
+    return this.run(() =>
+      itemIds.map((id) => {
+        const state = this.itemStates.get(id);
+        if (state === undefined) return null;
+        // Handed out as is (a reader must not modify it); the next fold into it copies it first.
+        this.handedOut.add(state);
+        return state;
+      }),
+    );
   }
 
   userMeta(userId: string): Promise<UserMeta | null> {
@@ -447,6 +464,15 @@ export class MemoryOnlineState implements OnlineState {
     if (history.length >= 2 * limit) history.splice(0, history.length - limit);
   }
 
+  /** The item's state to fold into in place: a copy of it when readers were handed the stored one. */
+  private writable(itemId: string): ItemFeatureState | null {
+    const state = this.itemStates.get(itemId);
+    if (state === undefined || !this.handedOut.has(state)) return state ?? null;
+    const copy = cloneState(state)!;
+    this.itemStates.set(itemId, copy);
+    return copy;
+  }
+
   /** Folds an applied event into its item's feature state, with the acting user's current segments. */
   private foldFeatures(e: StoredEvent): void {
     const x = this.scratch;
@@ -456,9 +482,29 @@ export class MemoryOnlineState implements OnlineState {
     x.timestamp = e.timestamp;
     x.seq = e.seq;
     x.segments = this.userMetas.get(e.userId)?.segments;
-    const before = this.itemStates.get(e.itemId);
-    const after = foldItemEvent(before ?? null, x, this.featureConfig);
-    if (before === undefined) this.itemStates.set(e.itemId, after);
+    const before = this.writable(e.itemId);
+    const after = foldItemEvent(before, x, this.featureConfig);
+    if (before === null) this.itemStates.set(e.itemId, after);
+  }
+
+  /**
+   * Takes an erased user's counted events (seq ≤ the event watermark, as for popularity) back out of their
+   * items' states with the user's current segments; an item left with no counted event loses its state.
+   */
+  private unfoldFeatures(events: readonly ErasedEvent[], segments: readonly string[] | undefined): void {
+    const x = this.scratch;
+    x.segments = segments;
+    for (const e of events) {
+      if (e.seq > this.wm.events) continue;
+      const state = this.writable(e.itemId);
+      if (state === null) continue;
+      x.itemId = e.itemId;
+      x.type = e.type;
+      x.value = e.value;
+      x.timestamp = e.timestamp;
+      x.seq = e.seq;
+      if (unfoldItemEvent(state, x, this.featureConfig) === null) this.itemStates.delete(e.itemId);
+    }
   }
 
   /** The user's holdings, created on first use; null when no per-user cap applies (nothing to keep). */
@@ -543,7 +589,7 @@ const MAGIC = Buffer.from('CAIRNOS\0', 'latin1');
  */
 const SNAPSHOT_VERSION = 3;
 
-/** A private copy of a state (null for none): callers must not see later in-place folds. */
+/** A private copy of a state (null for none), to fold into while readers keep the original. */
 function cloneState(state: ItemFeatureState | undefined): ItemFeatureState | null {
   if (state === undefined) return null;
   const segments: Record<string, Record<string, number>> = {};

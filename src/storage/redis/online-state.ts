@@ -2,7 +2,8 @@
  * Online state in Redis, shared by every API replica of a production deployment.
  * Keys (P = `${keyPrefix}online:`):
  *
- * - `P:wm` hash `events`, `changes` — the watermarks, written in the same script as the batch they cover.
+ * - `P:wm` hash `events`, `changes` — the watermarks, written in the same script as the batch they cover;
+ *   `fgen` counts the erases that rewrote feature states (the second half of applyEvents' compare-and-set).
  * - `P:meta` hash `t0` — the popularity reference time T0 (epoch ms).
  * - `P:pop` sorted set — per item −s_i, with s_i = Σ w·2^((t−T0)/H) (features/popularity.ts). Negated so that
  *   ZRANGE (ascending score, ties by member bytes) lists the best first with ties by item id, exactly like
@@ -22,6 +23,10 @@
  *   events past the watermark, and writes the states in the script that applies the batch, which first
  *   checks the watermark is still the one read (compare-and-set) and otherwise changes nothing, so the
  *   adapter reads and folds again. A replayed or concurrent batch therefore never folds an event twice.
+ *   An erase takes the user's counted events back out the same way (`unfoldItemEvent`, with the segments
+ *   in `P:users` before the erase drops them): applyChanges reads the states, both watermarks and `fgen`,
+ *   unfolds in JS, and its script writes the states only if none of the three moved, bumping `fgen`; so an
+ *   applyEvents folded from the states before the erase is folded again too, never written over it.
  * - `P:users` hash user id → `{segments, attributes}` JSON from `user` records; dropped on erase. The
  *   segments are those the fold attributes an event to.
  * - `P:items` hash id → item JSON, and `P:item-ids` sorted set (all scores 0) for lexicographic paging.
@@ -49,7 +54,7 @@ import {
   type ItemFeatureState,
   type UserMeta,
 } from '../../features/definitions.ts';
-import { featureConfigOf, foldItemEvent } from '../../features/item-state.ts';
+import { featureConfigOf, foldItemEvent, unfoldItemEvent } from '../../features/item-state.ts';
 import {
   ContributionRules,
   MAX_EXPONENT,
@@ -145,16 +150,18 @@ class Script {
 /**
  * KEYS: 1 watermarks, 2 meta, 3 popularity, 4 feature states, then per user of the batch its history, cache
  * and holdings keys. ARGV: 1 half-life ms, 2 max exponent, 3 history limit, 4 history TTL ms, 5 per-user cap
- * (-1: none), 6 the event watermark the feature states were folded from, 7 n, then n × (item id, state
- * JSON), then per event six values: seq, KEYS index of the user's history key (its cache and holdings keys
- * follow), item id, timestamp, clamped weight, member. Returns 0 without changing anything when the
- * watermark is no longer ARGV[6] (the states were folded from an older state), else 1.
+ * (-1: none), 6 the event watermark and 7 the feature generation the states were folded from, 8 n, then
+ * n × (item id, state JSON), then per event six values: seq, KEYS index of the user's history key (its
+ * cache and holdings keys follow), item id, timestamp, clamped weight, member. Returns 0 without changing
+ * anything when the watermark is no longer ARGV[6] or the generation no longer ARGV[7] (the states were
+ * folded from an older state), else 1.
  */
 const APPLY_EVENTS = new Script(`
 local wm = tonumber(redis.call('HGET', KEYS[1], 'events') or '0')
 if wm ~= tonumber(ARGV[6]) then return 0 end
-local nStates = tonumber(ARGV[7])
-for j = 8, 7 + 2 * nStates, 2 do
+if (redis.call('HGET', KEYS[1], 'fgen') or '0') ~= ARGV[7] then return 0 end
+local nStates = tonumber(ARGV[8])
+for j = 9, 8 + 2 * nStates, 2 do
   redis.call('HSET', KEYS[4], ARGV[j], ARGV[j + 1])
 end
 local t0 = redis.call('HGET', KEYS[2], 't0')
@@ -186,7 +193,7 @@ local function capped(key, item, w, ts)
   redis.call('HSET', key, item, string.format('%.17g', held) .. ' ' .. string.format('%.17g', at))
   return added
 end
-for i = 8 + 2 * nStates, #ARGV, 6 do
+for i = 9 + 2 * nStates, #ARGV, 6 do
   local seq = tonumber(ARGV[i])
   if seq > top then
     top = seq
@@ -229,22 +236,40 @@ return 1
 `);
 
 /**
- * KEYS: 1 watermarks, 2 meta, 3 popularity, 4 opt-outs, 5 items hash, 6 item ids, 7 user metadata, then per
- * erased user its history, cache and holdings keys. ARGV: 1 half-life ms, 2 residue tolerance, then per
- * record: seq, op, operands:
+ * KEYS: 1 watermarks, 2 meta, 3 popularity, 4 opt-outs, 5 items hash, 6 item ids, 7 user metadata, 8 feature
+ * states, then per erased user its history, cache and holdings keys. ARGV: 1 half-life ms, 2 residue
+ * tolerance, 3 1 to compare-and-set (0: no erase, no check), 4 change watermark, 5 event watermark and
+ * 6 feature generation the states were unfolded from, 7 n, then n × (item id, state JSON or '' to delete),
+ * then per record: seq, op, operands:
  *   I n (id json)×n | U userId 0/1 metaJson | E userId keyIndex n (itemId timestamp seq weight)×n | C
  * An erased event only subtracts popularity if its seq is at or below the event watermark: events past it
  * were never added here (the two logs are consumed independently). Its weight is what it contributed.
+ * Returns 0 without changing anything when a compared value moved, else 1.
  */
 const APPLY_CHANGES = new Script(`
 local wm = tonumber(redis.call('HGET', KEYS[1], 'changes') or '0')
 local applied = tonumber(redis.call('HGET', KEYS[1], 'events') or '0')
+if ARGV[3] == '1' then
+  if wm ~= tonumber(ARGV[4]) or applied ~= tonumber(ARGV[5]) then return 0 end
+  if (redis.call('HGET', KEYS[1], 'fgen') or '0') ~= ARGV[6] then return 0 end
+end
+local nStates = tonumber(ARGV[7])
+if nStates > 0 then
+  for j = 8, 7 + 2 * nStates, 2 do
+    if ARGV[j + 1] == '' then
+      redis.call('HDEL', KEYS[8], ARGV[j])
+    else
+      redis.call('HSET', KEYS[8], ARGV[j], ARGV[j + 1])
+    end
+  end
+  redis.call('HINCRBY', KEYS[1], 'fgen', 1)
+end
 local t0 = redis.call('HGET', KEYS[2], 't0')
 if t0 then t0 = tonumber(t0) end
 local H = tonumber(ARGV[1])
 local tol = tonumber(ARGV[2])
 local top = wm
-local i = 3
+local i = 8 + 2 * nStates
 while i <= #ARGV do
   local seq = tonumber(ARGV[i])
   local op = ARGV[i + 1]
@@ -321,16 +346,30 @@ return 1
 
 /**
  * KEYS: 1 watermarks, 2 feature states, 3 user metadata. ARGV: n, n item ids, then user ids. Returns the
- * event watermark, the n items' states (nil when absent), then the users' metadata (nil when absent), read
- * at one instant.
+ * event watermark, the change watermark, the feature generation, the n items' states (nil when absent),
+ * then the users' metadata (nil when absent), read at one instant.
  */
 const READ_FOR_FOLD = new Script(`
-local r = { redis.call('HGET', KEYS[1], 'events') or '0' }
+local r = redis.call('HMGET', KEYS[1], 'events', 'changes', 'fgen')
+for i = 1, 3 do r[i] = r[i] or '0' end
 local n = tonumber(ARGV[1])
-for i = 2, n + 1 do r[i] = redis.call('HGET', KEYS[2], ARGV[i]) or false end
-for i = n + 2, #ARGV do r[i] = redis.call('HGET', KEYS[3], ARGV[i]) or false end
+for i = 2, n + 1 do r[i + 2] = redis.call('HGET', KEYS[2], ARGV[i]) or false end
+for i = n + 2, #ARGV do r[i + 2] = redis.call('HGET', KEYS[3], ARGV[i]) or false end
 return r
 `);
+
+/** What applyEvents and applyChanges read before folding or unfolding (one READ_FOR_FOLD round trip). */
+interface FoldInput {
+  /** Event and change watermarks. */
+  events: number;
+  changes: number;
+  /** Feature generation (`fgen`), compared as the string stored. */
+  gen: string;
+  /** Per item asked for, its state (null when absent). */
+  states: Map<string, ItemFeatureState | null>;
+  /** Segments of the users asked for that have metadata. */
+  segments: Map<string, readonly string[]>;
+}
 
 /** KEYS: 1 meta, 2 popularity. ARGV: start, stop. Returns {t0, member, score, …} or {} without popularity. */
 const POPULAR = new Script(`
@@ -547,29 +586,34 @@ export class RedisOnlineState implements OnlineState {
   applyEvents(events: StoredEvent[]): Promise<void> {
     return this.guard(async () => {
       if (events.length === 0) return;
-      for (let attempt = 1; ; attempt++) {
+      await this.untilApplied(async () => {
         const folded = await this.foldBatch(events);
-        if (folded === null) return; // every event is at or below the watermark: nothing to apply
-        if ((await this.applyFolded(events, folded.wm, folded.states)) === 1) return;
-        if (attempt >= MAX_APPLY_ATTEMPTS) {
-          throw new CairnError(
-            'CAIRN_UNAVAILABLE',
-            'online state: the event watermark kept moving (concurrent writers)',
-          );
-        }
-      }
+        if (folded === null) return true; // every event is at or below the watermark: nothing to apply
+        return (await this.applyFolded(events, folded.wm, folded.gen, folded.states)) === 1;
+      });
     });
   }
 
   /**
-   * Reads the watermark, the batch's item states and its users' metadata in one round trip and folds the
-   * events past the watermark (the same skip rule as the apply script); null when none is.
+   * Runs a read-compute-write `attempt` until it reports its compare-and-set succeeded (each failure is
+   * another writer's progress), at most MAX_APPLY_ATTEMPTS times.
    */
-  private async foldBatch(
-    events: StoredEvent[],
-  ): Promise<{ wm: number; states: Map<string, ItemFeatureState> } | null> {
-    const itemIds = [...new Set(events.map((e) => e.itemId))];
-    const userIds = [...new Set(events.map((e) => e.userId))];
+  private async untilApplied(attempt: () => Promise<boolean>): Promise<void> {
+    for (let n = 1; !(await attempt()); n++) {
+      if (n >= MAX_APPLY_ATTEMPTS) {
+        throw new CairnError(
+          'CAIRN_UNAVAILABLE',
+          'online state: the watermarks kept moving (concurrent writers)',
+        );
+      }
+    }
+  }
+
+  /**
+   * Reads both watermarks, the feature generation, the items' states and the users' metadata at one
+   * instant (one round trip): the input of a fold (applyEvents) or an unfold (applyChanges, on erase).
+   */
+  private async readForFold(itemIds: string[], userIds: string[]): Promise<FoldInput> {
     const args: (string | number)[] = [itemIds.length];
     for (const id of itemIds) args.push(id);
     for (const id of userIds) args.push(id);
@@ -578,34 +622,97 @@ export class RedisOnlineState implements OnlineState {
       [this.k.wm, this.k.features, this.k.users],
       args,
     )) as unknown[];
-    const wm = Number(str(reply[0]));
-    if (!events.some((e) => e.seq > wm)) return null;
-    const before = new Map<string, ItemFeatureState | null>();
+    const states = new Map<string, ItemFeatureState | null>();
     itemIds.forEach((id, i) => {
-      const v = reply[i + 1];
-      before.set(id, v === null || v === undefined ? null : (JSON.parse(str(v)) as ItemFeatureState));
+      const v = reply[i + 3];
+      states.set(id, v === null || v === undefined ? null : (JSON.parse(str(v)) as ItemFeatureState));
     });
     const segments = new Map<string, readonly string[]>();
     userIds.forEach((id, i) => {
-      const v = reply[itemIds.length + 1 + i];
+      const v = reply[itemIds.length + 3 + i];
       if (v !== null && v !== undefined) segments.set(id, (JSON.parse(str(v)) as UserMeta).segments);
     });
+    return {
+      events: Number(str(reply[0])),
+      changes: Number(str(reply[1])),
+      gen: str(reply[2]),
+      states,
+      segments,
+    };
+  }
+
+  /**
+   * Reads what the fold needs (readForFold) and folds the events past the watermark (the same skip rule as
+   * the apply script); null when none is.
+   */
+  private async foldBatch(
+    events: StoredEvent[],
+  ): Promise<{ wm: number; gen: string; states: Map<string, ItemFeatureState> } | null> {
+    const itemIds = [...new Set(events.map((e) => e.itemId))];
+    const userIds = [...new Set(events.map((e) => e.userId))];
+    const read = await this.readForFold(itemIds, userIds);
+    const wm = read.events;
+    if (!events.some((e) => e.seq > wm)) return null;
     const states = new Map<string, ItemFeatureState>();
     let top = wm;
     for (const e of events) {
       if (!(e.seq > top)) continue;
       top = e.seq;
-      const state = states.get(e.itemId) ?? before.get(e.itemId) ?? null;
-      const event = { ...e, segments: segments.get(e.userId) };
+      const state = states.get(e.itemId) ?? read.states.get(e.itemId) ?? null;
+      const event = { ...e, segments: read.segments.get(e.userId) };
       states.set(e.itemId, foldItemEvent(state, event, this.featureConfig));
     }
-    return { wm, states };
+    return { wm, gen: read.gen, states };
   }
 
-  /** Runs the apply script with folded states; 0 when the watermark moved since `wm` (nothing changed). */
+  /**
+   * The item states of a change batch's erases with the erased users' counted events (seq ≤ the event
+   * watermark read) taken out, under the segments each user has when their erase is reached (a `user`
+   * record earlier in the batch counts; records at or below the change watermark are skipped, as the
+   * script skips them). null when the batch erases nobody. A state left with no event maps to null.
+   */
+  private async unfoldBatch(
+    records: LogRecord<EntityChange>[],
+  ): Promise<{ read: FoldInput; states: Map<string, ItemFeatureState | null> } | null> {
+    const itemIds = new Set<string>();
+    const userIds = new Set<string>();
+    for (const { value: change } of records) {
+      if (change.kind !== 'erase') continue;
+      userIds.add(change.userId);
+      for (const e of change.events) itemIds.add(e.itemId);
+    }
+    if (userIds.size === 0) return null;
+    const read = await this.readForFold([...itemIds], [...userIds]);
+    const segments = new Map(read.segments);
+    const states = new Map<string, ItemFeatureState | null>();
+    let top = read.changes;
+    for (const { seq, value: change } of records) {
+      if (!(seq > top)) continue;
+      top = seq;
+      if (change.kind === 'user') {
+        if (userIds.has(change.user.id)) segments.set(change.user.id, change.user.segments);
+      } else if (change.kind === 'erase') {
+        const userSegments = segments.get(change.userId);
+        segments.delete(change.userId);
+        for (const e of change.events) {
+          if (e.seq > read.events) continue;
+          const state = states.has(e.itemId) ? states.get(e.itemId)! : read.states.get(e.itemId)!;
+          if (state === null) continue;
+          states.set(e.itemId, unfoldItemEvent(state, { ...e, segments: userSegments }, this.featureConfig));
+        }
+      }
+    }
+    return { read, states };
+  }
+
+  /**
+   * Runs the apply script with folded states; 0 when the watermark moved since `wm` or an erase moved the
+   * feature generation since `gen` (nothing changed).
+   */
   private async applyFolded(
     events: StoredEvent[],
     wm: number,
+    gen: string,
     states: Map<string, ItemFeatureState>,
   ): Promise<number> {
     const keys = [this.k.wm, this.k.meta, this.k.pop, this.k.features];
@@ -617,6 +724,7 @@ export class RedisOnlineState implements OnlineState {
       this.historyTtlMs,
       this.rules.cap ?? -1,
       wm,
+      gen,
       states.size,
     ];
     for (const [itemId, state] of states) args.push(itemId, JSON.stringify(state));
@@ -632,58 +740,80 @@ export class RedisOnlineState implements OnlineState {
     return Number(await this.eval(APPLY_EVENTS, keys, args));
   }
 
-  /** Applies a batch atomically (one script, one round trip); see OnlineState.applyChanges. */
+  /**
+   * Applies a batch atomically (one script, one round trip); a batch with an erase first reads and unfolds
+   * the erased users' item states (readForFold), and its script writes them with a compare-and-set on both
+   * watermarks and the feature generation, retried like applyEvents. See OnlineState.applyChanges.
+   */
   applyChanges(records: LogRecord<EntityChange>[]): Promise<void> {
     return this.guard(async () => {
       if (records.length === 0) return;
-      const keys = [
-        this.k.wm,
-        this.k.meta,
-        this.k.pop,
-        this.k.optout,
-        this.k.items,
-        this.k.itemIds,
-        this.k.users,
-      ];
-      const args: (string | number)[] = [this.halfLife, RESIDUE_TOLERANCE];
-      for (const { seq, value: change } of records) {
-        switch (change.kind) {
-          case 'items':
-            args.push(seq, 'I', change.items.length);
-            for (const item of change.items) args.push(item.id, JSON.stringify(item));
-            break;
-          case 'user':
-            args.push(
-              seq,
-              'U',
-              change.user.id,
-              change.user.optOut ? '1' : '0',
-              JSON.stringify({ segments: change.user.segments, attributes: change.user.attributes }),
-            );
-            break;
-          case 'erase': {
-            const index = keys.length + 1;
-            keys.push(
-              this.k.history + change.userId,
-              this.k.cache + change.userId,
-              this.k.contrib + change.userId,
-            );
-            // Contributions of every erased event (clamped and capped as when added); the script keeps
-            // those at or below its event watermark, a prefix of the user's events in log order.
-            const contributions = this.rules.replay(change.events);
-            args.push(seq, 'E', change.userId, index, contributions.length);
-            for (const c of contributions) args.push(c.itemId, c.timestamp, c.seq, c.weight);
-            break;
-          }
-          case 'champion':
-          case 'experiment':
-            // Only the watermark moves (serving loads champions and experiments itself).
-            args.push(seq, 'C');
-            break;
-        }
-      }
-      await this.eval(APPLY_CHANGES, keys, args);
+      await this.untilApplied(async () => {
+        const unfolded = await this.unfoldBatch(records);
+        return (await this.applyUnfolded(records, unfolded)) === 1;
+      });
     });
+  }
+
+  /** Runs the change script (with the unfolded states, if any); 0 when a compared value moved. */
+  private async applyUnfolded(
+    records: LogRecord<EntityChange>[],
+    unfolded: { read: FoldInput; states: Map<string, ItemFeatureState | null> } | null,
+  ): Promise<number> {
+    const keys = [
+      this.k.wm,
+      this.k.meta,
+      this.k.pop,
+      this.k.optout,
+      this.k.items,
+      this.k.itemIds,
+      this.k.users,
+      this.k.features,
+    ];
+    const args: (string | number)[] = [this.halfLife, RESIDUE_TOLERANCE];
+    if (unfolded === null) args.push(0, 0, 0, '0', 0);
+    else {
+      const { read, states } = unfolded;
+      args.push(1, read.changes, read.events, read.gen, states.size);
+      for (const [itemId, state] of states) args.push(itemId, state === null ? '' : JSON.stringify(state));
+    }
+    for (const { seq, value: change } of records) {
+      switch (change.kind) {
+        case 'items':
+          args.push(seq, 'I', change.items.length);
+          for (const item of change.items) args.push(item.id, JSON.stringify(item));
+          break;
+        case 'user':
+          args.push(
+            seq,
+            'U',
+            change.user.id,
+            change.user.optOut ? '1' : '0',
+            JSON.stringify({ segments: change.user.segments, attributes: change.user.attributes }),
+          );
+          break;
+        case 'erase': {
+          const index = keys.length + 1;
+          keys.push(
+            this.k.history + change.userId,
+            this.k.cache + change.userId,
+            this.k.contrib + change.userId,
+          );
+          // Contributions of every erased event (clamped and capped as when added); the script keeps
+          // those at or below its event watermark, a prefix of the user's events in log order.
+          const contributions = this.rules.replay(change.events);
+          args.push(seq, 'E', change.userId, index, contributions.length);
+          for (const c of contributions) args.push(c.itemId, c.timestamp, c.seq, c.weight);
+          break;
+        }
+        case 'champion':
+        case 'experiment':
+          // Only the watermark moves (serving loads champions and experiments itself).
+          args.push(seq, 'C');
+          break;
+      }
+    }
+    return Number(await this.eval(APPLY_CHANGES, keys, args));
   }
 
   watermarks(): Promise<OnlineWatermarks> {
