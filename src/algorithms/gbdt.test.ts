@@ -1,13 +1,21 @@
 import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { CairnError } from '../errors/errors.ts';
 import {
+  DECISION_DEFAULT_LEFT,
   GbdtModel,
   LAMBDAMART_DEFAULTS,
   meanNdcg,
   resolveLambdaMartParams,
   trainLambdaMart,
+  MISSING_NAN,
+  MISSING_NONE,
+  MISSING_ZERO,
+  type GbdtModelJson,
   type RankingDataset,
+  type TreeJson,
 } from './gbdt.ts';
+import { parseLightGbmModel } from './lightgbm.ts';
 import { Rng } from './random.ts';
 
 const NAMES = ['x0', 'x1', 'x2', 'noise'];
@@ -141,6 +149,127 @@ describe('trainLambdaMart', () => {
     expect(fieldOf(() => trainLambdaMart(bad, null, {}, { featureNames: NAMES }))).toBe('train');
     expect(fieldOf(() => trainLambdaMart(train, null, {}, { featureNames: ['a'] }))).toBe('train');
     expect(resolveLambdaMartParams({})).toEqual(LAMBDAMART_DEFAULTS);
+  });
+});
+
+/**
+ * Reference scorer, written from LightGBM's NumericalDecision over the JSON trees: the sum of the
+ * reached leaves in tree order (double), independent of the model's flattened walk arrays.
+ */
+function referenceScore(json: GbdtModelJson, x: Float32Array, offset: number): number {
+  let s = 0;
+  for (const t of json.trees) {
+    let node = t.splitFeature.length === 0 ? -1 : 0;
+    while (node >= 0) {
+      const d = t.decisionType[node];
+      const missing = (d >> 2) & 3;
+      let v = x[offset + t.splitFeature[node]];
+      if (Number.isNaN(v) && missing !== MISSING_NAN) v = 0;
+      const toDefault =
+        (missing === MISSING_ZERO && Math.abs(v) <= 1e-35) || (missing === MISSING_NAN && Number.isNaN(v));
+      const left = toDefault ? (d & DECISION_DEFAULT_LEFT) !== 0 : v <= t.threshold[node];
+      node = left ? t.leftChild[node] : t.rightChild[node];
+    }
+    s += t.leafValue[~node];
+  }
+  return s;
+}
+
+/** A random tree of `leaves` leaves over nf features whose splits use the given missing types. */
+function randomTree(rng: Rng, nf: number, leaves: number, missingTypes: number[]): TreeJson {
+  const t: TreeJson = {
+    splitFeature: [],
+    threshold: [],
+    decisionType: [],
+    leftChild: [],
+    rightChild: [],
+    splitGain: [],
+    internalValue: [],
+    leafValue: [0],
+  };
+  // Grow by splitting a random leaf (reached through parent/side), like leaf-wise growth.
+  const parentOf: number[] = [-1];
+  const sideOf: number[] = [0];
+  while (t.leafValue.length < leaves) {
+    const leaf = rng.int(t.leafValue.length);
+    const node = t.splitFeature.length;
+    t.splitFeature.push(rng.int(nf));
+    t.threshold.push([-0.5, 0, 0.25, 0.5, 1e-36][rng.int(5)]);
+    const missing = missingTypes[rng.int(missingTypes.length)];
+    t.decisionType.push((rng.float() < 0.5 ? DECISION_DEFAULT_LEFT : 0) | (missing << 2));
+    t.leftChild.push(~leaf);
+    t.rightChild.push(~t.leafValue.length);
+    t.splitGain.push(1);
+    t.internalValue.push(0);
+    if (parentOf[leaf] >= 0) {
+      if (sideOf[leaf] === 0) t.leftChild[parentOf[leaf]] = node;
+      else t.rightChild[parentOf[leaf]] = node;
+    }
+    parentOf[leaf] = node;
+    sideOf[leaf] = 0;
+    parentOf.push(node);
+    sideOf.push(1);
+    t.leafValue.push(0);
+  }
+  for (let l = 0; l < leaves; l++) t.leafValue[l] = rng.normal() * 0.1;
+  return t;
+}
+
+/** Rows drawn to hit every rule: NaN, zero, tiny values, values equal to thresholds, ±∞. */
+function awkwardRows(rng: Rng, rows: number, nf: number): Float32Array {
+  const pool = [NaN, 0, -0, 1e-36, -1e-36, 0.25, 0.5, -0.5, Infinity, -Infinity];
+  return Float32Array.from({ length: rows * nf }, () =>
+    rng.float() < 0.5 ? pool[rng.int(pool.length)] : rng.normal(),
+  );
+}
+
+describe('GbdtModel.predict / predictMany', () => {
+  const check = (model: GbdtModel, x: Float32Array, rows: number): void => {
+    const json = model.toJSON();
+    const nf = model.nFeatures;
+    const many = new Float32Array(rows);
+    model.predictMany(x, rows, many);
+    for (let r = 0; r < rows; r++) {
+      const one = model.predict(x, r * nf);
+      expect(one).toBe(referenceScore(json, x, r * nf));
+      expect(many[r]).toBe(Math.fround(one));
+    }
+  };
+
+  it('score bit for bit like the reference for a trained model with missing values (odd row count)', () => {
+    const d = synthetic(30, 7, 5); // 210 rows: blocks of eight plus a remainder
+    const m = trainLambdaMart(
+      d,
+      null,
+      { trees: 40, leaves: 15, minDataInLeaf: 5, seed: 3 },
+      { featureNames: NAMES },
+    );
+    check(m, d.features, 203);
+    check(m, awkwardRows(new Rng(11), 101, NAMES.length), 101);
+  });
+
+  it('score bit for bit like the reference for the LightGBM fixture (missing none, zero, NaN)', () => {
+    const text = readFileSync(new URL('../../test/fixtures/lightgbm/ranker.txt', import.meta.url), 'utf8');
+    const m = parseLightGbmModel(text);
+    check(m, awkwardRows(new Rng(12), 77, m.nFeatures), 77);
+  });
+
+  it('score bit for bit like the reference for random trees, with and without zero-as-missing', () => {
+    const rng = new Rng(13);
+    const nf = 5;
+    const names = Array.from({ length: nf }, (_, f) => `f${f}`);
+    for (const types of [
+      [MISSING_NAN, MISSING_NONE],
+      [MISSING_NAN, MISSING_NONE, MISSING_ZERO],
+    ]) {
+      // Tree sizes include a single leaf (a constant) and a count not a multiple of four.
+      const trees = Array.from({ length: 23 }, (_, i) =>
+        randomTree(rng, nf, i === 3 ? 1 : 2 + rng.int(20), types),
+      );
+      const m = new GbdtModel(names, trees);
+      check(m, awkwardRows(rng, 45, nf), 45);
+      check(GbdtModel.fromJSON(JSON.parse(JSON.stringify(m.toJSON()))), awkwardRows(rng, 9, nf), 9);
+    }
   });
 });
 

@@ -337,23 +337,52 @@ export class GbdtModel {
   predict(features: Float32Array, offset = 0): number {
     const { walkChild: child, walkFeature: feature, walkThreshold: threshold, walkNanRight: nanRight } = this;
     const { walkValue, walkRoot, walkDepth } = this;
-    const general = this.zeroMissing;
+    const nTrees = this.nTrees;
     let s = 0;
-    for (let t = 0; t < this.nTrees; t++) {
-      let w = walkRoot[t];
-      const depth = walkDepth[t];
-      if (general) {
-        for (let d = 0; d < depth; d++) w = this.walkStep(w, features[offset + feature[w]]);
-      } else {
+    let t = 0;
+    if (!this.zeroMissing) {
+      // Four trees side by side (independent walks the CPU overlaps), each as deep as the deepest of
+      // them: a leaf steps to itself. Their leaves are added in tree order, as predictMany does.
+      for (; t + 4 <= nTrees; t += 4) {
+        let w0 = walkRoot[t];
+        let w1 = walkRoot[t + 1];
+        let w2 = walkRoot[t + 2];
+        let w3 = walkRoot[t + 3];
+        const depth = Math.max(walkDepth[t], walkDepth[t + 1], walkDepth[t + 2], walkDepth[t + 3]);
         for (let d = 0; d < depth; d++) {
-          const v = features[offset + feature[w]];
-          // Right when v > threshold; NaN compares false, so it takes the node's NaN direction.
-          w = child[2 * w + ((v > threshold[w] ? 1 : 0) | (v !== v ? nanRight[w] : 0))];
+          const v0 = features[offset + feature[w0]];
+          const v1 = features[offset + feature[w1]];
+          const v2 = features[offset + feature[w2]];
+          const v3 = features[offset + feature[w3]];
+          w0 = child[2 * w0 + (+(v0 > threshold[w0]) | (nanRight[w0] & +(v0 !== v0)))];
+          w1 = child[2 * w1 + (+(v1 > threshold[w1]) | (nanRight[w1] & +(v1 !== v1)))];
+          w2 = child[2 * w2 + (+(v2 > threshold[w2]) | (nanRight[w2] & +(v2 !== v2)))];
+          w3 = child[2 * w3 + (+(v3 > threshold[w3]) | (nanRight[w3] & +(v3 !== v3)))];
         }
+        s += walkValue[w0];
+        s += walkValue[w1];
+        s += walkValue[w2];
+        s += walkValue[w3];
       }
-      s += walkValue[w];
     }
+    for (; t < nTrees; t++) s += walkValue[this.walkTo(features, offset, walkRoot[t], walkDepth[t])];
     return s;
+  }
+
+  /** The leaf (walk index) a row reaches from node w in `depth` steps; LightGBM's general rule. */
+  private walkTo(features: Float32Array, offset: number, w0: number, depth: number): number {
+    const { walkChild: child, walkFeature: feature, walkThreshold: threshold, walkNanRight: nanRight } = this;
+    let w = w0;
+    if (this.zeroMissing) {
+      for (let d = 0; d < depth; d++) w = this.walkStep(w, features[offset + feature[w]]);
+    } else {
+      for (let d = 0; d < depth; d++) {
+        const v = features[offset + feature[w]];
+        // Right when v > threshold; NaN compares false, so it takes the node's NaN direction.
+        w = child[2 * w + (+(v > threshold[w]) | (nanRight[w] & +(v !== v)))];
+      }
+    }
+    return w;
   }
 
   /** Raw scores of `rows` consecutive rows into out[0..rows); each equals Math.fround(predict(row)). */
@@ -364,50 +393,59 @@ export class GbdtModel {
     const { walkChild: child, walkFeature: feature, walkThreshold: threshold, walkNanRight: nanRight } = this;
     const { walkValue, walkRoot, walkDepth } = this;
     const general = this.zeroMissing;
-    // Tree by tree over all rows (one tree's nodes stay in cache while every row walks it), four rows
-    // side by side: their walks are independent chains of loads the CPU overlaps. Every row adds its
+    // Tree by tree over all rows (one tree's nodes stay in cache while every row walks it), eight rows
+    // side by side: their walks are independent chains of loads the CPU overlaps, and the child is
+    // picked by index (+(comparison) is a 0/1 without a branch) so no step mispredicts. Every row adds its
     // trees' leaf values in tree order, as predict does, so the sums are bit for bit the same.
-    const rows4 = general ? 0 : rows - (rows % 4);
+    const rows8 = general ? 0 : rows - (rows % 8);
     for (let t = 0; t < this.nTrees; t++) {
       const root = walkRoot[t];
       const depth = walkDepth[t];
-      for (let r = 0; r < rows4; r += 4) {
+      for (let r = 0; r < rows8; r += 8) {
         const o0 = r * nf;
-        const o1 = o0 + nf;
-        const o2 = o1 + nf;
-        const o3 = o2 + nf;
+        const o1 = (r + 1) * nf;
+        const o2 = (r + 2) * nf;
+        const o3 = (r + 3) * nf;
+        const o4 = (r + 4) * nf;
+        const o5 = (r + 5) * nf;
+        const o6 = (r + 6) * nf;
+        const o7 = (r + 7) * nf;
         let w0 = root;
         let w1 = root;
         let w2 = root;
         let w3 = root;
+        let w4 = root;
+        let w5 = root;
+        let w6 = root;
+        let w7 = root;
         for (let d = 0; d < depth; d++) {
           const v0 = features[o0 + feature[w0]];
           const v1 = features[o1 + feature[w1]];
           const v2 = features[o2 + feature[w2]];
           const v3 = features[o3 + feature[w3]];
-          w0 = child[2 * w0 + ((v0 > threshold[w0] ? 1 : 0) | (v0 !== v0 ? nanRight[w0] : 0))];
-          w1 = child[2 * w1 + ((v1 > threshold[w1] ? 1 : 0) | (v1 !== v1 ? nanRight[w1] : 0))];
-          w2 = child[2 * w2 + ((v2 > threshold[w2] ? 1 : 0) | (v2 !== v2 ? nanRight[w2] : 0))];
-          w3 = child[2 * w3 + ((v3 > threshold[w3] ? 1 : 0) | (v3 !== v3 ? nanRight[w3] : 0))];
+          const v4 = features[o4 + feature[w4]];
+          const v5 = features[o5 + feature[w5]];
+          const v6 = features[o6 + feature[w6]];
+          const v7 = features[o7 + feature[w7]];
+          w0 = child[2 * w0 + (+(v0 > threshold[w0]) | (nanRight[w0] & +(v0 !== v0)))];
+          w1 = child[2 * w1 + (+(v1 > threshold[w1]) | (nanRight[w1] & +(v1 !== v1)))];
+          w2 = child[2 * w2 + (+(v2 > threshold[w2]) | (nanRight[w2] & +(v2 !== v2)))];
+          w3 = child[2 * w3 + (+(v3 > threshold[w3]) | (nanRight[w3] & +(v3 !== v3)))];
+          w4 = child[2 * w4 + (+(v4 > threshold[w4]) | (nanRight[w4] & +(v4 !== v4)))];
+          w5 = child[2 * w5 + (+(v5 > threshold[w5]) | (nanRight[w5] & +(v5 !== v5)))];
+          w6 = child[2 * w6 + (+(v6 > threshold[w6]) | (nanRight[w6] & +(v6 !== v6)))];
+          w7 = child[2 * w7 + (+(v7 > threshold[w7]) | (nanRight[w7] & +(v7 !== v7)))];
         }
         acc[r] += walkValue[w0];
         acc[r + 1] += walkValue[w1];
         acc[r + 2] += walkValue[w2];
         acc[r + 3] += walkValue[w3];
+        acc[r + 4] += walkValue[w4];
+        acc[r + 5] += walkValue[w5];
+        acc[r + 6] += walkValue[w6];
+        acc[r + 7] += walkValue[w7];
       }
-      for (let r = rows4; r < rows; r++) {
-        const o = r * nf;
-        let w = root;
-        if (general) {
-          for (let d = 0; d < depth; d++) w = this.walkStep(w, features[o + feature[w]]);
-        } else {
-          for (let d = 0; d < depth; d++) {
-            const v = features[o + feature[w]];
-            w = child[2 * w + ((v > threshold[w] ? 1 : 0) | (v !== v ? nanRight[w] : 0))];
-          }
-        }
-        acc[r] += walkValue[w];
-      }
+      for (let r = rows8; r < rows; r++) acc[r] += walkValue[this.walkTo(features, r * nf, root, depth)];
     }
     for (let r = 0; r < rows; r++) out[r] = acc[r];
   }
