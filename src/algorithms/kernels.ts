@@ -121,22 +121,24 @@ function matVecF64(
   rowStart: number,
   rowEnd: number,
 ): void {
-  for (let r = rowStart; r < rowEnd; r++) {
-    const o = r * k;
-    let s0 = 0;
-    let s1 = 0;
-    let s2 = 0;
-    let s3 = 0;
-    let f = 0;
-    for (; f + 7 < k; f += 8) {
-      s0 += M[o + f] * x[f] + M[o + f + 4] * x[f + 4];
-      s1 += M[o + f + 1] * x[f + 1] + M[o + f + 5] * x[f + 5];
-      s2 += M[o + f + 2] * x[f + 2] + M[o + f + 6] * x[f + 6];
-      s3 += M[o + f + 3] * x[f + 3] + M[o + f + 7] * x[f + 7];
-    }
-    for (; f < k; f++) s0 += M[o + f] * x[f];
-    out[r] = s0 + s1 + (s2 + s3);
+  for (let r = rowStart; r < rowEnd; r++) out[r] = dotRowF64(M, r * k, x, k);
+}
+
+/** M[o .. o+k) · x, unrolled by 8 (the one arithmetic of matVecF64 and matVecRows: equal bit for bit). */
+function dotRowF64(M: Float32Array, o: number, x: Float64Array, k: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let f = 0;
+  for (; f + 7 < k; f += 8) {
+    s0 += M[o + f] * x[f] + M[o + f + 4] * x[f + 4];
+    s1 += M[o + f + 1] * x[f + 1] + M[o + f + 5] * x[f + 5];
+    s2 += M[o + f + 2] * x[f + 2] + M[o + f + 6] * x[f + 6];
+    s3 += M[o + f + 3] * x[f + 3] + M[o + f + 7] * x[f + 7];
   }
+  for (; f < k; f++) s0 += M[o + f] * x[f];
+  return s0 + s1 + (s2 + s3);
 }
 
 /**
@@ -146,31 +148,10 @@ function matVecF64(
  */
 export function matVecRows(M: Float32Array, k: number, x: Vec, rows: Int32Array, out: Float32Array): void {
   const nRows = Math.floor(M.length / k);
-  const f64 = x instanceof Float64Array;
   for (let j = 0; j < rows.length; j++) {
     const r = rows[j];
-    if (!(r >= 0 && r < nRows)) {
-      out[j] = -Infinity;
-      continue;
-    }
-    if (!f64) {
-      out[j] = dot(M, r * k, x, 0, k);
-      continue;
-    }
-    const o = r * k;
-    let s0 = 0;
-    let s1 = 0;
-    let s2 = 0;
-    let s3 = 0;
-    let f = 0;
-    for (; f + 7 < k; f += 8) {
-      s0 += M[o + f] * x[f] + M[o + f + 4] * x[f + 4];
-      s1 += M[o + f + 1] * x[f + 1] + M[o + f + 5] * x[f + 5];
-      s2 += M[o + f + 2] * x[f + 2] + M[o + f + 6] * x[f + 6];
-      s3 += M[o + f + 3] * x[f + 3] + M[o + f + 7] * x[f + 7];
-    }
-    for (; f < k; f++) s0 += M[o + f] * x[f];
-    out[j] = s0 + s1 + (s2 + s3);
+    if (!(r >= 0 && r < nRows)) out[j] = -Infinity;
+    else out[j] = x instanceof Float64Array ? dotRowF64(M, r * k, x, k) : dot(M, r * k, x, 0, k);
   }
 }
 

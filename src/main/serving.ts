@@ -57,9 +57,8 @@ export async function startServing(deps: ServingDeps): Promise<Serving> {
   const { config, logger, metrics, registry, online, changeLog } = deps;
   const from = (await online.watermarks()).changes;
   const catalogView = new CatalogView();
-  await catalogView.load(online);
   const offerBook = new OfferBook(logger);
-  await offerBook.load(online);
+  await catalogView.load(online, 5000, (page) => offerBook.upsert(page));
   const champion = new ChampionHolder(registry, metrics, logger);
   await champion.refresh();
   const experiments = new ExperimentRouter(deps.experiments ?? null, metrics, logger);

@@ -9,7 +9,6 @@
 import type { Item } from '../domain/types.ts';
 import { parseIsoTime } from '../ingest/validate.ts';
 import type { Logger } from '../monitoring/logger.ts';
-import type { OnlineState } from '../storage/ports.ts';
 import type { OfferEntry } from './policy.ts';
 import { validateOffer } from './validate.ts';
 
@@ -19,16 +18,6 @@ export class OfferBook {
   private list: OfferEntry[] | null = null;
 
   constructor(private readonly logger?: Pick<Logger, 'warn'>) {}
-
-  async load(online: Pick<OnlineState, 'items'>, pageSize = 5000): Promise<void> {
-    let after: string | undefined;
-    for (;;) {
-      const page = await online.items(after, pageSize);
-      this.upsert(page);
-      if (page.length < pageSize) break;
-      after = page[page.length - 1].id;
-    }
-  }
 
   /** Applies catalog changes: an item with a valid offer is (re)entered, any other item leaves the book. */
   upsert(items: readonly Item[]): void {

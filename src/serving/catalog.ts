@@ -39,11 +39,20 @@ export class CatalogView {
   /** Increments on every change, so derived masks know when to rebuild. */
   version = 0;
 
-  async load(online: Pick<OnlineState, 'items'>, pageSize = 5000): Promise<void> {
+  /**
+   * Loads the catalog from the online state in pages; `also` sees every page too (views kept beside this
+   * one, e.g. the offer book, are filled by the same scan).
+   */
+  async load(
+    online: Pick<OnlineState, 'items'>,
+    pageSize = 5000,
+    also?: (page: readonly Item[]) => void,
+  ): Promise<void> {
     let after: string | undefined;
     for (;;) {
       const page = await online.items(after, pageSize);
       this.upsert(page);
+      also?.(page);
       if (page.length < pageSize) break;
       after = page[page.length - 1].id;
     }

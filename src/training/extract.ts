@@ -99,16 +99,6 @@ export async function extractTrainingData(
   let lastEventSeq = 0;
   let newestEventAt = 0;
 
-  const indexOf = (map: Map<string, number>, ids: string[], id: string): number => {
-    let i = map.get(id);
-    if (i === undefined) {
-      i = ids.length;
-      map.set(id, i);
-      ids.push(id);
-    }
-    return i;
-  };
-
   const fe = options.featureEvents ? new FeatureEventLog() : null;
   const slicer = new TimeSlicer();
   for await (const page of events.scan({ untilSeq: options.untilSeq, batchSize: SCAN_PAGE })) {
@@ -176,8 +166,8 @@ class FeatureEventLog {
   private readonly seq = new Column(new Float64Array(1024), (n) => new Float64Array(n));
 
   push(e: StoredEvent): void {
-    this.user.push(this.ref(this.users, this.userNames, e.userId));
-    this.item.push(this.ref(this.items, this.itemIds, e.itemId));
+    this.user.push(indexOf(this.users, this.userNames, e.userId));
+    this.item.push(indexOf(this.items, this.itemIds, e.itemId));
     let t = this.typeIndex.get(e.type);
     if (t === undefined) {
       // Event types are config keys (validated at ingestion): far fewer than 256.
@@ -216,16 +206,17 @@ class FeatureEventLog {
       types: this.types,
     };
   }
+}
 
-  private ref(map: Map<string, number>, ids: string[], id: string): number {
-    let i = map.get(id);
-    if (i === undefined) {
-      i = ids.length;
-      map.set(id, i);
-      ids.push(id);
-    }
-    return i;
+/** The dense index of `id`, appended to `ids` on first sight. */
+function indexOf(map: Map<string, number>, ids: string[], id: string): number {
+  let i = map.get(id);
+  if (i === undefined) {
+    i = ids.length;
+    map.set(id, i);
+    ids.push(id);
   }
+  return i;
 }
 
 /** The positive events' coordinates, weights and seqs, and the negative pairs, as read. */
