@@ -247,6 +247,12 @@ describe('access control on every route (auth enabled, tenants default + acme)',
       url: `/v1/users/${USER}/recommendations?k=10`,
       foreign: foreignRecommendation,
     },
+    'GET /v1/users/:id/next-best-offer': {
+      scope: 'read',
+      url: `/v1/users/${USER}/next-best-offer?k=3`,
+      // The other tenant's decision: none of this tenant's items, no model of this tenant.
+      foreign: foreignRecommendation,
+    },
     'POST /v1/recommendations': {
       scope: 'read',
       url: '/v1/recommendations',
