@@ -30,7 +30,7 @@ import {
   type LambdaMartParams,
 } from '../algorithms/gbdt.ts';
 import { mixSeed, Rng } from '../algorithms/random.ts';
-import { csrFromCoo, type Csr } from '../algorithms/sparse.ts';
+import type { Csr } from '../algorithms/sparse.ts';
 import { TopKHeap } from '../algorithms/topk.ts';
 import type { FittedModel, Params, ParamValue } from '../algorithms/types.ts';
 import { CairnError } from '../errors/errors.ts';
@@ -40,7 +40,7 @@ import { RankingFeatures } from '../features/ranking.ts';
 import type { AlgorithmEvaluation } from './evaluator.ts';
 import type { Interactions } from './filters.ts';
 import { MetricAccumulator } from './metrics.ts';
-import { carveValidation, VALIDATION_FRACTION } from './self-tune.ts';
+import { carveValidation, csrPart, VALIDATION_FRACTION } from './self-tune.ts';
 import { buildQueries, RankingRows } from './ranking-queries.ts';
 import { splitCounts, type Split } from './splits.ts';
 
@@ -213,25 +213,8 @@ interface TimedCsr {
 }
 
 function subsetCsr(src: TimedCsr, flags: Uint8Array, which: number): TimedCsr {
-  const { m } = src;
-  let n = 0;
-  for (let p = 0; p < flags.length; p++) if (flags[p] === which) n++;
-  const rows = new Int32Array(n);
-  const cols = new Int32Array(n);
-  const vals = new Float32Array(n);
-  const times = new Float64Array(n);
-  let q = 0;
-  for (let u = 0; u < m.rows; u++) {
-    for (let p = m.indptr[u]; p < m.indptr[u + 1]; p++) {
-      if (flags[p] !== which) continue;
-      rows[q] = u;
-      cols[q] = m.indices[p];
-      vals[q] = m.data[p];
-      times[q++] = src.times[p];
-    }
-  }
-  // Pairs are already sorted by (row, col), so the CSR keeps this order and the times stay aligned.
-  return { m: csrFromCoo(m.rows, m.cols, rows, cols, vals), times };
+  // csrPart keeps the pairs in (row, col) order, so the kept times stay aligned with its indices.
+  return { m: csrPart(src.m, flags, which), times: src.times.filter((_, p) => flags[p] === which) };
 }
 
 /** The inner split of the training pairs under the outer protocol (see the file comment). */

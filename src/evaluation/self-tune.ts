@@ -51,10 +51,11 @@ export function carveValidation(train: Csr, seed: number, fraction = VALIDATION_
       toValid[order[i]] = 1;
     }
   }
-  return { train: part(train, toValid, 0), valid: part(train, toValid, 1) };
+  return { train: csrPart(train, toValid, 0), valid: csrPart(train, toValid, 1) };
 }
 
-function part(m: Csr, flags: Uint8Array, which: number): Csr {
+/** The pairs of `m` whose flag (aligned with `m.indices`) is `which`, as a CSR of the same shape. */
+export function csrPart(m: Csr, flags: Uint8Array, which: number): Csr {
   let n = 0;
   for (let p = 0; p < flags.length; p++) if (flags[p] === which) n++;
   const rows = new Int32Array(n);
