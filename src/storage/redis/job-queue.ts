@@ -333,10 +333,16 @@ export class BullJobQueue implements JobQueue {
   /** The job and what its state means now, or null once BullMQ no longer has it. */
   private async read(name: string, bullId: string): Promise<Job | null> {
     const queue = this.queueFor(name);
-    const bull = (await queue.getJob(bullId)) as BullJob | undefined;
+    let bull = (await queue.getJob(bullId)) as BullJob | undefined;
     if (!bull) return null;
     const state = await bull.getState();
     if (state === 'unknown') return null;
+    // The hash was read before the state: a job that finished in between has a finished state and a hash
+    // from before (no return value yet). A finished job never changes again, so one more read is current.
+    if ((state === 'completed' || state === 'failed') && bull.finishedOn === undefined) {
+      bull = (await queue.getJob(bullId)) as BullJob | undefined;
+      if (!bull) return null;
+    }
     const lockKey = `${queue.toKey(bullId)}:lock`;
     const replies = await this.client
       .multi()
