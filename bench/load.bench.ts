@@ -13,7 +13,7 @@
  *
  *   npm run bench:load -- [--scenario recommend] [--rate 1000[,RATE...]] [--seconds 20] [--warmup 5]
  *                         [--users 2000] [--items 1000] [--events 100000] [--active USERS]
- *                         [--history 0] [--timeout-ms 10000] [--log-level warn]
+ *                         [--history 0] [--timeout-ms 10000] [--log-level warn] [--cpu-prof DIR]
  *
  * Wall-clock figures depend on what else runs on the machine: the load average is printed with them.
  */
@@ -50,6 +50,8 @@ const { values } = parseArgs({
     'log-level': { type: 'string', default: 'warn' },
     /** Extra server configuration, repeatable: `--server-env CAIRN_RATE_LIMIT_ENABLED=false`. */
     'server-env': { type: 'string', multiple: true, default: [] },
+    /** Write a V8 CPU profile of the server (whole run) into this directory when it stops. */
+    'cpu-prof': { type: 'string' },
   },
 });
 const scenario = values.scenario as Scenario;
@@ -116,7 +118,9 @@ async function main(): Promise<void> {
   );
   const env = childEnv({ CAIRN_LOGGING_LEVEL: values['log-level'], ...extra });
   const args = ['serve', '--data', join(dir, 'data'), '--port', `${port}`];
-  const server = new CairnProcess('cairn', args, port, env, dir);
+  const prof = values['cpu-prof'];
+  const nodeArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
+  const server = new CairnProcess('cairn', args, port, env, dir, nodeArgs);
   try {
     await server.waitReady(60_000);
     let t0 = performance.now();

@@ -15,6 +15,7 @@ import type { ExperimentStore, ServedLogStore } from '../ports.ts';
 import { toTotals, TOTALS_SQL, type TotalsRow } from '../served-totals.ts';
 import { definedFields } from '../shared.ts';
 import type { Db } from './db.ts';
+import type { ServedLogThread } from './served-log-thread.ts';
 
 /**
  * Runs a driver call and maps its errors to Cairn codes. Passed in by SqliteStore (which owns the
@@ -174,6 +175,39 @@ export class SqliteExperiments implements ExperimentStore {
   }
 }
 
+/**
+ * The transaction that inserts served records (a record already stored under its request id and mode
+ * is kept). On the service's connection, or on the served-log writer thread's own (served-log-thread.ts).
+ */
+export function servedInserter(db: Db): (records: ServedRecord[]) => void {
+  const insertServed = lazy(() =>
+    db.prepare(
+      `INSERT INTO served (${SERVED_COLUMNS}, n_items) VALUES (@requestId, @mode, @userId, @endpoint,
+         @experimentId, @variant, @modelVersion, @source, @items, @at, @nItems)
+       ON CONFLICT (request_id, mode) DO NOTHING`,
+    ),
+  );
+  const tx = db.transaction((records: ServedRecord[]) => {
+    const insert = insertServed();
+    for (const r of records) {
+      insert.run({
+        requestId: r.requestId,
+        mode: r.mode,
+        userId: r.userId,
+        endpoint: r.endpoint,
+        experimentId: r.experimentId,
+        variant: r.variant,
+        modelVersion: r.modelVersion,
+        source: r.source,
+        items: JSON.stringify(r.items),
+        at: r.at,
+        nItems: r.items.length,
+      });
+    }
+  });
+  return (records) => tx.immediate(records);
+}
+
 export class SqliteServedLog implements ServedLogStore {
   private readonly recordTx;
   private readonly feedbackTx;
@@ -184,34 +218,18 @@ export class SqliteServedLog implements ServedLogStore {
   private readonly db: Db;
   private readonly guarded: Guard;
 
-  constructor(db: Db, guard: Guard) {
+  /**
+   * `thread`: where served records are written (a file database: its own connection on a worker
+   * thread, so a commit never holds the event loop); null writes them on `db`.
+   */
+  constructor(
+    db: Db,
+    guard: Guard,
+    private readonly thread: ServedLogThread | null = null,
+  ) {
     this.db = db;
     this.guarded = guard;
-    const insertServed = lazy(() =>
-      db.prepare(
-        `INSERT INTO served (${SERVED_COLUMNS}, n_items) VALUES (@requestId, @mode, @userId, @endpoint,
-           @experimentId, @variant, @modelVersion, @source, @items, @at, @nItems)
-         ON CONFLICT (request_id, mode) DO NOTHING`,
-      ),
-    );
-    this.recordTx = db.transaction((records: ServedRecord[]) => {
-      const insert = insertServed();
-      for (const r of records) {
-        insert.run({
-          requestId: r.requestId,
-          mode: r.mode,
-          userId: r.userId,
-          endpoint: r.endpoint,
-          experimentId: r.experimentId,
-          variant: r.variant,
-          modelVersion: r.modelVersion,
-          source: r.source,
-          items: JSON.stringify(r.items),
-          at: r.at,
-          nItems: r.items.length,
-        });
-      }
-    });
+    this.recordTx = servedInserter(db);
     const insertFeedback = lazy(() =>
       db.prepare<[string, string, string, number | null, number]>(
         `INSERT INTO feedback (request_id, item_id, type, value, at) VALUES (?, ?, ?, ?, ?)
@@ -251,8 +269,9 @@ export class SqliteServedLog implements ServedLogStore {
   }
 
   async record(records: ServedRecord[]): Promise<void> {
-    if (records.length > 0) this.guarded(() => this.recordTx.immediate(records));
-    return Promise.resolve();
+    if (records.length === 0) return;
+    if (this.thread) await this.thread.write(records);
+    else this.guarded(() => this.recordTx(records));
   }
 
   async get(requestId: string, mode?: ServedRecord['mode']): Promise<ServedRecord | null> {

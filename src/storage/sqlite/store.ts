@@ -23,6 +23,7 @@ import { GroupCommit } from '../group-commit.ts';
 import { definedFields, scanBounds } from '../shared.ts';
 import type { Db } from './db.ts';
 import { SqliteExperiments, SqliteServedLog } from './experiments.ts';
+import { ServedLogThread } from './served-log-thread.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 import { SqliteApiKeys, SqliteAudit, SqliteSettings } from './security.ts';
 
@@ -236,6 +237,8 @@ export class SqliteStore implements Store {
   readonly offsets: ConsumerOffsets;
   /** The connection, for the sibling adapters of this folder (logs, job queue) that share the file. */
   readonly db: Db;
+  /** Writes served records on a thread of its own (a file database), else null. */
+  private readonly servedThread: ServedLogThread | null;
 
   constructor(options: SqliteStoreOptions) {
     this.db = new Database(options.path);
@@ -264,7 +267,11 @@ export class SqliteStore implements Store {
     this.users = new SqliteUsers(this.db);
     this.models = new SqliteModels(this.db);
     this.experiments = new SqliteExperiments(this.db, guarded);
-    this.served = new SqliteServedLog(this.db, guarded);
+    this.servedThread =
+      options.path === ':memory:' || options.path === ''
+        ? null
+        : new ServedLogThread({ path: options.path, busyTimeoutMs: options.busyTimeoutMs ?? 5000 });
+    this.served = new SqliteServedLog(this.db, guarded, this.servedThread);
     this.keys = new SqliteApiKeys(this.db, guarded);
     this.audit = new SqliteAudit(this.db, guarded);
     this.settings = new SqliteSettings(this.db, guarded);
@@ -329,8 +336,8 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.servedThread?.close();
     if (this.db.open) this.db.close();
-    return Promise.resolve();
   }
 }
 

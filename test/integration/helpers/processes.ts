@@ -186,8 +186,10 @@ export class CairnProcess {
     readonly port: number | null,
     env: Record<string, string>,
     cwd: string,
+    /** Options for node itself, before the script (e.g. `--cpu-prof`). */
+    nodeArgs: readonly string[] = [],
   ) {
-    this.child = spawn(process.execPath, [CAIRN_BIN, ...args], {
+    this.child = spawn(process.execPath, [...nodeArgs, CAIRN_BIN, ...args], {
       cwd,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
