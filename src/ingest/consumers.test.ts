@@ -85,8 +85,9 @@ class RecordingState implements OnlineState {
   itemFeatures = (ids: string[]) => this.inner.itemFeatures(ids);
   userMeta = (userId: string) => this.inner.userMeta(userId);
   cacheGet = (userId: string, key: string) => this.inner.cacheGet(userId, key);
-  cacheSet = (userId: string, key: string, value: string, ttl: number) =>
-    this.inner.cacheSet(userId, key, value, ttl);
+  cacheVersion = (userId: string) => this.inner.cacheVersion(userId);
+  cacheSet = (userId: string, key: string, value: string, ttl: number, version?: string) =>
+    this.inner.cacheSet(userId, key, value, ttl, version);
   clear = () => this.inner.clear();
   close = () => this.inner.close();
 }

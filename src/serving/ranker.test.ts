@@ -359,7 +359,8 @@ describe('the trained ranker online', () => {
       optedOut: (u) => s.online.optedOut(u),
       popularity: (i, now) => s.online.popularity(i, now),
       cacheGet: (u, k) => s.online.cacheGet(u, k),
-      cacheSet: (u, k, v, ttl) => s.online.cacheSet(u, k, v, ttl),
+      cacheVersion: (u) => s.online.cacheVersion(u),
+      cacheSet: (u, k, v, ttl, version) => s.online.cacheSet(u, k, v, ttl, version),
       userMeta: (u) => s.online.userMeta(u),
       itemFeatures: () => Promise.reject(new Error('connection reset')),
     };

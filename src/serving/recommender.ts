@@ -75,7 +75,14 @@ export interface RecommenderDeps {
   config: Readonly<Config>;
   online: Pick<
     OnlineState,
-    'recentEvents' | 'optedOut' | 'popularity' | 'cacheGet' | 'cacheSet' | 'userMeta' | 'itemFeatures'
+    | 'recentEvents'
+    | 'optedOut'
+    | 'popularity'
+    | 'cacheGet'
+    | 'cacheVersion'
+    | 'cacheSet'
+    | 'userMeta'
+    | 'itemFeatures'
   >;
   catalog: CatalogView;
   popular: PopularList;
@@ -228,20 +235,31 @@ export class Recommender implements RecommendationService {
     // Cached answers hold no explanations: an explained answer is always computed.
     const readCache = cacheKey !== null && !answer.explain;
     let cached: string | null = null;
-    // The ranker's user features need the user's segments: read beside the history, only when it ranks.
-    const meta: Promise<MetaRead> | null = ranker.stage
-      ? this.deps.online.userMeta(request.userId).then(
-          (m): MetaRead => ({ ok: true, meta: m }),
-          (err: unknown): MetaRead => ({ ok: false, err }),
-        )
-      : null;
+    /** The user's cache version, read before the history: the answer is stored only if it still holds. */
+    let version: string | undefined;
+    let hit: RecommendedItem[] | null = null;
+    let meta: Promise<MetaRead> | null = null;
     try {
-      // One round trip for the reads (Redis pipelines them on one connection).
-      [optOut, history, cached] = await Promise.all([
+      // The cheap reads first (one round trip: Redis pipelines them). A cached answer needs nothing else,
+      // so a hit costs the same after 10 events or 10,000. Any event of the user's applied since the
+      // answer was computed dropped it, and an answer computed from an older history than the current
+      // one was never stored (cacheSet compares the version read here).
+      [optOut, version, cached] = await Promise.all([
         this.deps.online.optedOut(request.userId),
-        this.deps.online.recentEvents(request.userId, config.serving.historyLimit),
+        cacheKey !== null ? this.deps.online.cacheVersion(request.userId) : Promise.resolve(undefined),
         readCache ? this.deps.online.cacheGet(request.userId, cacheKey) : Promise.resolve(null),
       ]);
+      hit = cached !== null && !optOut && sm ? this.fromCache(cached, category) : null;
+      if (!hit) {
+        // The ranker's user features need the user's segments: read beside the history, only when it ranks.
+        meta = ranker.stage
+          ? this.deps.online.userMeta(request.userId).then(
+              (m): MetaRead => ({ ok: true, meta: m }),
+              (err: unknown): MetaRead => ({ ok: false, err }),
+            )
+          : null;
+        history = await this.deps.online.recentEvents(request.userId, config.serving.historyLimit);
+      }
     } catch (err) {
       storeDown = true;
       logger.warn(
@@ -249,40 +267,39 @@ export class Recommender implements RecommendationService {
         'online state unavailable while recommending; answering from this process',
       );
     }
-    // An opted-out user's history is not used at all, not even to pick fallback categories.
-    const profile = buildUserProfile(config.events.types, optOut ? [] : history, config.events);
     // An opted-out user takes part in no experiment: nothing personal is served to them, so no arm could
     // make a difference, and their answers must not feed results.
     const arm = optOut ? null : assigned;
     if (arm) this.deps.experiments?.served(arm);
     const experiment = arm ? { id: arm.experiment.id, variant: arm.variant.name } : null;
+    if (hit && sm) {
+      const result: RecommendationResult = {
+        requestId: ctx.requestId,
+        userId: request.userId,
+        modelVersion: sm.version.version,
+        source: 'personalized',
+        fallbackReason: unavailable,
+        degraded: false,
+        items: this.withFields(hit, answer.fields),
+        experiment,
+      };
+      this.record('recommendations', 'personalized', unavailable, started, true);
+      this.logServed(result, arm);
+      // A shadow sampled on a hit reads the history itself, after the answer is sent.
+      this.shadow(ctx, request, result, {
+        history: null,
+        profile: null,
+        k,
+        category,
+        exclude: request.exclude,
+      });
+      return result;
+    }
+    // An opted-out user's history is not used at all, not even to pick fallback categories.
+    const profile = buildUserProfile(config.events.types, optOut ? [] : history, config.events);
     const blocked = new Set<string>(request.exclude ?? []);
     for (const id of profile.negatives) blocked.add(id);
     if (config.serving.excludeSeen) for (const id of profile.seen) blocked.add(id);
-
-    // The newest event this answer is based on: a cached answer computed from an older history is stale
-    // even if it was written after the invalidation that the newer event caused.
-    let newestSeq = 0;
-    for (const e of history) if (e.seq > newestSeq) newestSeq = e.seq;
-    if (cached !== null && !optOut && sm) {
-      const hit = this.fromCache(cached, category, newestSeq);
-      if (hit) {
-        const result: RecommendationResult = {
-          requestId: ctx.requestId,
-          userId: request.userId,
-          modelVersion: sm.version.version,
-          source: 'personalized',
-          fallbackReason: unavailable,
-          degraded: false,
-          items: this.withFields(hit, answer.fields),
-          experiment,
-        };
-        this.record('recommendations', 'personalized', unavailable, started, true);
-        this.logServed(result, arm);
-        this.shadow(ctx, request, result, { history, profile, k, category, exclude: request.exclude });
-        return result;
-      }
-    }
 
     const items: RecommendedItem[] = [];
     let source: 'personalized' | 'fallback' = 'fallback';
@@ -379,8 +396,9 @@ export class Recommender implements RecommendationService {
         await this.deps.online.cacheSet(
           request.userId,
           cacheKey,
-          JSON.stringify({ seq: newestSeq, items: bare }),
+          JSON.stringify({ items: bare }),
           config.serving.cacheTtlSeconds * 1000,
+          version,
         );
       } catch (err) {
         logger.debug({ err }, 'could not cache a recommendation');
@@ -635,7 +653,8 @@ export class Recommender implements RecommendationService {
     request: RecommendRequest,
     served: RecommendationResult,
     input: {
-      history: StoredEvent[];
+      /** The history the answer was computed from; null: a cached answer (the shadow reads it). */
+      history: StoredEvent[] | null;
       profile: UserProfile | null;
       k: number;
       category: string | undefined;
@@ -652,9 +671,26 @@ export class Recommender implements RecommendationService {
           picked.push({ experiment, variant });
     if (picked.length === 0) return;
     setImmediate(() => {
-      for (const { experiment, variant } of picked)
-        this.scoreShadow(ctx, request, served, input, experiment, variant);
+      void this.shadowHistory(request.userId, input.history).then(
+        (history) => {
+          for (const { experiment, variant } of picked)
+            this.scoreShadow(ctx, request, served, { ...input, history }, experiment, variant);
+        },
+        (err: unknown) => {
+          for (const { experiment } of picked)
+            this.shadowMetrics.requests.inc({ experiment: experiment.id, outcome: 'error' });
+          this.deps.logger.warn(
+            { err, request_id: ctx.requestId },
+            'could not read the history for a shadow answer',
+          );
+        },
+      );
     });
+  }
+
+  /** The history a shadow scores: the served answer's, or read now (the answer came from the cache). */
+  private async shadowHistory(userId: string, history: StoredEvent[] | null): Promise<StoredEvent[]> {
+    return history ?? this.deps.online.recentEvents(userId, this.deps.config.serving.historyLimit);
   }
 
   private scoreShadow(
@@ -731,18 +767,18 @@ export class Recommender implements RecommendationService {
   }
 
   /**
-   * A cached answer, unless it was computed from another history than the user's current one, or an
-   * item in it may no longer be served (unavailable, or out of the category since): then it is
-   * recomputed rather than served short or stale.
+   * A cached answer, unless an item in it may no longer be served (unavailable, or out of the category
+   * since): then it is recomputed rather than served short. (An answer computed from an older history
+   * than the user's current one is never in the cache: see the cache version in `recommend`.)
    */
-  private fromCache(raw: string, category: string | undefined, newestSeq: number): RecommendedItem[] | null {
-    let entry: { seq: number; items: RecommendedItem[] };
+  private fromCache(raw: string, category: string | undefined): RecommendedItem[] | null {
+    let entry: { items: RecommendedItem[] };
     try {
-      entry = JSON.parse(raw) as { seq: number; items: RecommendedItem[] };
+      entry = JSON.parse(raw) as { items: RecommendedItem[] };
     } catch {
       return null;
     }
-    if (entry.seq !== newestSeq || !Array.isArray(entry.items)) return null;
+    if (!Array.isArray(entry?.items)) return null;
     // Written by an older process, or damaged: a score that is not a finite number is never served.
     if (!entry.items.every((it) => Number.isFinite(it?.score))) return null;
     const items = entry.items;

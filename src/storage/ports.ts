@@ -391,7 +391,15 @@ export interface OnlineState {
   userMeta(userId: string): Promise<UserMeta | null>;
   /** Cached answer for the user under `key` (null when absent, expired or dropped by a newer event). */
   cacheGet(userId: string, key: string): Promise<string | null>;
-  cacheSet(userId: string, key: string, value: string, ttlMs: number): Promise<void>;
+  /**
+   * A token that changes whenever the user's cached answers are dropped (an event of theirs applied, an
+   * erase). Read it before the reads an answer is computed from and pass it to `cacheSet`: an answer
+   * computed from a history that has since moved on is then not stored, so a cached answer is always
+   * one the current history would give, and a hit needs no history read.
+   */
+  cacheVersion(userId: string): Promise<string>;
+  /** Stores `value` under `key`; with `version`, only if the user's cache version is still that one. */
+  cacheSet(userId: string, key: string, value: string, ttlMs: number, version?: string): Promise<void>;
   /** Forgets everything (tests, rebuilds). */
   clear(): Promise<void>;
   close(): Promise<void>;

@@ -166,6 +166,8 @@ describe('Redis online state adapter', () => {
           'cache:u3',
           'contrib:u1',
           'contrib:u2',
+          'cver:u1',
+          'cver:u2',
           'features',
           'history:u1',
           'history:u2',
@@ -178,7 +180,7 @@ describe('Redis online state adapter', () => {
           'wm',
         ].map((k) => `${prefix}online:${k}`),
       );
-      for (const key of ['history:u1', 'contrib:u2']) {
+      for (const key of ['history:u1', 'contrib:u2', 'cver:u1']) {
         const ttl = await s.client.pttl(`${prefix}online:${key}`);
         expect(ttl).toBeGreaterThan(3_500_000);
         expect(ttl).toBeLessThanOrEqual(3_600_000);

@@ -795,6 +795,46 @@ export function describeOnlineStateConformance(
     });
 
     describe('cache', () => {
+      it('stores a versioned answer only while the user’s cache version is the one it was computed at', async () => {
+        const s = await open();
+        const v1 = await s.cacheVersion('u1');
+        const v2 = await s.cacheVersion('u2');
+        // Unchanged: stored.
+        await s.cacheSet('u1', 'k', 'fresh', 60_000, v1);
+        expect(await s.cacheGet('u1', 'k')).toBe('fresh');
+        expect(await s.cacheVersion('u1')).toBe(v1);
+        // An event of u1's after the version was read (the answer was computed from the older history):
+        // the set is dropped, and so are the answers cached before the event.
+        await s.applyEvents([ev(1, 'u1', 'a', 'view', NOW)]);
+        const v1b = await s.cacheVersion('u1');
+        expect(v1b).not.toBe(v1);
+        await s.cacheSet('u1', 'k', 'stale', 60_000, v1);
+        expect(await s.cacheGet('u1', 'k')).toBeNull();
+        // Another user's event leaves u2's version as it was.
+        expect(await s.cacheVersion('u2')).toBe(v2);
+        await s.cacheSet('u2', 'k', 'u2 answer', 60_000, v2);
+        expect(await s.cacheGet('u2', 'k')).toBe('u2 answer');
+        // A replayed event changes nothing, the version included.
+        await s.applyEvents([ev(1, 'u1', 'a', 'view', NOW)]);
+        expect(await s.cacheVersion('u1')).toBe(v1b);
+        await s.cacheSet('u1', 'k', 'current', 60_000, v1b);
+        expect(await s.cacheGet('u1', 'k')).toBe('current');
+        // An erase: a version read before it never matches after it, even though the user's own counter
+        // is forgotten with the rest of them.
+        await s.applyChanges([
+          rec(1, { kind: 'erase', userId: 'u1', events: erased([ev(1, 'u1', 'a', 'view', NOW)]) }),
+        ]);
+        await s.cacheSet('u1', 'k', 'from erased history', 60_000, v1b);
+        expect(await s.cacheGet('u1', 'k')).toBeNull();
+        const v1c = await s.cacheVersion('u1');
+        expect([v1, v1b]).not.toContain(v1c);
+        await s.cacheSet('u1', 'k', 'after erase', 60_000, v1c);
+        expect(await s.cacheGet('u1', 'k')).toBe('after erase');
+        // Unversioned sets are stored as before.
+        await s.cacheSet('u1', 'k', 'unversioned', 60_000);
+        expect(await s.cacheGet('u1', 'k')).toBe('unversioned');
+      });
+
       it('stores answers per user and key until their TTL passes', async () => {
         const s = await open();
         await s.cacheSet('u1', 'k', 'v1', 60_000);

@@ -109,6 +109,14 @@ export class MemoryOnlineState implements OnlineState {
   private catalogOrder: string[] | null = [];
   private cache = new Map<string, Map<string, CacheEntry>>();
   private cacheEntries = 0;
+  /** Per user, the clock value of their last cache drop (cacheVersion); absent: none since the start. */
+  private cacheVersions = new Map<string, number>();
+  private cacheClock = 0;
+  /**
+   * Bumped by every erase, whose user's version is forgotten (no id kept after an erase): a version read
+   * before the erase cannot equal one read after it.
+   */
+  private cacheEpoch = 0;
   private setsSinceSweep = 0;
   private wm: OnlineWatermarks = { events: 0, changes: 0 };
   private closed = false;
@@ -169,6 +177,8 @@ export class MemoryOnlineState implements OnlineState {
             this.optOuts.delete(change.userId);
             this.userMetas.delete(change.userId);
             this.dropCache(change.userId);
+            this.cacheVersions.delete(change.userId);
+            this.cacheEpoch++;
             // Only what this state has counted can be taken away: an event past the event watermark was
             // never added here (the two logs are consumed independently). What each counted event added
             // (clamped and capped) is recomputed from the user's events.
@@ -268,8 +278,13 @@ export class MemoryOnlineState implements OnlineState {
     });
   }
 
-  cacheSet(userId: string, key: string, value: string, ttlMs: number): Promise<void> {
+  cacheVersion(userId: string): Promise<string> {
+    return this.run(() => this.versionOf(userId));
+  }
+
+  cacheSet(userId: string, key: string, value: string, ttlMs: number, version?: string): Promise<void> {
     return this.run(() => {
+      if (version !== undefined && version !== this.versionOf(userId)) return;
       let entries = this.cache.get(userId);
       if (!(ttlMs > 0)) {
         // Expires at once: nothing to keep, and an older answer under the key must not survive it.
@@ -515,7 +530,12 @@ export class MemoryOnlineState implements OnlineState {
     return held;
   }
 
+  private versionOf(userId: string): string {
+    return `${this.cacheEpoch}.${this.cacheVersions.get(userId) ?? 0}`;
+  }
+
   private dropCache(userId: string): void {
+    this.cacheVersions.set(userId, ++this.cacheClock);
     const entries = this.cache.get(userId);
     if (!entries) return;
     this.cacheEntries -= entries.size;
@@ -549,6 +569,9 @@ export class MemoryOnlineState implements OnlineState {
     this.catalogOrder = [];
     this.cache = new Map();
     this.cacheEntries = 0;
+    // Versions read before the reset must not match those after it.
+    this.cacheVersions = new Map();
+    this.cacheEpoch++;
     this.setsSinceSweep = 0;
     this.wm = { events: 0, changes: 0 };
   }

@@ -32,6 +32,9 @@
  * - `P:items` hash id → item JSON, and `P:item-ids` sorted set (all scores 0) for lexicographic paging.
  * - `P:cache:<userId>` hash key → `<expires-at ms>:<value>` with PEXPIRE; the per-entry expiry is checked
  *   against the Redis clock, because Redis 7.0 has no per-field TTL.
+ * - `P:cver:<userId>` counter incremented with every drop of the user's cache (expires with the history);
+ *   with the `cepoch` field of `P:wm` (incremented by every erase, which deletes the counter) it makes the
+ *   user's cache version `<cepoch>.<cver>`, which a versioned cacheSet compares in its script.
  *
  * Writes are Lua scripts: a batch and its watermark are applied atomically in one round trip, and records at
  * or below the stored watermark are skipped inside the script, so a redelivered batch changes nothing.
@@ -148,11 +151,11 @@ class Script {
  */
 
 /**
- * KEYS: 1 watermarks, 2 meta, 3 popularity, 4 feature states, then per user of the batch its history, cache
- * and holdings keys. ARGV: 1 half-life ms, 2 max exponent, 3 history limit, 4 history TTL ms, 5 per-user cap
+ * KEYS: 1 watermarks, 2 meta, 3 popularity, 4 feature states, then per user of the batch its history, cache,
+ * holdings and cache-version keys. ARGV: 1 half-life ms, 2 max exponent, 3 history limit, 4 history TTL ms, 5 per-user cap
  * (-1: none), 6 the event watermark and 7 the feature generation the states were folded from, 8 n, then
  * n × (item id, state JSON), then per event six values: seq, KEYS index of the user's history key (its
- * cache and holdings keys follow), item id, timestamp, clamped weight, member. Returns 0 without changing
+ * cache, holdings and cache-version keys follow), item id, timestamp, clamped weight, member. Returns 0 without changing
  * anything when the watermark is no longer ARGV[6] or the generation no longer ARGV[7] (the states were
  * folded from an older state), else 1.
  */
@@ -228,6 +231,8 @@ for u in pairs(touched) do
   redis.call('PEXPIRE', KEYS[u], ARGV[4])
   redis.call('DEL', KEYS[u + 1])
   redis.call('PEXPIRE', KEYS[u + 2], ARGV[4])
+  redis.call('INCR', KEYS[u + 3])
+  redis.call('PEXPIRE', KEYS[u + 3], ARGV[4])
 end
 if top > wm then
   redis.call('HSET', KEYS[1], 'events', string.format('%.17g', top))
@@ -237,7 +242,7 @@ return 1
 
 /**
  * KEYS: 1 watermarks, 2 meta, 3 popularity, 4 opt-outs, 5 items hash, 6 item ids, 7 user metadata, 8 feature
- * states, then per erased user its history, cache and holdings keys. ARGV: 1 half-life ms, 2 residue
+ * states, then per erased user its history, cache, holdings and cache-version keys. ARGV: 1 half-life ms, 2 residue
  * tolerance, 3 1 to compare-and-set (0: no erase, no check), 4 change watermark, 5 event watermark and
  * 6 feature generation the states were unfolded from, 7 n, then n × (item id, state JSON or '' to delete),
  * then per record: seq, op, operands:
@@ -300,7 +305,8 @@ while i <= #ARGV do
     local k = tonumber(ARGV[i + 1])
     local n = tonumber(ARGV[i + 2])
     if apply then
-      redis.call('DEL', KEYS[k], KEYS[k + 1], KEYS[k + 2])
+      redis.call('DEL', KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3])
+      redis.call('HINCRBY', KEYS[1], 'cepoch', 1)
       redis.call('SREM', KEYS[4], ARGV[i])
       redis.call('HDEL', KEYS[7], ARGV[i])
       if t0 then
@@ -417,11 +423,28 @@ if tonumber(string.sub(v, 1, sep - 1)) <= now then return false end
 return string.sub(v, sep + 1)
 `);
 
+/** Lua: the user's cache version from the watermarks hash and the user's cache-version counter. */
+const CACHE_VERSION_LUA = `
+local function cacheVersion(wm, cver)
+  return (redis.call('HGET', wm, 'cepoch') or '0') .. '.' .. (redis.call('GET', cver) or '0')
+end
+`;
+
+/** KEYS: 1 watermarks, 2 cache-version counter. The user's cache version (see the key layout above). */
+const CACHE_VERSION = new Script(`
+${CACHE_VERSION_LUA}
+return cacheVersion(KEYS[1], KEYS[2])
+`);
+
 /**
- * KEYS: 1 cache hash. ARGV: key, value, TTL ms (integer ≥ 1), sweep threshold. The hash lives as long as
- * its longest-lived entry; expired entries are removed once it grows past the threshold.
+ * KEYS: 1 cache hash, 2 watermarks, 3 cache-version counter. ARGV: key, value, TTL ms (integer ≥ 1), sweep
+ * threshold, the cache version the value was computed at ('' for none). Nothing is stored (returns 0) when
+ * the user's version moved on. The hash lives as long as its longest-lived entry; expired entries are
+ * removed once it grows past the threshold.
  */
 const CACHE_SET = new Script(`
+${CACHE_VERSION_LUA}
+if ARGV[5] ~= '' and cacheVersion(KEYS[2], KEYS[3]) ~= ARGV[5] then return 0 end
 ${REDIS_NOW}
 local ttl = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], ARGV[1], string.format('%.17g', now + ttl) .. ':' .. ARGV[2])
@@ -495,6 +518,7 @@ export class RedisOnlineState implements OnlineState {
     history: string;
     cache: string;
     contrib: string;
+    cver: string;
     all: string;
   };
   private closed = false;
@@ -543,6 +567,7 @@ export class RedisOnlineState implements OnlineState {
       history: `${p}history:`,
       cache: `${p}cache:`,
       contrib: `${p}contrib:`,
+      cver: `${p}cver:`,
       all: `${globEscape(p)}*`,
     };
     if (options.client) {
@@ -733,7 +758,12 @@ export class RedisOnlineState implements OnlineState {
       if (u === undefined) {
         u = keys.length + 1; // Lua's KEYS is 1-based
         userKey.set(e.userId, u);
-        keys.push(this.k.history + e.userId, this.k.cache + e.userId, this.k.contrib + e.userId);
+        keys.push(
+          this.k.history + e.userId,
+          this.k.cache + e.userId,
+          this.k.contrib + e.userId,
+          this.k.cver + e.userId,
+        );
       }
       args.push(e.seq, u, e.itemId, e.timestamp, this.rules.weight(e), historyMember(e));
     }
@@ -798,6 +828,7 @@ export class RedisOnlineState implements OnlineState {
             this.k.history + change.userId,
             this.k.cache + change.userId,
             this.k.contrib + change.userId,
+            this.k.cver + change.userId,
           );
           // Contributions of every erased event (clamped and capped as when added); the script keeps
           // those at or below its event watermark, a prefix of the user's events in log order.
@@ -906,7 +937,11 @@ export class RedisOnlineState implements OnlineState {
     });
   }
 
-  cacheSet(userId: string, key: string, value: string, ttlMs: number): Promise<void> {
+  cacheVersion(userId: string): Promise<string> {
+    return this.guard(async () => str(await this.eval(CACHE_VERSION, [this.k.wm, this.k.cver + userId], [])));
+  }
+
+  cacheSet(userId: string, key: string, value: string, ttlMs: number, version?: string): Promise<void> {
     return this.guard(async () => {
       if (!(ttlMs > 0)) {
         // Expires at once: nothing to keep, and an older answer under the key must not survive it.
@@ -914,7 +949,11 @@ export class RedisOnlineState implements OnlineState {
         return;
       }
       const ttl = Math.max(1, Math.ceil(ttlMs));
-      await this.eval(CACHE_SET, [this.k.cache + userId], [key, value, ttl, CACHE_SWEEP_FIELDS]);
+      await this.eval(
+        CACHE_SET,
+        [this.k.cache + userId, this.k.wm, this.k.cver + userId],
+        [key, value, ttl, CACHE_SWEEP_FIELDS, version ?? ''],
+      );
     });
   }
 

@@ -1,0 +1,121 @@
+/**
+ * The answer cache on the recommendation path: a hit is answered from the cache alone (no read of the
+ * user's history, so its cost does not grow with the history); an event of the user's drops it; and an
+ * answer computed from a history that an event overtook while it was being computed is never stored
+ * (the cache version read before the history no longer matches). On the serving test world (memory
+ * online state, a tiny ALS champion) behind a wrapper that counts history reads and can apply an event
+ * in the middle of a request.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { systemContext } from '../domain/context.ts';
+import type { StoredEvent } from '../domain/types.ts';
+import { startServing, type Serving } from '../main/serving.ts';
+import { createWorld, item, ITEM_IDS, type World } from '../../test/fixtures/serving-world.ts';
+import { Recommender } from './recommender.ts';
+
+let world: World;
+let serving: Serving;
+let historyReads: number;
+/** Run (once) right after the next history read: an event landing while the answer is computed. */
+let afterHistoryRead: (() => Promise<void>) | null;
+let seq = 1_000_000;
+
+const purchase = (userId: string, itemId: string): StoredEvent => ({
+  seq: ++seq,
+  eventId: `cache-test-${seq}`,
+  userId,
+  itemId,
+  type: 'purchase',
+  value: null,
+  timestamp: Date.now(),
+  context: null,
+});
+
+function recommender(): Recommender {
+  const online = world.online;
+  return new Recommender({
+    config: world.config,
+    online: {
+      optedOut: (user) => online.optedOut(user),
+      recentEvents: async (user, limit) => {
+        historyReads++;
+        const history = await online.recentEvents(user, limit);
+        const hook = afterHistoryRead;
+        afterHistoryRead = null;
+        if (hook) await hook();
+        return history;
+      },
+      popularity: (ids, at) => online.popularity(ids, at),
+      cacheGet: (user, key) => online.cacheGet(user, key),
+      cacheVersion: (user) => online.cacheVersion(user),
+      cacheSet: (user, key, value, ttl, version) => online.cacheSet(user, key, value, ttl, version),
+      userMeta: (user) => online.userMeta(user),
+      itemFeatures: (ids) => online.itemFeatures(ids),
+    },
+    catalog: serving.catalogView,
+    popular: serving.popular,
+    metrics: world.metrics,
+    logger: world.logger,
+    champion: () => serving.champion.get(),
+  });
+}
+
+beforeEach(async () => {
+  world = await createWorld({ serving: { cacheTtlSeconds: 60 } });
+  await world.registry.promote((await world.registerModel()).version);
+  serving = await startServing({
+    config: world.config,
+    logger: world.logger,
+    metrics: world.metrics,
+    registry: world.registry,
+    online: world.online,
+    changeLog: world.changeLog,
+  });
+  serving.catalogView.upsert(ITEM_IDS.map((id) => item(id)));
+  historyReads = 0;
+  afterHistoryRead = null;
+});
+
+afterEach(async () => {
+  await serving?.close();
+  await world?.close();
+});
+
+describe('answer cache', () => {
+  it('answers a repeated request from the cache without reading the history, until the user acts', async () => {
+    const r = recommender();
+    const ctx = systemContext();
+    const first = await r.recommend(ctx, { userId: 'u3', k: 4 });
+    expect(first.source).toBe('personalized');
+    expect(historyReads).toBe(1);
+    const again = await r.recommend(ctx, { userId: 'u3', k: 4 });
+    expect(again.items).toEqual(first.items);
+    expect(historyReads).toBe(1); // a hit: nothing but the cache read
+    // Another user's event leaves u3's answer cached.
+    await world.online.applyEvents([purchase('u4', first.items[0].itemId)]);
+    await r.recommend(ctx, { userId: 'u3', k: 4 });
+    expect(historyReads).toBe(1);
+    // u3's own event: recomputed from the new history (the purchased item is no longer recommended).
+    const bought = first.items[0].itemId;
+    await world.online.applyEvents([purchase('u3', bought)]);
+    const after = await r.recommend(ctx, { userId: 'u3', k: 4 });
+    expect(historyReads).toBe(2);
+    expect(after.items.map((i) => i.itemId)).not.toContain(bought);
+  });
+
+  it('does not store an answer computed from a history an event overtook meanwhile', async () => {
+    const r = recommender();
+    const ctx = systemContext();
+    const plain = await r.recommend(ctx, { userId: 'u7', k: 4, exclude: ['x'] });
+    const bought = plain.items[0].itemId;
+    // The next computation reads the history, then u7 buys the top item before the answer is stored.
+    afterHistoryRead = () => world.online.applyEvents([purchase('u7', bought)]);
+    const raced = await r.recommend(ctx, { userId: 'u7', k: 4 });
+    expect(raced.items.map((i) => i.itemId)).toContain(bought); // computed from the older history
+    expect(historyReads).toBe(2);
+    // Not served again from the cache: recomputed from the history that holds the purchase.
+    const next = await r.recommend(ctx, { userId: 'u7', k: 4 });
+    expect(historyReads).toBe(3);
+    expect(next.items.map((i) => i.itemId)).not.toContain(bought);
+  });
+});
