@@ -45,10 +45,10 @@ describe('sqlite served log thread', () => {
       await store.migrate();
       const prepared: string[] = [];
       const original = store.db.prepare.bind(store.db);
-      store.db.prepare = ((sql: string) => {
+      store.db.prepare = (sql: string) => {
         prepared.push(sql);
         return original(sql);
-      });
+      };
       // Several batches in flight at once, then close: every batch is committed before the thread ends.
       const writes = [0, 1, 2].map((b) => store.served.record([1, 2, 3].map((n) => record(b * 10 + n))));
       await Promise.all(writes);
