@@ -320,6 +320,11 @@ export const ConfigSchema = Type.Object(
          * fit's cost is linear in rows; the queries kept apart to decide on shipping keep all candidates.
          */
         negatives: Type.Integer({ minimum: 1, default: 40 }),
+        /**
+         * Training: the ranker also draws candidates from the popular head's trending items and the popular
+         * items of the user's categories (features/head-retrievers.ts); serving then provides them too.
+         */
+        headRetrievers: Type.Boolean({ default: true }),
         /** Training: held-out users turned into ranking queries, at most (a seeded sample). */
         maxQueries: Type.Integer({ minimum: 1, default: 5_000 }),
         /** Training: fewer queries with a relevant candidate than this and no ranker is learned. */

@@ -22,6 +22,8 @@ import type { RankingFeatures } from '../features/ranking.ts';
 export interface QueryRetriever {
   name: string;
   model: Pick<FittedModel, 'scoreUser'>;
+  /** Items scoring at or below this are never in its list (their score is still a feature); absent: none. */
+  minScore?: number;
 }
 
 export interface QueryStage {
@@ -101,8 +103,9 @@ export function buildQueries(
       const s = scores[r];
       retrievers[r].model.scoreUser(u, hist, s);
       heap.reset(candidates);
+      const floor = retrievers[r].minScore ?? -Infinity;
       for (let i = 0; i < nItems; i++) {
-        if (banned[i] === 0 && s[i] > heap.threshold()) heap.push(i, s[i]);
+        if (banned[i] === 0 && s[i] > floor && s[i] > heap.threshold()) heap.push(i, s[i]);
       }
       lists[r].n = heap.drainInto(lists[r].items, lists[r].scores, 0);
     }

@@ -403,6 +403,39 @@ describe('reasons', () => {
   });
 });
 
+describe('head retrievers', () => {
+  it('draw the trending items, which the model does not propose, into the candidates', async () => {
+    // Four candidates only: the model's own top four for u0 are all of u0's cluster (c0).
+    const small = { ranking: { candidates: 4 } };
+    const withHead = await setup((config) => trainRanker(config, ['als', 'trending']), small);
+    expect((await cfOf(withHead)).slice(0, 4).map(clusterOf)).toEqual([0, 0, 0, 0]);
+    const answer = await withHead.recommender().recommend(ctx, { userId: 'u0', k: 4 });
+    expect(await rankerOutcomes(withHead.metrics)).toMatchObject({ ranked: 1 });
+    // Candidates: round-robin of the model's list and the trending list; the ranker's trending column
+    // puts the trending ones first.
+    expect(new Set(ids(answer.items).slice(0, 2))).toEqual(new Set(TRENDING));
+    // The same ranker over the model alone never sees them with four candidates.
+    const modelOnly = await setup((config) => trainRanker(config, ['als']), small);
+    const plain = await modelOnly.recommender().recommend(ctx, { userId: 'u0', k: 4 });
+    expect(ids(plain.items).filter((id) => TRENDING.includes(id))).toEqual([]);
+  });
+
+  it('draw the popular items of the user’s categories into the candidates', async () => {
+    const s = await setup((config) => trainRanker(config, ['trending', 'category']), {
+      ranking: { candidates: 6 },
+    });
+    const answer = await s.recommender().recommend(ctx, { userId: 'u0', k: 6 });
+    expect(new Set(ids(answer.items).slice(0, 2))).toEqual(new Set(TRENDING));
+    const bought = new Set([0, 1, 2, 3].map((i) => ITEM_IDS[i]));
+    // No model list: the rest came from the category list (u0 bought in c0 only), never an item u0 bought.
+    for (const it of answer.items.slice(2)) {
+      expect(clusterOf(it.itemId)).toBe(0);
+      expect(bought.has(it.itemId)).toBe(false);
+    }
+    expect(answer.items.length).toBe(6);
+  });
+});
+
 describe('a ranker that cannot rank here', () => {
   it('is not used when its feature names do not match this process: the CF ranking answers', async () => {
     const s = await setup((config) => {

@@ -21,6 +21,7 @@ import {
   rankerMismatch,
   type StoredRanker,
 } from '../features/ranker-artifact.ts';
+import { CATEGORY_RETRIEVER, TRENDING_RETRIEVER } from '../features/head-retrievers.ts';
 import { RankingFeatures } from '../features/ranking.ts';
 
 export type { StoredRanker } from '../features/ranker-artifact.ts';
@@ -62,7 +63,7 @@ export function loadRanker(extra: Readonly<Record<string, unknown>>): {
 
 /** The retrievers a process serving a model of `algorithm` provides, in round-robin order. */
 export function onlineRetrievers(algorithm: string): string[] {
-  return [algorithm, POP_RETRIEVER, SIMILAR_RETRIEVER];
+  return [algorithm, POP_RETRIEVER, SIMILAR_RETRIEVER, TRENDING_RETRIEVER, CATEGORY_RETRIEVER];
 }
 
 /** What a positive contribution of a feature says about the item (see REASON_TABLE). */
@@ -77,6 +78,8 @@ export type ReasonKind =
 export const REASON_TABLE: readonly { prefix: string; kind: ReasonKind }[] = [
   { prefix: `retriever_${SIMILAR_RETRIEVER}_`, kind: 'similar' },
   { prefix: `retriever_${POP_RETRIEVER}_`, kind: 'popular' },
+  { prefix: `retriever_${TRENDING_RETRIEVER}_`, kind: 'trending' },
+  { prefix: `retriever_${CATEGORY_RETRIEVER}_`, kind: 'category' },
   { prefix: 'item_trending', kind: 'trending' },
   { prefix: 'item_decayed_', kind: 'popular' },
   { prefix: 'item_count_', kind: 'popular' },

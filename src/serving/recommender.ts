@@ -68,6 +68,8 @@ import type { ModelPool } from './model-pool.ts';
 import type { ServingModel } from './model-state.ts';
 import type { PopularList } from './popular.ts';
 import { POP_RETRIEVER, RankerStage, SIMILAR_RETRIEVER, type ReasonKind } from './ranker.ts';
+import { RetrievalHeadCache } from './retrieval-head.ts';
+import { CATEGORY_RETRIEVER, headList, headScore, TRENDING_RETRIEVER } from '../features/head-retrievers.ts';
 import type { ServedLogSink } from './served-log.ts';
 import { overlapAtK, shadowMetrics, shadowSampled, type ShadowMetrics } from './shadow.ts';
 
@@ -196,6 +198,8 @@ export class Recommender implements RecommendationService {
   private readonly shadowMetrics: ShadowMetrics;
   /** The feature settings the online state folds item states with (the ranker's vector must match). */
   private readonly featureConfig: FeatureConfig;
+  /** The popular head with the head retrievers' scores (trending, the user's categories). */
+  private readonly head: RetrievalHeadCache;
   /** Per loaded model version: its ranker stage, or why it cannot rank here (decided and logged once). */
   private readonly stages = new WeakMap<ServingModel, RankerStage | { unusable: string }>();
 
@@ -209,6 +213,13 @@ export class Recommender implements RecommendationService {
       features: config.features,
     });
     this.shadowMetrics = shadowMetrics(deps.metrics.registry);
+    this.head = new RetrievalHeadCache({
+      popular: deps.popular,
+      online: deps.online,
+      catalog: deps.catalog,
+      features: this.featureConfig,
+      popIndex: popularityHalfLifeIndex(this.featureConfig, config.serving.popularityHalfLifeDays),
+    });
     const days = deps.config.serving.popularityHalfLifeDays;
     this.popularWindow = days === 7 ? 'this week' : `over the last ${days} day${days === 1 ? '' : 's'}`;
   }
@@ -1066,9 +1077,25 @@ export class Recommender implements RecommendationService {
     const usable = (id: string) =>
       !blocked.has(id) && catalog.isAvailable(id) && (!category || catalog.inCategory(id, category));
 
-    // The popular head may need a round trip: read before the model scores into its shared buffer.
+    // What may need a round trip, read before the model scores into its shared buffer: the popular
+    // head, the head retrievers' scores (cached per process) and the user's metadata (read since the
+    // request started), which the user context needs.
     const usesPop = retrievers.includes(POP_RETRIEVER);
-    const popular = usesPop ? await this.deps.popular.top(n, now, (id) => catalog.has(id) && usable(id)) : [];
+    const usesHead = retrievers.includes(TRENDING_RETRIEVER) || retrievers.includes(CATEGORY_RETRIEVER);
+    const [popular, head, metaRead] = await Promise.all([
+      usesPop ? this.deps.popular.top(n, now, (id) => catalog.has(id) && usable(id)) : [],
+      usesHead ? this.head.get(now) : null,
+      meta,
+    ]);
+    if (!metaRead.ok) throw metaRead.err;
+    const features = stage.features;
+    const context = features.userContext(
+      history,
+      metaRead.meta,
+      now,
+      (id) => catalog.categories(id),
+      (id) => catalog.rankingMeta(id)?.price ?? null,
+    );
 
     // Synchronous from here to the item-state read: `sm.scores` is this model's shared scratch.
     const hist = this.modelHistory(sm, profile);
@@ -1089,6 +1116,9 @@ export class Recommender implements RecommendationService {
           items: top ? Array.from(top.indices, (i) => sm.itemIds[i]) : [],
           scores: top ? top.scores : [],
         });
+      } else if (head && (name === TRENDING_RETRIEVER || name === CATEGORY_RETRIEVER)) {
+        const list = headList(head, name, context.categoryShares, n, (h) => usable(head.ids[h]));
+        lists.push({ retriever: name, items: list.positions.map((h) => head.ids[h]), scores: list.scores });
       }
     }
     // The model's own list last computed, so its full-catalog scores stay in `sm.scores` for the signals.
@@ -1116,14 +1146,15 @@ export class Recommender implements RecommendationService {
         // The popularity retriever's score is set from the item's state below, for every candidate.
         if (name === POP_RETRIEVER) score = 0;
         else if (name === SIMILAR_RETRIEVER) score = i === undefined || !similar ? 0 : similar.acc[i];
+        else if (head && (name === TRENDING_RETRIEVER || name === CATEGORY_RETRIEVER))
+          score = headScore(head, name, c.item, context.categoryShares);
         else score = i === undefined ? Number.NaN : scores[i];
         c.signals.set(name, { score, rank: Number.NaN });
       }
     }
 
     const ids = candidates.map((c) => c.item);
-    const [states, metaRead] = await Promise.all([this.deps.online.itemFeatures(ids), meta]);
-    if (!metaRead.ok) throw metaRead.err;
+    const states = await this.deps.online.itemFeatures(ids);
     if (usesPop) {
       // As in training (training/ranker.ts): the item's decayed weight from its feature state, not the
       // popular list's own score (which also applies the per-user cap), so the column means the same.
@@ -1134,14 +1165,6 @@ export class Recommender implements RecommendationService {
       }
     }
 
-    const features = stage.features;
-    const context = features.userContext(
-      history,
-      metaRead.meta,
-      now,
-      (id) => catalog.categories(id),
-      (id) => catalog.rankingMeta(id)?.price ?? null,
-    );
     const rows = stage.rowsFor(candidates.length);
     const nf = stage.nFeatures;
     for (let c = 0; c < candidates.length; c++) {

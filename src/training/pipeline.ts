@@ -314,6 +314,7 @@ async function rankerInput(deps: PipelineDeps, events: FeatureEventColumns): Pro
     popularityHalfLifeDays: config.serving.popularityHalfLifeDays,
     candidates: config.ranking.candidates,
     negatives: config.ranking.negatives,
+    headRetrievers: config.ranking.headRetrievers,
     maxQueries: config.ranking.maxQueries,
     minQueries: config.ranking.minQueries,
     validShare: config.ranking.validShare,

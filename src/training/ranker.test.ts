@@ -9,6 +9,7 @@ import { generateDemoData } from '../ingest/demo-data.ts';
 import { SqliteStore } from '../storage/sqlite/store.ts';
 import { extractTrainingData } from './extract.ts';
 import { holdoutSplit } from './holdout.ts';
+import { onlineRetrievers } from '../serving/ranker.ts';
 import { trainRanker, type RankerInput } from './ranker.ts';
 
 const config = loadConfig({ env: {} });
@@ -54,6 +55,7 @@ function defaults(): Omit<RankerInput, 'events' | 'itemMeta'> {
     popularityHalfLifeDays: config.serving.popularityHalfLifeDays,
     candidates: 50,
     negatives: 20,
+    headRetrievers: true,
     maxQueries: 1000,
     minQueries: 10,
     validShare: 0.3,
@@ -86,12 +88,12 @@ describe('trainRanker', () => {
     expect(outcome.ranker !== null).toBe(outcome.metrics['ndcg@10'] > outcome.metrics['model_ndcg@10']);
     if (outcome.ranker) {
       const stored = parseStoredRanker(JSON.parse(JSON.stringify(outcome.ranker)))!;
-      expect(stored.retrievers).toEqual(['als', 'pop']);
-      expect(stored.featureNames).toEqual(
-        new RankingFeatures({ config: features, retrievers: ['als', 'pop'] }).names,
-      );
-      // Serving (retrievers als, pop, similar; the same feature settings) can use it as stored.
-      expect(rankerMismatch(stored, features, ['als', 'pop', 'similar'])).toBeNull();
+      const retrievers = ['als', 'pop', 'trending', 'category'];
+      expect(stored.retrievers).toEqual(retrievers);
+      expect(stored.featureNames).toEqual(new RankingFeatures({ config: features, retrievers }).names);
+      // Serving (the same feature settings and what it provides for an ALS model) can use it as stored.
+      expect(rankerMismatch(stored, features, onlineRetrievers('als'))).toBeNull();
+      expect(rankerMismatch(stored, features, ['als', 'pop', 'similar'])).toMatch(/trending/);
     } else {
       expect(outcome.reason).toMatch(/does not beat/);
     }

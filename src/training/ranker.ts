@@ -29,6 +29,13 @@ import {
   type StoredRanker,
 } from '../features/ranker-artifact.ts';
 import { RankingFeatures } from '../features/ranking.ts';
+import {
+  buildHead,
+  CATEGORY_RETRIEVER,
+  categoryScore,
+  TRENDING_RETRIEVER,
+} from '../features/head-retrievers.ts';
+import { buildUserContext } from '../features/user-features.ts';
 import type { FeatureEventColumns } from './extract.ts';
 import type { HoldoutSplit } from './holdout.ts';
 
@@ -43,6 +50,8 @@ export interface RankerInput {
   candidates: number;
   /** Irrelevant candidates kept per training query (a seeded sample; the relevant ones are all kept). */
   negatives: number;
+  /** Also retrieve from the popular head: trending items and the user's categories' popular items. */
+  headRetrievers: boolean;
   /** At most this many queries (a seeded sample of the held-out users). */
   maxQueries: number;
   /** Share of the queries kept apart for early stopping and the ship decision. */
@@ -122,10 +131,13 @@ export function trainRanker(
   const popScores = new Float32Array(itemIds.length);
   for (let i = 0; i < itemIds.length; i++)
     popScores[i] = decayedAt(timeline.state(itemIds[i]), popIndex, cut, input.features);
+  const userEvents = (u: number) => newestFirst(kept, userEventIdx[u] ?? [], input.historyLimit);
+  const itemMeta = (id: string) => input.itemMeta[id] ?? null;
   const retrievers: QueryRetriever[] = [
     { name: algorithm, model },
     { name: POPULARITY_RETRIEVER, model: { scoreUser: (_u, _h, o) => o.set(popScores) } },
   ];
+  if (input.headRetrievers) retrievers.push(...headRetrieversAt(cut, timeline, itemIds, input, userEvents));
   const features = new RankingFeatures({ config: input.features, retrievers: retrievers.map((r) => r.name) });
   const nf = features.names.length;
 
@@ -145,8 +157,8 @@ export function trainRanker(
       exclude: [],
       itemIds,
       timeline,
-      userEvents: (u) => newestFirst(kept, userEventIdx[u] ?? [], input.historyLimit),
-      itemMeta: (id) => input.itemMeta[id] ?? null,
+      userEvents,
+      itemMeta,
     },
     chosen,
     new Float64Array(chosen.length).fill(cut),
@@ -301,4 +313,56 @@ function shuffle(a: number[], rng: Rng): void {
     a[i] = a[j];
     a[j] = t;
   }
+}
+
+/**
+ * The head retrievers at `cut` (features/head-retrievers.ts): the head is the HEAD_SIZE items of the
+ * model with the largest decayed weight; every other item is missing (NaN) for them, as online.
+ */
+function headRetrieversAt(
+  cut: number,
+  timeline: ItemStateTimeline,
+  itemIds: readonly string[],
+  input: RankerInput,
+  userEvents: (u: number) => FeatureEvent[],
+): QueryRetriever[] {
+  const popIndex = popularityHalfLifeIndex(input.features, input.popularityHalfLifeDays);
+  const head = buildHead(
+    itemIds.map((id) => ({
+      id,
+      state: timeline.state(id),
+      categories: input.itemMeta[id]?.categories ?? [],
+    })),
+    cut,
+    input.features,
+    popIndex,
+  );
+  const matrixIndex = new Map<string, number>();
+  itemIds.forEach((id, i) => matrixIndex.set(id, i));
+  const at = Int32Array.from(head.ids, (id) => matrixIndex.get(id)!);
+  const categoriesOf = (id: string) => input.itemMeta[id]?.categories ?? [];
+  return [
+    {
+      name: TRENDING_RETRIEVER,
+      minScore: 0,
+      model: {
+        scoreUser: (_u, _h, o) => {
+          o.fill(Number.NaN);
+          for (let h = 0; h < at.length; h++) o[at[h]] = head.trending[h];
+        },
+      },
+    },
+    {
+      name: CATEGORY_RETRIEVER,
+      minScore: 0,
+      model: {
+        scoreUser: (u, _h, o) => {
+          // The shares of the user context the features are filled from (the same events and time).
+          const { categoryShares } = buildUserContext(userEvents(u), null, cut, input.features, categoriesOf);
+          o.fill(Number.NaN);
+          for (let h = 0; h < at.length; h++) o[at[h]] = categoryScore(head, h, categoryShares);
+        },
+      },
+    },
+  ];
 }
