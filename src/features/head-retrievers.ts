@@ -15,6 +15,7 @@
  *
  * Pure: no I/O.
  */
+import { TopKHeap } from '../algorithms/topk.ts';
 import type { FeatureConfig, ItemFeatureState } from './definitions.ts';
 import { decayPlan, decayedAt } from './item-state.ts';
 
@@ -124,15 +125,20 @@ export function headList(
     }
     return { positions, scores };
   }
-  const scored: { h: number; s: number }[] = [];
+  if (shares.size === 0 || n <= 0) return { positions, scores };
+  // A bounded heap, as offline (evaluation/ranking-queries.ts): the whole head is scored per request.
+  const heap = new TopKHeap(n);
+  heap.reset(n);
   for (let h = 0; h < head.ids.length; h++) {
     const s = categoryScore(head, h, shares);
-    if (s > 0 && accept(h)) scored.push({ h, s });
+    if (s > 0 && s > heap.threshold() && accept(h)) heap.push(h, s);
   }
-  scored.sort((a, b) => b.s - a.s || a.h - b.h);
-  for (const { h, s } of scored.slice(0, n)) {
-    positions.push(h);
-    scores.push(s);
+  const top = new Int32Array(n);
+  const topScores = new Float32Array(n);
+  const m = heap.drainInto(top, topScores);
+  for (let r = 0; r < m; r++) {
+    positions.push(top[r]);
+    scores.push(topScores[r]);
   }
   return { positions, scores };
 }
