@@ -3,6 +3,7 @@
  * the OpenAPI document around services built elsewhere (src/main); it never listens, so tests drive it
  * with `app.inject()` and composition roots call `listen()`.
  */
+import { clusterMetrics, inCluster } from '../monitoring/cluster-metrics.ts';
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -145,6 +146,11 @@ function registerMetricsRoute(app: FastifyInstance, deps: BaseDeps): void {
     async (request, reply) => {
       // Each tenant sees its own registry only; the default tenant's includes the process's metrics.
       const metrics = deps.metricsOf?.(request.ctx.tenant) ?? deps.metrics;
+      // One of several processes of the role: the default tenant's metrics are the whole role's.
+      if (inCluster() && metrics === deps.metrics) {
+        const all = await clusterMetrics();
+        return reply.header('content-type', all.contentType).send(all.text);
+      }
       const body = await metrics.registry.metrics();
       return reply.header('content-type', metrics.registry.contentType).send(body);
     },

@@ -51,6 +51,12 @@ export const ConfigSchema = Type.Object(
          * CAIRN_OVERLOADED (0: off). `/health/live` and `/metrics` are never refused.
          */
         maxEventLoopDelayMs: Type.Integer({ minimum: 0, default: 1000 }),
+        /**
+         * The `api` role as this many processes sharing the port (Node's cluster: a supervisor forks them and
+         * restarts one that dies; `/metrics` answers for all of them). Every core can then serve. Only the
+         * `api` role: its state is in the shared backends; the other roles hold state of their own.
+         */
+        processes: Type.Integer({ minimum: 1, maximum: 256, default: 1 }),
       },
       { default: {}, additionalProperties: false },
     ),

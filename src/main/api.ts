@@ -15,6 +15,7 @@ import { createExperimentService } from '../experiments/service.ts';
 import { createCatalogService, createIngestService } from '../ingest/service.ts';
 import { createJobService } from '../jobs/runner.ts';
 import { createLogger, type Logger } from '../monitoring/logger.ts';
+import { inCluster, shareMetrics } from '../monitoring/cluster-metrics.ts';
 import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
 import { startMonitors } from '../monitoring/monitors.ts';
 import { OfferDecider } from '../offers/service.ts';
@@ -60,6 +61,8 @@ export async function createApi(
   checkBind(config);
   const logger = options.logger ?? createLogger(config.logging.level);
   const tenants = await openTenants(config, logger, createApiTenant);
+  // One of `server.processes` processes: its metrics count toward the role's (src/main/cluster.ts).
+  if (inCluster()) shareMetrics(tenants.main.metrics.registry);
   return aroundTenants(tenants, async () => ({
     config,
     logger,

@@ -1,6 +1,8 @@
 /**
  * Prometheus metrics (prom-client). Each process owns one registry, built once by its composition root
  * and passed to whoever records; nothing uses the global default registry (tests build many apps).
+ * A gauge's `aggregator` says how it combines across the processes of one role (src/main/cluster.ts;
+ * counters and histograms are summed).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DriftReference } from '../domain/types.ts';
@@ -90,18 +92,21 @@ export function createMetrics(options: { defaultMetrics?: boolean; scoreWindow?:
   let consumerPositions: Record<string, () => number> = {};
   const modelInfo = new Gauge({
     name: 'cairn_model_info',
+    aggregator: 'max',
     help: 'The champion model served by this process (value 1)',
     labelNames: ['version', 'algorithm'] as const,
     registers: [registry],
   });
   const modelCreatedSeconds = new Gauge({
     name: 'cairn_model_created_timestamp_seconds',
+    aggregator: 'max',
     help: 'Creation time of the served champion model (Unix seconds)',
     registers: [registry],
   });
 
   new Gauge({
     name: 'cairn_drift_psi',
+    aggregator: 'average',
     help: 'Population stability index of a live distribution against the champion training snapshot (dimension: event_types, item_popularity, scores)',
     labelNames: ['dimension'] as const,
     registers: [registry],
@@ -184,6 +189,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; scoreWindow?:
     modelCreatedSeconds,
     modelAgeSeconds: new Gauge({
       name: 'cairn_model_age_seconds',
+      aggregator: 'max',
       help: 'Age of the served champion model; absent until a model is served',
       registers: [registry],
       collect() {
@@ -270,6 +276,7 @@ function registerFreshnessGauges(registry: Registry, read: () => FreshnessGauges
   );
   new Gauge({
     name: 'cairn_model_quality',
+    aggregator: 'max',
     help: "The champion's offline holdout metrics (metric: ndcg@10, recall@10, ...)",
     labelNames: ['metric'] as const,
     registers: [registry],
@@ -320,6 +327,7 @@ function registerReadinessGauges(
   };
   new Gauge({
     name: 'cairn_health_check_ok',
+    aggregator: 'min',
     help: 'Whether each readiness check passes (1) or not (0), as /health/ready reports it',
     labelNames: ['check'] as const,
     registers: [registry],
@@ -350,6 +358,7 @@ function registerLogGauges(
 ): void {
   new Gauge({
     name: 'cairn_log_head_seq',
+    aggregator: 'max',
     help: 'Highest seq in each log (events, changes), read at scrape time',
     labelNames: ['log'] as const,
     registers: [registry],
@@ -366,6 +375,7 @@ function registerLogGauges(
   });
   new Gauge({
     name: 'cairn_log_consumer_position',
+    aggregator: 'min',
     help: 'Highest log seq handled by each consumer running in this process',
     labelNames: ['consumer'] as const,
     registers: [registry],

@@ -4,11 +4,13 @@
  *   api    — HTTP API and serving replica (needs PostgreSQL, Redis and NATS JetStream)
  *   worker — change-feed consumers and training jobs, with an ops server for probes and metrics
  */
+import cluster from 'node:cluster';
 import type { Command } from 'commander';
 import type { FastifyInstance } from 'fastify';
 import { CairnError } from '../../errors/errors.ts';
 import { backendsFor, checkRole, type Role } from '../../main/adapters.ts';
 import { createApi } from '../../main/api.ts';
+import { superviseProcesses } from '../../main/cluster.ts';
 import { seedDemo } from '../../main/demo.ts';
 import { createEmbedded } from '../../main/embedded.ts';
 import { createWorker } from '../../main/worker.ts';
@@ -18,6 +20,7 @@ import { addStoreOptions, configFrom, parseIntOption, type StoreOptions } from '
 
 interface ServeOptions extends StoreOptions {
   role: string;
+  processes?: number;
   port?: number;
   host?: string;
   demo?: boolean;
@@ -33,6 +36,11 @@ export function registerServe(program: Command): void {
       .option('--role <role>', 'all | api | worker', 'all')
       .option('--port <n>', 'HTTP port (else CAIRN_SERVER_PORT, default 8080)', parseIntOption('port'))
       .option('--host <host>', 'address to listen on (else CAIRN_SERVER_HOST, default 127.0.0.1)')
+      .option(
+        '--processes <n>',
+        'role api: this many processes share the port (else CAIRN_SERVER_PROCESSES, default 1)',
+        parseIntOption('processes'),
+      )
       .option('--demo', 'on an empty store, generate demo data and train a first model (role all)'),
   ).action(async (opts: ServeOptions) => {
     const role = opts.role as Role;
@@ -45,10 +53,20 @@ export function registerServe(program: Command): void {
     const server: Record<string, unknown> = {};
     if (opts.port !== undefined) server.port = opts.port;
     if (opts.host !== undefined) server.host = opts.host;
+    if (opts.processes !== undefined) server.processes = opts.processes;
     const config = configFrom(opts, { server });
     checkRole(role, config);
     checkBind(config); // before anything is opened: a refused bind leaves no store or file behind
+    if (config.server.processes > 1 && role !== 'api') {
+      throw new CairnError('CAIRN_CONFIG_INVALID', 'only the api role runs as several processes', {
+        fields: [{ field: 'server.processes', message: `must be 1 for role ${role} (its state is its own)` }],
+      });
+    }
     const logger = createLogger(config.logging.level).child({ role });
+    if (config.server.processes > 1 && cluster.isPrimary) {
+      // The supervisor opens nothing: each forked process runs this command as a single api process.
+      process.exit(await superviseProcesses(config.server.processes, logger));
+    }
 
     let proc: { app: FastifyInstance; close(): Promise<void> };
     let afterListen: () => Promise<void> = () => Promise.resolve();
