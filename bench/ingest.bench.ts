@@ -9,7 +9,10 @@
  *
  *   npm run bench:ingest
  *   npm run bench:ingest -- [--synchronous full|normal] [--batches 30] [--posts 2000] [--concurrency 16]
- *     [--stores sqlite,postgres]
+ *     [--stores sqlite,postgres] [--window 100] [--fresh-only]
+ *
+ * `--window N` prints the rate of every N fresh batches with the events stored by then, e.g.
+ * `--stores sqlite --batches 800 --window 100 --fresh-only`: SQLite from 0 to 8M stored events.
  *   CAIRN_BENCH_BATCHES=50 CAIRN_BENCH_POSTGRES_URL=postgres://… npm run bench:ingest
  *
  * `--synchronous` is SQLite's `store.synchronous` (default `full`: every commit synced to disk).
@@ -32,6 +35,10 @@ const { values: flags } = parseArgs({
     posts: { type: 'string', default: '0' },
     concurrency: { type: 'string', default: '1' },
     stores: { type: 'string', default: 'sqlite,postgres' },
+    /** Also print the rate of every N fresh batches (how throughput holds as the store grows); 0: off. */
+    window: { type: 'string', default: '0' },
+    /** Skip the replay of the same events (duplicates) after the fresh run. */
+    'fresh-only': { type: 'boolean', default: false },
   },
 });
 if (flags.synchronous !== 'full' && flags.synchronous !== 'normal') {
@@ -43,6 +50,7 @@ const BATCH = 10_000;
 const BATCHES = Number(flags.batches);
 const POSTS = Number(flags.posts);
 const CONCURRENCY = Number(flags.concurrency);
+const WINDOW = Number(flags.window);
 if (!Number.isInteger(CONCURRENCY) || CONCURRENCY < 1) {
   throw new Error(`--concurrency must be a positive integer, got "${flags.concurrency}"`);
 }
@@ -72,20 +80,37 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-async function run(name: string, store: Store, batches: CairnEvent[][]): Promise<void> {
+async function run(
+  name: string,
+  store: Store,
+  batches: Iterable<CairnEvent[]> & { length: number },
+): Promise<void> {
   await store.events.append(makeBatch(-1)); // warm-up (prepared statements, pool, page cache)
-  for (const [label, expect] of [
+  const runs = [
     ['fresh', 'inserted'],
     ['replay', 'duplicate'],
-  ] as const) {
+  ] as const;
+  for (const [label, expect] of flags['fresh-only'] ? runs.slice(0, 1) : runs) {
     const times: number[] = [];
     const cpu0 = process.cpuUsage();
     const start = performance.now();
+    let windowStart = start;
+    let b = -1;
     for (const batch of batches) {
+      b++;
       const t = performance.now();
       const out = await store.events.append(batch);
       times.push(performance.now() - t);
       if (out.some((o) => o !== expect)) throw new Error(`${name}: unexpected outcome in ${label} batch`);
+      if (WINDOW > 0 && label === 'fresh' && (b + 1) % WINDOW === 0) {
+        const now = performance.now();
+        console.log(
+          `${name.padEnd(10)} window ${Math.round((WINDOW * BATCH) / ((now - windowStart) / 1000))
+            .toLocaleString('en-US')
+            .padStart(9)} events/s with ${((b + 2) * BATCH).toLocaleString('en-US')} events stored`,
+        );
+        windowStart = now;
+      }
     }
     const seconds = (performance.now() - start) / 1000;
     const cpu = process.cpuUsage(cpu0);
@@ -177,7 +202,15 @@ async function dropSchema(schema: string): Promise<void> {
   }
 }
 
-const batches = Array.from({ length: BATCHES }, (_, b) => makeBatch(b));
+/** The batches, made on first use and kept for the replay (made anew per use with --fresh-only: no replay). */
+const batches: Iterable<CairnEvent[]> & { length: number } = flags['fresh-only']
+  ? {
+      length: BATCHES,
+      *[Symbol.iterator]() {
+        for (let b = 0; b < BATCHES; b++) yield makeBatch(b);
+      },
+    }
+  : Array.from({ length: BATCHES }, (_, b) => makeBatch(b));
 // Wall-clock figures depend on what else the machine runs; the load average is printed to judge them.
 console.log(
   `node ${process.version}, ${BATCHES} batches of ${BATCH} events, SQLite synchronous=${SYNCHRONOUS}, ` +
