@@ -207,12 +207,17 @@ describe('experiments end to end (embedded, SQLite)', () => {
     const invalid = await inject('POST', '/v1/feedback', { request_id: 'r', item_id: 'i', type: 'like' });
     expect(invalid).toMatchObject({ status: 400, body: { error: { code: 'CAIRN_VALIDATION' } } });
 
-    // The served log is written in the background: wait until every answer is in it.
+    // The served log is written in the background: wait until every answer is in it, the repeated
+    // requests' too (their users are already counted: their items are what shows they arrived).
+    const servedItems = [...answers, ...repeats].reduce((n, a) => n + a.items.length, 0);
     let r: Results = await results();
     await waitFor(
       async () => {
         r = await results();
-        return r.variants.reduce((n, v) => n + v.users, 0) === USERS;
+        return (
+          r.variants.reduce((n, v) => n + v.users, 0) === USERS &&
+          r.variants.reduce((n, v) => n + v.impressions, 0) === servedItems
+        );
       },
       'every served answer in the served log',
       20_000,
