@@ -327,10 +327,14 @@ export const ConfigSchema = Type.Object(
          */
         negatives: Type.Integer({ minimum: 1, default: 40 }),
         /**
-         * Training: the ranker also draws candidates from the popular head's trending items and the popular
-         * items of the user's categories (features/head-retrievers.ts); serving then provides them too.
+         * Training: retrievers the ranker draws candidates from besides the model's own list and the popular
+         * list: `trending` and `category` over the popular head (features/head-retrievers.ts) and `similar`,
+         * items similar to the user's recent ones (features/similar-retriever.ts). Serving provides each.
          */
-        headRetrievers: Type.Boolean({ default: true }),
+        extraRetrievers: Type.Array(
+          Type.Union(['trending', 'category', 'similar'].map((n) => Type.Literal(n))),
+          { uniqueItems: true, default: ['trending', 'category', 'similar'] },
+        ),
         /** Training: held-out users turned into ranking queries, at most (a seeded sample). */
         maxQueries: Type.Integer({ minimum: 1, default: 5_000 }),
         /** Training: fewer queries with a relevant candidate than this and no ranker is learned. */

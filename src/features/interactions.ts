@@ -74,7 +74,7 @@ export interface UserProfile {
  */
 export function buildUserProfile(
   types: EventTypes,
-  events: readonly CairnEvent[],
+  events: readonly Pick<CairnEvent, 'itemId' | 'type' | 'value' | 'timestamp'>[],
   limits?: WeightLimits,
 ): UserProfile {
   const positives = new Map<string, number>();

@@ -22,6 +22,7 @@ import {
   type StoredRanker,
 } from '../features/ranker-artifact.ts';
 import { CATEGORY_RETRIEVER, TRENDING_RETRIEVER } from '../features/head-retrievers.ts';
+import { SIMILAR_RETRIEVER } from '../features/similar-retriever.ts';
 import { RankingFeatures } from '../features/ranking.ts';
 
 export type { StoredRanker } from '../features/ranker-artifact.ts';
@@ -29,7 +30,7 @@ export type { StoredRanker } from '../features/ranker-artifact.ts';
 /** The popularity retriever's name (features/ranker-artifact.ts). */
 export const POP_RETRIEVER = POPULARITY_RETRIEVER;
 /** The item-to-item-on-recent-items retriever's name. */
-export const SIMILAR_RETRIEVER = 'similar';
+export { SIMILAR_RETRIEVER };
 
 /** Named per-feature contributions listed by `explain=true`; the rest are summed into one entry. */
 export const MAX_EXPLAINED_FEATURES = 15;

@@ -69,6 +69,7 @@ import type { ServingModel } from './model-state.ts';
 import type { PopularList } from './popular.ts';
 import { POP_RETRIEVER, RankerStage, SIMILAR_RETRIEVER, type ReasonKind } from './ranker.ts';
 import { RetrievalHeadCache } from './retrieval-head.ts';
+import { similarToRecent } from '../features/similar-retriever.ts';
 import { CATEGORY_RETRIEVER, headList, headScore, TRENDING_RETRIEVER } from '../features/head-retrievers.ts';
 import type { ServedLogSink } from './served-log.ts';
 import { overlapAtK, shadowMetrics, shadowSampled, type ShadowMetrics } from './shadow.ts';
@@ -1383,25 +1384,8 @@ export class Recommender implements RecommendationService {
       if (recent.length >= this.deps.config.serving.recentItems) break;
     }
     if (recent.length === 0) return null;
-    const acc = new Float32Array(sm.nItems);
-    const bestSource = new Int32Array(sm.nItems).fill(-1);
-    const bestValue = new Float32Array(sm.nItems);
-    const buf = sm.scores;
-    for (let r = 0; r < recent.length; r++) {
-      if (!sm.model.similarItems(recent[r], buf)) return null;
-      const w = 1 / (r + 1);
-      for (let i = 0; i < buf.length; i++) {
-        const v = buf[i] * w;
-        if (v > 0) {
-          acc[i] += v;
-          if (v > bestValue[i]) {
-            bestValue[i] = v;
-            bestSource[i] = recent[r];
-          }
-        }
-      }
-    }
-    return { acc, bestSource, recent };
+    const scores = similarToRecent(sm.model, recent, sm.nItems, sm.scores);
+    return scores && { ...scores, recent };
   }
 
   /** The `k` best items by item-to-item score (positive, finite, `usable`). */

@@ -55,7 +55,8 @@ function defaults(): Omit<RankerInput, 'events' | 'itemMeta'> {
     popularityHalfLifeDays: config.serving.popularityHalfLifeDays,
     candidates: 50,
     negatives: 20,
-    headRetrievers: true,
+    extraRetrievers: ['trending', 'category', 'similar'],
+    recentItems: config.serving.recentItems,
     maxQueries: 1000,
     minQueries: 10,
     validShare: 0.3,
@@ -88,7 +89,7 @@ describe('trainRanker', () => {
     expect(outcome.ranker !== null).toBe(outcome.metrics['ndcg@10'] > outcome.metrics['model_ndcg@10']);
     if (outcome.ranker) {
       const stored = parseStoredRanker(JSON.parse(JSON.stringify(outcome.ranker)))!;
-      const retrievers = ['als', 'pop', 'trending', 'category'];
+      const retrievers = ['als', 'pop', 'trending', 'category', 'similar'];
       expect(stored.retrievers).toEqual(retrievers);
       expect(stored.featureNames).toEqual(new RankingFeatures({ config: features, retrievers }).names);
       // Serving (the same feature settings and what it provides for an ALS model) can use it as stored.

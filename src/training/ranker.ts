@@ -35,6 +35,8 @@ import {
   categoryScore,
   TRENDING_RETRIEVER,
 } from '../features/head-retrievers.ts';
+import { buildUserProfile } from '../features/interactions.ts';
+import { SIMILAR_RETRIEVER, similarToRecent } from '../features/similar-retriever.ts';
 import { buildUserContext } from '../features/user-features.ts';
 import type { FeatureEventColumns } from './extract.ts';
 import type { HoldoutSplit } from './holdout.ts';
@@ -50,8 +52,10 @@ export interface RankerInput {
   candidates: number;
   /** Irrelevant candidates kept per training query (a seeded sample; the relevant ones are all kept). */
   negatives: number;
-  /** Also retrieve from the popular head: trending items and the user's categories' popular items. */
-  headRetrievers: boolean;
+  /** Config `ranking.extraRetrievers`: `trending`, `category`, `similar` (in round-robin order after the two). */
+  extraRetrievers: readonly ('trending' | 'category' | 'similar')[];
+  /** Config `serving.recentItems`: the similar retriever's recent items, as online. */
+  recentItems: number;
   /** At most this many queries (a seeded sample of the held-out users). */
   maxQueries: number;
   /** Share of the queries kept apart for early stopping and the ship decision. */
@@ -137,7 +141,13 @@ export function trainRanker(
     { name: algorithm, model },
     { name: POPULARITY_RETRIEVER, model: { scoreUser: (_u, _h, o) => o.set(popScores) } },
   ];
-  if (input.headRetrievers) retrievers.push(...headRetrieversAt(cut, timeline, itemIds, input, userEvents));
+  const head = input.extraRetrievers.some((r) => r === TRENDING_RETRIEVER || r === CATEGORY_RETRIEVER)
+    ? headRetrieversAt(cut, timeline, itemIds, input, userEvents)
+    : [];
+  for (const name of input.extraRetrievers) {
+    if (name === SIMILAR_RETRIEVER) retrievers.push(similarRetriever(model, itemIds, input, userEvents));
+    else retrievers.push(head.find((r) => r.name === name)!);
+  }
   const features = new RankingFeatures({ config: input.features, retrievers: retrievers.map((r) => r.name) });
   const nf = features.names.length;
 
@@ -365,4 +375,38 @@ function headRetrieversAt(
       },
     },
   ];
+}
+
+/**
+ * The similar retriever (features/similar-retriever.ts) on the challenger's item-to-item scores, for the
+ * user's recent items as serving finds them: the profile of the same newest events, its positive items
+ * most recent first, the first `recentItems` the model knows.
+ */
+function similarRetriever(
+  model: FittedModel,
+  itemIds: readonly string[],
+  input: RankerInput,
+  userEvents: (u: number) => FeatureEvent[],
+): QueryRetriever {
+  const matrixIndex = new Map<string, number>();
+  itemIds.forEach((id, i) => matrixIndex.set(id, i));
+  const buf = new Float32Array(itemIds.length);
+  return {
+    name: SIMILAR_RETRIEVER,
+    minScore: 0,
+    model: {
+      scoreUser: (u, _h, o) => {
+        const profile = buildUserProfile(input.features.types, userEvents(u), input.features.limits);
+        const recent: number[] = [];
+        for (const id of profile.recent) {
+          const i = matrixIndex.get(id);
+          if (i !== undefined) recent.push(i);
+          if (recent.length >= input.recentItems) break;
+        }
+        const scores = recent.length > 0 ? similarToRecent(model, recent, itemIds.length, buf) : null;
+        if (scores) o.set(scores.acc);
+        else o.fill(0);
+      },
+    },
+  };
 }
