@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { systemContext } from '../domain/context.ts';
 import type { StoredEvent } from '../domain/types.ts';
 import { startServing, type Serving } from '../main/serving.ts';
-import { createWorld, item, ITEM_IDS, type World } from '../../test/fixtures/serving-world.ts';
+import { createWorld, item, ITEM_IDS, onlineView, type World } from '../../test/fixtures/serving-world.ts';
 import { Recommender } from './recommender.ts';
 
 let world: World;
@@ -35,8 +35,7 @@ function recommender(): Recommender {
   const online = world.online;
   return new Recommender({
     config: world.config,
-    online: {
-      optedOut: (user) => online.optedOut(user),
+    online: onlineView(online, {
       recentEvents: async (user, limit) => {
         historyReads++;
         const history = await online.recentEvents(user, limit);
@@ -45,13 +44,7 @@ function recommender(): Recommender {
         if (hook) await hook();
         return history;
       },
-      popularity: (ids, at) => online.popularity(ids, at),
-      cacheGet: (user, key) => online.cacheGet(user, key),
-      cacheVersion: (user) => online.cacheVersion(user),
-      cacheSet: (user, key, value, ttl, version) => online.cacheSet(user, key, value, ttl, version),
-      userMeta: (user) => online.userMeta(user),
-      itemFeatures: (ids) => online.itemFeatures(ids),
-    },
+    }),
     catalog: serving.catalogView,
     popular: serving.popular,
     metrics: world.metrics,

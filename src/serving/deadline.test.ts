@@ -13,6 +13,7 @@ import {
   historyOf,
   item,
   ITEM_IDS,
+  onlineView,
   USER_IDS,
   type World,
 } from '../../test/fixtures/serving-world.ts';
@@ -29,19 +30,12 @@ function recommender(): Recommender {
   const online = world.online;
   return new Recommender({
     config: world.config,
-    online: {
-      optedOut: (user) => online.optedOut(user),
+    online: onlineView(online, {
       recentEvents: (user, limit) => {
         clock += readCost;
         return online.recentEvents(user, limit);
       },
-      popularity: (ids, at) => online.popularity(ids, at),
-      cacheGet: (user, key) => online.cacheGet(user, key),
-      cacheVersion: (user) => online.cacheVersion(user),
-      cacheSet: (user, key, value, ttl, version) => online.cacheSet(user, key, value, ttl, version),
-      userMeta: (user) => online.userMeta(user),
-      itemFeatures: (ids) => online.itemFeatures(ids),
-    },
+    }),
     catalog: serving.catalogView,
     popular: serving.popular,
     metrics: world.metrics,

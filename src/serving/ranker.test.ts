@@ -32,6 +32,7 @@ import { ExperimentRouter } from './experiments.ts';
 import { PopularList } from './popular.ts';
 import { OTHER_FEATURES } from './ranker.ts';
 import { Recommender, type RecommenderDeps } from './recommender.ts';
+import { onlineView } from '../../test/fixtures/serving-world.ts';
 
 const CLUSTERS = 4;
 const PER_CLUSTER = 10;
@@ -354,16 +355,9 @@ describe('the trained ranker online', () => {
   });
 
   it('answers with the CF ranking when the item-state read fails (not degraded)', async () => {
-    const failing: RecommenderDeps['online'] = {
-      recentEvents: (u, n) => s.online.recentEvents(u, n),
-      optedOut: (u) => s.online.optedOut(u),
-      popularity: (i, now) => s.online.popularity(i, now),
-      cacheGet: (u, k) => s.online.cacheGet(u, k),
-      cacheVersion: (u) => s.online.cacheVersion(u),
-      cacheSet: (u, k, v, ttl, version) => s.online.cacheSet(u, k, v, ttl, version),
-      userMeta: (u) => s.online.userMeta(u),
+    const failing = onlineView(s.online, {
       itemFeatures: () => Promise.reject(new Error('connection reset')),
-    };
+    });
     const answer = await s.recommender({ online: failing }).recommend(ctx, { userId: 'u0', k: 6 });
     expect(answer).toMatchObject({ source: 'personalized', degraded: false, fallbackReason: null });
     expect(ids(answer.items)).toEqual(cf);

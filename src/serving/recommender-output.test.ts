@@ -16,6 +16,7 @@ import { CatalogView } from './catalog.ts';
 import { ServingModel } from './model-state.ts';
 import { PopularList } from './popular.ts';
 import { Recommender } from './recommender.ts';
+import { onlineView } from '../../test/fixtures/serving-world.ts';
 
 const NOW = 1_700_000_000_000;
 const XSS = '<img src=x onerror=alert(1)>';
@@ -117,16 +118,9 @@ describe('Recommender output', () => {
     const champion = new ServingModel(version, brokenModel(), ['u1'], MODEL_ITEMS, Number.MAX_SAFE_INTEGER);
     recommender = new Recommender({
       config,
-      online: {
-        recentEvents: (u, n) => online.recentEvents(u, n),
-        optedOut: (u) => online.optedOut(u),
-        popularity: (ids, now) => online.popularity(ids, now),
+      online: onlineView(online, {
         cacheGet: async (u, key) => planted ?? (await online.cacheGet(u, key)),
-        cacheVersion: (u) => online.cacheVersion(u),
-        cacheSet: (u, key, value, ttl, version) => online.cacheSet(u, key, value, ttl, version),
-        userMeta: (u) => online.userMeta(u),
-        itemFeatures: (ids) => online.itemFeatures(ids),
-      },
+      }),
       catalog,
       popular: new PopularList(online, 1000, 0, () => NOW),
       metrics: createMetrics({ defaultMetrics: false }),
