@@ -9,8 +9,8 @@ import { systemContext } from '../domain/context.ts';
 import type { ModelVersion, RecommendationResult } from '../domain/types.ts';
 import { assignVariant } from '../experiments/assignment.ts';
 import { SqliteStore } from '../storage/sqlite/store.ts';
-import { createWorld, USER_IDS, type World } from '../../test/fixtures/serving-world.ts';
-import { startServing, type Serving } from './serving.ts';
+import { createWorld, startWorldServing, USER_IDS, type World } from '../../test/fixtures/serving-world.ts';
+import type { Serving } from './serving.ts';
 
 type DeepPartialConfig = Parameters<typeof createWorld>[0];
 
@@ -40,13 +40,7 @@ describe('startServing with experiments', () => {
     champion = await world.registerModel();
     await world.registry.promote(champion.version);
     challenger = await world.registerModel({ scrambled: true });
-    serving = await startServing({
-      config: world.config,
-      logger: world.logger,
-      metrics: world.metrics,
-      registry: world.registry,
-      online: world.online,
-      changeLog: world.changeLog,
+    serving = await startWorldServing(world, {
       experiments: world.store.experiments,
       served: world.store.served,
     });
@@ -265,16 +259,7 @@ describe('startServing while the experiment store is down', () => {
     const down = new SqliteStore({ path: ':memory:' });
     await down.migrate();
     await down.close();
-    serving = await startServing({
-      config: world.config,
-      logger: world.logger,
-      metrics: world.metrics,
-      registry: world.registry,
-      online: world.online,
-      changeLog: world.changeLog,
-      experiments: down.experiments,
-      served: world.store.served,
-    });
+    serving = await startWorldServing(world, { experiments: down.experiments, served: world.store.served });
     expect(serving.experiments.list()).toEqual([]);
     const before = await serving.recommender.recommend(systemContext('r1'), { userId: 'u1', k: 3 });
     expect(before.experiment).toBeNull();

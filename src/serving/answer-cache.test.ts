@@ -9,8 +9,15 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { systemContext } from '../domain/context.ts';
 import type { StoredEvent } from '../domain/types.ts';
-import { startServing, type Serving } from '../main/serving.ts';
-import { createWorld, item, ITEM_IDS, onlineView, type World } from '../../test/fixtures/serving-world.ts';
+import type { Serving } from '../main/serving.ts';
+import {
+  createWorld,
+  item,
+  ITEM_IDS,
+  onlineView,
+  startWorldServing,
+  type World,
+} from '../../test/fixtures/serving-world.ts';
 import { Recommender } from './recommender.ts';
 
 let world: World;
@@ -56,14 +63,7 @@ function recommender(): Recommender {
 beforeEach(async () => {
   world = await createWorld({ serving: { cacheTtlSeconds: 60 } });
   await world.registry.promote((await world.registerModel()).version);
-  serving = await startServing({
-    config: world.config,
-    logger: world.logger,
-    metrics: world.metrics,
-    registry: world.registry,
-    online: world.online,
-    changeLog: world.changeLog,
-  });
+  serving = await startWorldServing(world);
   serving.catalogView.upsert(ITEM_IDS.map((id) => item(id)));
   historyReads = 0;
   afterHistoryRead = null;

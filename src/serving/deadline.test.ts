@@ -7,13 +7,14 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createContext, systemContext, type RequestContext } from '../domain/context.ts';
-import { startServing, type Serving } from '../main/serving.ts';
+import type { Serving } from '../main/serving.ts';
 import {
   createWorld,
   historyOf,
   item,
   ITEM_IDS,
   onlineView,
+  startWorldServing,
   USER_IDS,
   type World,
 } from '../../test/fixtures/serving-world.ts';
@@ -53,14 +54,7 @@ beforeEach(async () => {
   // The cache off: every answer here is computed, none replayed.
   world = await createWorld({ serving: { cacheTtlSeconds: 0 } });
   await world.registry.promote((await world.registerModel()).version);
-  serving = await startServing({
-    config: world.config,
-    logger: world.logger,
-    metrics: world.metrics,
-    registry: world.registry,
-    online: world.online,
-    changeLog: world.changeLog,
-  });
+  serving = await startWorldServing(world);
   // Popular lists only name catalog items.
   serving.catalogView.upsert(ITEM_IDS.map((id) => item(id)));
   clock = Date.now();
