@@ -328,11 +328,14 @@ export const ConfigSchema = Type.Object(
         negatives: Type.Integer({ minimum: 1, default: 40 }),
         /**
          * Training: retrievers the ranker draws candidates from besides the model's own list and the popular
-         * list: `trending` and `category` over the popular head (features/head-retrievers.ts) and `similar`,
-         * items similar to the user's recent ones (features/similar-retriever.ts). Serving provides each.
+         * list: `trending` and `category` over the popular head (features/head-retrievers.ts), `similar`,
+         * items similar to the user's recent ones (features/similar-retriever.ts), and `content` (not by
+         * default), catalog items sharing categories and attributes with them, items without events
+         * included (features/content-retriever.ts): neutral on the holdouts measured (docs/benchmarks.md)
+         * and up to twice the ranker's fit time. Serving provides each.
          */
         extraRetrievers: Type.Array(
-          Type.Union(['trending', 'category', 'similar'].map((n) => Type.Literal(n))),
+          Type.Union(['trending', 'category', 'similar', 'content'].map((n) => Type.Literal(n))),
           { uniqueItems: true, default: ['trending', 'category', 'similar'] },
         ),
         /** Training: held-out users turned into ranking queries, at most (a seeded sample). */

@@ -70,6 +70,8 @@ export interface ItemMeta {
   /** `attributes.price` when it is a finite number ≥ 0, else null. */
   price: number | null;
   createdAt: number | null;
+  /** Content tokens (content-retriever.ts `contentTokens`): categories and short string attributes. */
+  tokens?: readonly string[];
 }
 
 /** What a feature describes. */

@@ -191,6 +191,7 @@ describe('itemMetaOf', () => {
       categories: ['c'],
       price: 9.5,
       createdAt: 5,
+      tokens: ['c:c'],
     });
     expect(itemMetaOf({ ...base, attributes: { price: '9.5' } }).price).toBeNull();
     expect(itemMetaOf({ ...base, attributes: { price: -1 } }).price).toBeNull();

@@ -20,6 +20,7 @@ import {
   type ItemMeta,
   type UserMeta,
 } from './definitions.ts';
+import { contentTokens } from './content-retriever.ts';
 import { decayPlan, type DecayPlan } from './item-state.ts';
 import { DAY_MS } from './popularity.ts';
 import { buildUserContext, type UserContext } from './user-features.ts';
@@ -30,13 +31,17 @@ export type { UserContext } from './user-features.ts';
 const HOUR_MS = 3_600_000;
 const LN2 = Math.LN2;
 
-/** The ranking view of a catalog item: its categories, `attributes.price` (finite, ≥ 0) and createdAt. */
+/**
+ * The ranking view of a catalog item: its categories, `attributes.price` (finite, ≥ 0), createdAt and
+ * content tokens.
+ */
 export function itemMetaOf(item: Pick<Item, 'categories' | 'attributes' | 'createdAt'>): ItemMeta {
   const p = item.attributes.price;
   return {
     categories: item.categories,
     price: typeof p === 'number' && Number.isFinite(p) && p >= 0 ? p : null,
     createdAt: Number.isFinite(item.createdAt) ? item.createdAt : null,
+    tokens: contentTokens(item),
   };
 }
 

@@ -121,6 +121,11 @@ export class CatalogView {
     return title ? `“${title}”` : id;
   }
 
+  /** Every catalog item's content tokens (features/content-retriever.ts), for the content index. */
+  *contentEntries(): Iterable<{ id: string; tokens: readonly string[] }> {
+    for (const [id, meta] of this.items) yield { id, tokens: meta.ranking.tokens ?? [] };
+  }
+
   /** Whether any item carries this category (to tell an unknown category from an empty one). */
   hasCategory(category: string): boolean {
     for (const meta of this.items.values()) if (meta.categories.includes(category)) return true;

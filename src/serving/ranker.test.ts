@@ -430,6 +430,34 @@ describe('head retrievers', () => {
   });
 });
 
+describe('content retriever', () => {
+  it('proposes a catalog item nobody has touched yet, sharing category and attributes with the recent ones', async () => {
+    const small = { ranking: { candidates: 4 } };
+    const withContent = await setup((config) => trainRanker(config, ['als', 'content']), small);
+    // u0 bought i0..i3 (cluster c0); they and a brand-new item share a series; other c0 items do not.
+    const series = (id: string, categories: string[]): Item => ({
+      id,
+      categories,
+      attributes: { title: `Title ${id}`, series: 's0' },
+      available: true,
+      createdAt: NOW,
+      updatedAt: NOW,
+    });
+    withContent.catalog.upsert([
+      ...[0, 1, 2, 3].map((i) => series(ITEM_IDS[i], ['c0'])),
+      series('fresh', ['c0']),
+    ]);
+    const answer = await withContent.recommender().recommend(ctx, { userId: 'u0', k: 4 });
+    expect(await rankerOutcomes(withContent.metrics)).toMatchObject({ ranked: 1 });
+    expect(ids(answer.items)).toContain('fresh');
+
+    const modelOnly = await setup((config) => trainRanker(config, ['als']), small);
+    modelOnly.catalog.upsert([series('fresh', ['c0'])]);
+    const plain = await modelOnly.recommender().recommend(ctx, { userId: 'u0', k: 4 });
+    expect(ids(plain.items)).not.toContain('fresh');
+  });
+});
+
 describe('a ranker that cannot rank here', () => {
   it('is not used when its feature names do not match this process: the CF ranking answers', async () => {
     const s = await setup((config) => {

@@ -23,6 +23,7 @@ import {
 } from '../features/ranker-artifact.ts';
 import { CATEGORY_RETRIEVER, TRENDING_RETRIEVER } from '../features/head-retrievers.ts';
 import { SIMILAR_RETRIEVER } from '../features/similar-retriever.ts';
+import { CONTENT_RETRIEVER } from '../features/content-retriever.ts';
 import { RankingFeatures } from '../features/ranking.ts';
 
 export type { StoredRanker } from '../features/ranker-artifact.ts';
@@ -64,7 +65,14 @@ export function loadRanker(extra: Readonly<Record<string, unknown>>): {
 
 /** The retrievers a process serving a model of `algorithm` provides, in round-robin order. */
 export function onlineRetrievers(algorithm: string): string[] {
-  return [algorithm, POP_RETRIEVER, SIMILAR_RETRIEVER, TRENDING_RETRIEVER, CATEGORY_RETRIEVER];
+  return [
+    algorithm,
+    POP_RETRIEVER,
+    SIMILAR_RETRIEVER,
+    TRENDING_RETRIEVER,
+    CATEGORY_RETRIEVER,
+    CONTENT_RETRIEVER,
+  ];
 }
 
 /** What a positive contribution of a feature says about the item (see REASON_TABLE). */
@@ -81,6 +89,7 @@ export const REASON_TABLE: readonly { prefix: string; kind: ReasonKind }[] = [
   { prefix: `retriever_${POP_RETRIEVER}_`, kind: 'popular' },
   { prefix: `retriever_${TRENDING_RETRIEVER}_`, kind: 'trending' },
   { prefix: `retriever_${CATEGORY_RETRIEVER}_`, kind: 'category' },
+  { prefix: `retriever_${CONTENT_RETRIEVER}_`, kind: 'similar' },
   { prefix: 'item_trending', kind: 'trending' },
   { prefix: 'item_decayed_', kind: 'popular' },
   { prefix: 'item_count_', kind: 'popular' },

@@ -70,6 +70,7 @@ import type { PopularList } from './popular.ts';
 import { POP_RETRIEVER, RankerStage, SIMILAR_RETRIEVER, type ReasonKind } from './ranker.ts';
 import { RetrievalHeadCache } from './retrieval-head.ts';
 import { similarToRecent } from '../features/similar-retriever.ts';
+import { CONTENT_RETRIEVER, ContentIndex, topOf } from '../features/content-retriever.ts';
 import { CATEGORY_RETRIEVER, headList, headScore, TRENDING_RETRIEVER } from '../features/head-retrievers.ts';
 import type { ServedLogSink } from './served-log.ts';
 import { overlapAtK, shadowMetrics, shadowSampled, type ShadowMetrics } from './shadow.ts';
@@ -201,6 +202,8 @@ export class Recommender implements RecommendationService {
   private readonly featureConfig: FeatureConfig;
   /** The popular head with the head retrievers' scores (trending, the user's categories). */
   private readonly head: RetrievalHeadCache;
+  /** The catalog's content index and the catalog version it was built from (see contentIndex). */
+  private content: { index: ContentIndex; version: number; builtAt: number } | null = null;
   /** Per loaded model version: its ranker stage, or why it cannot rank here (decided and logged once). */
   private readonly stages = new WeakMap<ServingModel, RankerStage | { unusable: string }>();
 
@@ -1102,6 +1105,9 @@ export class Recommender implements RecommendationService {
     const hist = this.modelHistory(sm, profile);
     if (!hist) return [];
     const similar = retrievers.includes(SIMILAR_RETRIEVER) ? this.similarScores(sm, profile) : null;
+    const content = retrievers.includes(CONTENT_RETRIEVER)
+      ? this.contentIndex(now).scores(profile.recent.slice(0, this.deps.config.serving.recentItems))
+      : null;
     const lists: { retriever: string; items: string[]; scores: ArrayLike<number> }[] = [];
     for (const name of retrievers) {
       if (name === POP_RETRIEVER) {
@@ -1117,6 +1123,8 @@ export class Recommender implements RecommendationService {
           items: top ? Array.from(top.indices, (i) => sm.itemIds[i]) : [],
           scores: top ? top.scores : [],
         });
+      } else if (content && name === CONTENT_RETRIEVER) {
+        lists.push({ retriever: name, ...topOf(content, n, usable) });
       } else if (head && (name === TRENDING_RETRIEVER || name === CATEGORY_RETRIEVER)) {
         const list = headList(head, name, context.categoryShares, n, (h) => usable(head.ids[h]));
         lists.push({ retriever: name, items: list.positions.map((h) => head.ids[h]), scores: list.scores });
@@ -1147,6 +1155,7 @@ export class Recommender implements RecommendationService {
         // The popularity retriever's score is set from the item's state below, for every candidate.
         if (name === POP_RETRIEVER) score = 0;
         else if (name === SIMILAR_RETRIEVER) score = i === undefined || !similar ? 0 : similar.acc[i];
+        else if (name === CONTENT_RETRIEVER) score = content?.get(c.item) ?? 0;
         else if (head && (name === TRENDING_RETRIEVER || name === CATEGORY_RETRIEVER))
           score = headScore(head, name, c.item, context.categoryShares);
         else score = i === undefined ? Number.NaN : scores[i];
@@ -1207,6 +1216,19 @@ export class Recommender implements RecommendationService {
       out.push(rec);
     }
     return out;
+  }
+
+  /**
+   * The content index of the catalog view (features/content-retriever.ts), rebuilt when the catalog
+   * changed, at most once a minute (a rebuild runs on the event loop: linear in the catalog).
+   */
+  private contentIndex(now: number): ContentIndex {
+    const c = this.content;
+    const catalog = this.deps.catalog;
+    if (c && (c.version === catalog.version || now - c.builtAt < 60_000)) return c.index;
+    const index = new ContentIndex(catalog.contentEntries());
+    this.content = { index, version: catalog.version, builtAt: now };
+    return index;
   }
 
   /**

@@ -55,7 +55,7 @@ function defaults(): Omit<RankerInput, 'events' | 'itemMeta'> {
     popularityHalfLifeDays: config.serving.popularityHalfLifeDays,
     candidates: 50,
     negatives: 20,
-    extraRetrievers: ['trending', 'category', 'similar'],
+    extraRetrievers: ['trending', 'category', 'similar', 'content'],
     recentItems: config.serving.recentItems,
     maxQueries: 1000,
     minQueries: 10,
@@ -89,7 +89,7 @@ describe('trainRanker', () => {
     expect(outcome.ranker !== null).toBe(outcome.metrics['ndcg@10'] > outcome.metrics['model_ndcg@10']);
     if (outcome.ranker) {
       const stored = parseStoredRanker(JSON.parse(JSON.stringify(outcome.ranker)))!;
-      const retrievers = ['als', 'pop', 'trending', 'category', 'similar'];
+      const retrievers = ['als', 'pop', 'trending', 'category', 'similar', 'content'];
       expect(stored.retrievers).toEqual(retrievers);
       expect(stored.featureNames).toEqual(new RankingFeatures({ config: features, retrievers }).names);
       // Serving (the same feature settings and what it provides for an ALS model) can use it as stored.

@@ -37,6 +37,7 @@ import {
 } from '../features/head-retrievers.ts';
 import { buildUserProfile } from '../features/interactions.ts';
 import { SIMILAR_RETRIEVER, similarToRecent } from '../features/similar-retriever.ts';
+import { CONTENT_RETRIEVER, ContentIndex } from '../features/content-retriever.ts';
 import { buildUserContext } from '../features/user-features.ts';
 import type { FeatureEventColumns } from './extract.ts';
 import type { HoldoutSplit } from './holdout.ts';
@@ -53,7 +54,7 @@ export interface RankerInput {
   /** Irrelevant candidates kept per training query (a seeded sample; the relevant ones are all kept). */
   negatives: number;
   /** Config `ranking.extraRetrievers`: `trending`, `category`, `similar` (in round-robin order after the two). */
-  extraRetrievers: readonly ('trending' | 'category' | 'similar')[];
+  extraRetrievers: readonly ('trending' | 'category' | 'similar' | 'content')[];
   /** Config `serving.recentItems`: the similar retriever's recent items, as online. */
   recentItems: number;
   /** At most this many queries (a seeded sample of the held-out users). */
@@ -146,6 +147,7 @@ export function trainRanker(
     : [];
   for (const name of input.extraRetrievers) {
     if (name === SIMILAR_RETRIEVER) retrievers.push(similarRetriever(model, itemIds, input, userEvents));
+    else if (name === CONTENT_RETRIEVER) retrievers.push(contentRetriever(itemIds, input, userEvents));
     else retrievers.push(head.find((r) => r.name === name)!);
   }
   const features = new RankingFeatures({ config: input.features, retrievers: retrievers.map((r) => r.name) });
@@ -406,6 +408,37 @@ function similarRetriever(
         const scores = recent.length > 0 ? similarToRecent(model, recent, itemIds.length, buf) : null;
         if (scores) o.set(scores.acc);
         else o.fill(0);
+      },
+    },
+  };
+}
+
+/**
+ * The content retriever (features/content-retriever.ts) over the catalog's content tokens, for the
+ * user's recent items as serving finds them (the profile's positive items, most recent first, the first
+ * `recentItems`). Only the model's items can be rows here; online it also proposes items without events.
+ */
+function contentRetriever(
+  itemIds: readonly string[],
+  input: RankerInput,
+  userEvents: (u: number) => FeatureEvent[],
+): QueryRetriever {
+  const index = new ContentIndex(
+    Object.entries(input.itemMeta).map(([id, meta]) => ({ id, tokens: meta.tokens ?? [] })),
+  );
+  const matrixIndex = new Map<string, number>();
+  itemIds.forEach((id, i) => matrixIndex.set(id, i));
+  return {
+    name: CONTENT_RETRIEVER,
+    minScore: 0,
+    model: {
+      scoreUser: (u, _h, o) => {
+        const profile = buildUserProfile(input.features.types, userEvents(u), input.features.limits);
+        o.fill(0);
+        for (const [id, score] of index.scores(profile.recent.slice(0, input.recentItems))) {
+          const i = matrixIndex.get(id);
+          if (i !== undefined) o[i] = score;
+        }
       },
     },
   };
