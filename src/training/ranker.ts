@@ -137,17 +137,31 @@ export function trainRanker(
   for (let i = 0; i < itemIds.length; i++)
     popScores[i] = decayedAt(timeline.state(itemIds[i]), popIndex, cut, input.features);
   const userEvents = (u: number) => newestFirst(kept, userEventIdx[u] ?? [], input.historyLimit);
+  const items: MatrixItems = { itemIds, matrixIndex: new Map(itemIds.map((id, i) => [id, i])) };
+  // The user's recent positive items, as serving's profile finds them; the retrievers of one query ask
+  // in turn for the same user, so the last answer is kept.
+  let last: { user: number; recent: string[] } | null = null;
+  const recentOf = (u: number): string[] => {
+    if (last?.user !== u) {
+      const events = userEvents(u);
+      last = {
+        user: u,
+        recent: buildUserProfile(input.features.types, events, input.features.limits).recent,
+      };
+    }
+    return last.recent;
+  };
   const itemMeta = (id: string) => input.itemMeta[id] ?? null;
   const retrievers: QueryRetriever[] = [
     { name: algorithm, model },
     { name: POPULARITY_RETRIEVER, model: { scoreUser: (_u, _h, o) => o.set(popScores) } },
   ];
   const head = input.extraRetrievers.some((r) => r === TRENDING_RETRIEVER || r === CATEGORY_RETRIEVER)
-    ? headRetrieversAt(cut, timeline, itemIds, input, userEvents)
+    ? headRetrieversAt(cut, timeline, items, input, userEvents)
     : [];
   for (const name of input.extraRetrievers) {
-    if (name === SIMILAR_RETRIEVER) retrievers.push(similarRetriever(model, itemIds, input, userEvents));
-    else if (name === CONTENT_RETRIEVER) retrievers.push(contentRetriever(itemIds, input, userEvents));
+    if (name === SIMILAR_RETRIEVER) retrievers.push(similarRetriever(model, items, input, recentOf));
+    else if (name === CONTENT_RETRIEVER) retrievers.push(contentRetriever(items, input, recentOf));
     else retrievers.push(head.find((r) => r.name === name)!);
   }
   const features = new RankingFeatures({ config: input.features, retrievers: retrievers.map((r) => r.name) });
@@ -334,7 +348,7 @@ function shuffle(a: number[], rng: Rng): void {
 function headRetrieversAt(
   cut: number,
   timeline: ItemStateTimeline,
-  itemIds: readonly string[],
+  { itemIds, matrixIndex }: MatrixItems,
   input: RankerInput,
   userEvents: (u: number) => FeatureEvent[],
 ): QueryRetriever[] {
@@ -349,8 +363,6 @@ function headRetrieversAt(
     input.features,
     popIndex,
   );
-  const matrixIndex = new Map<string, number>();
-  itemIds.forEach((id, i) => matrixIndex.set(id, i));
   const at = Int32Array.from(head.ids, (id) => matrixIndex.get(id)!);
   const categoriesOf = (id: string) => input.itemMeta[id]?.categories ?? [];
   return [
@@ -386,21 +398,18 @@ function headRetrieversAt(
  */
 function similarRetriever(
   model: FittedModel,
-  itemIds: readonly string[],
+  { itemIds, matrixIndex }: MatrixItems,
   input: RankerInput,
-  userEvents: (u: number) => FeatureEvent[],
+  recentOf: (u: number) => readonly string[],
 ): QueryRetriever {
-  const matrixIndex = new Map<string, number>();
-  itemIds.forEach((id, i) => matrixIndex.set(id, i));
   const buf = new Float32Array(itemIds.length);
   return {
     name: SIMILAR_RETRIEVER,
     minScore: 0,
     model: {
       scoreUser: (u, _h, o) => {
-        const profile = buildUserProfile(input.features.types, userEvents(u), input.features.limits);
         const recent: number[] = [];
-        for (const id of profile.recent) {
+        for (const id of recentOf(u)) {
           const i = matrixIndex.get(id);
           if (i !== undefined) recent.push(i);
           if (recent.length >= input.recentItems) break;
@@ -419,27 +428,30 @@ function similarRetriever(
  * `recentItems`). Only the model's items can be rows here; online it also proposes items without events.
  */
 function contentRetriever(
-  itemIds: readonly string[],
+  { matrixIndex }: MatrixItems,
   input: RankerInput,
-  userEvents: (u: number) => FeatureEvent[],
+  recentOf: (u: number) => readonly string[],
 ): QueryRetriever {
   const index = new ContentIndex(
     Object.entries(input.itemMeta).map(([id, meta]) => ({ id, tokens: meta.tokens ?? [] })),
   );
-  const matrixIndex = new Map<string, number>();
-  itemIds.forEach((id, i) => matrixIndex.set(id, i));
   return {
     name: CONTENT_RETRIEVER,
     minScore: 0,
     model: {
       scoreUser: (u, _h, o) => {
-        const profile = buildUserProfile(input.features.types, userEvents(u), input.features.limits);
         o.fill(0);
-        for (const [id, score] of index.scores(profile.recent.slice(0, input.recentItems))) {
+        for (const [id, score] of index.scores(recentOf(u).slice(0, input.recentItems))) {
           const i = matrixIndex.get(id);
           if (i !== undefined) o[i] = score;
         }
       },
     },
   };
+}
+
+/** The model's item ids by matrix index, and the index of each id. */
+interface MatrixItems {
+  itemIds: readonly string[];
+  matrixIndex: ReadonlyMap<string, number>;
 }
