@@ -344,20 +344,15 @@ export class Recommender implements RecommendationService {
           items.push(...list);
         }
       }
-      if (!ranked)
-        try {
-          const personal = this.personal(sm, user, profile, k, category, blocked, answer.explain, 'personal');
-          if (personal === 'history_not_in_model') reason = personal;
-          else if (personal.length === 0) reason = 'no_personal_candidates';
-          else {
-            source = 'personalized';
-            items.push(...personal);
-            personalScores = personal.map((p) => p.score);
-          }
-        } catch (err) {
-          reason = 'model_error';
-          logger.error({ err, version: sm.version.version }, 'model failed to score; falling back');
+      if (!ranked) {
+        const own = this.modelList(sm, user, profile, k, category, blocked, answer.explain, 'personal');
+        if ('reason' in own) reason = own.reason;
+        else {
+          source = 'personalized';
+          items.push(...own.items);
+          personalScores = own.items.map((p) => p.score);
         }
+      }
     }
 
     const late = reason === 'deadline' || this.pastDeadline(ctx);
@@ -448,18 +443,12 @@ export class Recommender implements RecommendationService {
     else if (profile.positives.size === 0) reason = 'cold_start_user';
     else if (this.pastDeadline(ctx)) reason = 'deadline';
     else {
-      try {
-        const user = { index: -1, foldIn: true };
-        const personal = this.personal(sm, user, profile, k, category, blocked, answer.explain, 'session');
-        if (personal === 'history_not_in_model') reason = personal;
-        else if (personal.length === 0) reason = 'no_personal_candidates';
-        else {
-          source = 'session';
-          items.push(...personal);
-        }
-      } catch (err) {
-        reason = 'model_error';
-        this.deps.logger.error({ err, version: sm.version.version }, 'model failed to score a session');
+      const user = { index: -1, foldIn: true };
+      const own = this.modelList(sm, user, profile, k, category, blocked, answer.explain, 'session');
+      if ('reason' in own) reason = own.reason;
+      else {
+        source = 'session';
+        items.push(...own.items);
       }
     }
     const late = reason === 'deadline' || this.pastDeadline(ctx);
@@ -944,6 +933,33 @@ export class Recommender implements RecommendationService {
   ): { index: number; foldIn: boolean } {
     const index = sm.userIndex.get(userId) ?? -1;
     return { index, foldIn: index < 0 || history.some((e) => e.seq > sm.lastEventSeq) };
+  }
+
+  /**
+   * The model's own list (`personal`), or why there is none: the history is unknown to the model, no
+   * candidate is left, or the model failed (logged; the fallback chain answers).
+   */
+  private modelList(
+    sm: ServingModel,
+    user: { index: number; foldIn: boolean },
+    profile: UserProfile,
+    k: number,
+    category: string | undefined,
+    blocked: ReadonlySet<string>,
+    explain: boolean,
+    link: 'personal' | 'session',
+  ): { items: RecommendedItem[] } | { reason: FallbackReason } {
+    try {
+      const items = this.personal(sm, user, profile, k, category, blocked, explain, link);
+      if (items === 'history_not_in_model') return { reason: items };
+      return items.length === 0 ? { reason: 'no_personal_candidates' } : { items };
+    } catch (err) {
+      this.deps.logger.error(
+        { err, version: sm.version.version, link },
+        'model failed to score; falling back',
+      );
+      return { reason: 'model_error' };
+    }
   }
 
   /** The model's own ranking for the history in `profile`, each item with the history items behind it. */
