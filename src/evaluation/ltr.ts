@@ -334,17 +334,20 @@ function timedEvents(h: TimedCsr): { items: Int32Array; times: Float64Array } {
 /** Per user, events of the history newest first (timestamp 0 when unknown). */
 function userEvents(h: TimedCsr, u: number, ids: readonly string[]): FeatureEvent[] {
   const out: FeatureEvent[] = [];
-  for (let p = h.m.indptr[u]; p < h.m.indptr[u + 1]; p++) {
-    const t = h.times[p];
-    out.push({
-      itemId: ids[h.m.indices[p]],
-      type: EVENT_TYPE,
-      value: h.m.data[p],
-      timestamp: Number.isNaN(t) ? 0 : t,
-    });
-  }
+  for (let p = h.m.indptr[u]; p < h.m.indptr[u + 1]; p++) out.push(pairEvent(h, p, ids));
   out.sort((a, b) => b.timestamp - a.timestamp);
   return out;
+}
+
+/** History pair `p` as an event of the one interaction type (timestamp 0 when unknown). */
+function pairEvent(h: TimedCsr, p: number, ids: readonly string[]): FeatureEvent {
+  const t = h.times[p];
+  return {
+    itemId: ids[h.m.indices[p]],
+    type: EVENT_TYPE,
+    value: h.m.data[p],
+    timestamp: Number.isNaN(t) ? 0 : t,
+  };
 }
 
 /** The user's newest history time, or the cut when they have no timed pair. */
@@ -379,16 +382,7 @@ function buildStageQueries(
   const { history } = stage;
   const ids = itemIds(history.m.cols);
   const events: FeatureEvent[] = [];
-  for (let p = 0; p < history.m.indices.length; p++) {
-    const t = history.times[p];
-    events.push({
-      itemId: ids[history.m.indices[p]],
-      type: EVENT_TYPE,
-      value: history.m.data[p],
-      timestamp: Number.isNaN(t) ? 0 : t,
-      seq: p,
-    });
-  }
+  for (let p = 0; p < history.m.indices.length; p++) events.push({ ...pairEvent(history, p, ids), seq: p });
   const at = Float64Array.from(users, (u) =>
     pointInTime === 'user' ? userTime(history, u, stage.cut) : stage.cut,
   );
