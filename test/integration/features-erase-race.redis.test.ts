@@ -71,13 +71,22 @@ function close(
   );
 }
 
-it('an erase between applyEvents read and write: the fold is redone from the erased states', async () => {
-  const keyPrefix = prefix + '1:';
+/**
+ * Two Redis adapters on one key prefix (two processes racing) and a memory state as the reference, the
+ * users' records applied to both sides.
+ */
+async function states(run: string) {
+  const keyPrefix = `${prefix}${run}:`;
   const a = await RedisOnlineState.open({ ...OPTIONS, url, keyPrefix });
   const b = await RedisOnlineState.open({ ...OPTIONS, url, keyPrefix });
   const m = new MemoryOnlineState(OPTIONS);
   await a.applyChanges(users);
   await m.applyChanges(users);
+  return { a, b, m };
+}
+
+it('an erase between applyEvents read and write: the fold is redone from the erased states', async () => {
+  const { a, b, m } = await states('1');
   await a.applyEvents(log.slice(0, 200));
   await m.applyEvents(log.slice(0, 200));
   await m.applyChanges([erase(200)]);
@@ -99,12 +108,7 @@ it('an erase between applyEvents read and write: the fold is redone from the era
 });
 
 it('applyEvents between an erase read and write: the unfold is redone', async () => {
-  const keyPrefix = prefix + '2:';
-  const a = await RedisOnlineState.open({ ...OPTIONS, url, keyPrefix });
-  const b = await RedisOnlineState.open({ ...OPTIONS, url, keyPrefix });
-  const m = new MemoryOnlineState(OPTIONS);
-  await a.applyChanges(users);
-  await m.applyChanges(users);
+  const { a, b, m } = await states('2');
   await a.applyEvents(log.slice(0, 200));
   await m.applyEvents(log.slice(0, 300));
   await m.applyChanges([erase(400)]);
