@@ -20,6 +20,7 @@ import { Rng } from '../src/algorithms/random.ts';
 import { loadConfig } from '../src/config/load.ts';
 import { systemContext } from '../src/domain/context.ts';
 import { featureConfigOf } from '../src/features/item-state.ts';
+import { storedRanker } from '../src/features/ranker-artifact.ts';
 import { RankingFeatures } from '../src/features/ranking.ts';
 import { seedDemo } from '../src/main/demo.ts';
 import { createEmbedded } from '../src/main/embedded.ts';
@@ -149,15 +150,7 @@ async function measureRanker(): Promise<void> {
       ...stored,
       extra: {
         ...stored.extra,
-        ranker: {
-          formatVersion: 1,
-          model: model.toJSON(),
-          retrievers,
-          featureNames: [...names],
-          halfLivesDays: [...fc.halfLivesDays],
-          candidates: config.ranking.candidates,
-          metrics: {},
-        },
+        ranker: storedRanker(model, { names }, retrievers, fc, config.ranking.candidates, {}),
       },
     },
     {

@@ -54,6 +54,29 @@ export interface StoredRanker {
   metrics: Record<string, number>;
 }
 
+/**
+ * The artifact of a trained ranker: `model` over the columns of `features` (RankingFeatures of these
+ * retrievers and feature settings), as training stores it and serving checks it.
+ */
+export function storedRanker(
+  model: { toJSON(): GbdtModelJson },
+  features: { names: readonly string[] },
+  retrievers: readonly string[],
+  config: Pick<FeatureConfig, 'halfLivesDays'>,
+  candidates: number,
+  metrics: Record<string, number>,
+): StoredRanker {
+  return {
+    formatVersion: RANKER_FORMAT_VERSION,
+    model: model.toJSON(),
+    retrievers: [...retrievers],
+    featureNames: [...features.names],
+    halfLivesDays: [...config.halfLivesDays],
+    candidates,
+    metrics,
+  };
+}
+
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 

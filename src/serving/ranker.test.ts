@@ -18,7 +18,7 @@ import { loadConfig, type Config, type DeepPartial } from '../config/load.ts';
 import { systemContext } from '../domain/context.ts';
 import type { Experiment, Item, StoredEvent } from '../domain/types.ts';
 import { featureConfigOf } from '../features/item-state.ts';
-import type { StoredRanker } from '../features/ranker-artifact.ts';
+import { storedRanker, type StoredRanker } from '../features/ranker-artifact.ts';
 import { RankingFeatures } from '../features/ranking.ts';
 import { createLogger } from '../monitoring/logger.ts';
 import { createMetrics, type Metrics } from '../monitoring/metrics.ts';
@@ -91,15 +91,7 @@ function trainRanker(
     { trees: 30, leaves: 4, minDataInLeaf: 5, learningRate: 0.3, featureFraction: 1, earlyStoppingRounds: 0 },
     { featureNames: names },
   );
-  return {
-    formatVersion: 1,
-    model: model.toJSON(),
-    retrievers,
-    featureNames: [...names],
-    halfLivesDays: [...fc.halfLivesDays],
-    candidates: 200,
-    metrics: { 'ndcg@10': 1 },
-  };
+  return storedRanker(model, { names }, retrievers, fc, 200, { 'ndcg@10': 1 });
 }
 
 interface Setup {

@@ -25,7 +25,7 @@ import { decayedAt, ItemStateTimeline } from '../features/item-state.ts';
 import {
   POPULARITY_RETRIEVER,
   popularityHalfLifeIndex,
-  RANKER_FORMAT_VERSION,
+  storedRanker,
   type StoredRanker,
 } from '../features/ranker-artifact.ts';
 import { RankingFeatures } from '../features/ranking.ts';
@@ -266,15 +266,14 @@ export function trainRanker(
       common,
     );
   return {
-    ranker: {
-      formatVersion: RANKER_FORMAT_VERSION,
-      model: gbdt.toJSON(),
-      retrievers: retrievers.map((r) => r.name),
-      featureNames: [...features.names],
-      halfLivesDays: [...input.features.halfLivesDays],
-      candidates: input.candidates,
+    ranker: storedRanker(
+      gbdt,
+      features,
+      retrievers.map((r) => r.name),
+      input.features,
+      input.candidates,
       metrics,
-    },
+    ),
     reason: `the ranker's ${key} ${rankerNdcg.toFixed(4)} beats the ${algorithm} model's ${modelNdcg.toFixed(4)} on ${validQueries.length} held-out users`,
     ...common,
     seconds: (performance.now() - started) / 1000,

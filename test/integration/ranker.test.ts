@@ -14,7 +14,7 @@ import { trainLambdaMart } from '../../src/algorithms/gbdt.ts';
 import { Rng } from '../../src/algorithms/random.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { featureConfigOf } from '../../src/features/item-state.ts';
-import type { StoredRanker } from '../../src/features/ranker-artifact.ts';
+import { storedRanker, type StoredRanker } from '../../src/features/ranker-artifact.ts';
 import { RankingFeatures } from '../../src/features/ranking.ts';
 import { seedDemo } from '../../src/main/demo.ts';
 import { createEmbedded, type Embedded } from '../../src/main/embedded.ts';
@@ -79,15 +79,7 @@ describe('the trained ranker over HTTP (embedded service)', () => {
       { trees: 40, leaves: 8, minDataInLeaf: 10, featureFraction: 1, earlyStoppingRounds: 0 },
       { featureNames: names },
     );
-    return {
-      formatVersion: 1,
-      model: model.toJSON(),
-      retrievers,
-      featureNames: [...names],
-      halfLivesDays: [...fc.halfLivesDays],
-      candidates: 200,
-      metrics: {},
-    };
+    return storedRanker(model, { names }, retrievers, fc, 200, {});
   }
 
   beforeAll(async () => {
