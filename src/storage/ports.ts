@@ -146,8 +146,19 @@ export interface ServedLogStore {
     mode?: ServedRecord['mode'];
     limit: number;
   }): Promise<ServedRecord[]>;
+  /**
+   * Served answers (mode `served`) of `endpoint` that have at least one click or conversion, newest first,
+   * each with all of its feedback (by item, then type): the logged queries a ranker learns from.
+   */
+  withOutcomes(options: { endpoint: string; limit: number }): Promise<ServedWithFeedback[]>;
   /** GDPR: removes the user's served records (and their feedback). */
   deleteForUser(userId: string): Promise<number>;
+}
+
+/** A served answer and the feedback attributed to it. */
+export interface ServedWithFeedback {
+  served: ServedRecord;
+  feedback: FeedbackRecord[];
 }
 
 /** API keys (used from the default tenant's store: keys are a deployment's, each bound to a tenant). */

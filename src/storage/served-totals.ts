@@ -1,8 +1,10 @@
 /**
- * The per-variant totals query of `ServedLogStore.variantTotals`, shared by the SQLite and PostgreSQL
- * adapters so both count exactly the same way (pure: SQL text and a row mapping, no I/O).
+ * The per-variant totals query of `ServedLogStore.variantTotals` and the answers-with-outcomes queries of
+ * `ServedLogStore.withOutcomes`, shared by the SQLite and PostgreSQL adapters so both count and select
+ * exactly the same way (pure: SQL text and row mappings, no I/O).
  */
-import type { VariantTotals } from '../domain/types.ts';
+import type { FeedbackRecord, FeedbackType, ServedRecord, VariantTotals } from '../domain/types.ts';
+import type { ServedWithFeedback } from './ports.ts';
 
 /** One row of TOTALS_SQL (drivers may hand numbers back as strings: toTotals converts). */
 export interface TotalsRow {
@@ -77,4 +79,63 @@ export function toTotals(r: TotalsRow): VariantTotals {
     revenue: Number(r.revenue ?? 0),
     revenueSquares: Number(r.revenue_squares ?? 0),
   };
+}
+
+/**
+ * `ServedLogStore.withOutcomes` in two statements sharing one subquery: the newest served answers of an
+ * endpoint with a click or conversion (`OUTCOME_ANSWERS_SQL`), and the feedback of exactly those
+ * (`OUTCOME_FEEDBACK_SQL`); `groupOutcomes` joins them. Parameters: endpoint, then the limit.
+ */
+function outcomeRequests(served: string, feedback: string, endpoint: string, limit: string): string {
+  return `SELECT request_id FROM ${served}
+    WHERE mode = 'served' AND endpoint = ${endpoint}
+      AND request_id IN (SELECT request_id FROM ${feedback} WHERE type IN ('click', 'conversion'))
+    ORDER BY at DESC, request_id DESC LIMIT ${limit}`;
+}
+
+export function OUTCOME_ANSWERS_SQL(
+  served: string,
+  feedback: string,
+  columns: string,
+  [endpoint, limit]: [string, string],
+): string {
+  return `SELECT ${columns} FROM ${served}
+    WHERE mode = 'served' AND request_id IN (${outcomeRequests(served, feedback, endpoint, limit)})
+    ORDER BY at DESC, request_id DESC`;
+}
+
+export function OUTCOME_FEEDBACK_SQL(
+  served: string,
+  feedback: string,
+  [endpoint, limit]: [string, string],
+): string {
+  return `SELECT request_id, item_id, type, value, at FROM ${feedback}
+    WHERE request_id IN (${outcomeRequests(served, feedback, endpoint, limit)})
+    ORDER BY request_id, item_id, type`;
+}
+
+/** One row of OUTCOME_FEEDBACK_SQL. */
+export interface FeedbackRow {
+  request_id: string;
+  item_id: string;
+  type: string;
+  value: number | string | null;
+  at: number | string;
+}
+
+/** The answers (already newest first) each with its feedback rows. */
+export function groupOutcomes(answers: ServedRecord[], rows: readonly FeedbackRow[]): ServedWithFeedback[] {
+  const byRequest = new Map<string, FeedbackRecord[]>();
+  for (const r of rows) {
+    let list = byRequest.get(r.request_id);
+    if (!list) byRequest.set(r.request_id, (list = []));
+    list.push({
+      requestId: r.request_id,
+      itemId: r.item_id,
+      type: r.type as FeedbackType,
+      value: r.value === null ? null : Number(r.value),
+      at: Number(r.at),
+    });
+  }
+  return answers.map((served) => ({ served, feedback: byRequest.get(served.requestId) ?? [] }));
 }

@@ -217,6 +217,46 @@ export function describeExperimentsConformance(
         ).toEqual(['duplicate', 'inserted']);
         expect(await store.served.addFeedback([])).toEqual([]);
       });
+
+      it('withOutcomes: served answers of the endpoint with a click or conversion, newest first, each with all its feedback', async () => {
+        await store.served.record([
+          served('r1', 'u1', null, ['a', 'b'], { at: T0 + 1 }),
+          served('r2', 'u2', null, ['a', 'c'], { at: T0 + 3 }),
+          served('r3', 'u3', null, ['b'], { at: T0 + 2 }),
+          served('r4', 'u4', null, ['a'], { at: T0 + 4 }),
+          served('r5', 'u5', null, ['a'], { at: T0 + 5, endpoint: 'next_best_offer' }),
+          served('r2', 'u2', null, ['z'], { at: T0 + 6, mode: 'shadow' }),
+        ]);
+        await store.served.addFeedback([
+          fb('r1', 'b', 'conversion', 9.5),
+          fb('r1', 'a', 'impression'),
+          fb('r1', 'b', 'impression'),
+          fb('r2', 'c', 'click'),
+          fb('r3', 'b', 'impression'), // an impression alone is no outcome
+          fb('r5', 'a', 'click'), // another endpoint
+          fb('r9', 'a', 'click'), // never served
+        ]);
+        const answers = await store.served.withOutcomes({ endpoint: 'user_recommendations', limit: 10 });
+        expect(answers.map((a) => `${a.served.requestId}/${a.served.mode}`)).toEqual([
+          'r2/served',
+          'r1/served',
+        ]);
+        expect(answers[0].served).toEqual(served('r2', 'u2', null, ['a', 'c'], { at: T0 + 3 }));
+        expect(answers[0].feedback).toEqual([fb('r2', 'c', 'click')]);
+        expect(answers[1].feedback).toEqual([
+          fb('r1', 'a', 'impression'),
+          fb('r1', 'b', 'conversion', 9.5),
+          fb('r1', 'b', 'impression'),
+        ]);
+        const newest = await store.served.withOutcomes({ endpoint: 'user_recommendations', limit: 1 });
+        expect(newest.map((a) => [a.served.requestId, a.feedback.length])).toEqual([['r2', 1]]);
+        expect(await store.served.withOutcomes({ endpoint: 'user_recommendations', limit: 0 })).toEqual([]);
+        expect(
+          (await store.served.withOutcomes({ endpoint: 'next_best_offer', limit: 10 })).map(
+            (a) => a.served.requestId,
+          ),
+        ).toEqual(['r5']);
+      });
     });
 
     describe('variantTotals', () => {

@@ -10,8 +10,16 @@ import type {
   ServedRecord,
   VariantTotals,
 } from '../../domain/types.ts';
-import type { ExperimentStore, ServedLogStore } from '../ports.ts';
-import { toTotals, TOTALS_SQL, type TotalsRow } from '../served-totals.ts';
+import type { ExperimentStore, ServedLogStore, ServedWithFeedback } from '../ports.ts';
+import {
+  groupOutcomes,
+  OUTCOME_ANSWERS_SQL,
+  OUTCOME_FEEDBACK_SQL,
+  toTotals,
+  TOTALS_SQL,
+  type FeedbackRow,
+  type TotalsRow,
+} from '../served-totals.ts';
 import { definedFields } from '../shared.ts';
 import type { Db } from './db.ts';
 
@@ -263,6 +271,25 @@ export class PgServedLog implements ServedLogStore {
       params,
     );
     return rows.map(toServed);
+  }
+
+  async withOutcomes(options: { endpoint: string; limit: number }): Promise<ServedWithFeedback[]> {
+    if (options.limit <= 0) return [];
+    const { s } = this.db;
+    const params = [options.endpoint, Math.floor(options.limit)];
+    // One snapshot: the feedback belongs to exactly the answers read.
+    return this.db.tx(async (c) => {
+      await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+      const answers = await c.query<ServedRow>(
+        OUTCOME_ANSWERS_SQL(`${s}.served`, `${s}.feedback`, SERVED_COLUMNS, ['$1', '$2']),
+        params,
+      );
+      const feedback = await c.query<FeedbackRow>(
+        OUTCOME_FEEDBACK_SQL(`${s}.served`, `${s}.feedback`, ['$1', '$2']),
+        params,
+      );
+      return groupOutcomes(answers.rows.map(toServed), feedback.rows);
+    });
   }
 
   /** Feedback first, then the served records, in one transaction. */

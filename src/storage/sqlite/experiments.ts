@@ -11,8 +11,16 @@ import type {
   ServedRecord,
   VariantTotals,
 } from '../../domain/types.ts';
-import type { ExperimentStore, ServedLogStore } from '../ports.ts';
-import { toTotals, TOTALS_SQL, type TotalsRow } from '../served-totals.ts';
+import type { ExperimentStore, ServedLogStore, ServedWithFeedback } from '../ports.ts';
+import {
+  groupOutcomes,
+  OUTCOME_ANSWERS_SQL,
+  OUTCOME_FEEDBACK_SQL,
+  toTotals,
+  TOTALS_SQL,
+  type FeedbackRow,
+  type TotalsRow,
+} from '../served-totals.ts';
 import { definedFields } from '../shared.ts';
 import type { Db } from './db.ts';
 import type { ServedLogThread } from './served-log-thread.ts';
@@ -214,6 +222,7 @@ export class SqliteServedLog implements ServedLogStore {
   private readonly byRequest;
   private readonly byRequestMode;
   private readonly totals;
+  private readonly outcomes;
   private readonly eraseTx;
   private readonly db: Db;
   private readonly guarded: Guard;
@@ -256,6 +265,18 @@ export class SqliteServedLog implements ServedLogStore {
       ),
     );
     this.totals = lazy(() => db.prepare<[string], TotalsRow>(TOTALS_SQL('served', 'feedback', '?')));
+    // One read transaction: the feedback belongs to exactly the answers read.
+    const answers = lazy(() =>
+      db.prepare<[string, number], ServedRow>(
+        OUTCOME_ANSWERS_SQL('served', 'feedback', SERVED_COLUMNS, ['?', '?']),
+      ),
+    );
+    const feedbackOf = lazy(() =>
+      db.prepare<[string, number], FeedbackRow>(OUTCOME_FEEDBACK_SQL('served', 'feedback', ['?', '?'])),
+    );
+    this.outcomes = db.transaction((endpoint: string, limit: number) =>
+      groupOutcomes(answers().all(endpoint, limit).map(toServed), feedbackOf().all(endpoint, limit)),
+    );
     const deleteFeedback = lazy(() =>
       db.prepare<[string]>(
         'DELETE FROM feedback WHERE request_id IN (SELECT request_id FROM served WHERE user_id = ?)',
@@ -311,6 +332,12 @@ export class SqliteServedLog implements ServedLogStore {
       ORDER BY at DESC, rowid DESC LIMIT ?`;
     const rows = this.guarded(() => this.db.prepare<unknown[], ServedRow>(sql).all(...params));
     return Promise.resolve(rows.map(toServed));
+  }
+
+  async withOutcomes(options: { endpoint: string; limit: number }): Promise<ServedWithFeedback[]> {
+    if (options.limit <= 0) return Promise.resolve([]);
+    const limit = Math.floor(options.limit);
+    return Promise.resolve(this.guarded(() => this.outcomes.deferred(options.endpoint, limit)));
   }
 
   async deleteForUser(userId: string): Promise<number> {
