@@ -14,7 +14,7 @@ import type { RankingDataset } from '../algorithms/gbdt.ts';
 import type { Csr } from '../algorithms/sparse.ts';
 import { TopKHeap } from '../algorithms/topk.ts';
 import type { FittedModel, UserHistory } from '../algorithms/types.ts';
-import { mergeCandidates } from '../features/candidates.ts';
+import { mergeCandidates, type Candidate } from '../features/candidates.ts';
 import type { FeatureEvent, ItemMeta, UserMeta } from '../features/definitions.ts';
 import type { ItemStateTimeline } from '../features/item-state.ts';
 import type { RankingFeatures } from '../features/ranking.ts';
@@ -24,6 +24,11 @@ export interface QueryRetriever {
   model: Pick<FittedModel, 'scoreUser'>;
   /** Items scoring at or below this are never in its list (their score is still a feature); absent: none. */
   minScore?: number;
+  /**
+   * Called with each query's time before it scores (queries come in time order): a retriever whose scores
+   * depend on time (popularity, trending) recomputes them as of `now`.
+   */
+  advanceTo?(now: number): void;
 }
 
 export interface QueryStage {
@@ -43,8 +48,22 @@ export interface QueryStage {
   itemMeta?(itemId: string): ItemMeta | null;
 }
 
+/** The queries to build: users and their times (aligned), and optionally each query's own candidates. */
+export interface QueryBatch {
+  users: Int32Array;
+  at: Float64Array;
+  /**
+   * Candidates given per query (e.g. the items a logged answer showed), in their order, instead of the
+   * merged lists; null entries (or no array) merge as usual. Each still gets every retriever's score, and
+   * its rank where that retriever's list holds it, as if it had been retrieved.
+   */
+  given?: readonly (Int32Array | null)[];
+}
+
 /** One query as built: candidate item indices and their feature rows (views valid during the callback). */
 export interface BuiltQuery {
+  /** Position of the query in its batch. */
+  index: number;
   user: number;
   at: number;
   items: Int32Array;
@@ -57,13 +76,12 @@ export interface BuiltQuery {
 }
 
 /**
- * Builds every query for `users` at the times `at` (aligned), calling `onQuery` per user; queries run in
- * time order so the item-state replay only moves forward.
+ * Builds every query of the batch, calling `onQuery` per query; queries run in time order so the
+ * item-state replay (and every time-dependent retriever) only moves forward.
  */
 export function buildQueries(
   stage: QueryStage,
-  users: Int32Array,
-  at: Float64Array,
+  { users, at, given }: QueryBatch,
   features: RankingFeatures,
   candidates: number,
   onQuery: (q: BuiltQuery) => void,
@@ -93,9 +111,11 @@ export function buildQueries(
   };
   for (let j = 0; j < order.length; j++) {
     if (j % 256 === 0) signal?.throwIfAborted();
-    const u = users[order[j]];
-    const now = at[order[j]];
+    const index = order[j];
+    const u = users[index];
+    const now = at[index];
     timeline.advanceTo(now);
+    for (const r of retrievers) r.advanceTo?.(now);
     hist.items = history.indices.subarray(history.indptr[u], history.indptr[u + 1]);
     hist.weights = history.data.subarray(history.indptr[u], history.indptr[u + 1]);
     toggle(u, 1);
@@ -110,7 +130,7 @@ export function buildQueries(
       lists[r].n = heap.drainInto(lists[r].items, lists[r].scores, 0);
     }
     toggle(u, 0);
-    const merged = mergeCandidates(
+    const retrieved = mergeCandidates(
       lists.map((l) => ({
         retriever: l.retriever,
         items: l.items.subarray(0, l.n),
@@ -118,6 +138,8 @@ export function buildQueries(
       })),
       candidates,
     );
+    const fixed = given?.[index] ?? null;
+    const merged = fixed ? pinned(retrieved, lists, fixed, candidates) : retrieved;
     const ctx = features.userContext(
       stage.userEvents(u, now),
       stage.userMeta?.(u) ?? null,
@@ -137,8 +159,31 @@ export function buildQueries(
       const id = itemIds[item];
       features.fill(rows, c * nf, ctx, id, timeline.state(id), stage.itemMeta?.(id) ?? null, signals, now);
     }
-    onQuery({ user: u, at: now, items: cand, count: merged.length, rows, scores, lists });
+    onQuery({ index, user: u, at: now, items: cand, count: merged.length, rows, scores, lists });
   }
+}
+
+/**
+ * The given items as candidates (at most `limit`), with the signals of those merged; an item the merge
+ * did not reach keeps its rank in every retriever list that holds it.
+ */
+function pinned(
+  retrieved: readonly Candidate<number>[],
+  lists: readonly { retriever: string; items: Int32Array; scores: Float32Array; n: number }[],
+  items: Int32Array,
+  limit: number,
+): Candidate<number>[] {
+  const byItem = new Map(retrieved.map((c) => [c.item, c]));
+  return Array.from(items.subarray(0, limit), (item) => {
+    const merged = byItem.get(item);
+    if (merged) return merged;
+    const signals: Candidate<number>['signals'] = new Map();
+    for (const l of lists) {
+      const at = l.items.subarray(0, l.n).indexOf(item);
+      if (at >= 0) signals.set(l.retriever, { score: l.scores[at], rank: at + 1 });
+    }
+    return { item, signals };
+  });
 }
 
 /** Growable feature rows, labels and query boundaries of a ranking dataset (one query per `add`). */
