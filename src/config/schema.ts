@@ -340,6 +340,12 @@ export const ConfigSchema = Type.Object(
         ),
         /** Training: held-out users turned into ranking queries, at most (a seeded sample). */
         maxQueries: Type.Integer({ minimum: 1, default: 5_000 }),
+        /**
+         * Training: at most this many of the newest served answers with a click or conversion (served log
+         * and feedback) become ranking queries besides the held-out ones, their features as of when each
+         * was served (training/ranker.ts); 0: none.
+         */
+        loggedQueries: Type.Integer({ minimum: 0, default: 5_000 }),
         /** Training: fewer queries with a relevant candidate than this and no ranker is learned. */
         minQueries: Type.Integer({ minimum: 1, default: 50 }),
         /** Training: share of the queries kept apart for early stopping and the ship decision. */

@@ -326,11 +326,15 @@ export interface ServedItem {
   score: number;
 }
 
+/** The served log's endpoint of user recommendations (the answers a ranker learns from). */
+export const RECOMMENDATIONS_ENDPOINT = 'recommendations';
+
 /** One answer as served (mode `served`) or as the shadow model would have answered (`shadow`). */
 export interface ServedRecord {
   requestId: string;
   userId: string;
   mode: 'served' | 'shadow';
+  /** `recommendations` (RECOMMENDATIONS_ENDPOINT) or `next_best_offer`. */
   endpoint: string;
   experimentId: string | null;
   variant: string | null;

@@ -23,6 +23,8 @@ export const TRENDING_RETRIEVER = 'trending';
 export const CATEGORY_RETRIEVER = 'category';
 /** Items in the head by default (the serving popular list's cached head is as large). */
 export const HEAD_SIZE = 1000;
+/** Serving rebuilds the head at most this often (serving/retrieval-head.ts); training replays it so. */
+export const HEAD_REFRESH_MS = 5000;
 
 /** The popular head with what the head retrievers need (aligned arrays, in head order). */
 export interface RetrievalHead {

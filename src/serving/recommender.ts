@@ -51,6 +51,7 @@ import type {
   ServedRecord,
   StoredEvent,
 } from '../domain/types.ts';
+import { RECOMMENDATIONS_ENDPOINT } from '../domain/types.ts';
 import { CairnError } from '../errors/errors.ts';
 import { mergeCandidates } from '../features/candidates.ts';
 import type { FeatureConfig, ItemFeatureState, UserMeta } from '../features/definitions.ts';
@@ -631,7 +632,7 @@ export class Recommender implements RecommendationService {
       requestId: result.requestId,
       userId: result.userId,
       mode: 'served',
-      endpoint: 'recommendations',
+      endpoint: RECOMMENDATIONS_ENDPOINT,
       experimentId: arm?.experiment.id ?? null,
       variant: arm?.variant.name ?? null,
       modelVersion: result.modelVersion,
@@ -752,7 +753,7 @@ export class Recommender implements RecommendationService {
           requestId: ctx.requestId,
           userId: request.userId,
           mode: 'shadow',
-          endpoint: 'recommendations',
+          endpoint: RECOMMENDATIONS_ENDPOINT,
           experimentId: experiment.id,
           variant: variant.name,
           modelVersion: sm.version.version,

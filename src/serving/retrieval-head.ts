@@ -5,7 +5,7 @@
  * reads nothing for it. While a rebuild runs, the previous head answers; the first request waits for it.
  */
 import type { FeatureConfig } from '../features/definitions.ts';
-import { buildHead, HEAD_SIZE, type RetrievalHead } from '../features/head-retrievers.ts';
+import { buildHead, HEAD_REFRESH_MS, HEAD_SIZE, type RetrievalHead } from '../features/head-retrievers.ts';
 import type { OnlineState } from '../storage/ports.ts';
 import type { CatalogView } from './catalog.ts';
 import type { PopularList } from './popular.ts';
@@ -29,7 +29,7 @@ export class RetrievalHeadCache {
 
   /** The head as of at most `refreshMs` before `now` (or the previous one while it is rebuilt). */
   async get(now: number): Promise<RetrievalHead> {
-    if (this.head && now - this.builtAt < (this.deps.refreshMs ?? 5000)) return this.head;
+    if (this.head && now - this.builtAt < (this.deps.refreshMs ?? HEAD_REFRESH_MS)) return this.head;
     this.building ??= this.build(now).finally(() => (this.building = null));
     if (this.head) {
       this.building.catch(() => {}); // the previous head keeps answering; the next request tries again

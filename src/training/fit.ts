@@ -192,7 +192,7 @@ export async function fitAndEvaluate(
     holdoutUsers = evaluation.users;
     if (input.ranker && input.algorithm !== 'pop') {
       onProgress(0.31, 'ranker');
-      ranker = trainRanker(input.ranker, split, model, input.algorithm, input.itemIds, {
+      ranker = trainRanker(input.ranker, split, model, input.algorithm, input, {
         seed: input.seed,
         k: input.k,
         signal,

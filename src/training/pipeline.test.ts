@@ -109,6 +109,41 @@ describe('training with self-tuning', () => {
     );
   }, 60_000);
 
+  it('learns the ranker from the logged answers with clicks too, and reports them in the version', async () => {
+    // 30 answers served to even users, each showing five items of the other group (never interacted
+    // with) and clicked on one; 10 more without an outcome, and one for a user the store never saw.
+    const at = 1_700_000_000_000 + 500_000;
+    const shown = (u: number) => [1, 2, 3, 4, 5].map((j) => `i${30 + ((u + j) % 30)}`);
+    await store.served.record(
+      Array.from({ length: 41 }, (_, n) => ({
+        requestId: `r${n}`,
+        userId: n === 40 ? 'stranger' : `u${(n % 60) * 2}`,
+        mode: 'served' as const,
+        endpoint: 'recommendations',
+        experimentId: null,
+        variant: null,
+        modelVersion: null,
+        source: 'fallback' as const,
+        items: shown(n).map((itemId, position) => ({ itemId, position, score: 1 })),
+        at: at + n,
+      })),
+    );
+    await store.served.addFeedback(
+      [...Array.from({ length: 30 }, (_, n) => n), 40].map((n) => ({
+        requestId: `r${n}`,
+        itemId: shown(n)[n % 5],
+        type: 'click' as const,
+        value: null,
+        at: at + n + 1,
+      })),
+    );
+    const out = await train({ algorithm: 'als' }, 'j1');
+    const m = (await registry.get(out.version as string)).metrics;
+    expect(m.ranker_logged_queries + (m.ranker_logged_valid_queries ?? 0)).toBe(30);
+    expect(m.ranker_logged_unknown).toBe(1);
+    expect(m.ranker_logged_leaked).toBe(0);
+  }, 60_000);
+
   it('tunes nothing by default', async () => {
     const out = await train({}, 'j1');
     expect((await registry.get(out.version as string)).lineage!.tuning).toBeUndefined();

@@ -23,6 +23,7 @@ import type {
   TrainRequest,
   TrainTrigger,
 } from '../domain/types.ts';
+import { RECOMMENDATIONS_ENDPOINT } from '../domain/types.ts';
 import { runStepsSliced, type Steps } from '../domain/cooperative.ts';
 import { CairnError, ERROR_CODES, type ErrorCode } from '../errors/errors.ts';
 import { isPermanent, type JobContext } from '../jobs/queue.ts';
@@ -33,7 +34,7 @@ import type { Store } from '../storage/ports.ts';
 import { codeVersion } from './code-version.ts';
 import { forgetErasedSince } from './erasure-race.ts';
 import { extractTrainingData, type FeatureEventColumns, type TrainingData } from './extract.ts';
-import type { RankerInput } from './ranker.ts';
+import { loggedQuery, type LoggedQuery, type RankerInput } from './ranker.ts';
 import type { ItemMeta } from '../features/definitions.ts';
 import { featureConfigOf } from '../features/item-state.ts';
 import { itemMetaOf } from '../features/ranking.ts';
@@ -45,7 +46,7 @@ import { chooseHoldoutSliced } from './holdout.ts';
 export { decideGate, GATE_METRIC } from './gate.ts';
 
 export interface PipelineDeps {
-  store: Pick<Store, 'events' | 'audit' | 'items'>;
+  store: Pick<Store, 'events' | 'audit' | 'items' | 'served'>;
   /** The deployment's pseudonym of user ids (to recognize users erased while this training ran). */
   pseudonymize: (id: string) => string;
   config: Readonly<Config>;
@@ -321,6 +322,14 @@ async function rankerInput(deps: PipelineDeps, events: FeatureEventColumns): Pro
     validShare: config.ranking.validShare,
     lambdaMart: { ...config.ranking.lambdaMart, seed: config.training.seed },
     itemMeta,
+    logged: (
+      await deps.store.served.withOutcomes({
+        endpoint: RECOMMENDATIONS_ENDPOINT,
+        limit: config.ranking.loggedQueries,
+      })
+    )
+      .map(loggedQuery)
+      .filter((q): q is LoggedQuery => q !== null),
   };
 }
 

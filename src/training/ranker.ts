@@ -13,6 +13,16 @@
  * stopping watches it, and the ranker is shipped only if, on those queries, its top-k beats the
  * challenger's own top-k (NDCG@k); otherwise the version serves its model's ranking and says why.
  *
+ * Logged answers add queries when present (`loggedQuery`: served answers with a click or conversion, from
+ * the served log and its feedback): the candidates are the items the user saw, in served order, labelled
+ * 2 converted / 1 clicked / 0 seen only, and every feature is computed as of the moment the answer was
+ * served (point in time: the item states and the user's events then; popularity and the head as of then).
+ * The challenger saw its training part, so an answer whose clicked or converted item is a training pair of
+ * its user is left out (its model score would carry the label), and so is a seen-only item the user went on
+ * to interact with. A seeded share of them is kept apart to report whether the ranker orders what users
+ * chose above the order they were served in (`logged_ndcg@k` vs `served_ndcg@k`); the ship decision stays
+ * on the held-out users.
+ *
  * Pure computation (runs in the fit worker): no I/O.
  */
 import { trainLambdaMart, type LambdaMartParams } from '../algorithms/gbdt.ts';
@@ -33,12 +43,14 @@ import {
   buildHead,
   CATEGORY_RETRIEVER,
   categoryScore,
+  HEAD_REFRESH_MS,
   TRENDING_RETRIEVER,
 } from '../features/head-retrievers.ts';
 import { buildUserProfile } from '../features/interactions.ts';
 import { SIMILAR_RETRIEVER, similarToRecent } from '../features/similar-retriever.ts';
 import { CONTENT_RETRIEVER, ContentIndex } from '../features/content-retriever.ts';
 import { buildUserContext } from '../features/user-features.ts';
+import type { ServedWithFeedback } from '../storage/ports.ts';
 import type { FeatureEventColumns } from './extract.ts';
 import type { HoldoutSplit } from './holdout.ts';
 
@@ -66,6 +78,42 @@ export interface RankerInput {
   itemMeta: Record<string, ItemMeta>;
   /** Queries needed to train at all (fewer: no ranker, with the reason). */
   minQueries: number;
+  /** Logged answers with outcomes (`loggedQuery`), newest first; empty: held-out queries only. */
+  logged: readonly LoggedQuery[];
+}
+
+/** A served answer as a ranking query: the items the user saw, in served order, and their labels. */
+export interface LoggedQuery {
+  userId: string;
+  /** When it was served (ms since the epoch, like event timestamps). */
+  at: number;
+  items: string[];
+  /** Aligned with `items`: 2 converted, 1 clicked, 0 seen only. */
+  labels: number[];
+}
+
+/**
+ * The query of a logged answer: the items the user saw — those with impression feedback when the answer
+ * has any, else every served item; clicked or converted ones always — labelled by their best outcome.
+ * Null when it has no click or conversion on an item it served.
+ */
+export function loggedQuery({ served, feedback }: ServedWithFeedback): LoggedQuery | null {
+  const label = new Map<string, number>();
+  let impressions = false;
+  for (const f of feedback) {
+    const value = f.type === 'conversion' ? 2 : f.type === 'click' ? 1 : 0;
+    if (f.type === 'impression') impressions = true;
+    label.set(f.itemId, Math.max(label.get(f.itemId) ?? 0, value));
+  }
+  const items: string[] = [];
+  const labels: number[] = [];
+  for (const { itemId } of served.items) {
+    if (impressions && !label.has(itemId)) continue;
+    items.push(itemId);
+    labels.push(label.get(itemId) ?? 0);
+  }
+  if (!labels.some((l) => l > 0)) return null;
+  return { userId: served.userId, at: served.at, items, labels };
 }
 
 export interface RankerOutcome {
@@ -87,7 +135,7 @@ export function trainRanker(
   split: HoldoutSplit,
   model: FittedModel,
   algorithm: string,
-  itemIds: readonly string[],
+  { itemIds, userIds }: { itemIds: readonly string[]; userIds: readonly string[] },
   options: { seed: number; k: number; signal?: AbortSignal },
 ): RankerOutcome {
   const started = performance.now();
@@ -131,21 +179,18 @@ export function trainRanker(
   const chosen = Int32Array.from(users.slice(0, Math.max(1, input.maxQueries)));
 
   const timeline = new ItemStateTimeline(kept, input.features);
-  timeline.advanceTo(cut);
-  const popIndex = popularityHalfLifeIndex(input.features, input.popularityHalfLifeDays);
-  const popScores = new Float32Array(itemIds.length);
-  for (let i = 0; i < itemIds.length; i++)
-    popScores[i] = decayedAt(timeline.state(itemIds[i]), popIndex, cut, input.features);
-  const userEvents = (u: number) => newestFirst(kept, userEventIdx[u] ?? [], input.historyLimit);
+  const userEvents = (u: number, at: number) =>
+    newestFirst(kept, userEventIdx[u] ?? [], input.historyLimit, at);
   const items: MatrixItems = { itemIds, matrixIndex: new Map(itemIds.map((id, i) => [id, i])) };
-  // The user's recent positive items, as serving's profile finds them; the retrievers of one query ask
-  // in turn for the same user, so the last answer is kept.
-  let last: { user: number; recent: string[] } | null = null;
-  const recentOf = (u: number): string[] => {
-    if (last?.user !== u) {
-      const events = userEvents(u);
+  // The user's recent positive items at a time, as serving's profile finds them; the retrievers of one
+  // query ask in turn for the same user and time, so the last answer is kept.
+  let last: { user: number; at: number; recent: string[] } | null = null;
+  const recentOf = (u: number, at: number): string[] => {
+    if (last?.user !== u || last.at !== at) {
+      const events = userEvents(u, at);
       last = {
         user: u,
+        at,
         recent: buildUserProfile(input.features.types, events, input.features.limits).recent,
       };
     }
@@ -154,10 +199,10 @@ export function trainRanker(
   const itemMeta = (id: string) => input.itemMeta[id] ?? null;
   const retrievers: QueryRetriever[] = [
     { name: algorithm, model },
-    { name: POPULARITY_RETRIEVER, model: { scoreUser: (_u, _h, o) => o.set(popScores) } },
+    popularityRetriever(timeline, itemIds, input),
   ];
   const head = input.extraRetrievers.some((r) => r === TRENDING_RETRIEVER || r === CATEGORY_RETRIEVER)
-    ? headRetrieversAt(cut, timeline, items, input, userEvents)
+    ? headRetrievers(timeline, items, input, userEvents)
     : [];
   for (const name of input.extraRetrievers) {
     if (name === SIMILAR_RETRIEVER) retrievers.push(similarRetriever(model, items, input, recentOf));
@@ -169,9 +214,9 @@ export function trainRanker(
 
   const isValid = new Uint8Array(chosen.length);
   for (let j = 0; j < chosen.length; j++) isValid[j] = rng.float() < input.validShare ? 1 : 0;
-  const position = new Map<number, number>();
-  chosen.forEach((u, j) => position.set(u, j));
+  const logged = loggedQueries(input.logged, split, userIds, items.matrixIndex, input.validShare, rng);
   const sets = { train: new RankingRows(nf), valid: new RankingRows(nf) };
+  const loggedValid: { rows: Float32Array; labels: Float32Array; count: number }[] = [];
   const accModel = new MetricAccumulator(options.k, itemIds.length);
   const validQueries: { user: number; items: Int32Array; rows: Float32Array; count: number }[] = [];
   const labels = new Float32Array(input.candidates);
@@ -186,18 +231,28 @@ export function trainRanker(
       userEvents,
       itemMeta,
     },
-    chosen,
-    new Float64Array(chosen.length).fill(cut),
+    {
+      users: Int32Array.from([...chosen, ...logged.queries.map((l) => l.user)]),
+      at: Float64Array.from([...Array.from(chosen, () => cut), ...logged.queries.map((l) => l.at)]),
+      given: [...Array.from(chosen, () => null), ...logged.queries.map((l) => l.items)],
+    },
     features,
     input.candidates,
     (q) => {
+      if (q.index >= chosen.length) {
+        const l = logged.queries[q.index - chosen.length];
+        if (l.valid)
+          loggedValid.push({ rows: q.rows.slice(0, q.count * nf), labels: l.labels, count: q.count });
+        else sets.train.add(q.rows, l.labels, q.count);
+        return;
+      }
       const relevant = split.test.items.subarray(split.test.indptr[q.user], split.test.indptr[q.user + 1]);
       let positives = 0;
       for (let c = 0; c < q.count; c++) {
         labels[c] = held(q.user, q.items[c]) ? 1 : 0;
         positives += labels[c];
       }
-      const valid = isValid[position.get(q.user)!] === 1;
+      const valid = isValid[q.index] === 1;
       if (valid) {
         // The challenger's own top-k on the same user: its list is the first retriever's.
         accModel.add(q.lists[0].items, q.lists[0].n, relevant);
@@ -254,6 +309,10 @@ export function trainRanker(
     [`model_${key}`]: modelNdcg,
     queries,
     valid_queries: validQueries.length,
+    logged_queries: logged.queries.length - loggedValid.length,
+    logged_leaked: logged.leaked,
+    logged_unknown: logged.unknown,
+    ...loggedMetrics(gbdt, loggedValid, options.k, input.candidates),
     trees: gbdt.history.bestIteration,
     rows_seconds: rowsSeconds,
     fit_seconds: (performance.now() - started) / 1000 - rowsSeconds,
@@ -290,9 +349,15 @@ function heldOut(split: HoldoutSplit): (u: number, i: number) => boolean {
   return (u, i) => sets.get(u)?.has(i) ?? false;
 }
 
-/** The user's kept events, newest first (by timestamp, then seq), at most `limit`. */
-function newestFirst(all: readonly FeatureEvent[], idx: readonly number[], limit: number): FeatureEvent[] {
-  const list = idx.map((k) => all[k]);
+/** The user's kept events at or before `at`, newest first (by timestamp, then seq), at most `limit`. */
+function newestFirst(
+  all: readonly FeatureEvent[],
+  idx: readonly number[],
+  limit: number,
+  at: number,
+): FeatureEvent[] {
+  const list: FeatureEvent[] = [];
+  for (const k of idx) if (all[k].timestamp <= at) list.push(all[k]);
   list.sort((a, b) => b.timestamp - a.timestamp || (b.seq ?? 0) - (a.seq ?? 0));
   return list.length > limit ? list.slice(0, limit) : list;
 }
@@ -341,49 +406,86 @@ function shuffle(a: number[], rng: Rng): void {
 }
 
 /**
- * The head retrievers at `cut` (features/head-retrievers.ts): the head is the HEAD_SIZE items of the
- * model with the largest decayed weight; every other item is missing (NaN) for them, as online.
+ * The popularity retriever: every item's decayed weight over the serving half-life as of the query's
+ * time (recomputed when the time moves; the timeline is already there).
  */
-function headRetrieversAt(
-  cut: number,
+function popularityRetriever(
+  timeline: ItemStateTimeline,
+  itemIds: readonly string[],
+  input: RankerInput,
+): QueryRetriever {
+  const popIndex = popularityHalfLifeIndex(input.features, input.popularityHalfLifeDays);
+  const scores = new Float32Array(itemIds.length);
+  let at = Number.NaN;
+  return {
+    name: POPULARITY_RETRIEVER,
+    advanceTo: (now) => {
+      if (now === at) return;
+      at = now;
+      for (let i = 0; i < itemIds.length; i++)
+        scores[i] = decayedAt(timeline.state(itemIds[i]), popIndex, now, input.features);
+    },
+    model: { scoreUser: (_u, _h, o) => o.set(scores) },
+  };
+}
+
+/**
+ * The head retrievers (features/head-retrievers.ts) as of the query's time: the head is the HEAD_SIZE
+ * items of the model with the largest decayed weight then, rebuilt when the time moved HEAD_REFRESH_MS
+ * past the last build, as serving rebuilds it; every other item is missing (NaN) for them, as online.
+ */
+function headRetrievers(
   timeline: ItemStateTimeline,
   { itemIds, matrixIndex }: MatrixItems,
   input: RankerInput,
-  userEvents: (u: number) => FeatureEvent[],
+  userEvents: (u: number, at: number) => FeatureEvent[],
 ): QueryRetriever[] {
   const popIndex = popularityHalfLifeIndex(input.features, input.popularityHalfLifeDays);
-  const head = buildHead(
-    itemIds.map((id) => ({
-      id,
-      state: timeline.state(id),
-      categories: input.itemMeta[id]?.categories ?? [],
-    })),
-    cut,
-    input.features,
-    popIndex,
-  );
-  const at = Int32Array.from(head.ids, (id) => matrixIndex.get(id)!);
   const categoriesOf = (id: string) => input.itemMeta[id]?.categories ?? [];
+  let now = Number.NaN;
+  let head: ReturnType<typeof buildHead> | null = null;
+  let at = new Int32Array(0);
+  let builtAt = Number.NaN;
+  const advanceTo = (t: number) => {
+    now = t;
+    if (t >= builtAt && t - builtAt < HEAD_REFRESH_MS) return;
+    builtAt = t;
+    head = buildHead(
+      itemIds.map((id) => ({ id, state: timeline.state(id), categories: categoriesOf(id) })),
+      t,
+      input.features,
+      popIndex,
+    );
+    at = Int32Array.from(head.ids, (id) => matrixIndex.get(id)!);
+  };
   return [
     {
       name: TRENDING_RETRIEVER,
       minScore: 0,
+      advanceTo,
       model: {
         scoreUser: (_u, _h, o) => {
           o.fill(Number.NaN);
-          for (let h = 0; h < at.length; h++) o[at[h]] = head.trending[h];
+          for (let h = 0; h < at.length; h++) o[at[h]] = head!.trending[h];
         },
       },
     },
     {
       name: CATEGORY_RETRIEVER,
       minScore: 0,
+      advanceTo,
       model: {
         scoreUser: (u, _h, o) => {
           // The shares of the user context the features are filled from (the same events and time).
-          const { categoryShares } = buildUserContext(userEvents(u), null, cut, input.features, categoriesOf);
+          const { categoryShares } = buildUserContext(
+            userEvents(u, now),
+            null,
+            now,
+            input.features,
+            categoriesOf,
+          );
           o.fill(Number.NaN);
-          for (let h = 0; h < at.length; h++) o[at[h]] = categoryScore(head, h, categoryShares);
+          for (let h = 0; h < at.length; h++) o[at[h]] = categoryScore(head!, h, categoryShares);
         },
       },
     },
@@ -392,23 +494,27 @@ function headRetrieversAt(
 
 /**
  * The similar retriever (features/similar-retriever.ts) on the challenger's item-to-item scores, for the
- * user's recent items as serving finds them: the profile of the same newest events, its positive items
- * most recent first, the first `recentItems` the model knows.
+ * user's recent items as serving finds them at the query's time: the profile of the same newest events,
+ * its positive items most recent first, the first `recentItems` the model knows.
  */
 function similarRetriever(
   model: FittedModel,
   { itemIds, matrixIndex }: MatrixItems,
   input: RankerInput,
-  recentOf: (u: number) => readonly string[],
+  recentOf: (u: number, at: number) => readonly string[],
 ): QueryRetriever {
   const buf = new Float32Array(itemIds.length);
+  let now = Number.NaN;
   return {
     name: SIMILAR_RETRIEVER,
     minScore: 0,
+    advanceTo: (t) => {
+      now = t;
+    },
     model: {
       scoreUser: (u, _h, o) => {
         const recent: number[] = [];
-        for (const id of recentOf(u)) {
+        for (const id of recentOf(u, now)) {
           const i = matrixIndex.get(id);
           if (i !== undefined) recent.push(i);
           if (recent.length >= input.recentItems) break;
@@ -423,29 +529,129 @@ function similarRetriever(
 
 /**
  * The content retriever (features/content-retriever.ts) over the catalog's content tokens, for the
- * user's recent items as serving finds them (the profile's positive items, most recent first, the first
- * `recentItems`). Only the model's items can be rows here; online it also proposes items without events.
+ * user's recent items as serving finds them at the query's time (the profile's positive items, most
+ * recent first, the first `recentItems`). Only the model's items can be rows here; online it also
+ * proposes items without events.
  */
 function contentRetriever(
   { matrixIndex }: MatrixItems,
   input: RankerInput,
-  recentOf: (u: number) => readonly string[],
+  recentOf: (u: number, at: number) => readonly string[],
 ): QueryRetriever {
   const index = new ContentIndex(
     Object.entries(input.itemMeta).map(([id, meta]) => ({ id, tokens: meta.tokens ?? [] })),
   );
+  let now = Number.NaN;
   return {
     name: CONTENT_RETRIEVER,
     minScore: 0,
+    advanceTo: (t) => {
+      now = t;
+    },
     model: {
       scoreUser: (u, _h, o) => {
         o.fill(0);
-        for (const [id, score] of index.scores(recentOf(u).slice(0, input.recentItems))) {
+        for (const [id, score] of index.scores(recentOf(u, now).slice(0, input.recentItems))) {
           const i = matrixIndex.get(id);
           if (i !== undefined) o[i] = score;
         }
       },
     },
+  };
+}
+
+/** A logged query ready to build: the user's row, the shown items' matrix indices and their labels. */
+interface LoggedRows {
+  user: number;
+  at: number;
+  items: Int32Array;
+  labels: Float32Array;
+  /** Kept apart to measure the ranker on (not trained on). */
+  valid: boolean;
+}
+
+/**
+ * The logged queries the challenger can be trained on without leaking their labels: users and items it
+ * has rows for, no clicked or converted item among the user's training pairs (the model scored it from
+ * the outcome itself), seen-only items the user went on to interact with dropped (not negatives), at
+ * least one positive and one other item left. `leaked` and `unknown` count the answers left out for the
+ * first reason and for having no model user.
+ */
+function loggedQueries(
+  logged: readonly LoggedQuery[],
+  split: HoldoutSplit,
+  userIds: readonly string[],
+  matrixIndex: ReadonlyMap<string, number>,
+  validShare: number,
+  rng: Rng,
+): { queries: LoggedRows[]; leaked: number; unknown: number } {
+  const out = { queries: [] as LoggedRows[], leaked: 0, unknown: 0 };
+  if (logged.length === 0) return out;
+  const userIndex = new Map(userIds.map((id, u) => [id, u]));
+  const { indptr, indices } = split.train;
+  for (const l of logged) {
+    const user = userIndex.get(l.userId);
+    if (user === undefined) {
+      out.unknown++;
+      continue;
+    }
+    const trained = indices.subarray(indptr[user], indptr[user + 1]);
+    const items: number[] = [];
+    const labels: number[] = [];
+    let leaked = false;
+    for (let c = 0; c < l.items.length && !leaked; c++) {
+      const item = matrixIndex.get(l.items[c]);
+      if (item === undefined) continue;
+      if (trained.includes(item)) {
+        if (l.labels[c] > 0) leaked = true;
+        continue;
+      }
+      items.push(item);
+      labels.push(l.labels[c]);
+    }
+    if (leaked) out.leaked++;
+    else if (items.length > 1 && labels.some((x) => x > 0))
+      out.queries.push({
+        user,
+        at: l.at,
+        items: Int32Array.from(items),
+        labels: Float32Array.from(labels),
+        valid: rng.float() < validShare,
+      });
+  }
+  return out;
+}
+
+/**
+ * The ranker against the served order on the logged queries kept apart: NDCG@k of the clicked or
+ * converted items (binary) when the ranker orders the shown items, and as they were served.
+ */
+function loggedMetrics(
+  gbdt: { predictMany(rows: Float32Array, count: number, out: Float32Array): void },
+  queries: readonly { rows: Float32Array; labels: Float32Array; count: number }[],
+  k: number,
+  candidates: number,
+): Record<string, number> {
+  if (queries.length === 0) return {};
+  const ranked = new MetricAccumulator(k, candidates);
+  const served = new MetricAccumulator(k, candidates);
+  const scores = new Float32Array(candidates);
+  for (const q of queries) {
+    gbdt.predictMany(q.rows, q.count, scores);
+    const relevant = Int32Array.from(
+      Array.from(q.labels.subarray(0, q.count).keys()).filter((c) => q.labels[c] > 0),
+    );
+    const byRanker = Int32Array.from(
+      Array.from(q.labels.subarray(0, q.count).keys()).sort((a, b) => scores[b] - scores[a] || a - b),
+    );
+    const asServed = Int32Array.from(q.labels.subarray(0, q.count).keys());
+    ranked.add(byRanker.subarray(0, k), Math.min(k, q.count), relevant);
+    served.add(asServed.subarray(0, k), Math.min(k, q.count), relevant);
+  }
+  return {
+    logged_valid_queries: queries.length,
+    [`logged_ndcg@${k}`]: ranked.result()[`ndcg@${k}`] ?? 0,
+    [`served_ndcg@${k}`]: served.result()[`ndcg@${k}`] ?? 0,
   };
 }
 
