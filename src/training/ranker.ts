@@ -29,27 +29,12 @@ import { trainLambdaMart, type LambdaMartParams } from '../algorithms/gbdt.ts';
 import { Rng } from '../algorithms/random.ts';
 import type { FittedModel } from '../algorithms/types.ts';
 import { MetricAccumulator } from '../evaluation/metrics.ts';
+import { extraRetrievers, popularityRetriever, type RetrieverWorld } from '../evaluation/query-retrievers.ts';
 import { buildQueries, RankingRows, type QueryRetriever } from '../evaluation/ranking-queries.ts';
 import type { FeatureConfig, FeatureEvent, ItemMeta } from '../features/definitions.ts';
-import { decayedAt, ItemStateTimeline } from '../features/item-state.ts';
-import {
-  POPULARITY_RETRIEVER,
-  popularityHalfLifeIndex,
-  storedRanker,
-  type StoredRanker,
-} from '../features/ranker-artifact.ts';
+import { ItemStateTimeline } from '../features/item-state.ts';
+import { popularityHalfLifeIndex, storedRanker, type StoredRanker } from '../features/ranker-artifact.ts';
 import { RankingFeatures } from '../features/ranking.ts';
-import {
-  buildHead,
-  CATEGORY_RETRIEVER,
-  categoryScore,
-  HEAD_REFRESH_MS,
-  TRENDING_RETRIEVER,
-} from '../features/head-retrievers.ts';
-import { buildUserProfile } from '../features/interactions.ts';
-import { SIMILAR_RETRIEVER, similarToRecent } from '../features/similar-retriever.ts';
-import { CONTENT_RETRIEVER, ContentIndex } from '../features/content-retriever.ts';
-import { buildUserContext } from '../features/user-features.ts';
 import type { ServedWithFeedback } from '../storage/ports.ts';
 import type { FeatureEventColumns } from './extract.ts';
 import type { HoldoutSplit } from './holdout.ts';
@@ -181,40 +166,31 @@ export function trainRanker(
   const timeline = new ItemStateTimeline(kept, input.features);
   const userEvents = (u: number, at: number) =>
     newestFirst(kept, userEventIdx[u] ?? [], input.historyLimit, at);
-  const items: MatrixItems = { itemIds, matrixIndex: new Map(itemIds.map((id, i) => [id, i])) };
-  // The user's recent positive items at a time, as serving's profile finds them; the retrievers of one
-  // query ask in turn for the same user and time, so the last answer is kept.
-  let last: { user: number; at: number; recent: string[] } | null = null;
-  const recentOf = (u: number, at: number): string[] => {
-    if (last?.user !== u || last.at !== at) {
-      const events = userEvents(u, at);
-      last = {
-        user: u,
-        at,
-        recent: buildUserProfile(input.features.types, events, input.features.limits).recent,
-      };
-    }
-    return last.recent;
+  const matrixIndex = new Map(itemIds.map((id, i) => [id, i]));
+  const world: RetrieverWorld = {
+    timeline,
+    itemIds,
+    matrixIndex,
+    features: input.features,
+    popIndex: popularityHalfLifeIndex(input.features, input.popularityHalfLifeDays),
+    categoriesOf: (id) => input.itemMeta[id]?.categories ?? [],
+    userEvents,
+    recentItems: input.recentItems,
   };
   const itemMeta = (id: string) => input.itemMeta[id] ?? null;
   const retrievers: QueryRetriever[] = [
     { name: algorithm, model },
-    popularityRetriever(timeline, itemIds, input),
+    popularityRetriever(world),
+    ...extraRetrievers(world, input.extraRetrievers, model, () =>
+      Object.entries(input.itemMeta).map(([id, meta]) => ({ id, tokens: meta.tokens ?? [] })),
+    ),
   ];
-  const head = input.extraRetrievers.some((r) => r === TRENDING_RETRIEVER || r === CATEGORY_RETRIEVER)
-    ? headRetrievers(timeline, items, input, userEvents)
-    : [];
-  for (const name of input.extraRetrievers) {
-    if (name === SIMILAR_RETRIEVER) retrievers.push(similarRetriever(model, items, input, recentOf));
-    else if (name === CONTENT_RETRIEVER) retrievers.push(contentRetriever(items, input, recentOf));
-    else retrievers.push(head.find((r) => r.name === name)!);
-  }
   const features = new RankingFeatures({ config: input.features, retrievers: retrievers.map((r) => r.name) });
   const nf = features.names.length;
 
   const isValid = new Uint8Array(chosen.length);
   for (let j = 0; j < chosen.length; j++) isValid[j] = rng.float() < input.validShare ? 1 : 0;
-  const logged = loggedQueries(input.logged, split, userIds, items.matrixIndex, input.validShare, rng);
+  const logged = loggedQueries(input.logged, split, userIds, matrixIndex, input.validShare, rng);
   const sets = { train: new RankingRows(nf), valid: new RankingRows(nf) };
   const loggedValid: { rows: Float32Array; labels: Float32Array; count: number }[] = [];
   const accModel = new MetricAccumulator(options.k, itemIds.length);
@@ -405,161 +381,6 @@ function shuffle(a: number[], rng: Rng): void {
   }
 }
 
-/**
- * The popularity retriever: every item's decayed weight over the serving half-life as of the query's
- * time (recomputed when the time moves; the timeline is already there).
- */
-function popularityRetriever(
-  timeline: ItemStateTimeline,
-  itemIds: readonly string[],
-  input: RankerInput,
-): QueryRetriever {
-  const popIndex = popularityHalfLifeIndex(input.features, input.popularityHalfLifeDays);
-  const scores = new Float32Array(itemIds.length);
-  let at = Number.NaN;
-  return {
-    name: POPULARITY_RETRIEVER,
-    advanceTo: (now) => {
-      if (now === at) return;
-      at = now;
-      for (let i = 0; i < itemIds.length; i++)
-        scores[i] = decayedAt(timeline.state(itemIds[i]), popIndex, now, input.features);
-    },
-    model: { scoreUser: (_u, _h, o) => o.set(scores) },
-  };
-}
-
-/**
- * The head retrievers (features/head-retrievers.ts) as of the query's time: the head is the HEAD_SIZE
- * items of the model with the largest decayed weight then, rebuilt when the time moved HEAD_REFRESH_MS
- * past the last build, as serving rebuilds it; every other item is missing (NaN) for them, as online.
- */
-function headRetrievers(
-  timeline: ItemStateTimeline,
-  { itemIds, matrixIndex }: MatrixItems,
-  input: RankerInput,
-  userEvents: (u: number, at: number) => FeatureEvent[],
-): QueryRetriever[] {
-  const popIndex = popularityHalfLifeIndex(input.features, input.popularityHalfLifeDays);
-  const categoriesOf = (id: string) => input.itemMeta[id]?.categories ?? [];
-  let now = Number.NaN;
-  let head: ReturnType<typeof buildHead> | null = null;
-  let at = new Int32Array(0);
-  let builtAt = Number.NaN;
-  const advanceTo = (t: number) => {
-    now = t;
-    if (t >= builtAt && t - builtAt < HEAD_REFRESH_MS) return;
-    builtAt = t;
-    head = buildHead(
-      itemIds.map((id) => ({ id, state: timeline.state(id), categories: categoriesOf(id) })),
-      t,
-      input.features,
-      popIndex,
-    );
-    at = Int32Array.from(head.ids, (id) => matrixIndex.get(id)!);
-  };
-  return [
-    {
-      name: TRENDING_RETRIEVER,
-      minScore: 0,
-      advanceTo,
-      model: {
-        scoreUser: (_u, _h, o) => {
-          o.fill(Number.NaN);
-          for (let h = 0; h < at.length; h++) o[at[h]] = head!.trending[h];
-        },
-      },
-    },
-    {
-      name: CATEGORY_RETRIEVER,
-      minScore: 0,
-      advanceTo,
-      model: {
-        scoreUser: (u, _h, o) => {
-          // The shares of the user context the features are filled from (the same events and time).
-          const { categoryShares } = buildUserContext(
-            userEvents(u, now),
-            null,
-            now,
-            input.features,
-            categoriesOf,
-          );
-          o.fill(Number.NaN);
-          for (let h = 0; h < at.length; h++) o[at[h]] = categoryScore(head!, h, categoryShares);
-        },
-      },
-    },
-  ];
-}
-
-/**
- * The similar retriever (features/similar-retriever.ts) on the challenger's item-to-item scores, for the
- * user's recent items as serving finds them at the query's time: the profile of the same newest events,
- * its positive items most recent first, the first `recentItems` the model knows.
- */
-function similarRetriever(
-  model: FittedModel,
-  { itemIds, matrixIndex }: MatrixItems,
-  input: RankerInput,
-  recentOf: (u: number, at: number) => readonly string[],
-): QueryRetriever {
-  const buf = new Float32Array(itemIds.length);
-  let now = Number.NaN;
-  return {
-    name: SIMILAR_RETRIEVER,
-    minScore: 0,
-    advanceTo: (t) => {
-      now = t;
-    },
-    model: {
-      scoreUser: (u, _h, o) => {
-        const recent: number[] = [];
-        for (const id of recentOf(u, now)) {
-          const i = matrixIndex.get(id);
-          if (i !== undefined) recent.push(i);
-          if (recent.length >= input.recentItems) break;
-        }
-        const scores = recent.length > 0 ? similarToRecent(model, recent, itemIds.length, buf) : null;
-        if (scores) o.set(scores.acc);
-        else o.fill(0);
-      },
-    },
-  };
-}
-
-/**
- * The content retriever (features/content-retriever.ts) over the catalog's content tokens, for the
- * user's recent items as serving finds them at the query's time (the profile's positive items, most
- * recent first, the first `recentItems`). Only the model's items can be rows here; online it also
- * proposes items without events.
- */
-function contentRetriever(
-  { matrixIndex }: MatrixItems,
-  input: RankerInput,
-  recentOf: (u: number, at: number) => readonly string[],
-): QueryRetriever {
-  const index = new ContentIndex(
-    Object.entries(input.itemMeta).map(([id, meta]) => ({ id, tokens: meta.tokens ?? [] })),
-  );
-  let now = Number.NaN;
-  return {
-    name: CONTENT_RETRIEVER,
-    minScore: 0,
-    advanceTo: (t) => {
-      now = t;
-    },
-    model: {
-      scoreUser: (u, _h, o) => {
-        o.fill(0);
-        for (const [id, score] of index.scores(recentOf(u, now).slice(0, input.recentItems))) {
-          const i = matrixIndex.get(id);
-          if (i !== undefined) o[i] = score;
-        }
-      },
-    },
-  };
-}
-
 /** A logged query ready to build: the user's row, the shown items' matrix indices and their labels. */
 interface LoggedRows {
   user: number;
@@ -653,10 +474,4 @@ function loggedMetrics(
     [`logged_ndcg@${k}`]: ranked.result()[`ndcg@${k}`] ?? 0,
     [`served_ndcg@${k}`]: served.result()[`ndcg@${k}`] ?? 0,
   };
-}
-
-/** The model's item ids by matrix index, and the index of each id. */
-interface MatrixItems {
-  itemIds: readonly string[];
-  matrixIndex: ReadonlyMap<string, number>;
 }
