@@ -146,5 +146,32 @@ describe('evaluateLtr', () => {
     expect(fieldOf({ 'als.factors': -3 })).toBe('als.factors');
     expect(fieldOf({ nonsense: 1 })).toBe('ltr.nonsense');
     expect(fieldOf({ pointInTime: 'later' })).toBe('ltr.pointInTime');
+    expect(fieldOf({ extraRetrievers: 'trending+category' })).toBe('ltr.extraRetrievers');
+    expect(resolveLtrSettings(LTR_DEFAULTS, { extraRetrievers: 'similar,trending' }).extraRetrievers).toEqual(
+      ['similar', 'trending'],
+    );
+    expect(resolveLtrSettings(LTR_DEFAULTS, { extraRetrievers: 'none' }).extraRetrievers).toEqual([]);
   });
+
+  it('draws the extra retrievers after the fitted ones, as features and as candidates', async () => {
+    const x = world(2);
+    const split = splitInteractions(x, 'temporal', { seed: 5 });
+    const settings = resolveLtrSettings(SETTINGS, { extraRetrievers: 'trending+similar' });
+    const r = await evaluateLtr(split, pairTimes(split.train, x), {
+      k: 10,
+      seed: 5,
+      threads: 1,
+      settings,
+      halfLivesDays: [1, 7, 30],
+      recentItems: 5,
+    });
+    expect(r.params.retrievers).toBe('pop+itemknn+als+trending+similar');
+    expect(r.model.toJSON().featureNames).toEqual(
+      expect.arrayContaining(['retriever_trending_score', 'retriever_similar_rank']),
+    );
+    // Each is measured alone on the inner validation like the fitted ones, and retrieves something.
+    expect(r.training.retrieverNdcg.trending).toBeGreaterThan(0);
+    expect(r.training.retrieverNdcg.similar).toBeGreaterThan(0);
+    expect(r.metrics['ndcg@10']).toBeGreaterThan(0);
+  }, 60_000);
 });

@@ -36,11 +36,13 @@ import type { FittedModel, Params, ParamValue } from '../algorithms/types.ts';
 import { CairnError } from '../errors/errors.ts';
 import type { FeatureConfig, FeatureEvent } from '../features/definitions.ts';
 import { ItemStateTimeline } from '../features/item-state.ts';
+import { popularityHalfLifeIndex } from '../features/ranker-artifact.ts';
 import { RankingFeatures } from '../features/ranking.ts';
 import type { AlgorithmEvaluation } from './evaluator.ts';
 import type { Interactions } from './filters.ts';
 import { MetricAccumulator } from './metrics.ts';
 import { carveValidation, csrPart, VALIDATION_FRACTION } from './self-tune.ts';
+import { extraRetrievers, type RetrieverWorld } from './query-retrievers.ts';
 import { buildQueries, RankingRows } from './ranking-queries.ts';
 import { splitCounts, type Split } from './splits.ts';
 
@@ -48,9 +50,19 @@ import { splitCounts, type Split } from './splits.ts';
 export const LTR_RETRIEVERS = ['pop', 'itemknn', 'als', 'ease', 'bpr', 'rp3beta'] as const;
 export type LtrRetriever = (typeof LTR_RETRIEVERS)[number];
 
+/** Retrievers that are not fitted algorithms (query-retrievers.ts), after the fitted ones. */
+export const LTR_EXTRA_RETRIEVERS = ['trending', 'similar'] as const;
+export type LtrExtraRetriever = (typeof LTR_EXTRA_RETRIEVERS)[number];
+
 export interface LtrSettings {
   /** Retrievers, in round-robin order. */
   retrievers: LtrRetriever[];
+  /**
+   * After them, as serving's ranker draws them: `trending` over the popular head, `similar` on the
+   * item-to-item scores of the first retriever that has them (popularity excepted). The data sets
+   * evaluated carry no catalog, so `category` and `content` have nothing to work on.
+   */
+  extraRetrievers: LtrExtraRetriever[];
   /** Parameter overrides per retriever (the algorithm's defaults otherwise). */
   retrieverParams: Partial<Record<LtrRetriever, Params>>;
   /** EASE is left out above this many items (its dense fit is O(items³)). */
@@ -73,6 +85,7 @@ export interface LtrSettings {
 /** Defaults (chosen on the inner validation split of the benchmark data sets, never on a test part). */
 export const LTR_DEFAULTS: LtrSettings = {
   retrievers: ['pop', 'itemknn', 'als', 'ease'],
+  extraRetrievers: [],
   retrieverParams: { pop: { halfLifeDays: 30 } },
   easeMaxItems: 30_000,
   candidates: 200,
@@ -94,6 +107,7 @@ export function resolveLtrSettings(
   const out: LtrSettings = {
     ...base,
     retrievers: [...base.retrievers],
+    extraRetrievers: [...base.extraRetrievers],
     retrieverParams: Object.fromEntries(Object.entries(base.retrieverParams).map(([k, v]) => [k, { ...v }])),
     lambdaMart: { ...base.lambdaMart },
   };
@@ -105,6 +119,17 @@ export function resolveLtrSettings(
       throw bad(key, `must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}]`);
     }
     return n;
+  };
+  const nameList = <T extends string>(key: string, v: ParamValue, known: readonly T[]): T[] => {
+    const names = String(v)
+      .split(/[+,]/)
+      .map((x) => x.trim())
+      .filter(Boolean);
+    for (const n of names) {
+      if (!(known as readonly string[]).includes(n))
+        throw bad(key, `unknown retriever "${n}" (known: ${known.join(', ')})`);
+    }
+    return [...new Set(names)] as T[];
   };
   const lm: Partial<LambdaMartParams> = {};
   for (const [key, v] of Object.entries(overrides)) {
@@ -124,17 +149,10 @@ export function resolveLtrSettings(
       if (v !== 'auto' && v !== 'cut' && v !== 'user') throw bad(key, 'must be auto, cut or user');
       out.pointInTime = v;
     } else if (key === 'retrievers') {
-      const names = String(v)
-        .split(/[+,]/)
-        .map((s) => s.trim())
-        .filter(Boolean);
-      if (names.length === 0) throw bad(key, 'name at least one retriever');
-      for (const n of names) {
-        if (!(LTR_RETRIEVERS as readonly string[]).includes(n)) {
-          throw bad(key, `unknown retriever "${n}" (known: ${LTR_RETRIEVERS.join(', ')})`);
-        }
-      }
-      out.retrievers = [...new Set(names)] as LtrRetriever[];
+      out.retrievers = nameList(key, v, LTR_RETRIEVERS);
+      if (out.retrievers.length === 0) throw bad(key, 'name at least one retriever');
+    } else if (key === 'extraRetrievers') {
+      out.extraRetrievers = String(v) === 'none' ? [] : nameList(key, v, LTR_EXTRA_RETRIEVERS);
     } else if (key in LAMBDAMART_DEFAULTS) {
       lm[key as keyof LambdaMartParams] = num(key, v, -Infinity, Infinity, false);
     } else {
@@ -154,6 +172,8 @@ export interface LtrOptions {
   settings: LtrSettings;
   /** Item feature settings (config `features`); event types are fixed here (one interaction type). */
   halfLivesDays: readonly number[];
+  /** Config `serving.recentItems`: the recent items the `similar` retriever starts from (default 10). */
+  recentItems?: number;
   onProgress?: (fraction: number, stage: string) => void;
   signal?: AbortSignal;
 }
@@ -272,11 +292,17 @@ const itemIds = (n: number): string[] => Array.from({ length: n }, (_, i) => Str
 
 interface Stage {
   retrievers: { name: string; model: FittedModel }[];
+  /** Drawn after the fitted retrievers (query-retrievers.ts). */
+  extra: readonly LtrExtraRetriever[];
   history: TimedCsr;
   /** Cut time (newest history time; 0 without times). */
   cut: number;
   /** Items each user may not be offered (besides their history). */
   exclude: readonly Csr[];
+  /** The head's popularity half-life (the `pop` retriever's). */
+  popularityHalfLifeDays: number;
+  /** The recent items `similar` starts from. */
+  recentItems: number;
 }
 
 async function fitRetrievers(
@@ -386,14 +412,33 @@ function buildStageQueries(
   const at = Float64Array.from(users, (u) =>
     pointInTime === 'user' ? userTime(history, u, stage.cut) : stage.cut,
   );
+  const timeline = new ItemStateTimeline(events, config);
+  // Every pair of the history is at or before the query's time (the cut, or the user's newest pair).
+  const eventsOf = (u: number) => userEvents(history, u, ids);
+  const world: RetrieverWorld = {
+    timeline,
+    itemIds: ids,
+    matrixIndex: new Map(ids.map((id, i) => [id, i])),
+    features: config,
+    popIndex: popularityHalfLifeIndex(config, stage.popularityHalfLifeDays),
+    categoriesOf: () => [],
+    userEvents: eventsOf,
+    recentItems: stage.recentItems,
+  };
+  const probe = new Float32Array(history.m.cols);
+  const similarFrom = stage.retrievers.find((r) => r.name !== 'pop' && r.model.similarItems(0, probe));
+  const noSimilarity = { similarItems: () => false };
   buildQueries(
     {
-      retrievers: stage.retrievers,
+      retrievers: [
+        ...stage.retrievers,
+        ...extraRetrievers(world, stage.extra, similarFrom?.model ?? noSimilarity),
+      ],
       history: history.m,
       exclude: stage.exclude,
       itemIds: ids,
-      timeline: new ItemStateTimeline(events, config),
-      userEvents: (u) => userEvents(history, u, ids),
+      timeline,
+      userEvents: eventsOf,
     },
     { users, at },
     features,
@@ -453,7 +498,23 @@ export async function evaluateLtr(
   const innerFit = await fitRetrievers(inner.train, settings, options, 'inner', (f, s) =>
     progress(0.3 * f, s),
   );
-  const features = new RankingFeatures({ config, retrievers: innerFit.retrievers.map((r) => r.name) });
+  const names = [...innerFit.retrievers.map((r) => r.name), ...settings.extraRetrievers];
+  const features = new RankingFeatures({ config, retrievers: names });
+  const stageOf = (
+    fit: { retrievers: Stage['retrievers']; cut: number },
+    history: TimedCsr,
+    exclude: Csr[],
+  ) => ({
+    retrievers: fit.retrievers,
+    extra: settings.extraRetrievers,
+    history,
+    cut: fit.cut,
+    exclude,
+    popularityHalfLifeDays: Number(
+      resolveParams(getAlgorithm('pop'), settings.retrieverParams.pop ?? {}).halfLifeDays,
+    ),
+    recentItems: options.recentItems ?? 10,
+  });
   const nf = features.names.length;
   let queryUsers = usersWithRows(inner.valid.m);
   const rng = new Rng(mixSeed(options.seed, 2));
@@ -467,9 +528,9 @@ export async function evaluateLtr(
   const trainSet = new RankingRows(nf);
   const validSet = new RankingRows(nf);
   const labels = new Float32Array(settings.candidates);
-  const retrieverAcc = innerFit.retrievers.map(() => new MetricAccumulator(k, split.train.cols));
+  const retrieverAcc = names.map(() => new MetricAccumulator(k, split.train.cols));
   // The same, on the early-stopping users only: what the ranker's inner score is compared with.
-  const retrieverHeldAcc = innerFit.retrievers.map(() => new MetricAccumulator(k, split.train.cols));
+  const retrieverHeldAcc = names.map(() => new MetricAccumulator(k, split.train.cols));
   /** Early-stopping users in order, with the index of their query in validSet (−1: no positive). */
   const heldUsers: number[] = [];
   const heldQuery: number[] = [];
@@ -477,15 +538,9 @@ export async function evaluateLtr(
   const topHeap = new TopKHeap(k);
   const topItems = new Int32Array(k);
   const topScores = new Float32Array(k);
-  const innerStage: Stage = {
-    retrievers: innerFit.retrievers,
-    history: inner.train,
-    cut: innerFit.cut,
-    exclude: [],
-  };
   let done = 0;
   buildStageQueries(
-    innerStage,
+    stageOf(innerFit, inner.train, []),
     queryUsers,
     pointInTime,
     features,
@@ -528,9 +583,9 @@ export async function evaluateLtr(
   }
   const retrieverNdcg: Record<string, number> = {};
   let fill = 0;
-  innerFit.retrievers.forEach((r, j) => {
-    retrieverNdcg[r.name] = retrieverAcc[j].result()[`ndcg@${k}`];
-    if (retrieverNdcg[r.name] > retrieverNdcg[innerFit.retrievers[fill].name]) fill = j;
+  names.forEach((name, j) => {
+    retrieverNdcg[name] = retrieverAcc[j].result()[`ndcg@${k}`];
+    if (retrieverNdcg[name] > retrieverNdcg[names[fill]]) fill = j;
   });
   const trainData = trainSet.build();
   const validData = validSet.queries > 0 ? validSet.build() : null;
@@ -567,9 +622,7 @@ export async function evaluateLtr(
       for (let j = 0; j < n; j++) ranked[j] = items[ranked[j]];
       innerAcc.add(ranked, n, target);
     }
-    innerFit.retrievers.forEach(
-      (r, j) => (retrieverHeldNdcg[r.name] = retrieverHeldAcc[j].result()[`ndcg@${k}`]),
-    );
+    names.forEach((name, j) => (retrieverHeldNdcg[name] = retrieverHeldAcc[j].result()[`ndcg@${k}`]));
   }
 
   // ---- Stage B: refit the retrievers on the whole training part, rank, measure on the target.
@@ -577,8 +630,6 @@ export async function evaluateLtr(
     progress(0.7 + 0.15 * f, s),
   );
   const trainSeconds = (performance.now() - started) / 1000;
-  const fillName = innerFit.retrievers[fill].name;
-  const fillIdx = outerFit.retrievers.findIndex((r) => r.name === fillName);
   const target = split.test;
   const exclude = [split.train, split.valid];
   const acc = new MetricAccumulator(k, target.cols);
@@ -589,7 +640,7 @@ export async function evaluateLtr(
   const scoreStarted = performance.now();
   done = 0;
   buildStageQueries(
-    { retrievers: outerFit.retrievers, history: outer, cut: outerFit.cut, exclude: [split.valid] },
+    stageOf(outerFit, outer, [split.valid]),
     testUsers,
     pointInTime,
     features,
@@ -601,7 +652,8 @@ export async function evaluateLtr(
       for (let c = 0; c < count; c++) topHeap.push(c, predicted[c]);
       let n = topHeap.drainInto(ranked, rankedScores, 0);
       for (let j = 0; j < n; j++) ranked[j] = items[ranked[j]];
-      if (n < k) n = fillFrom(scores[fillIdx], u, exclude, ranked, n, k);
+      // The outer stage draws the same retrievers in the same order (same items: EASE stays or goes alike).
+      if (n < k) n = fillFrom(scores[fill], u, exclude, ranked, n, k);
       acc.add(ranked, n, target.indices.subarray(target.indptr[u], target.indptr[u + 1]));
       if (++done % 512 === 0) progress(0.85 + (0.15 * done) / testUsers.length, 'ranking');
     },
@@ -612,7 +664,7 @@ export async function evaluateLtr(
   return {
     algorithm: 'ltr',
     params: {
-      retrievers: outerFit.retrievers.map((r) => r.name).join('+'),
+      retrievers: [...outerFit.retrievers.map((r) => r.name), ...settings.extraRetrievers].join('+'),
       candidates: settings.candidates,
       trees: model.nTrees,
       ...Object.fromEntries(
@@ -641,7 +693,7 @@ export async function evaluateLtr(
       validNdcg: best > 0 ? (model.history.validNdcg[best - 1] ?? Number.NaN) : Number.NaN,
       retrieverNdcg,
       heldOut: { users: innerAcc.users, ltr: innerAcc.result()[`ndcg@${k}`], retrievers: retrieverHeldNdcg },
-      fillRetriever: fillName,
+      fillRetriever: names[fill],
       pointInTime,
       lambdaMartSeconds,
     },

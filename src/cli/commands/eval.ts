@@ -195,7 +195,11 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
 }
 
 /** `ranking` config (defaults, file, env) with `--param ltr.NAME=VALUE` on top; checked before loading. */
-function ltrSettings(flags: EvalFlags): { settings: LtrSettings; halfLivesDays: readonly number[] } {
+function ltrSettings(flags: EvalFlags): {
+  settings: LtrSettings;
+  halfLivesDays: readonly number[];
+  recentItems: number;
+} {
   const config = loadConfig({ file: flags.config });
   const r = config.ranking;
   const base: LtrSettings = {
@@ -214,12 +218,16 @@ function ltrSettings(flags: EvalFlags): { settings: LtrSettings; halfLivesDays: 
     overrides[m[1]] =
       m[2] === 'true' ? true : m[2] === 'false' ? false : m[2].trim() !== '' && Number.isFinite(n) ? n : m[2];
   }
-  return { settings: resolveLtrSettings(base, overrides), halfLivesDays: config.features.halfLivesDays };
+  return {
+    settings: resolveLtrSettings(base, overrides),
+    halfLivesDays: config.features.halfLivesDays,
+    recentItems: config.serving.recentItems,
+  };
 }
 
 async function runLtr(
   flags: EvalFlags,
-  ltr: { settings: LtrSettings; halfLivesDays: readonly number[] },
+  ltr: { settings: LtrSettings; halfLivesDays: readonly number[]; recentItems: number },
   split: Awaited<ReturnType<typeof loadData>>['split'],
   interactions: Awaited<ReturnType<typeof loadData>>['interactions'],
 ): Promise<EvalResult> {
@@ -233,6 +241,7 @@ async function runLtr(
     threads: FIT_THREADS,
     settings: ltr.settings,
     halfLivesDays: ltr.halfLivesDays,
+    recentItems: ltr.recentItems,
     onProgress: (f, stage) => bar.update(f, stage),
   });
   bar.stop();
