@@ -24,6 +24,25 @@ function viewed(n: number, days: number): ItemFeatureState {
 }
 
 describe('head retrievers', () => {
+  it('select exactly the head a full sort by weight (ties by id) gives, at every size', () => {
+    // Many equal weights (the same few view counts), some items without a state.
+    const candidates = Array.from({ length: 400 }, (_, i) => ({
+      id: `i${(i * 7919) % 400}`,
+      state: i % 9 === 0 ? null : viewed(1 + (i % 6), 10),
+      categories: [],
+    }));
+    const weightOf = (c: (typeof candidates)[number]) => buildHead([c], NOW, config, 1, 1).pop[0] ?? 0;
+    const reference = candidates
+      .map((c) => ({ id: c.id, w: weightOf(c) }))
+      .filter((c) => c.w > 0)
+      .sort((a, b) => b.w - a.w || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    for (const size of [1, 5, 44, 45, 46, 100, 355, 356, 400, 1000]) {
+      expect(buildHead(candidates, NOW, config, 1, size).ids).toEqual(
+        reference.slice(0, size).map((c) => c.id),
+      );
+    }
+  });
+
   it('score an item rising now above one with the same steady interest, and a fading one below zero', () => {
     const steady = trendingScore(viewed(3000, 300), NOW, config);
     const rising = trendingScore(viewed(100, 1), NOW, config);

@@ -68,11 +68,20 @@ export function buildHead(
   popIndex: number,
   size = HEAD_SIZE,
 ): RetrievalHead {
-  const scored = candidates
-    .map((c) => ({ ...c, pop: decayedAt(c.state, popIndex, now, config) }))
-    .filter((c) => c.pop > 0)
-    .sort((a, b) => b.pop - a.pop || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-    .slice(0, size);
+  const weight = new Float64Array(candidates.length);
+  for (let c = 0; c < candidates.length; c++)
+    weight[c] = decayedAt(candidates[c].state, popIndex, now, config);
+  // Only candidates at or above the size-th largest weight can be in the head: sort those alone (the
+  // order and the cut are those of sorting every candidate, ties by id).
+  const floor = kthLargest(weight, size);
+  const kept: number[] = [];
+  for (let c = 0; c < candidates.length; c++) if (weight[c] > 0 && weight[c] >= floor) kept.push(c);
+  kept.sort((a, b) => {
+    const ia = candidates[a].id;
+    const ib = candidates[b].id;
+    return weight[b] - weight[a] || (ia < ib ? -1 : ia > ib ? 1 : 0);
+  });
+  const scored = kept.slice(0, size).map((c) => ({ ...candidates[c], pop: weight[c] }));
   const n = scored.length;
   const pop = new Float64Array(n);
   const trending = new Float64Array(n);
@@ -93,6 +102,33 @@ export function buildHead(
     categories: scored.map((c) => c.categories),
     index,
   };
+}
+
+/** The k-th largest of `values` (−Infinity when there are fewer than k); quickselect on a copy. */
+function kthLargest(values: Float64Array, k: number): number {
+  if (k <= 0 || k > values.length) return -Infinity;
+  const a = values.slice();
+  let lo = 0;
+  let hi = a.length - 1;
+  const target = k - 1; // position in descending order
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] > pivot) i++;
+      while (a[j] < pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i++] = a[j];
+        a[j--] = t;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else return a[target];
+  }
+  return a[target];
 }
 
 /** The category retriever's score of head item `h` for a user with these category shares. */
