@@ -44,6 +44,7 @@ function world(seed: number): Interactions {
 
 const SETTINGS = resolveLtrSettings(LTR_DEFAULTS, {
   retrievers: 'pop+itemknn+als',
+  extraRetrievers: 'none',
   candidates: 30,
   trees: 40,
   leaves: 7,
