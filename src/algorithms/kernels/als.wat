@@ -357,6 +357,141 @@
         (local.set $q (i32.add (local.get $q) (i32.const 1)))
         (br $entry))))
 
+  ;; $addEntries for k = 32 (kb = 128), written out: the eight vectors of y are loaded once, into
+  ;; locals, for both the dot product and the update, and no loop tests the vector count. The same
+  ;; operations in the same order as $addEntries (vector j into accumulator j mod 4), so the same bits.
+  (func $addEntries32 (param $q i32) (param $qe i32) (param $indices i32) (param $data i32)
+    (param $Y i32) (param $alpha f32) (param $vec i32) (param $out i32) (param $target i32)
+    (local $w f32) (local $c1 f32) (local $d f32) (local $t f32) (local $y i32) (local $tv v128)
+    (local $y0 v128) (local $y1 v128) (local $y2 v128) (local $y3 v128)
+    (local $y4 v128) (local $y5 v128) (local $y6 v128) (local $y7 v128)
+    (local $acc0 v128) (local $acc1 v128) (local $acc2 v128) (local $acc3 v128)
+    (block $entriesDone
+      (loop $entry
+        (br_if $entriesDone (i32.ge_s (local.get $q) (local.get $qe)))
+        (local.set $w (f32.load (i32.add (local.get $data) (i32.shl (local.get $q) (i32.const 2)))))
+        (local.set $c1 (f32.mul (local.get $alpha) (f32.abs (local.get $w))))
+        (local.set $y (i32.add (local.get $Y)
+          (i32.shl
+            (i32.load (i32.add (local.get $indices) (i32.shl (local.get $q) (i32.const 2))))
+            (i32.const 7))))
+        (local.set $y0 (v128.load (local.get $y)))
+        (local.set $y1 (v128.load offset=16 (local.get $y)))
+        (local.set $y2 (v128.load offset=32 (local.get $y)))
+        (local.set $y3 (v128.load offset=48 (local.get $y)))
+        (local.set $y4 (v128.load offset=64 (local.get $y)))
+        (local.set $y5 (v128.load offset=80 (local.get $y)))
+        (local.set $y6 (v128.load offset=96 (local.get $y)))
+        (local.set $y7 (v128.load offset=112 (local.get $y)))
+        ;; d = y · vec
+        (local.set $acc0 (f32x4.add (v128.const i32x4 0 0 0 0)
+          (f32x4.mul (local.get $y0) (v128.load (local.get $vec)))))
+        (local.set $acc1 (f32x4.add (v128.const i32x4 0 0 0 0)
+          (f32x4.mul (local.get $y1) (v128.load offset=16 (local.get $vec)))))
+        (local.set $acc2 (f32x4.add (v128.const i32x4 0 0 0 0)
+          (f32x4.mul (local.get $y2) (v128.load offset=32 (local.get $vec)))))
+        (local.set $acc3 (f32x4.add (v128.const i32x4 0 0 0 0)
+          (f32x4.mul (local.get $y3) (v128.load offset=48 (local.get $vec)))))
+        (local.set $acc0 (f32x4.add (local.get $acc0)
+          (f32x4.mul (local.get $y4) (v128.load offset=64 (local.get $vec)))))
+        (local.set $acc1 (f32x4.add (local.get $acc1)
+          (f32x4.mul (local.get $y5) (v128.load offset=80 (local.get $vec)))))
+        (local.set $acc2 (f32x4.add (local.get $acc2)
+          (f32x4.mul (local.get $y6) (v128.load offset=96 (local.get $vec)))))
+        (local.set $acc3 (f32x4.add (local.get $acc3)
+          (f32x4.mul (local.get $y7) (v128.load offset=112 (local.get $vec)))))
+        (local.set $acc0
+          (f32x4.add (f32x4.add (f32x4.add (local.get $acc0) (local.get $acc1)) (local.get $acc2))
+            (local.get $acc3)))
+        (local.set $d
+          (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $acc0)) (f32x4.extract_lane 1 (local.get $acc0)))
+            (f32.add (f32x4.extract_lane 2 (local.get $acc0)) (f32x4.extract_lane 3 (local.get $acc0)))))
+        ;; t, the weight of y
+        (local.set $t
+          (select
+            (f32.sub
+              (select (f32.add (f32.const 1) (local.get $c1)) (f32.const 0) (f32.gt (local.get $w) (f32.const 0)))
+              (f32.mul (local.get $c1) (local.get $d)))
+            (f32.mul (local.get $c1) (local.get $d))
+            (local.get $target)))
+        (local.set $tv (f32x4.splat (local.get $t)))
+        ;; out += t·y
+        (v128.store (local.get $out)
+          (f32x4.add (v128.load (local.get $out)) (f32x4.mul (local.get $tv) (local.get $y0))))
+        (v128.store offset=16 (local.get $out)
+          (f32x4.add (v128.load offset=16 (local.get $out)) (f32x4.mul (local.get $tv) (local.get $y1))))
+        (v128.store offset=32 (local.get $out)
+          (f32x4.add (v128.load offset=32 (local.get $out)) (f32x4.mul (local.get $tv) (local.get $y2))))
+        (v128.store offset=48 (local.get $out)
+          (f32x4.add (v128.load offset=48 (local.get $out)) (f32x4.mul (local.get $tv) (local.get $y3))))
+        (v128.store offset=64 (local.get $out)
+          (f32x4.add (v128.load offset=64 (local.get $out)) (f32x4.mul (local.get $tv) (local.get $y4))))
+        (v128.store offset=80 (local.get $out)
+          (f32x4.add (v128.load offset=80 (local.get $out)) (f32x4.mul (local.get $tv) (local.get $y5))))
+        (v128.store offset=96 (local.get $out)
+          (f32x4.add (v128.load offset=96 (local.get $out)) (f32x4.mul (local.get $tv) (local.get $y6))))
+        (v128.store offset=112 (local.get $out)
+          (f32x4.add (v128.load offset=112 (local.get $out)) (f32x4.mul (local.get $tv) (local.get $y7))))
+        (local.set $q (i32.add (local.get $q) (i32.const 1)))
+        (br $entry))))
+
+  ;; The same for k = 16 (kb = 64): four vectors, one per accumulator.
+  (func $addEntries16 (param $q i32) (param $qe i32) (param $indices i32) (param $data i32)
+    (param $Y i32) (param $alpha f32) (param $vec i32) (param $out i32) (param $target i32)
+    (local $w f32) (local $c1 f32) (local $d f32) (local $t f32) (local $y i32) (local $tv v128)
+    (local $y0 v128) (local $y1 v128) (local $y2 v128) (local $y3 v128)
+    (local $acc0 v128) (local $acc1 v128) (local $acc2 v128) (local $acc3 v128)
+    (block $entriesDone
+      (loop $entry
+        (br_if $entriesDone (i32.ge_s (local.get $q) (local.get $qe)))
+        (local.set $w (f32.load (i32.add (local.get $data) (i32.shl (local.get $q) (i32.const 2)))))
+        (local.set $c1 (f32.mul (local.get $alpha) (f32.abs (local.get $w))))
+        (local.set $y (i32.add (local.get $Y)
+          (i32.shl
+            (i32.load (i32.add (local.get $indices) (i32.shl (local.get $q) (i32.const 2))))
+            (i32.const 6))))
+        (local.set $y0 (v128.load (local.get $y)))
+        (local.set $y1 (v128.load offset=16 (local.get $y)))
+        (local.set $y2 (v128.load offset=32 (local.get $y)))
+        (local.set $y3 (v128.load offset=48 (local.get $y)))
+        ;; d = y · vec
+        (local.set $acc0 (f32x4.add (v128.const i32x4 0 0 0 0)
+          (f32x4.mul (local.get $y0) (v128.load (local.get $vec)))))
+        (local.set $acc1 (f32x4.add (v128.const i32x4 0 0 0 0)
+          (f32x4.mul (local.get $y1) (v128.load offset=16 (local.get $vec)))))
+        (local.set $acc2 (f32x4.add (v128.const i32x4 0 0 0 0)
+          (f32x4.mul (local.get $y2) (v128.load offset=32 (local.get $vec)))))
+        (local.set $acc3 (f32x4.add (v128.const i32x4 0 0 0 0)
+          (f32x4.mul (local.get $y3) (v128.load offset=48 (local.get $vec)))))
+        (local.set $acc0
+          (f32x4.add (f32x4.add (f32x4.add (local.get $acc0) (local.get $acc1)) (local.get $acc2))
+            (local.get $acc3)))
+        (local.set $d
+          (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $acc0)) (f32x4.extract_lane 1 (local.get $acc0)))
+            (f32.add (f32x4.extract_lane 2 (local.get $acc0)) (f32x4.extract_lane 3 (local.get $acc0)))))
+        ;; t, the weight of y
+        (local.set $t
+          (select
+            (f32.sub
+              (select (f32.add (f32.const 1) (local.get $c1)) (f32.const 0) (f32.gt (local.get $w) (f32.const 0)))
+              (f32.mul (local.get $c1) (local.get $d)))
+            (f32.mul (local.get $c1) (local.get $d))
+            (local.get $target)))
+        (local.set $tv (f32x4.splat (local.get $t)))
+        ;; out += t·y
+        (v128.store (local.get $out)
+          (f32x4.add (v128.load (local.get $out)) (f32x4.mul (local.get $tv) (local.get $y0))))
+        (v128.store offset=16 (local.get $out)
+          (f32x4.add (v128.load offset=16 (local.get $out)) (f32x4.mul (local.get $tv) (local.get $y1))))
+        (v128.store offset=32 (local.get $out)
+          (f32x4.add (v128.load offset=32 (local.get $out)) (f32x4.mul (local.get $tv) (local.get $y2))))
+        (v128.store offset=48 (local.get $out)
+          (f32x4.add (v128.load offset=48 (local.get $out)) (f32x4.mul (local.get $tv) (local.get $y3))))
+        (local.set $q (i32.add (local.get $q) (i32.const 1)))
+        (br $entry))))
+
   ;; alsCg(start, end, indptr, indices, data, X, Y, G, S, k, alpha, cgSteps, R): implicit's CG
   ;; update of rows [start, end) of X against the fixed factors Y.
   ;;   indptr, indices, data  the CSR matrix (int32, int32, float32); data's sign says whether an
@@ -396,8 +531,17 @@
         ;; r = b − A x: start from −(G + λ_u I) x, then add each entry's term.
         (call $symv (local.get $G) (local.get $xs) (local.get $rs) (local.get $k) (local.get $lambda)
           (i32.const 1))
-        (call $addEntries (local.get $qs) (local.get $qe) (local.get $indices) (local.get $data)
-          (local.get $Y) (local.get $alpha) (local.get $kb) (local.get $xs) (local.get $rs) (i32.const 1))
+        (if (i32.eq (local.get $kb) (i32.const 128))
+          (then
+            (call $addEntries32 (local.get $qs) (local.get $qe) (local.get $indices) (local.get $data)
+              (local.get $Y) (local.get $alpha) (local.get $xs) (local.get $rs) (i32.const 1)))
+          (else (if (i32.eq (local.get $kb) (i32.const 64))
+            (then
+              (call $addEntries16 (local.get $qs) (local.get $qe) (local.get $indices) (local.get $data)
+                (local.get $Y) (local.get $alpha) (local.get $xs) (local.get $rs) (i32.const 1)))
+            (else
+              (call $addEntries (local.get $qs) (local.get $qe) (local.get $indices) (local.get $data)
+                (local.get $Y) (local.get $alpha) (local.get $kb) (local.get $xs) (local.get $rs) (i32.const 1))))))
 
         ;; p = r; rsold = r · r (in f64 from here, as the reference does)
         (call $copy (local.get $ps) (local.get $rs) (local.get $kb))
@@ -413,8 +557,17 @@
               ;; Ap = (G + λ_u I) p + Σ c1 (y · p) y
               (call $symv (local.get $G) (local.get $ps) (local.get $aps) (local.get $k) (local.get $lambda)
                 (i32.const 0))
-              (call $addEntries (local.get $qs) (local.get $qe) (local.get $indices) (local.get $data)
-                (local.get $Y) (local.get $alpha) (local.get $kb) (local.get $ps) (local.get $aps) (i32.const 0))
+              (if (i32.eq (local.get $kb) (i32.const 128))
+                (then
+                  (call $addEntries32 (local.get $qs) (local.get $qe) (local.get $indices) (local.get $data)
+                    (local.get $Y) (local.get $alpha) (local.get $ps) (local.get $aps) (i32.const 0)))
+                (else (if (i32.eq (local.get $kb) (i32.const 64))
+                  (then
+                    (call $addEntries16 (local.get $qs) (local.get $qe) (local.get $indices) (local.get $data)
+                      (local.get $Y) (local.get $alpha) (local.get $ps) (local.get $aps) (i32.const 0)))
+                  (else
+                    (call $addEntries (local.get $qs) (local.get $qe) (local.get $indices) (local.get $data)
+                      (local.get $Y) (local.get $alpha) (local.get $kb) (local.get $ps) (local.get $aps) (i32.const 0))))))
               ;; A not positive along p (λ = 0 and a degenerate row): stop with what we have.
               (local.set $pap
                 (f64.promote_f32 (call $dot (local.get $ps) (local.get $aps) (local.get $kb))))
