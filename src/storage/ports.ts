@@ -147,10 +147,16 @@ export interface ServedLogStore {
     limit: number;
   }): Promise<ServedRecord[]>;
   /**
-   * Served answers (mode `served`) of `endpoint` that have at least one click or conversion, newest first,
-   * each with all of its feedback (by item, then type): the logged queries a ranker learns from.
+   * Served answers (mode `served`) of `endpoint` that have at least one click or conversion, newest first
+   * (by `at`, then request id), at most `limit`, each with all of its feedback (by item, then type): the
+   * logged queries a ranker learns from. `before`: only answers after that one in this order (the last
+   * answer of the previous page).
    */
-  withOutcomes(options: { endpoint: string; limit: number }): Promise<ServedWithFeedback[]>;
+  withOutcomes(options: {
+    endpoint: string;
+    limit: number;
+    before?: Pick<ServedRecord, 'at' | 'requestId'>;
+  }): Promise<ServedWithFeedback[]>;
   /** GDPR: removes the user's served records (and their feedback). */
   deleteForUser(userId: string): Promise<number>;
 }

@@ -84,33 +84,43 @@ export function toTotals(r: TotalsRow): VariantTotals {
 /**
  * `ServedLogStore.withOutcomes` in two statements sharing one subquery: the newest served answers of an
  * endpoint with a click or conversion (`OUTCOME_ANSWERS_SQL`), and the feedback of exactly those
- * (`OUTCOME_FEEDBACK_SQL`); `groupOutcomes` joins them. Parameters: endpoint, then the limit.
+ * (`OUTCOME_FEEDBACK_SQL`); `groupOutcomes` joins them. `p` names the placeholders of the endpoint, the
+ * limit and, for a page after the first, the (at, request id) of the last answer of the previous page.
  */
-function outcomeRequests(served: string, feedback: string, endpoint: string, limit: string): string {
-  return `SELECT request_id FROM ${served}
-    WHERE mode = 'served' AND endpoint = ${endpoint}
-      AND request_id IN (SELECT request_id FROM ${feedback} WHERE type IN ('click', 'conversion'))
-    ORDER BY at DESC, request_id DESC LIMIT ${limit}`;
+export interface OutcomeParams {
+  endpoint: string;
+  limit: string;
+  before?: { at: string; requestId: string };
+}
+
+function outcomeRequests(served: string, feedback: string, p: OutcomeParams): string {
+  // Written so the index on `at` serves it: walked newest first from the page's bound, each answer
+  // checked by the feedback primary key, stopping at the limit (the cost grows with the answers walked,
+  // not with all the feedback ever stored).
+  const after = p.before
+    ? `AND at <= ${p.before.at} AND (at < ${p.before.at} OR request_id < ${p.before.requestId})`
+    : '';
+  return `SELECT request_id FROM ${served} s
+    WHERE mode = 'served' AND endpoint = ${p.endpoint} ${after}
+      AND EXISTS (SELECT 1 FROM ${feedback} f
+        WHERE f.request_id = s.request_id AND f.type IN ('click', 'conversion'))
+    ORDER BY at DESC, request_id DESC LIMIT ${p.limit}`;
 }
 
 export function OUTCOME_ANSWERS_SQL(
   served: string,
   feedback: string,
   columns: string,
-  [endpoint, limit]: [string, string],
+  p: OutcomeParams,
 ): string {
   return `SELECT ${columns} FROM ${served}
-    WHERE mode = 'served' AND request_id IN (${outcomeRequests(served, feedback, endpoint, limit)})
+    WHERE mode = 'served' AND request_id IN (${outcomeRequests(served, feedback, p)})
     ORDER BY at DESC, request_id DESC`;
 }
 
-export function OUTCOME_FEEDBACK_SQL(
-  served: string,
-  feedback: string,
-  [endpoint, limit]: [string, string],
-): string {
+export function OUTCOME_FEEDBACK_SQL(served: string, feedback: string, p: OutcomeParams): string {
   return `SELECT request_id, item_id, type, value, at FROM ${feedback}
-    WHERE request_id IN (${outcomeRequests(served, feedback, endpoint, limit)})
+    WHERE request_id IN (${outcomeRequests(served, feedback, p)})
     ORDER BY request_id, item_id, type`;
 }
 

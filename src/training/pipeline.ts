@@ -322,16 +322,39 @@ async function rankerInput(deps: PipelineDeps, events: FeatureEventColumns): Pro
     validShare: config.ranking.validShare,
     lambdaMart: { ...config.ranking.lambdaMart, seed: config.training.seed },
     itemMeta,
-    logged: (
-      await deps.store.served.withOutcomes({
-        endpoint: RECOMMENDATIONS_ENDPOINT,
-        limit: config.ranking.loggedQueries,
-      })
-    )
-      .map(loggedQuery)
-      .filter((q): q is LoggedQuery => q !== null),
+    logged: await loggedQueries(deps),
   };
 }
+
+/**
+ * The newest `ranking.loggedQueries` served recommendations with an outcome, as ranking queries, read in
+ * pages (each page one short read; the event loop gets a turn between them).
+ */
+async function loggedQueries(deps: PipelineDeps): Promise<LoggedQuery[]> {
+  const out: LoggedQuery[] = [];
+  const want = deps.config.ranking.loggedQueries;
+  let before: { at: number; requestId: string } | undefined;
+  for (let read = 0; read < want;) {
+    const page = await deps.store.served.withOutcomes({
+      endpoint: RECOMMENDATIONS_ENDPOINT,
+      limit: Math.min(LOGGED_PAGE, want - read),
+      before,
+    });
+    for (const answer of page) {
+      const q = loggedQuery(answer);
+      if (q) out.push(q);
+    }
+    read += page.length;
+    if (page.length < LOGGED_PAGE) break;
+    const last = page[page.length - 1].served;
+    before = { at: last.at, requestId: last.requestId };
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return out;
+}
+
+/** Logged answers per read. */
+const LOGGED_PAGE = 500;
 
 /**
  * The self-tuning search of a training (null when `training.tuneTrials` is 0). Parameters the request

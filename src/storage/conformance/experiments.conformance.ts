@@ -250,6 +250,28 @@ export function describeExperimentsConformance(
         ]);
         const newest = await store.served.withOutcomes({ endpoint: 'user_recommendations', limit: 1 });
         expect(newest.map((a) => [a.served.requestId, a.feedback.length])).toEqual([['r2', 1]]);
+        // Pages: after the last answer of the previous page (ties on `at` broken by request id).
+        await store.served.record([
+          served('r6', 'u6', null, ['d'], { at: T0 + 3 }),
+          served('r7', 'u7', null, ['d'], { at: T0 + 3 }),
+        ]);
+        await store.served.addFeedback([fb('r6', 'd', 'click'), fb('r7', 'd', 'conversion')]);
+        const pages: string[][] = [];
+        let before: { at: number; requestId: string } | undefined;
+        for (;;) {
+          const page = await store.served.withOutcomes({
+            endpoint: 'user_recommendations',
+            limit: 2,
+            before,
+          });
+          if (page.length === 0) break;
+          pages.push(page.map((a) => a.served.requestId));
+          before = page[page.length - 1].served;
+        }
+        expect(pages).toEqual([
+          ['r7', 'r6'],
+          ['r2', 'r1'],
+        ]);
         expect(await store.served.withOutcomes({ endpoint: 'user_recommendations', limit: 0 })).toEqual([]);
         expect(
           (await store.served.withOutcomes({ endpoint: 'next_best_offer', limit: 10 })).map(

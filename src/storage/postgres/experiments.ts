@@ -273,19 +273,29 @@ export class PgServedLog implements ServedLogStore {
     return rows.map(toServed);
   }
 
-  async withOutcomes(options: { endpoint: string; limit: number }): Promise<ServedWithFeedback[]> {
+  async withOutcomes(options: {
+    endpoint: string;
+    limit: number;
+    before?: Pick<ServedRecord, 'at' | 'requestId'>;
+  }): Promise<ServedWithFeedback[]> {
     if (options.limit <= 0) return [];
     const { s } = this.db;
-    const params = [options.endpoint, Math.floor(options.limit)];
+    const { before } = options;
+    const p = { endpoint: '$1', limit: '$2', ...(before ? { before: { at: '$3', requestId: '$4' } } : {}) };
+    const params = [
+      options.endpoint,
+      Math.floor(options.limit),
+      ...(before ? [before.at, before.requestId] : []),
+    ];
     // One snapshot: the feedback belongs to exactly the answers read.
     return this.db.tx(async (c) => {
       await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
       const answers = await c.query<ServedRow>(
-        OUTCOME_ANSWERS_SQL(`${s}.served`, `${s}.feedback`, SERVED_COLUMNS, ['$1', '$2']),
+        OUTCOME_ANSWERS_SQL(`${s}.served`, `${s}.feedback`, SERVED_COLUMNS, p),
         params,
       );
       const feedback = await c.query<FeedbackRow>(
-        OUTCOME_FEEDBACK_SQL(`${s}.served`, `${s}.feedback`, ['$1', '$2']),
+        OUTCOME_FEEDBACK_SQL(`${s}.served`, `${s}.feedback`, p),
         params,
       );
       return groupOutcomes(answers.rows.map(toServed), feedback.rows);

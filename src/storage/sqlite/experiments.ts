@@ -265,18 +265,23 @@ export class SqliteServedLog implements ServedLogStore {
       ),
     );
     this.totals = lazy(() => db.prepare<[string], TotalsRow>(TOTALS_SQL('served', 'feedback', '?')));
-    // One read transaction: the feedback belongs to exactly the answers read.
-    const answers = lazy(() =>
-      db.prepare<[string, number], ServedRow>(
-        OUTCOME_ANSWERS_SQL('served', 'feedback', SERVED_COLUMNS, ['?', '?']),
-      ),
-    );
-    const feedbackOf = lazy(() =>
-      db.prepare<[string, number], FeedbackRow>(OUTCOME_FEEDBACK_SQL('served', 'feedback', ['?', '?'])),
-    );
-    this.outcomes = db.transaction((endpoint: string, limit: number) =>
-      groupOutcomes(answers().all(endpoint, limit).map(toServed), feedbackOf().all(endpoint, limit)),
-    );
+    // One read transaction: the feedback belongs to exactly the answers read. Prepared per shape (first
+    // page, later page).
+    const statements = (paged: boolean) => {
+      const p = { endpoint: '?', limit: '?', ...(paged ? { before: { at: '?', requestId: '?' } } : {}) };
+      return {
+        answers: db.prepare<unknown[], ServedRow>(
+          OUTCOME_ANSWERS_SQL('served', 'feedback', SERVED_COLUMNS, p),
+        ),
+        feedback: db.prepare<unknown[], FeedbackRow>(OUTCOME_FEEDBACK_SQL('served', 'feedback', p)),
+      };
+    };
+    const first = lazy(() => statements(false));
+    const next = lazy(() => statements(true));
+    this.outcomes = db.transaction((params: unknown[]) => {
+      const st = params.length > 2 ? next() : first();
+      return groupOutcomes(st.answers.all(...params).map(toServed), st.feedback.all(...params));
+    });
     const deleteFeedback = lazy(() =>
       db.prepare<[string]>(
         'DELETE FROM feedback WHERE request_id IN (SELECT request_id FROM served WHERE user_id = ?)',
@@ -334,10 +339,18 @@ export class SqliteServedLog implements ServedLogStore {
     return Promise.resolve(rows.map(toServed));
   }
 
-  async withOutcomes(options: { endpoint: string; limit: number }): Promise<ServedWithFeedback[]> {
+  async withOutcomes(options: {
+    endpoint: string;
+    limit: number;
+    before?: Pick<ServedRecord, 'at' | 'requestId'>;
+  }): Promise<ServedWithFeedback[]> {
     if (options.limit <= 0) return Promise.resolve([]);
-    const limit = Math.floor(options.limit);
-    return Promise.resolve(this.guarded(() => this.outcomes.deferred(options.endpoint, limit)));
+    const { before } = options;
+    // Placeholders in statement order: endpoint, then the page's bound (at twice), then the limit.
+    const params = before
+      ? [options.endpoint, before.at, before.at, before.requestId, Math.floor(options.limit)]
+      : [options.endpoint, Math.floor(options.limit)];
+    return Promise.resolve(this.guarded(() => this.outcomes.deferred(params)));
   }
 
   async deleteForUser(userId: string): Promise<number> {
