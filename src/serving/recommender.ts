@@ -1423,7 +1423,7 @@ export class Recommender implements RecommendationService {
       if (recent.length >= this.deps.config.serving.recentItems) break;
     }
     if (recent.length === 0) return null;
-    const scores = similarToRecent(sm.model, recent, sm.nItems, sm.scores);
+    const scores = similarToRecent(sm, recent, sm.nItems, sm.scores);
     return scores && { ...scores, recent };
   }
 
@@ -1489,7 +1489,7 @@ export class Recommender implements RecommendationService {
     category: string | undefined,
     explain: boolean,
   ): RecommendedItem[] {
-    if (!sm.model.similarItems(idx, sm.scores)) return [];
+    if (!sm.similarItems(idx, sm.scores)) return [];
     const mask = this.baseMask(sm, category);
     mask[idx] = 1;
     const top = topK(sm.scores, k, mask);
