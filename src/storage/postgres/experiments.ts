@@ -19,7 +19,7 @@ import {
   TOTALS_SQL,
   type FeedbackRow,
   type TotalsRow,
-} from '../served-totals.ts';
+} from '../served-log-sql.ts';
 import { definedFields } from '../shared.ts';
 import type { Db } from './db.ts';
 
