@@ -190,7 +190,7 @@ export function trainRanker(
 
   const isValid = new Uint8Array(chosen.length);
   for (let j = 0; j < chosen.length; j++) isValid[j] = rng.float() < input.validShare ? 1 : 0;
-  const logged = loggedQueries(input.logged, split, userIds, matrixIndex, input.validShare, rng);
+  const logged = loggedRows(input.logged, split, userIds, matrixIndex, input.validShare, rng);
   const sets = { train: new RankingRows(nf), valid: new RankingRows(nf) };
   const loggedValid: { rows: Float32Array; labels: Float32Array; count: number }[] = [];
   const accModel = new MetricAccumulator(options.k, itemIds.length);
@@ -398,7 +398,7 @@ interface LoggedRows {
  * least one positive and one other item left. `leaked` and `unknown` count the answers left out for the
  * first reason and for having no model user.
  */
-function loggedQueries(
+function loggedRows(
   logged: readonly LoggedQuery[],
   split: HoldoutSplit,
   userIds: readonly string[],
