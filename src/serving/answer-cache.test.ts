@@ -18,7 +18,7 @@ import {
   startWorldServing,
   type World,
 } from '../../test/fixtures/serving-world.ts';
-import { Recommender } from './recommender.ts';
+import { cacheTtlMs, Recommender } from './recommender.ts';
 
 let world: World;
 let serving: Serving;
@@ -94,6 +94,34 @@ describe('answer cache', () => {
     const after = await r.recommend(ctx, { userId: 'u3', k: 4 });
     expect(historyReads).toBe(2);
     expect(after.items.map((i) => i.itemId)).not.toContain(bought);
+  });
+
+  it('stores answers for the configured TTL shortened by up to a quarter, so answers stored together expire apart', async () => {
+    const ttls: number[] = [];
+    const online = world.online;
+    const r = new Recommender({
+      config: world.config,
+      online: onlineView(online, {
+        cacheSet: (user, key, value, ttlMs, version) => {
+          ttls.push(ttlMs);
+          return online.cacheSet(user, key, value, ttlMs, version);
+        },
+      }),
+      catalog: serving.catalogView,
+      popular: serving.popular,
+      metrics: world.metrics,
+      logger: world.logger,
+      champion: () => serving.champion.get(),
+    });
+    for (const userId of ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'])
+      await r.recommend(systemContext(), { userId, k: 3 });
+    expect(ttls.length).toBeGreaterThan(3);
+    for (const ttl of ttls) {
+      expect(ttl).toBeLessThanOrEqual(60_000);
+      expect(ttl).toBeGreaterThan(45_000);
+    }
+    expect(new Set(ttls).size).toBe(ttls.length);
+    expect([cacheTtlMs(60, () => 0), cacheTtlMs(60, () => 0.5)]).toEqual([60_000, 52_500]);
   });
 
   it('does not store an answer computed from a history an event overtook meanwhile', async () => {

@@ -195,6 +195,19 @@ interface RankerChoice {
 type MetaRead = { ok: true; meta: UserMeta | null } | { ok: false; err: unknown };
 type ItemFeatureStateLike = Pick<ItemFeatureState, 'segments'>;
 
+/**
+ * An answer's time to live: the configured TTL shortened by up to a quarter, at random. Answers stored in
+ * the same moment — every user's first request after a start or a model swap — would otherwise expire in
+ * the same moment too and be computed again all at once, a burst of second-stage rankings that queues
+ * every request behind it; spread over the last quarter of the TTL, the recomputations spread too.
+ */
+export function cacheTtlMs(ttlSeconds: number, random: () => number = Math.random): number {
+  return ttlSeconds * 1000 * (1 - CACHE_TTL_JITTER * random());
+}
+
+/** Share of the TTL an answer's expiry is spread over (cacheTtlMs). */
+const CACHE_TTL_JITTER = 0.25;
+
 export class Recommender implements RecommendationService {
   private readonly now: () => number;
   private readonly popularWindow: string;
@@ -408,7 +421,7 @@ export class Recommender implements RecommendationService {
           request.userId,
           cacheKey,
           JSON.stringify({ items: bare }),
-          config.serving.cacheTtlSeconds * 1000,
+          cacheTtlMs(config.serving.cacheTtlSeconds),
           version,
         );
       } catch (err) {
