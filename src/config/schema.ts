@@ -278,7 +278,8 @@ export const ConfigSchema = Type.Object(
         /** Exclude items the user already interacted with positively. */
         excludeSeen: Type.Boolean({ default: true }),
         /**
-         * Personalized answers are cached in the online state this long (0: off). A user's new event, an
+         * Personalized answers are cached in the online state this long, less a random 0–25 % per answer so
+         * answers stored together expire apart (0: off). A user's new event, an
          * opt-out or an erase drops their entries; a new champion changes the key; items that became
          * unavailable are never served from it.
          */
