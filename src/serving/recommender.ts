@@ -192,6 +192,18 @@ interface RankerChoice {
 }
 
 /** The user's metadata read beside the history for the ranker: never rejects (failures are data). */
+/** What the model's own ranking is asked for (`personal`, `modelList`). */
+interface PersonalQuery {
+  sm: ServingModel;
+  user: { index: number; foldIn: boolean };
+  profile: UserProfile;
+  k: number;
+  category: string | undefined;
+  blocked: ReadonlySet<string>;
+  explain: boolean;
+  link: 'personal' | 'session';
+}
+
 type MetaRead = { ok: true; meta: UserMeta | null } | { ok: false; err: unknown };
 type ItemFeatureStateLike = Pick<ItemFeatureState, 'segments'>;
 
@@ -359,7 +371,16 @@ export class Recommender implements RecommendationService {
         }
       }
       if (!ranked) {
-        const own = this.modelList(sm, user, profile, k, category, blocked, answer.explain, 'personal');
+        const own = this.modelList({
+          sm,
+          user,
+          profile,
+          k,
+          category,
+          blocked,
+          explain: answer.explain,
+          link: 'personal',
+        });
         if ('reason' in own) reason = own.reason;
         else {
           source = 'personalized';
@@ -458,7 +479,16 @@ export class Recommender implements RecommendationService {
     else if (this.pastDeadline(ctx)) reason = 'deadline';
     else {
       const user = { index: -1, foldIn: true };
-      const own = this.modelList(sm, user, profile, k, category, blocked, answer.explain, 'session');
+      const own = this.modelList({
+        sm,
+        user,
+        profile,
+        k,
+        category,
+        blocked,
+        explain: answer.explain,
+        link: 'session',
+      });
       if ('reason' in own) reason = own.reason;
       else {
         source = 'session';
@@ -741,7 +771,16 @@ export class Recommender implements RecommendationService {
       if (config.serving.excludeSeen) for (const id of profile.seen) blocked.add(id);
       const items: RecommendedItem[] = [];
       const user = this.scoredUser(sm, request.userId, input.history);
-      const personal = this.personal(sm, user, profile, input.k, input.category, blocked, false, 'personal');
+      const personal = this.personal({
+        sm,
+        user,
+        profile,
+        k: input.k,
+        category: input.category,
+        blocked,
+        explain: false,
+        link: 'personal',
+      });
       if (personal !== 'history_not_in_model') items.push(...personal);
       const source = items.length > 0 ? 'personalized' : 'fallback';
       if (items.length < input.k && profile.recent.length > 0) {
@@ -953,23 +992,14 @@ export class Recommender implements RecommendationService {
    * The model's own list (`personal`), or why there is none: the history is unknown to the model, no
    * candidate is left, or the model failed (logged; the fallback chain answers).
    */
-  private modelList(
-    sm: ServingModel,
-    user: { index: number; foldIn: boolean },
-    profile: UserProfile,
-    k: number,
-    category: string | undefined,
-    blocked: ReadonlySet<string>,
-    explain: boolean,
-    link: 'personal' | 'session',
-  ): { items: RecommendedItem[] } | { reason: FallbackReason } {
+  private modelList(q: PersonalQuery): { items: RecommendedItem[] } | { reason: FallbackReason } {
     try {
-      const items = this.personal(sm, user, profile, k, category, blocked, explain, link);
+      const items = this.personal(q);
       if (items === 'history_not_in_model') return { reason: items };
       return items.length === 0 ? { reason: 'no_personal_candidates' } : { items };
     } catch (err) {
       this.deps.logger.error(
-        { err, version: sm.version.version, link },
+        { err, version: q.sm.version.version, link: q.link },
         'model failed to score; falling back',
       );
       return { reason: 'model_error' };
@@ -977,16 +1007,16 @@ export class Recommender implements RecommendationService {
   }
 
   /** The model's own ranking for the history in `profile`, each item with the history items behind it. */
-  private personal(
-    sm: ServingModel,
-    user: { index: number; foldIn: boolean },
-    profile: UserProfile,
-    k: number,
-    category: string | undefined,
-    blocked: ReadonlySet<string>,
-    explain: boolean,
-    link: 'personal' | 'session',
-  ): RecommendedItem[] | 'history_not_in_model' {
+  private personal({
+    sm,
+    user,
+    profile,
+    k,
+    category,
+    blocked,
+    explain,
+    link,
+  }: PersonalQuery): RecommendedItem[] | 'history_not_in_model' {
     const hist = this.modelHistory(sm, profile);
     if (!hist) return 'history_not_in_model';
     const top = this.modelTop(sm, user, hist, k, category, blocked);
