@@ -1,17 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../config/load.ts';
 import type { FeatureEvent } from '../features/definitions.ts';
-import { featureConfigOf, ItemStateTimeline } from '../features/item-state.ts';
+import { featureConfigFor, ItemStateTimeline } from '../features/item-state.ts';
 import { RankingFeatures } from '../features/ranking.ts';
 import { buildQueries, type BuiltQuery, type QueryRetriever } from './ranking-queries.ts';
 
 const config = loadConfig({ env: {} });
-const features = featureConfigOf({
-  types: config.events.types,
-  maxEventWeight: config.events.maxEventWeight,
-  maxUserItemWeight: config.events.maxUserItemWeight,
-  features: config.features,
-});
+const features = featureConfigFor(config);
 const DAY = 86_400_000;
 const T0 = 1_700_000_000_000;
 const itemIds = ['a', 'b', 'c', 'd'];

@@ -48,6 +48,18 @@ export function featureConfigOf(options: {
 }
 
 /**
+ * `featureConfigOf` of a Cairn configuration (its `events` and `features` sections, as the online state
+ * folds with them): serving's ranker, the training pipeline and tests read the same settings this way.
+ */
+export function featureConfigFor(config: {
+  events: { types: EventTypes; maxEventWeight?: number; maxUserItemWeight?: number };
+  features: { halfLivesDays: readonly number[]; maxSegmentsPerItem: number };
+}): FeatureConfig {
+  const { types, maxEventWeight, maxUserItemWeight } = config.events;
+  return featureConfigOf({ types, maxEventWeight, maxUserItemWeight, features: config.features });
+}
+
+/**
  * The decay of a config's half-lives, precomputed. 2^(Δ/H) is evaluated as exp(Δ · ln2/H): Math.exp is
  * about three times faster than Math.pow in V8 (measured 83 vs 260 ns per call on this machine's event
  * stream), and the fold, `decayedAt` and ranking vectors all use this one form, so online and offline agree.

@@ -56,7 +56,7 @@ import { CairnError } from '../errors/errors.ts';
 import { mergeCandidates } from '../features/candidates.ts';
 import type { FeatureConfig, ItemFeatureState, UserMeta } from '../features/definitions.ts';
 import { buildUserProfile, type UserProfile } from '../features/interactions.ts';
-import { decayedAt, featureConfigOf } from '../features/item-state.ts';
+import { decayedAt, featureConfigFor } from '../features/item-state.ts';
 import { popularityHalfLifeIndex } from '../features/ranker-artifact.ts';
 import type { UserContext } from '../features/ranking.ts';
 import type { Logger } from '../monitoring/logger.ts';
@@ -236,12 +236,7 @@ export class Recommender implements RecommendationService {
   constructor(private readonly deps: RecommenderDeps) {
     this.now = deps.now ?? Date.now;
     const { config } = deps;
-    this.featureConfig = featureConfigOf({
-      types: config.events.types,
-      maxEventWeight: config.events.maxEventWeight,
-      maxUserItemWeight: config.events.maxUserItemWeight,
-      features: config.features,
-    });
+    this.featureConfig = featureConfigFor(config);
     this.shadowMetrics = shadowMetrics(deps.metrics.registry);
     this.head = new RetrievalHeadCache({
       popular: deps.popular,

@@ -36,7 +36,7 @@ import { forgetErasedSince } from './erasure-race.ts';
 import { extractTrainingData, type FeatureEventColumns, type TrainingData } from './extract.ts';
 import { loggedQuery, type LoggedQuery, type RankerInput } from './ranker.ts';
 import type { ItemMeta } from '../features/definitions.ts';
-import { featureConfigOf } from '../features/item-state.ts';
+import { featureConfigFor } from '../features/item-state.ts';
 import { itemMetaOf } from '../features/ranking.ts';
 import type { ChampionInput, FitInput, FitOutput } from './fit.ts';
 import type { FitWorkerMessage } from './fit-worker.ts';
@@ -305,12 +305,7 @@ async function rankerInput(deps: PipelineDeps, events: FeatureEventColumns): Pro
   return {
     events,
     // The settings the online state folds with (main/adapters.ts onlineStateOptions): no skew.
-    features: featureConfigOf({
-      types: config.events.types,
-      maxEventWeight: config.events.maxEventWeight,
-      maxUserItemWeight: config.events.maxUserItemWeight,
-      features: config.features,
-    }),
+    features: featureConfigFor(config),
     historyLimit: config.serving.historyLimit,
     popularityHalfLifeDays: config.serving.popularityHalfLifeDays,
     candidates: config.ranking.candidates,

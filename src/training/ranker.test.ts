@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { getAlgorithm, resolveParams } from '../algorithms/index.ts';
 import { loadConfig } from '../config/load.ts';
-import { featureConfigOf } from '../features/item-state.ts';
+import { featureConfigFor } from '../features/item-state.ts';
 import { parseStoredRanker, rankerMismatch } from '../features/ranker-artifact.ts';
 import { itemMetaOf, RankingFeatures } from '../features/ranking.ts';
 import type { ItemMeta } from '../features/definitions.ts';
@@ -14,12 +14,7 @@ import { loggedQuery, trainRanker, type LoggedQuery, type RankerInput } from './
 import { Rng } from '../algorithms/random.ts';
 
 const config = loadConfig({ env: {} });
-const features = featureConfigOf({
-  types: config.events.types,
-  maxEventWeight: config.events.maxEventWeight,
-  maxUserItemWeight: config.events.maxUserItemWeight,
-  features: config.features,
-});
+const features = featureConfigFor(config);
 
 async function demo() {
   const store = new SqliteStore({ path: ':memory:' });
