@@ -359,7 +359,11 @@
 
   ;; $addEntries for k = 32 (kb = 128), written out: the eight vectors of y are loaded once, into
   ;; locals, for both the dot product and the update, and no loop tests the vector count. The same
-  ;; operations in the same order as $addEntries (vector j into accumulator j mod 4), so the same bits.
+  ;; operations in the same order as $addEntries (vector j into accumulator j mod 4), except that an
+  ;; accumulator starts from its first product instead of 0 + it: the optimizing compiler cannot
+  ;; drop that add (0 + −0 is +0), and the four of them made this body 1.27–1.37× slower than the
+  ;; former run-time emitter at k = 32 (0.97–1.03× without). Results can differ from $addEntries
+  ;; only in the sign of a zero.
   (func $addEntries32 (param $q i32) (param $qe i32) (param $indices i32) (param $data i32)
     (param $Y i32) (param $alpha f32) (param $vec i32) (param $out i32) (param $target i32)
     (local $w f32) (local $c1 f32) (local $d f32) (local $t f32) (local $y i32) (local $tv v128)
@@ -384,14 +388,10 @@
         (local.set $y6 (v128.load offset=96 (local.get $y)))
         (local.set $y7 (v128.load offset=112 (local.get $y)))
         ;; d = y · vec
-        (local.set $acc0 (f32x4.add (v128.const i32x4 0 0 0 0)
-          (f32x4.mul (local.get $y0) (v128.load (local.get $vec)))))
-        (local.set $acc1 (f32x4.add (v128.const i32x4 0 0 0 0)
-          (f32x4.mul (local.get $y1) (v128.load offset=16 (local.get $vec)))))
-        (local.set $acc2 (f32x4.add (v128.const i32x4 0 0 0 0)
-          (f32x4.mul (local.get $y2) (v128.load offset=32 (local.get $vec)))))
-        (local.set $acc3 (f32x4.add (v128.const i32x4 0 0 0 0)
-          (f32x4.mul (local.get $y3) (v128.load offset=48 (local.get $vec)))))
+        (local.set $acc0 (f32x4.mul (local.get $y0) (v128.load (local.get $vec))))
+        (local.set $acc1 (f32x4.mul (local.get $y1) (v128.load offset=16 (local.get $vec))))
+        (local.set $acc2 (f32x4.mul (local.get $y2) (v128.load offset=32 (local.get $vec))))
+        (local.set $acc3 (f32x4.mul (local.get $y3) (v128.load offset=48 (local.get $vec))))
         (local.set $acc0 (f32x4.add (local.get $acc0)
           (f32x4.mul (local.get $y4) (v128.load offset=64 (local.get $vec)))))
         (local.set $acc1 (f32x4.add (local.get $acc1)
@@ -456,14 +456,10 @@
         (local.set $y2 (v128.load offset=32 (local.get $y)))
         (local.set $y3 (v128.load offset=48 (local.get $y)))
         ;; d = y · vec
-        (local.set $acc0 (f32x4.add (v128.const i32x4 0 0 0 0)
-          (f32x4.mul (local.get $y0) (v128.load (local.get $vec)))))
-        (local.set $acc1 (f32x4.add (v128.const i32x4 0 0 0 0)
-          (f32x4.mul (local.get $y1) (v128.load offset=16 (local.get $vec)))))
-        (local.set $acc2 (f32x4.add (v128.const i32x4 0 0 0 0)
-          (f32x4.mul (local.get $y2) (v128.load offset=32 (local.get $vec)))))
-        (local.set $acc3 (f32x4.add (v128.const i32x4 0 0 0 0)
-          (f32x4.mul (local.get $y3) (v128.load offset=48 (local.get $vec)))))
+        (local.set $acc0 (f32x4.mul (local.get $y0) (v128.load (local.get $vec))))
+        (local.set $acc1 (f32x4.mul (local.get $y1) (v128.load offset=16 (local.get $vec))))
+        (local.set $acc2 (f32x4.mul (local.get $y2) (v128.load offset=32 (local.get $vec))))
+        (local.set $acc3 (f32x4.mul (local.get $y3) (v128.load offset=48 (local.get $vec))))
         (local.set $acc0
           (f32x4.add (f32x4.add (f32x4.add (local.get $acc0) (local.get $acc1)) (local.get $acc2))
             (local.get $acc3)))
