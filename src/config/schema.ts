@@ -284,6 +284,13 @@ export const ConfigSchema = Type.Object(
          * unavailable are never served from it.
          */
         cacheTtlSeconds: Type.Number({ minimum: 0, default: 30 }),
+        /**
+         * An answer past its TTL is still served for up to this long while it is computed again in the
+         * background, one answer at a time (stale-while-revalidate), so expiring answers never queue
+         * requests behind their recomputation. The invalidations above still drop it at once (0: an
+         * expired answer is computed on the request).
+         */
+        cacheStaleSeconds: Type.Number({ minimum: 0, default: 30 }),
         /** Readiness reports the model `stale` once the champion is older than this (0: never). */
         maxModelAgeSeconds: Type.Integer({ minimum: 0, default: 7 * 86_400 }),
       },

@@ -102,6 +102,7 @@ export async function startServing(deps: ServingDeps): Promise<Serving> {
     pool,
     servedLog,
     async close() {
+      await recommender.close();
       await follower.close();
       await experiments.close();
       // What was served until now still reaches the store (it closes after serving).

@@ -19,6 +19,11 @@ export interface Metrics {
   /** Personalized answers served from the online state's cache (hit) or computed (miss). */
   readonly recommendationCache: Counter<'outcome'>;
   /**
+   * Expired cached answers asked to be computed again in the background, by outcome: queued, duplicate
+   * (already waiting or running), dropped (too many waiting, or shutting down).
+   */
+  readonly answerRefreshes: Counter<'outcome'>;
+  /**
    * Personalized answers computed with a ranker wanted, by outcome: ranked, disabled (config or arm),
    * no_ranker (the model has none), unusable (its features or retrievers do not match), no_candidates,
    * error (online state failed while ranking: the CF ranking answered).
@@ -181,7 +186,13 @@ export function createMetrics(options: { defaultMetrics?: boolean; scoreWindow?:
     }),
     recommendationCache: new Counter({
       name: 'cairn_recommendation_cache_total',
-      help: 'Personalized recommendation answers by cache outcome (hit, miss)',
+      help: 'Personalized recommendation answers by cache outcome (hit, stale: served while computed again, miss)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    answerRefreshes: new Counter({
+      name: 'cairn_answer_refresh_total',
+      help: 'Expired cached answers asked to be computed again in the background, by outcome (queued, duplicate, dropped)',
       labelNames: ['outcome'] as const,
       registers: [registry],
     }),

@@ -38,9 +38,13 @@ const purchase = (userId: string, itemId: string): StoredEvent => ({
   context: null,
 });
 
+/** The recommender's clock (epoch ms); the online state's expiry keeps the real one. */
+let clock = Date.now();
+
 function recommender(): Recommender {
   const online = world.online;
   return new Recommender({
+    now: () => clock,
     config: world.config,
     online: onlineView(online, {
       recentEvents: async (user, limit) => {
@@ -67,6 +71,7 @@ beforeEach(async () => {
   serving.catalogView.upsert(ITEM_IDS.map((id) => item(id)));
   historyReads = 0;
   afterHistoryRead = null;
+  clock = Date.now();
 });
 
 afterEach(async () => {
@@ -116,9 +121,10 @@ describe('answer cache', () => {
     for (const userId of ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'])
       await r.recommend(systemContext(), { userId, k: 3 });
     expect(ttls.length).toBeGreaterThan(3);
+    // The store keeps each answer for its fresh time plus the stale window (30 s by default).
     for (const ttl of ttls) {
-      expect(ttl).toBeLessThanOrEqual(60_000);
-      expect(ttl).toBeGreaterThan(45_000);
+      expect(ttl - 30_000).toBeLessThanOrEqual(60_000);
+      expect(ttl - 30_000).toBeGreaterThan(45_000);
     }
     expect(new Set(ttls).size).toBe(ttls.length);
     expect([cacheTtlMs(60, () => 0), cacheTtlMs(60, () => 0.5)]).toEqual([60_000, 52_500]);
@@ -138,5 +144,77 @@ describe('answer cache', () => {
     const next = await r.recommend(ctx, { userId: 'u7', k: 4 });
     expect(historyReads).toBe(3);
     expect(next.items.map((i) => i.itemId)).not.toContain(bought);
+  });
+
+  it('serves an expired answer while it is computed again in the background, then the new one', async () => {
+    const r = recommender();
+    const ctx = systemContext();
+    const outcomes = async (): Promise<Record<string, number>> =>
+      Object.fromEntries(
+        (await world.metrics.recommendationCache.get()).values.map((v) => [
+          String(v.labels.outcome),
+          v.value,
+        ]),
+      );
+    const first = await r.recommend(ctx, { userId: 'u5', k: 4 });
+    expect(historyReads).toBe(1);
+    // Past the TTL (60 s less up to a quarter), within the stale window (30 s by default).
+    clock += 61_000;
+    const stale = await r.recommend(ctx, { userId: 'u5', k: 4 });
+    expect(stale.items).toEqual(first.items);
+    expect(historyReads).toBe(1); // answered from the cache: nothing computed on the request
+    for (let i = 0; i < 100 && historyReads < 2; i++) await new Promise((res) => setImmediate(res));
+    expect(historyReads).toBe(2); // computed again after the answer was sent
+    await r.close();
+    // The new answer is fresh: a hit, nothing computed.
+    const again = await r.recommend(ctx, { userId: 'u5', k: 4 });
+    expect(again.items.map((i) => i.itemId)).toEqual(first.items.map((i) => i.itemId));
+    expect(historyReads).toBe(2);
+    // The background computation was not an answer: not counted as a miss.
+    expect(await outcomes()).toEqual({ miss: 1, stale: 1, hit: 1 });
+  });
+
+  it('stores answers for their TTL plus the stale window, and serves none stale when it is 0', async () => {
+    const ttls: number[] = [];
+    const online = world.online;
+    for (const staleSeconds of [30, 0]) {
+      const config = {
+        ...world.config,
+        serving: { ...world.config.serving, cacheStaleSeconds: staleSeconds },
+      };
+      const r = new Recommender({
+        now: () => clock,
+        config,
+        online: onlineView(online, {
+          recentEvents: async (user, limit) => {
+            historyReads++;
+            return online.recentEvents(user, limit);
+          },
+          cacheSet: (user, key, value, ttlMs, version) => {
+            ttls.push(ttlMs);
+            return online.cacheSet(user, key, value, ttlMs, version);
+          },
+        }),
+        catalog: serving.catalogView,
+        popular: serving.popular,
+        metrics: world.metrics,
+        logger: world.logger,
+        champion: () => serving.champion.get(),
+      });
+      const userId = `u${staleSeconds === 0 ? 6 : 7}`;
+      historyReads = 0;
+      await r.recommend(systemContext(), { userId, k: 3 });
+      const ttl = ttls.at(-1)!;
+      expect(ttl).toBeGreaterThan(45_000 + staleSeconds * 1000);
+      expect(ttl).toBeLessThanOrEqual(60_000 + staleSeconds * 1000);
+      if (staleSeconds === 0) {
+        // Past the TTL by the recommender's clock, still held by the store's: never served as stale.
+        clock += 61_000;
+        await r.recommend(systemContext(), { userId, k: 3 });
+        for (let i = 0; i < 20; i++) await new Promise((res) => setImmediate(res));
+        expect(historyReads).toBe(1);
+      }
+      await r.close();
+    }
   });
 });

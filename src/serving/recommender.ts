@@ -40,7 +40,7 @@ import {
   type SimilarResult,
 } from './contracts.ts';
 import type { Config } from '../config/load.ts';
-import type { RequestContext } from '../domain/context.ts';
+import { createContext, type RequestContext } from '../domain/context.ts';
 import type {
   Experiment,
   ExperimentVariant,
@@ -62,6 +62,7 @@ import type { UserContext } from '../features/ranking.ts';
 import type { Logger } from '../monitoring/logger.ts';
 import type { Metrics } from '../monitoring/metrics.ts';
 import type { OnlineState } from '../storage/ports.ts';
+import { AnswerRefresh } from './answer-refresh.ts';
 import type { CatalogView } from './catalog.ts';
 import { rankColdStart, userValues } from './cold-start.ts';
 import type { Arm, ExperimentRouter } from './experiments.ts';
@@ -220,6 +221,15 @@ export function cacheTtlMs(ttlSeconds: number, random: () => number = Math.rando
 /** Share of the TTL an answer's expiry is spread over (cacheTtlMs). */
 const CACHE_TTL_JITTER = 0.25;
 
+/** Expired answers that may wait for their background recomputation at once (AnswerRefresh). */
+const MAX_PENDING_REFRESHES = 1000;
+
+/** A cached answer as stored: the items and when it stops being fresh (epoch ms). */
+interface CachedAnswer {
+  items: RecommendedItem[];
+  freshUntil?: number;
+}
+
 export class Recommender implements RecommendationService {
   private readonly now: () => number;
   private readonly popularWindow: string;
@@ -232,6 +242,8 @@ export class Recommender implements RecommendationService {
   private content: { index: ContentIndex; version: number; builtAt: number } | null = null;
   /** Per loaded model version: its ranker stage, or why it cannot rank here (decided and logged once). */
   private readonly stages = new WeakMap<ServingModel, RankerStage | { unusable: string }>();
+  /** Expired cached answers being computed again off the response path (serving.cacheStaleSeconds). */
+  private readonly refresh: AnswerRefresh;
 
   constructor(private readonly deps: RecommenderDeps) {
     this.now = deps.now ?? Date.now;
@@ -247,9 +259,32 @@ export class Recommender implements RecommendationService {
     });
     const days = deps.config.serving.popularityHalfLifeDays;
     this.popularWindow = days === 7 ? 'this week' : `over the last ${days} day${days === 1 ? '' : 's'}`;
+    this.refresh = new AnswerRefresh({
+      maxPending: MAX_PENDING_REFRESHES,
+      onError: (err) => deps.logger.warn({ err }, 'could not compute an expired answer again'),
+      onRequest: (outcome) => deps.metrics.answerRefreshes.inc({ outcome }),
+    });
+  }
+
+  /** Stops computing expired answers again (what waits is dropped; the running one finishes). */
+  async close(): Promise<void> {
+    await this.refresh.close();
   }
 
   async recommend(ctx: RequestContext, request: RecommendRequest): Promise<RecommendationResult> {
+    return this.personalAnswer(ctx, request, false);
+  }
+
+  /**
+   * The answer to a request for a user's recommendations. `refresh`: computed again in the background
+   * because its cached answer expired — the cache is not read, and the answer is only stored: it is not
+   * served, so it is not recorded, logged, counted for an experiment arm or shadowed.
+   */
+  private async personalAnswer(
+    ctx: RequestContext,
+    request: RecommendRequest,
+    refresh: boolean,
+  ): Promise<RecommendationResult> {
     const started = performance.now();
     const k = this.checkK(request.k);
     const category = this.checkCategory(request.category);
@@ -269,11 +304,11 @@ export class Recommender implements RecommendationService {
         ? this.cacheKey(sm, assigned, k, category, request, ranker.stage !== null)
         : null;
     // Cached answers hold no explanations: an explained answer is always computed.
-    const readCache = cacheKey !== null && !answer.explain;
+    const readCache = cacheKey !== null && !answer.explain && !refresh;
     let cached: string | null = null;
     /** The user's cache version, read before the history: the answer is stored only if it still holds. */
     let version: string | undefined;
-    let hit: RecommendedItem[] | null = null;
+    let hit: { items: RecommendedItem[]; stale: boolean } | null = null;
     let meta: Promise<MetaRead> | null = null;
     try {
       // The cheap reads first (one round trip: Redis pipelines them). A cached answer needs nothing else,
@@ -306,7 +341,7 @@ export class Recommender implements RecommendationService {
     // An opted-out user takes part in no experiment: nothing personal is served to them, so no arm could
     // make a difference, and their answers must not feed results.
     const arm = optOut ? null : assigned;
-    if (arm) this.deps.experiments?.served(arm);
+    if (arm && !refresh) this.deps.experiments?.served(arm);
     const experiment = arm ? { id: arm.experiment.id, variant: arm.variant.name } : null;
     if (hit && sm) {
       const result: RecommendationResult = {
@@ -316,10 +351,19 @@ export class Recommender implements RecommendationService {
         source: 'personalized',
         fallbackReason: unavailable,
         degraded: false,
-        items: this.withFields(hit, answer.fields),
+        items: this.withFields(hit.items, answer.fields),
         experiment,
       };
-      this.record('recommendations', 'personalized', unavailable, started, true);
+      this.record('recommendations', 'personalized', unavailable, started, hit.stale ? 'stale' : 'hit');
+      // Served as it is; the next request gets it computed again (the same request, in the background).
+      if (hit.stale && cacheKey !== null)
+        this.refresh.request(`${request.userId}\u0000${cacheKey}`, async () => {
+          await this.personalAnswer(
+            createContext({ principal: ctx.principal, tenant: ctx.tenant, experiment: ctx.experiment }),
+            request,
+            true,
+          );
+        });
       this.logServed(result, arm);
       // A shadow sampled on a hit reads the history itself, after the answer is sent.
       this.shadow(ctx, request, result, {
@@ -415,29 +459,34 @@ export class Recommender implements RecommendationService {
       items: this.withFields(items, answer.fields),
       experiment,
     };
-    this.record('recommendations', source, result.fallbackReason, started, false);
-    this.logServed(result, arm);
-    // Drift of served scores is measured against the champion's training reference only: the metric
-    // keeps one window per version, and arms on other versions would keep resetting it. Ranker scores
-    // are on another scale than the model's: not observed.
-    if (sm && sm === champion && !ranked && personalScores.length > 0)
-      this.deps.metrics.observeServedScores(
-        sm.version.version,
-        sm.version.lineage?.drift ?? null,
-        personalScores,
-      );
-    this.shadow(ctx, request, result, { history, profile, k, category, exclude: request.exclude });
+    if (!refresh) {
+      this.record('recommendations', source, result.fallbackReason, started, 'miss');
+      this.logServed(result, arm);
+      // Drift of served scores is measured against the champion's training reference only: the metric
+      // keeps one window per version, and arms on other versions would keep resetting it. Ranker scores
+      // are on another scale than the model's: not observed.
+      if (sm && sm === champion && !ranked && personalScores.length > 0)
+        this.deps.metrics.observeServedScores(
+          sm.version.version,
+          sm.version.lineage?.drift ?? null,
+          personalScores,
+        );
+      this.shadow(ctx, request, result, { history, profile, k, category, exclude: request.exclude });
+    }
     // The key says whether the ranker was to rank: an answer the CF ranking gave in its stead (the online
     // state failed while ranking) is not stored under it.
     if (cacheKey && source === 'personalized' && !result.degraded && ranked === (ranker.stage !== null)) {
       try {
         // What the answer is, not what this request added to it (fields are read fresh on every hit).
         const bare = items.map(({ itemId, score, reason }) => ({ itemId, score, reason }));
+        // Fresh for the TTL, then served stale for up to cacheStaleSeconds while computed again.
+        const fresh = cacheTtlMs(config.serving.cacheTtlSeconds);
+        const entry: CachedAnswer = { items: bare, freshUntil: this.now() + fresh };
         await this.deps.online.cacheSet(
           request.userId,
           cacheKey,
-          JSON.stringify({ items: bare }),
-          cacheTtlMs(config.serving.cacheTtlSeconds),
+          JSON.stringify(entry),
+          fresh + config.serving.cacheStaleSeconds * 1000,
           version,
         );
       } catch (err) {
@@ -513,7 +562,7 @@ export class Recommender implements RecommendationService {
       items: this.withFields(items, answer.fields),
       experiment: null,
     };
-    this.record('recommendations', source, result.fallbackReason, started, false);
+    this.record('recommendations', source, result.fallbackReason, started);
     return result;
   }
 
@@ -823,10 +872,13 @@ export class Recommender implements RecommendationService {
    * since): then it is recomputed rather than served short. (An answer computed from an older history
    * than the user's current one is never in the cache: see the cache version in `recommend`.)
    */
-  private fromCache(raw: string, category: string | undefined): RecommendedItem[] | null {
-    let entry: { items: RecommendedItem[] };
+  private fromCache(
+    raw: string,
+    category: string | undefined,
+  ): { items: RecommendedItem[]; stale: boolean } | null {
+    let entry: CachedAnswer;
     try {
-      entry = JSON.parse(raw) as { items: RecommendedItem[] };
+      entry = JSON.parse(raw) as CachedAnswer;
     } catch {
       return null;
     }
@@ -839,7 +891,12 @@ export class Recommender implements RecommendationService {
       if (!catalog.isAvailable(it.itemId)) return null;
       if (category && !catalog.inCategory(it.itemId, category)) return null;
     }
-    return items;
+    // Written before answers carried their freshness: fresh until the store expires it.
+    const stale =
+      this.deps.config.serving.cacheStaleSeconds > 0 &&
+      typeof entry.freshUntil === 'number' &&
+      this.now() > entry.freshUntil;
+    return { items, stale };
   }
 
   async similar(ctx: RequestContext, itemId: string, options: ListOptions): Promise<SimilarResult> {
@@ -1773,12 +1830,12 @@ export class Recommender implements RecommendationService {
     source: string,
     fallbackReason: string | null,
     started: number,
-    cached = false,
+    cache: 'hit' | 'stale' | 'miss' = 'miss',
   ): void {
     const m = this.deps.metrics;
     m.recommendationsServed.inc({ endpoint, source, fallback_reason: fallbackReason ?? 'none' });
     if (endpoint === 'recommendations' && source === 'personalized')
-      m.recommendationCache.inc({ outcome: cached ? 'hit' : 'miss' });
+      m.recommendationCache.inc({ outcome: cache });
     m.recommendationDuration.observe({ endpoint }, (performance.now() - started) / 1000);
   }
 }
