@@ -80,6 +80,8 @@ export interface RouteResult {
   p99: number;
   p999: number;
   max: number;
+  /** p99 from the actual send (ms): without the generator's own lag, i.e. what the server and the wire add. */
+  p99FromSend: number;
 }
 
 export interface LoadResult {
@@ -124,7 +126,7 @@ export function printLoad(r: LoadResult): void {
     );
     console.log(
       `              latency from intended send: p50 ${ms(x.p50)}  p90 ${ms(x.p90)}  p99 ${ms(x.p99)}  ` +
-        `p99.9 ${ms(x.p999)}  max ${ms(x.max)}`,
+        `p99.9 ${ms(x.p999)}  max ${ms(x.max)}  (p99 from the actual send ${ms(x.p99FromSend)})`,
     );
   }
 }

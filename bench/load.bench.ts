@@ -106,6 +106,17 @@ async function measure(server: CairnProcess, rate: number, runId: string): Promi
   console.log(
     `    server CPU meanwhile ${cpu.toFixed(1)} s → ${Math.round(requests / cpu)} requests per CPU-second`,
   );
+  // How the answers were made (counted since the server started: warm-up and earlier rates included).
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  const counts = (name: string) =>
+    [...metrics.matchAll(new RegExp(`^${name}\\{outcome="(\\w+)"\\} (\\S+)$`, 'gm'))]
+      .map((m) => `${m[1]} ${m[2]}`)
+      .join(', ');
+  console.log(
+    `    since the start: answers by cache outcome ${counts('cairn_recommendation_cache_total') || 'none'}; ` +
+      `background recomputations ${counts('cairn_answer_refresh_total') || 'none'}; ` +
+      `event-loop delay p99 ${metrics.match(/^cairn_process_nodejs_eventloop_lag_p99_seconds (\S+)$/m)?.[1] ?? '?'} s`,
+  );
 }
 
 async function main(): Promise<void> {
