@@ -302,7 +302,7 @@ async function createTenantRuntime(
       try {
         // Read before the snapshot is taken: the snapshot holds at least this much.
         const marks = await online.watermarks();
-        await artifacts.put(ONLINE_SNAPSHOT_KEY, online.snapshot());
+        await artifacts.put(ONLINE_SNAPSHOT_KEY, await online.snapshotInSlices());
         persistedChanges = marks.changes;
       } catch (err) {
         dirty = true;

@@ -143,6 +143,41 @@ describe('MemoryOnlineState snapshots', () => {
     expect(Math.abs((await fresh.popularity(['a'], late))[0] - 10)).toBeLessThan(1e-9);
   });
 
+  it('writes the same bytes in slices with the event loop free in between, while changes wait for it', async () => {
+    const { state } = await populated();
+    const whole = state.snapshot();
+    // Slices of 0 ms: a turn of the event loop after every user and item.
+    let turns = 0;
+    let counting = true;
+    const tick = () => {
+      turns++;
+      if (counting) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const sliced = state.snapshotInSlices(0);
+    // An event and a change that arrive meanwhile are applied after it, in the order they came.
+    const order: string[] = [];
+    const applied = Promise.all([
+      state.applyEvents([ev(500, 'u0', 'late', 'view', NOW + 900 * DAY)]).then(() => order.push('event')),
+      state
+        .applyChanges([{ seq: 500, value: { kind: 'items', items: [] } }])
+        .then(() => order.push('change')),
+    ]);
+    // The state as it was when the snapshot started: neither was applied while it ran.
+    expect((await sliced).equals(whole)).toBe(true);
+    counting = false;
+    expect(turns).toBeGreaterThan(10);
+    await applied;
+    expect(order).toEqual(['event', 'change']);
+    expect((await state.watermarks()).events).toBe(500);
+    expect((await state.recentEvents('u0', 1))[0].itemId).toBe('late');
+    expect(state.snapshot().equals(whole)).toBe(false);
+    // Closed while it runs: it fails rather than return a truncated snapshot.
+    const cut = state.snapshotInSlices(0);
+    await state.close();
+    await expect(cut).rejects.toMatchObject({ code: 'CAIRN_UNAVAILABLE' });
+  });
+
   it('snapshots an empty state', async () => {
     const restored = MemoryOnlineState.restore(new MemoryOnlineState(OPTIONS).snapshot(), OPTIONS);
     expect(await restored.watermarks()).toEqual({ events: 0, changes: 0 });
