@@ -41,12 +41,24 @@ const purchase = (userId: string, itemId: string): StoredEvent => ({
 /** The recommender's clock (epoch ms); the online state's expiry keeps the real one. */
 let clock = Date.now();
 
-function recommender(): Recommender {
+/**
+ * A recommender on the world's online state that counts history reads (and runs `afterHistoryRead`), with
+ * `stored` told the TTL of every answer it stores and `staleSeconds` replacing serving.cacheStaleSeconds.
+ */
+function recommender(options: { stored?: (ttlMs: number) => void; staleSeconds?: number } = {}): Recommender {
   const online = world.online;
+  const { serving: settings } = world.config;
   return new Recommender({
     now: () => clock,
-    config: world.config,
+    config: {
+      ...world.config,
+      serving: { ...settings, cacheStaleSeconds: options.staleSeconds ?? settings.cacheStaleSeconds },
+    },
     online: onlineView(online, {
+      cacheSet: (user, key, value, ttlMs, version) => {
+        options.stored?.(ttlMs);
+        return online.cacheSet(user, key, value, ttlMs, version);
+      },
       recentEvents: async (user, limit) => {
         historyReads++;
         const history = await online.recentEvents(user, limit);
@@ -103,21 +115,7 @@ describe('answer cache', () => {
 
   it('stores answers for the configured TTL shortened by up to a quarter, so answers stored together expire apart', async () => {
     const ttls: number[] = [];
-    const online = world.online;
-    const r = new Recommender({
-      config: world.config,
-      online: onlineView(online, {
-        cacheSet: (user, key, value, ttlMs, version) => {
-          ttls.push(ttlMs);
-          return online.cacheSet(user, key, value, ttlMs, version);
-        },
-      }),
-      catalog: serving.catalogView,
-      popular: serving.popular,
-      metrics: world.metrics,
-      logger: world.logger,
-      champion: () => serving.champion.get(),
-    });
+    const r = recommender({ stored: (ttl) => ttls.push(ttl) });
     for (const userId of ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'])
       await r.recommend(systemContext(), { userId, k: 3 });
     expect(ttls.length).toBeGreaterThan(3);
@@ -176,31 +174,8 @@ describe('answer cache', () => {
 
   it('stores answers for their TTL plus the stale window, and serves none stale when it is 0', async () => {
     const ttls: number[] = [];
-    const online = world.online;
     for (const staleSeconds of [30, 0]) {
-      const config = {
-        ...world.config,
-        serving: { ...world.config.serving, cacheStaleSeconds: staleSeconds },
-      };
-      const r = new Recommender({
-        now: () => clock,
-        config,
-        online: onlineView(online, {
-          recentEvents: async (user, limit) => {
-            historyReads++;
-            return online.recentEvents(user, limit);
-          },
-          cacheSet: (user, key, value, ttlMs, version) => {
-            ttls.push(ttlMs);
-            return online.cacheSet(user, key, value, ttlMs, version);
-          },
-        }),
-        catalog: serving.catalogView,
-        popular: serving.popular,
-        metrics: world.metrics,
-        logger: world.logger,
-        champion: () => serving.champion.get(),
-      });
+      const r = recommender({ stored: (ttl) => ttls.push(ttl), staleSeconds });
       const userId = `u${staleSeconds === 0 ? 6 : 7}`;
       historyReads = 0;
       await r.recommend(systemContext(), { userId, k: 3 });

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../../domain/types.ts';
 import { describeOnlineStateConformance } from '../conformance/online-state.conformance.ts';
 import type { OnlineState, OnlineStateOptions } from '../ports.ts';
+import { countLoopTurns } from '../../../test/fixtures/loop-turns.ts';
 import { MemoryOnlineState } from './online-state.ts';
 
 describeOnlineStateConformance('memory', (options) => Promise.resolve(new MemoryOnlineState(options)));
@@ -147,13 +148,7 @@ describe('MemoryOnlineState snapshots', () => {
     const { state } = await populated();
     const whole = state.snapshot();
     // Slices of 0 ms: a turn of the event loop after every user and item.
-    let turns = 0;
-    let counting = true;
-    const tick = () => {
-      turns++;
-      if (counting) setImmediate(tick);
-    };
-    setImmediate(tick);
+    const turns = countLoopTurns();
     const sliced = state.snapshotInSlices(0);
     // An event and a change that arrive meanwhile are applied after it, in the order they came.
     const order: string[] = [];
@@ -165,8 +160,8 @@ describe('MemoryOnlineState snapshots', () => {
     ]);
     // The state as it was when the snapshot started: neither was applied while it ran.
     expect((await sliced).equals(whole)).toBe(true);
-    counting = false;
-    expect(turns).toBeGreaterThan(10);
+    turns.stop();
+    expect(turns.count).toBeGreaterThan(10);
     await applied;
     expect(order).toEqual(['event', 'change']);
     expect((await state.watermarks()).events).toBe(500);
