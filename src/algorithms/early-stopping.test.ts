@@ -26,6 +26,7 @@ function referenceNdcg(
   val: Csr,
   users: Int32Array,
   k: number,
+  bias: Float32Array | null = null,
 ): number {
   let sum = 0;
   for (const u of users) {
@@ -35,7 +36,7 @@ function referenceNdcg(
     const score = (i: number): number => {
       let s = 0;
       for (let q = 0; q < f; q++) s += X[u * f + q] * Y[i * f + q];
-      return Math.fround(s);
+      return bias === null ? Math.fround(s) : Math.fround(Math.fround(s) + bias[i]);
     };
     items.sort((a, b) => score(b) - score(a) || a - b);
     let dcg = 0;
@@ -74,6 +75,25 @@ describe('early stopping', () => {
       const scorer = new ValidationScorer(fit, validation, f, 5, maxUsers, 1);
       expect(scorer.users.length).toBe(Math.min(maxUsers, scorer.users.length));
       expect(scorer.ndcg(X, Y, f)).toBeCloseTo(referenceNdcg(X, Y, f, fit, validation, scorer.users, 5), 6);
+    }
+  });
+
+  it('scores users two at a time with the same NDCG, at factor counts past the unrolled step, with a bias', () => {
+    const m = randomMatrix(3);
+    const { fit, validation } = holdOutValidation(m, 0.3, 4);
+    const rng = new Rng(6);
+    for (const f of [8, 12, 19]) {
+      const X = new Float32Array(m.rows * f).map(() => rng.float() - 0.5);
+      const Y = new Float32Array(m.cols * f).map(() => rng.float() - 0.5);
+      const bias = new Float32Array(m.cols).map(() => rng.float() - 0.5);
+      // An odd number of users: pairs, then one alone.
+      const scorer = new ValidationScorer(fit, validation, f, 5, 7, 2);
+      expect(scorer.users.length).toBe(7);
+      for (const b of [null, bias])
+        expect(scorer.ndcg(X, Y, f, b)).toBeCloseTo(
+          referenceNdcg(X, Y, f, fit, validation, scorer.users, 5, b),
+          6,
+        );
     }
   });
 

@@ -130,6 +130,9 @@ export class ValidationScorer {
   private readonly topItems: Int32Array;
   private readonly topScores: Float32Array;
   private readonly discount: Float64Array;
+  /** Two users' scores (n each) and factor vectors (k each), for `ndcg`'s pairs. */
+  private pairScores = new Float32Array(0);
+  private xPair = new Float64Array(0);
 
   /**
    * @param fit the interactions the model was fitted on (excluded from each user's ranking)
@@ -172,43 +175,110 @@ export class ValidationScorer {
    * validation users.
    */
   ndcg(X: Float32Array, Y: Float32Array, factors: number, bias: Float32Array | null = null): number {
-    const { fit, validation, k, scores, x, topItems, topScores, discount } = this;
-    const nItems = fit.cols;
-    let sum = 0;
-    for (let j = 0; j < this.users.length; j++) {
-      const u = this.users[j];
-      for (let f = 0; f < factors; f++) x[f] = X[u * factors + f];
-      matVec(Y, factors, x, scores, 0, nItems);
-      if (bias !== null) for (let i = 0; i < nItems; i++) scores[i] += bias[i];
-      for (let q = fit.indptr[u]; q < fit.indptr[u + 1]; q++) scores[fit.indices[q]] = -Infinity;
-      // Top-k by insertion into a sorted buffer: k is small; ties keep the lower item index first.
-      let n = 0;
-      for (let i = 0; i < nItems; i++) {
-        const s = scores[i];
-        if (n === k && !(s > topScores[k - 1])) continue;
-        let p = n < k ? n++ : k - 1;
-        while (p > 0 && topScores[p - 1] < s) {
-          topScores[p] = topScores[p - 1];
-          topItems[p] = topItems[p - 1];
-          p--;
-        }
-        topScores[p] = s;
-        topItems[p] = i;
-      }
-      const vs = validation.indptr[u];
-      const ve = validation.indptr[u + 1];
-      let relevant = 0;
-      for (let q = vs; q < ve; q++) if (validation.data[q] > 0) relevant++;
-      let dcg = 0;
-      for (let r = 0; r < n; r++) {
-        if (topScores[r] === -Infinity) break;
-        if (isRelevant(validation, vs, ve, topItems[r])) dcg += discount[r];
-      }
-      let idcg = 0;
-      for (let r = 0; r < Math.min(k, relevant); r++) idcg += discount[r];
-      sum += idcg > 0 ? dcg / idcg : 0;
+    const { users, x, scores } = this;
+    const nItems = this.fit.cols;
+    if (this.pairScores.length !== 2 * nItems || this.xPair.length !== 2 * factors) {
+      this.pairScores = new Float32Array(2 * nItems);
+      this.xPair = new Float64Array(2 * factors);
     }
-    return this.users.length > 0 ? sum / this.users.length : 0;
+    const { pairScores, xPair } = this;
+    let sum = 0;
+    let j = 0;
+    // Two users at a time: each factor row of Y is read and widened once for both (the arithmetic per
+    // user is `matVec`'s, so the scores are the same bits).
+    for (; j + 2 <= users.length; j += 2) {
+      for (let f = 0; f < factors; f++) {
+        xPair[f] = X[users[j] * factors + f];
+        xPair[factors + f] = X[users[j + 1] * factors + f];
+      }
+      matVecPairF64(Y, factors, xPair, pairScores, nItems);
+      sum += this.userNdcg(users[j], pairScores.subarray(0, nItems), bias);
+      sum += this.userNdcg(users[j + 1], pairScores.subarray(nItems), bias);
+    }
+    for (; j < users.length; j++) {
+      for (let f = 0; f < factors; f++) x[f] = X[users[j] * factors + f];
+      matVec(Y, factors, x, scores, 0, nItems);
+      sum += this.userNdcg(users[j], scores, bias);
+    }
+    return users.length > 0 ? sum / users.length : 0;
+  }
+
+  /** NDCG@k of user `u` from the model's scores of every item (overwritten: bias added, fit items masked). */
+  private userNdcg(u: number, scores: Float32Array, bias: Float32Array | null): number {
+    const { fit, validation, k, topItems, topScores, discount } = this;
+    const nItems = fit.cols;
+    if (bias !== null) for (let i = 0; i < nItems; i++) scores[i] += bias[i];
+    for (let q = fit.indptr[u]; q < fit.indptr[u + 1]; q++) scores[fit.indices[q]] = -Infinity;
+    // Top-k by insertion into a sorted buffer: k is small; ties keep the lower item index first.
+    let n = 0;
+    for (let i = 0; i < nItems; i++) {
+      const s = scores[i];
+      if (n === k && !(s > topScores[k - 1])) continue;
+      let p = n < k ? n++ : k - 1;
+      while (p > 0 && topScores[p - 1] < s) {
+        topScores[p] = topScores[p - 1];
+        topItems[p] = topItems[p - 1];
+        p--;
+      }
+      topScores[p] = s;
+      topItems[p] = i;
+    }
+    const vs = validation.indptr[u];
+    const ve = validation.indptr[u + 1];
+    let relevant = 0;
+    for (let q = vs; q < ve; q++) if (validation.data[q] > 0) relevant++;
+    let dcg = 0;
+    for (let r = 0; r < n; r++) {
+      if (topScores[r] === -Infinity) break;
+      if (isRelevant(validation, vs, ve, topItems[r])) dcg += discount[r];
+    }
+    let idcg = 0;
+    for (let r = 0; r < Math.min(k, relevant); r++) idcg += discount[r];
+    return idcg > 0 ? dcg / idcg : 0;
+  }
+}
+
+/**
+ * out[r] = M[r]·x1 and out[n + r] = M[r]·x2 for r < n, x1 and x2 the two halves of `x` (k each): each row
+ * of M is widened to double once for both, and each sum is `matVec`'s (kernels.ts dotRowF64: four
+ * accumulators by f mod 4, pairs f and f + 4, combined as s0 + s1 + (s2 + s3)), so the same bits.
+ */
+function matVecPairF64(M: Float32Array, k: number, x: Float64Array, out: Float32Array, n: number): void {
+  for (let r = 0; r < n; r++) {
+    const o = r * k;
+    let a0 = 0;
+    let a1 = 0;
+    let a2 = 0;
+    let a3 = 0;
+    let b0 = 0;
+    let b1 = 0;
+    let b2 = 0;
+    let b3 = 0;
+    let f = 0;
+    for (; f + 7 < k; f += 8) {
+      const m0 = M[o + f];
+      const m1 = M[o + f + 1];
+      const m2 = M[o + f + 2];
+      const m3 = M[o + f + 3];
+      const m4 = M[o + f + 4];
+      const m5 = M[o + f + 5];
+      const m6 = M[o + f + 6];
+      const m7 = M[o + f + 7];
+      a0 += m0 * x[f] + m4 * x[f + 4];
+      a1 += m1 * x[f + 1] + m5 * x[f + 5];
+      a2 += m2 * x[f + 2] + m6 * x[f + 6];
+      a3 += m3 * x[f + 3] + m7 * x[f + 7];
+      b0 += m0 * x[k + f] + m4 * x[k + f + 4];
+      b1 += m1 * x[k + f + 1] + m5 * x[k + f + 5];
+      b2 += m2 * x[k + f + 2] + m6 * x[k + f + 6];
+      b3 += m3 * x[k + f + 3] + m7 * x[k + f + 7];
+    }
+    for (; f < k; f++) {
+      a0 += M[o + f] * x[f];
+      b0 += M[o + f] * x[k + f];
+    }
+    out[r] = a0 + a1 + (a2 + a3);
+    out[n + r] = b0 + b1 + (b2 + b3);
   }
 }
 
