@@ -142,6 +142,56 @@ function dotRowF64(M: Float32Array, o: number, x: Float64Array, k: number): numb
 }
 
 /**
+ * out[r] = M[r]·x1 and out[n + r] = M[r]·x2 for r < n, x1 and x2 the two halves of `x` (k each): each row
+ * of M is widened to double once for both, and each sum is `matVec`'s (dotRowF64 above: four
+ * accumulators by f mod 4, pairs f and f + 4, combined as s0 + s1 + (s2 + s3)), so the same bits.
+ */
+export function matVecPairF64(
+  M: Float32Array,
+  k: number,
+  x: Float64Array,
+  out: Float32Array,
+  n: number,
+): void {
+  for (let r = 0; r < n; r++) {
+    const o = r * k;
+    let a0 = 0;
+    let a1 = 0;
+    let a2 = 0;
+    let a3 = 0;
+    let b0 = 0;
+    let b1 = 0;
+    let b2 = 0;
+    let b3 = 0;
+    let f = 0;
+    for (; f + 7 < k; f += 8) {
+      const m0 = M[o + f];
+      const m1 = M[o + f + 1];
+      const m2 = M[o + f + 2];
+      const m3 = M[o + f + 3];
+      const m4 = M[o + f + 4];
+      const m5 = M[o + f + 5];
+      const m6 = M[o + f + 6];
+      const m7 = M[o + f + 7];
+      a0 += m0 * x[f] + m4 * x[f + 4];
+      a1 += m1 * x[f + 1] + m5 * x[f + 5];
+      a2 += m2 * x[f + 2] + m6 * x[f + 6];
+      a3 += m3 * x[f + 3] + m7 * x[f + 7];
+      b0 += m0 * x[k + f] + m4 * x[k + f + 4];
+      b1 += m1 * x[k + f + 1] + m5 * x[k + f + 5];
+      b2 += m2 * x[k + f + 2] + m6 * x[k + f + 6];
+      b3 += m3 * x[k + f + 3] + m7 * x[k + f + 7];
+    }
+    for (; f < k; f++) {
+      a0 += M[o + f] * x[f];
+      b0 += M[o + f] * x[k + f];
+    }
+    out[r] = a0 + a1 + (a2 + a3);
+    out[n + r] = b0 + b1 + (b2 + b3);
+  }
+}
+
+/**
  * out[j] = M[rows[j]] · x for the listed rows only (scoring a candidate subset), with exactly the
  * arithmetic of `matVec`, so a subset's scores equal the full vector's bit for bit. A row outside M
  * gets −Infinity.
