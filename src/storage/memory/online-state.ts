@@ -23,6 +23,7 @@ import {
   type ItemFeatureState,
   type UserMeta,
 } from '../../features/definitions.ts';
+import { runSteps, runStepsSliced, TimeSlicer, type Steps } from '../../domain/cooperative.ts';
 import { featureConfigOf, foldItemEvent, unfoldItemEvent } from '../../features/item-state.ts';
 import {
   compareIds,
@@ -322,9 +323,7 @@ export class MemoryOnlineState implements OnlineState {
    */
   snapshot(): Buffer {
     this.assertOpen();
-    const w = new SnapshotWriter();
-    for (const _ of this.writeSnapshot(w));
-    return w.finish();
+    return runSteps(this.snapshotSteps());
   }
 
   /**
@@ -335,18 +334,7 @@ export class MemoryOnlineState implements OnlineState {
   async snapshotInSlices(sliceMs = 4): Promise<Buffer> {
     while (this.snapshotting) await this.snapshotting;
     this.assertOpen();
-    const work = (async () => {
-      const w = new SnapshotWriter();
-      let until = performance.now() + sliceMs;
-      for (const _ of this.writeSnapshot(w)) {
-        if (performance.now() < until) continue;
-        w.checksum(); // in steps too: 5 MB at once held the loop for several milliseconds
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        this.assertOpen(); // closed meanwhile: the maps were released
-        until = performance.now() + sliceMs;
-      }
-      return w.finish();
-    })();
+    const work = runStepsSliced(this.snapshotSteps(), new TimeSlicer(sliceMs));
     this.snapshotting = work.catch(() => undefined);
     try {
       return await work;
@@ -355,8 +343,9 @@ export class MemoryOnlineState implements OnlineState {
     }
   }
 
-  /** Writes the snapshot body into `w`, yielding after each user or item (where a slice may end). */
-  private *writeSnapshot(w: SnapshotWriter): Generator<void, void, void> {
+  /** The snapshot, with a step after each user or item (where a slice may end). */
+  private *snapshotSteps(): Steps<Buffer> {
+    const w = new SnapshotWriter();
     w.str(popularitySettings(this.options));
     w.u32(this.options.historyLimit);
     w.f64(this.wm.events);
@@ -376,7 +365,7 @@ export class MemoryOnlineState implements OnlineState {
     w.u32(this.catalog.size);
     for (const item of this.catalog.values()) {
       w.str(JSON.stringify(item));
-      yield;
+      yield* this.pause(w);
     }
 
     w.u32(this.histories.size);
@@ -395,7 +384,7 @@ export class MemoryOnlineState implements OnlineState {
         if (e.value !== null) w.f64(e.value);
         if (e.context !== null) w.str(JSON.stringify(e.context));
       }
-      yield;
+      yield* this.pause(w);
     }
 
     w.u32(this.holdings.size);
@@ -407,7 +396,7 @@ export class MemoryOnlineState implements OnlineState {
         w.f64(h.weight);
         w.f64(h.at);
       }
-      yield;
+      yield* this.pause(w);
     }
 
     // JSON prints doubles in their shortest exact form: states round-trip bit for bit.
@@ -415,14 +404,26 @@ export class MemoryOnlineState implements OnlineState {
     for (const [itemId, state] of this.itemStates) {
       w.str(itemId);
       w.str(JSON.stringify(state));
-      yield;
+      yield* this.pause(w);
     }
     w.u32(this.userMetas.size);
     for (const [userId, meta] of this.userMetas) {
       w.str(userId);
       w.str(JSON.stringify(meta));
-      yield;
+      yield* this.pause(w);
     }
+    return w.finish();
+  }
+
+  /**
+   * Where a sliced snapshot may give the loop a turn: the checksum is folded in as it goes (over 5 MB at
+   * once it held the loop for several milliseconds), and a state closed meanwhile fails the snapshot
+   * rather than truncate it (its maps were released).
+   */
+  private *pause(w: SnapshotWriter): Steps<void> {
+    w.foldChecksum();
+    yield;
+    this.assertOpen();
   }
 
   /**
@@ -691,7 +692,7 @@ function unsupported(reason: 'format' | 'checksum' | 'version' | 'settings', mes
 class SnapshotWriter {
   private buf = Buffer.allocUnsafe(1 << 16);
   private n = 0;
-  /** CRC-32 of the first `crcEnd` bytes (the checksum is taken in steps by a sliced snapshot). */
+  /** CRC-32 of the first `crcEnd` bytes (folded in as the snapshot is written). */
   private crc = 0;
   private crcEnd = 0;
 
@@ -722,14 +723,15 @@ class SnapshotWriter {
     this.n += this.buf.write(s, this.n, len, 'utf8');
   }
 
-  /** Folds the bytes written since the last call into the checksum. */
-  checksum(): void {
+  /** Folds the bytes written since the last fold into the checksum, once there are 64 KiB of them. */
+  foldChecksum(minBytes = 1 << 16): void {
+    if (this.n - this.crcEnd < minBytes) return;
     this.crc = crc32(this.buf.subarray(this.crcEnd, this.n), this.crc);
     this.crcEnd = this.n;
   }
 
   finish(): Buffer {
-    this.checksum();
+    this.foldChecksum(0);
     this.u32(this.crc);
     return Buffer.from(this.buf.subarray(0, this.n)); // a tight copy, not the oversized work buffer
   }
