@@ -128,4 +128,53 @@ describe('GroupCommit', () => {
     await expect(group.submit(['e'])).resolves.toEqual([0]);
     expect(calls).toEqual([['a', 'b', 'c', 'd'], ['e']]);
   });
+
+  it('with concurrency 2, runs two groups at once and never a third; what queues meanwhile forms the next', async () => {
+    const g = gated();
+    let inFlight = 0;
+    let most = 0;
+    const group = new GroupCommit<string, string>({
+      commit: async (items) => {
+        most = Math.max(most, ++inFlight);
+        try {
+          return await g.commit(items);
+        } finally {
+          inFlight--;
+        }
+      },
+      concurrency: 2,
+    });
+    const all = [group.submit(['a']), group.submit(['b']), group.submit(['c']), group.submit(['d', 'e'])];
+    expect(g.calls).toEqual([['a'], ['b']]);
+    await g.release(); // 'a' done: its runner takes what queued, while 'b' still commits
+    expect(g.calls).toEqual([['a'], ['b'], ['c', 'd', 'e']]);
+    await g.release();
+    await g.release();
+    expect(most).toBe(2);
+    expect(await Promise.all(all)).toEqual([['ok:a'], ['ok:b'], ['ok:c'], ['ok:d', 'ok:e']]);
+    // Idle again: both runners stopped, and the next calls start at once.
+    const later = [group.submit(['f']), group.submit(['g'])];
+    expect(g.calls.slice(3)).toEqual([['f'], ['g']]);
+    await g.release();
+    await g.release();
+    expect(await Promise.all(later)).toEqual([['ok:f'], ['ok:g']]);
+  });
+
+  it('with concurrency 2 and a deferred start, a runner that finds the queue taken stops without a commit', async () => {
+    const calls: string[][] = [];
+    const group = new GroupCommit<string, number>({
+      commit: (items) => {
+        calls.push(items);
+        return items.map((_, i) => i);
+      },
+      start: (run) => setImmediate(run),
+      concurrency: 2,
+    });
+    // Two runners are scheduled; the first takes all three calls, the second finds nothing.
+    await Promise.all([group.submit(['a']), group.submit(['b']), group.submit(['c'])]);
+    expect(calls).toEqual([['a', 'b', 'c']]);
+    await expect(group.submit(['d'])).resolves.toEqual([0]);
+    await expect(group.submit(['e'])).resolves.toEqual([0]);
+    expect(calls).toEqual([['a', 'b', 'c'], ['d'], ['e']]);
+  });
 });

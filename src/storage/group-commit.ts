@@ -4,8 +4,9 @@
  * one multi-row insert, instead of one of each per request. No timer: a group is exactly what queued
  * while the previous commit ran, so a lone caller pays nothing extra.
  *
- * Each caller's items stay contiguous and in its order, and groups commit one after another in arrival
- * order, so seq order (assigned at insert) remains commit order. The commit function sees the
+ * Each caller's items stay contiguous and in its order, and groups start in arrival order. By default
+ * one group commits at a time, so seq order (assigned at insert) is commit order; a store whose readers
+ * need not rely on that (PostgreSQL's commit horizon) may run `concurrency` groups at once. The commit function sees the
  * concatenation of the group's batches: with "first occurrence wins" deduplication, an id sent by two
  * callers of one group is inserted for the earlier one and a duplicate for the later one, exactly as if
  * they had committed one after the other.
@@ -30,6 +31,12 @@ export interface GroupCommitOptions<T, R> {
    * requests read while the previous commit held the loop) then share a commit.
    */
   start?: (run: () => void) => void;
+  /**
+   * Groups committing at once (default 1). Above 1, a later group may commit before an earlier one, and
+   * groups that share an id may wait for one another in the database: only for a store whose readers and
+   * deduplication do not depend on commit order.
+   */
+  concurrency?: number;
 }
 
 interface Waiter<T, R> {
@@ -50,29 +57,33 @@ export class GroupCommit<T, R> {
   private readonly commit: (items: T[]) => Promise<R[]> | R[];
   private readonly maxItems: number;
   private readonly start: (run: () => void) => void;
+  private readonly concurrency: number;
   private readonly queue: Waiter<T, R>[] = [];
-  private running = false;
+  /** Groups committing now (at most `concurrency`). */
+  private running = 0;
 
   constructor(options: GroupCommitOptions<T, R>) {
     this.commit = options.commit;
     this.maxItems = Math.max(1, options.maxItems ?? GROUP_MAX_ITEMS);
     this.start = options.start ?? runNow;
+    this.concurrency = Math.max(1, Math.floor(options.concurrency ?? 1));
   }
 
   /** Resolves with `items`' own results once the group holding them committed. */
   submit(items: T[]): Promise<R[]> {
     return new Promise<R[]>((resolve, reject) => {
       this.queue.push({ items, resolve, reject });
-      if (this.running) return;
-      this.running = true;
+      if (this.running >= this.concurrency) return;
+      this.running++;
       this.start(() => void this.next());
     });
   }
 
   /** Commits the next group, then starts the one that queued meanwhile (or goes idle). */
   private async next(): Promise<void> {
-    await this.commitGroup(this.take());
-    if (this.queue.length === 0) this.running = false;
+    // Another runner may have taken what queued since this one was started.
+    if (this.queue.length > 0) await this.commitGroup(this.take());
+    if (this.queue.length === 0) this.running--;
     else this.start(() => void this.next());
   }
 
