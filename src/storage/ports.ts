@@ -28,7 +28,9 @@ export interface EventStore {
    * Appends events atomically (all or nothing for the call) and reports per event whether it was new.
    * Idempotent by `eventId`: a repeated id, within the batch or across calls, is a `duplicate`.
    * Concurrent calls may share one transaction (group commit, storage/group-commit.ts); each call's
-   * events stay contiguous and in order, and a call that fails alone fails without the others.
+   * events get ascending seqs in its order, and a call that fails alone fails without the others. Calls
+   * in flight together have no order between them, and where two transactions append at once
+   * (PostgreSQL) their seqs may interleave.
    */
   append(events: CairnEvent[]): Promise<AppendOutcome[]>;
   /**
@@ -41,8 +43,10 @@ export interface EventStore {
   forUser(userId: string, limit: number): Promise<StoredEvent[]>;
   /**
    * All events in insertion order, in pages, starting after `afterSeq` (for training and backfills).
-   * `afterSeq` is exclusive, `untilSeq` inclusive; without `untilSeq` the scan stops at `lastSeq()` as it
-   * was when the scan started (a snapshot that terminates under live ingestion). Pages are never empty.
+   * `afterSeq` is exclusive, `untilSeq` inclusive; without `untilSeq` the scan stops where it could when it
+   * started (a snapshot that terminates under live ingestion): at `lastSeq()` where appends commit one at a
+   * time, below any seq still committing where they run concurrently (PostgreSQL), so that no event can
+   * later appear at or below the scan's end. Pages are never empty.
    */
   scan(options: { afterSeq?: number; batchSize?: number; untilSeq?: number }): AsyncIterable<StoredEvent[]>;
   count(): Promise<number>;
@@ -306,7 +310,10 @@ export interface EventLog {
    * stream recognizes repeats within its duplicate window; the store of record beyond it.)
    */
   append(events: CairnEvent[]): Promise<AppendOutcome[]>;
-  /** Events with `seq > after`, ascending, at most `limit`. */
+  /**
+   * Events with `seq > after`, ascending, at most `limit`, never passing over a seq that may still
+   * commit: a reader that moves its position to the last one returned misses nothing.
+   */
   read(after: number, limit: number): Promise<StoredEvent[]>;
   /** Highest seq in the log (0 when empty). */
   head(): Promise<number>;

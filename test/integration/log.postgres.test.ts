@@ -5,7 +5,8 @@
  * afterwards. Then what only this adapter promises: LISTEN survives a lost connection, a durable name
  * is handed over when its holder's session dies, consumers retry while the server is unreachable, and
  * concurrent change-log appends never let a consumer pass over a row. An unreachable server fails the
- * file.
+ * file. Event appends run concurrently: a consumer, a read and a scan stop below an append still in
+ * flight, and appends sharing ids in opposite orders (a deadlock PostgreSQL breaks) both complete.
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
@@ -15,7 +16,7 @@ import { describeLogConformance } from '../../src/storage/conformance/log.confor
 import type { EntityChange, LogRecord } from '../../src/storage/ports.ts';
 import type { ConsumerErrorInfo } from '../../src/storage/polling-consumer.ts';
 import { PgChangeLog, PgEventLog, type PgLogOptions } from '../../src/storage/postgres/log.ts';
-import { PostgresStore } from '../../src/storage/postgres/store.ts';
+import { LOCK_APPEND, PostgresStore } from '../../src/storage/postgres/store.ts';
 
 const url = process.env.CAIRN_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const prefix = `cairn_test_${randomBytes(4).toString('hex')}`;
@@ -248,4 +249,127 @@ describe('PostgreSQL logs', () => {
       for (const w of writers) await w.close();
     }
   });
+
+  it('never passes over an event whose append is still in flight below a committed one', async () => {
+    const schema = freshSchema();
+    const h = await openHandles(schema);
+    const seen: number[] = [];
+    const c = h.eventLog.consume({}, (batch) => {
+      seen.push(...batch.map((e) => e.seq));
+      return Promise.resolve();
+    });
+    // An appender in another process, caught between its INSERT and its COMMIT: the protocol of
+    // PgEvents.insert (shared append lock first, then the INSERT that draws the seq).
+    const slow = await h.store.db.pool.connect();
+    try {
+      await h.eventLog.append([ev('before')]);
+      await c.caughtUp(await h.eventLog.head());
+      await slow.query('BEGIN');
+      await h.store.db.lockShared(slow, LOCK_APPEND);
+      const [{ seq: low }] = (
+        await slow.query<{ seq: string }>(
+          `INSERT INTO "${schema}".events (event_id, user_id, item_id, type, ts) VALUES ('slow', 'u', 'i', 'view', 1) RETURNING seq`,
+        )
+      ).rows;
+      await h.eventLog.append([ev('after')]);
+      const high = await h.eventLog.head();
+      expect(high).toBeGreaterThan(Number(low));
+      // Committed and visible, but not yet readable: reading it would move a cursor past `low`.
+      await new Promise((r) => setTimeout(r, 150));
+      expect(await h.eventLog.read(seen[0], 10)).toEqual([]);
+      expect((await pagesAll(h.store.events.scan({ afterSeq: seen[0] }))).length).toBe(0);
+      expect(seen).toHaveLength(1);
+      await slow.query('COMMIT');
+      await c.caughtUp(high);
+      expect(seen).toEqual([seen[0], Number(low), high]);
+      expect((await pagesAll(h.store.events.scan({ afterSeq: seen[0] }))).map((e) => e.eventId)).toEqual([
+        'slow',
+        'after',
+      ]);
+      await c.close();
+    } finally {
+      await slow.query('ROLLBACK').catch(() => undefined);
+      slow.release();
+      await h.close();
+    }
+  });
+
+  it('moves on past an in-flight append that rolls back, without waiting for the idle poll', async () => {
+    const schema = freshSchema();
+    // An idle poll far longer than the test: only the horizon's own recheck can wake the consumer.
+    const h = await openHandles(schema, { ...TIMINGS, idlePollMs: 60_000 });
+    const seen: string[] = [];
+    const c = h.eventLog.consume({}, (batch) => {
+      seen.push(...batch.map((e) => e.eventId));
+      return Promise.resolve();
+    });
+    const slow = await h.store.db.pool.connect();
+    try {
+      await slow.query('BEGIN');
+      await h.store.db.lockShared(slow, LOCK_APPEND);
+      await slow.query(
+        `INSERT INTO "${schema}".events (event_id, user_id, item_id, type, ts) VALUES ('gone', 'u', 'i', 'view', 1)`,
+      );
+      await h.eventLog.append([ev('kept')]);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(seen).toEqual([]);
+      await slow.query('ROLLBACK');
+      await waitFor(() => seen.length === 1, 'the committed event', 2000);
+      expect(seen).toEqual(['kept']);
+      await c.close();
+    } finally {
+      slow.release();
+      await h.close();
+    }
+  });
+
+  it('concurrent event appends from several processes reach a running consumer exactly once, in seq order', async () => {
+    const schema = freshSchema();
+    const writers = await Promise.all([0, 1, 2, 3].map(() => openHandles(schema)));
+    try {
+      const seen: StoredEvent[] = [];
+      const c = writers[0].eventLog.consume({ batchSize: 7 }, (batch) => {
+        seen.push(...batch);
+        return Promise.resolve();
+      });
+      await Promise.all(
+        writers.map(async (w, k) => {
+          for (let i = 0; i < 25; i++) await w.eventLog.append([ev(`w${k}-${i}-a`), ev(`w${k}-${i}-b`)]);
+        }),
+      );
+      await c.caughtUp(await writers[0].eventLog.head());
+      const seqs = seen.map((e) => e.seq);
+      expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+      expect(new Set(seen.map((e) => e.eventId)).size).toBe(200);
+      expect(seen).toHaveLength(200);
+      await c.close();
+    } finally {
+      for (const w of writers) await w.close();
+    }
+  });
+
+  it('appends sharing ids in opposite orders both complete (PostgreSQL breaks the deadlock; the loser retries)', async () => {
+    const schema = freshSchema();
+    const [a, b] = await Promise.all([openHandles(schema), openHandles(schema)]);
+    try {
+      const ids = Array.from({ length: 3000 }, (_, i) => `shared-${i}`);
+      const [x, y] = await Promise.all([
+        a.store.events.append(ids.map(ev)),
+        b.store.events.append([...ids].reverse().map(ev)),
+      ]);
+      const reversed = [...y].reverse();
+      // Each id inserted by exactly one of the two, a duplicate for the other.
+      expect(x.every((o, i) => (o === 'inserted') !== (reversed[i] === 'inserted'))).toBe(true);
+      expect(await a.store.events.count()).toBe(3000);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
 });
+
+async function pagesAll(pages: AsyncIterable<StoredEvent[]>): Promise<StoredEvent[]> {
+  const out: StoredEvent[] = [];
+  for await (const page of pages) out.push(...page);
+  return out;
+}

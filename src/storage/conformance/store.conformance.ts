@@ -197,7 +197,7 @@ export function describeStoreConformance(
         ]);
       });
 
-      it('gives concurrent callers their own outcomes, in order, contiguous; a shared id inserts once', async () => {
+      it('gives concurrent callers their own outcomes, in order; a shared id inserts once', async () => {
         const callers = 40;
         const batchOf = (c: number) => [
           ev(`own${c}a`, `u${c}`),
@@ -216,12 +216,15 @@ export function describeStoreConformance(
         const stored = await scanAll(store);
         expect(stored).toHaveLength(2 * callers + 1);
         expect(plain(stored.find((e) => e.eventId === 'shared')!)).toStrictEqual(batchOf(winners[0])[1]);
-        // Each caller's events are stored next to each other and in its order.
+        // Each caller's events are stored in its order (not always next to each other: two concurrent
+        // transactions may draw seqs in turn).
         const position = new Map(stored.map((e, i) => [e.eventId, i]));
         for (let c = 0; c < callers; c++) {
           const a = position.get(`own${c}a`)!;
-          expect(position.get(`own${c}b`)! - a).toBe(c === winners[0] ? 2 : 1);
-          if (c === winners[0]) expect(position.get('shared')).toBe(a + 1);
+          const b = position.get(`own${c}b`)!;
+          expect(b).toBeGreaterThan(a);
+          if (c === winners[0])
+            expect([a < position.get('shared')!, position.get('shared')! < b]).toEqual([true, true]);
         }
       });
 
@@ -237,7 +240,8 @@ export function describeStoreConformance(
         expect(results[0]).toEqual({ status: 'fulfilled', value: ['inserted'] });
         expect(results[1]).toEqual({ status: 'fulfilled', value: ['inserted'] });
         expect(results[3]).toEqual({ status: 'fulfilled', value: ['inserted', 'duplicate'] });
-        expect((await scanAll(store)).map((e) => e.eventId)).toEqual(['ok1', 'ok2', 'ok3']);
+        // Calls in flight together have no order between them (PostgreSQL commits two groups at once).
+        expect((await scanAll(store)).map((e) => e.eventId).sort()).toEqual(['ok1', 'ok2', 'ok3']);
         expect(await store.events.append([ev('n1')])).toEqual(['inserted']);
       });
 

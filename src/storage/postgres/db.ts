@@ -100,4 +100,12 @@ export class Db {
   async lock(c: PoolClient, namespace: number): Promise<void> {
     await c.query('SELECT pg_advisory_xact_lock($1, $2)', [namespace, this.lockKey]);
   }
+
+  /**
+   * The shared form of `lock`: holders never wait for one another, only for an exclusive holder. Held to
+   * COMMIT, it marks the transaction as a writer others can see in `pg_locks` (see commit-horizon.ts).
+   */
+  async lockShared(c: PoolClient, namespace: number): Promise<void> {
+    await c.query('SELECT pg_advisory_xact_lock_shared($1, $2)', [namespace, this.lockKey]);
+  }
 }

@@ -1,8 +1,9 @@
 /**
  * The change feed on PostgreSQL: the store's `events` table is the event log and `changes` the change
- * log. Appends to either are serialized per schema by an advisory lock held until COMMIT, so seq order
- * is commit order and a consumer reading `seq > position` never passes over a row that commits later
- * (BIGSERIAL alone hands out seqs at INSERT time, and concurrent transactions may commit out of order).
+ * log. BIGSERIAL hands out seqs at INSERT time and concurrent transactions may commit out of order, so a
+ * consumer reading `seq > position` must never pass over a row that commits later. Event appends run
+ * concurrently and readers stop at the commit horizon (commit-horizon.ts); change appends, far fewer, are
+ * serialized per schema by an advisory lock held until COMMIT, so there seq order is commit order.
  *
  * Consumers are `PollingConsumer`s woken by LISTEN/NOTIFY: migration 3 makes every INSERT into either
  * table notify the schema's channel at commit, and one dedicated connection per store LISTENs to it
@@ -53,6 +54,9 @@ type LogName = 'events' | 'changes';
  */
 const LOCK_CHANGES_APPEND = 0x43616c01;
 const LOCK_DURABLE = 0x43616c02;
+
+/** How soon a read that stopped at an unsettled commit horizon looks again (ms). */
+const RECHECK_MS = 20;
 
 /** The LISTEN channel of a schema; the same expression as the trigger of migration 3. */
 export function logChannel(schema: string): string {
@@ -304,6 +308,7 @@ abstract class PgLogBase<R> {
   private readonly consumers = new ConsumerSet();
   private readonly keepAliveMs: number;
   private closed = false;
+  private recheck: NodeJS.Timeout | null = null;
 
   protected constructor(
     protected readonly store: PostgresStore,
@@ -347,12 +352,27 @@ abstract class PgLogBase<R> {
   /** Stops every consumer of this log (the store stays open: it belongs to the caller). */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.recheck !== null) clearTimeout(this.recheck);
+    this.recheck = null;
     await this.consumers.closeAll();
   }
 
   /** Wakes this process's consumers at once, without waiting for the notification's round trip. */
   protected appended(): void {
     this.listener.wake(this.log);
+  }
+
+  /**
+   * Wakes this process's consumers again shortly: a read stopped short of rows already visible because
+   * an append was still in flight. Its commit notifies anyway; this covers one that rolls back.
+   */
+  protected recheckSoon(): void {
+    if (this.recheck !== null || this.closed) return;
+    this.recheck = setTimeout(() => {
+      this.recheck = null;
+      this.appended();
+    }, RECHECK_MS);
+    this.recheck.unref();
   }
 
   protected assertOpen(): void {
@@ -367,10 +387,11 @@ export class PgEventLog extends PgLogBase<StoredEvent> implements EventLog {
 
   constructor(store: PostgresStore, options: PgLogOptions = {}) {
     super(store, 'events', options);
-    this.pageSql = `SELECT ${EVENT_COLUMNS} FROM ${this.db.s}.events WHERE seq > $1 ORDER BY seq LIMIT $2`;
+    this.pageSql = `SELECT ${EVENT_COLUMNS} FROM ${this.db.s}.events WHERE seq > $1 AND seq <= $2
+      ORDER BY seq LIMIT $3`;
   }
 
-  /** The store's append (serialized per schema, idempotent by event id); durable once it resolves. */
+  /** The store's append (idempotent by event id, concurrent with others); durable once it resolves. */
   async append(events: CairnEvent[]): Promise<AppendOutcome[]> {
     this.assertOpen();
     const outcomes = await this.store.events.append(events);
@@ -378,9 +399,14 @@ export class PgEventLog extends PgLogBase<StoredEvent> implements EventLog {
     return outcomes;
   }
 
+  /** Up to the commit horizon: rows above it wait until every append that may still land below commits. */
   async read(after: number, limit: number): Promise<StoredEvent[]> {
     if (limit <= 0) return [];
-    const rows = await this.db.query<EventRow>(this.pageSql, [after, Math.floor(limit)]);
+    const horizon = this.store.eventHorizon;
+    const until = await horizon.advance();
+    if (horizon.unsettled) this.recheckSoon();
+    if (until <= after) return [];
+    const rows = await this.db.query<EventRow>(this.pageSql, [after, until, Math.floor(limit)]);
     return rows.map(toEvent);
   }
 

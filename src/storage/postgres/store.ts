@@ -22,6 +22,7 @@ import type {
 } from '../ports.ts';
 import { GroupCommit } from '../group-commit.ts';
 import { definedFields, foldItemPatches, scanBounds } from '../shared.ts';
+import { CommitHorizon } from './commit-horizon.ts';
 import { Db, mapPgError } from './db.ts';
 import { PgExperiments, PgServedLog } from './experiments.ts';
 import { POSTGRES_MIGRATIONS } from './migrations.ts';
@@ -48,8 +49,19 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]*$/;
  * sharing a database do not block each other.
  */
 const LOCK_MIGRATE = 0x43616901;
+/** Held by every writer of `events` from its first statement (shared by appends; see commit-horizon.ts). */
 export const LOCK_APPEND = 0x43616902;
 const LOCK_PROMOTE = 0x43616903;
+
+/**
+ * Event-append transactions one store runs at once. Appends do not wait for one another (readers stop at
+ * the commit horizon instead), so a second transaction lets PostgreSQL insert on a second core while the
+ * first commits; groups still form from what queues while both run.
+ */
+const APPEND_TRANSACTIONS = 2;
+
+/** Times an append is retried after PostgreSQL broke a deadlock by aborting it (40P01). */
+const DEADLOCK_RETRIES = 3;
 
 const INT8_OID = 20;
 
@@ -194,6 +206,8 @@ const modelValues = (m: ModelVersion): unknown[] => [
 export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
   readonly events: EventStore;
+  /** How far the `events` table can be read without passing over a row still to commit. */
+  readonly eventHorizon: CommitHorizon;
   readonly items: ItemStore;
   readonly users: UserStore;
   readonly models: ModelStore;
@@ -229,7 +243,8 @@ export class PostgresStore implements Store {
     // crash the process. The next query gets a fresh connection or a mapped CAIRN_UNAVAILABLE error.
     pool.on('error', () => undefined);
     this.db = new Db(pool, `"${schema}"`, hash32(schema));
-    this.events = new PgEvents(this.db);
+    this.eventHorizon = new CommitHorizon(this.db, 'events', LOCK_APPEND);
+    this.events = new PgEvents(this.db, this.eventHorizon);
     this.items = new PgItems(this.db);
     this.users = new PgUsers(this.db);
     this.models = new PgModels(this.db);
@@ -309,12 +324,30 @@ export class PostgresStore implements Store {
   }
 }
 
+/** Runs `attempt` again when PostgreSQL aborted it to break a deadlock (40P01), up to DEADLOCK_RETRIES times. */
+async function retryDeadlocks<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let retries = 0; ; retries++) {
+    try {
+      return await attempt();
+    } catch (e) {
+      const code = (e as { code?: unknown } | null)?.code;
+      if (code !== '40P01' || retries >= DEADLOCK_RETRIES) throw e;
+    }
+  }
+}
+
 class PgEvents implements EventStore {
   private readonly insertSql: string;
-  /** Concurrent appends share one transaction: one lock wait and one commit per group, not per call. */
-  private readonly group = new GroupCommit<CairnEvent, AppendOutcome>({ commit: (e) => this.insert(e) });
+  /** Concurrent appends share transactions: one commit per group, not per call, two groups at once. */
+  private readonly group = new GroupCommit<CairnEvent, AppendOutcome>({
+    commit: (e) => this.insert(e),
+    concurrency: APPEND_TRANSACTIONS,
+  });
 
-  constructor(private readonly db: Db) {
+  constructor(
+    private readonly db: Db,
+    private readonly horizon: CommitHorizon,
+  ) {
     // ORDER BY ord: seqs follow the batch order. ON CONFLICT DO NOTHING + RETURNING tells which were new.
     this.insertSql = `
       INSERT INTO ${db.s}.events (event_id, user_id, item_id, type, value, ts, context)
@@ -332,10 +365,11 @@ class PgEvents implements EventStore {
   }
 
   /**
-   * One transaction, one INSERT (for a whole group of appends). Appends are serialized per schema with
-   * an advisory lock so that seq order equals commit order across processes: otherwise a reader could see
-   * seq 11 committed before seq 10, and a consumer resuming from a watermark (`scan({ afterSeq })`) would
-   * skip seq 10 forever. Within a process the group commit already runs one transaction at a time.
+   * One transaction, one INSERT (for a whole group of appends). Appends of this and other processes run
+   * side by side: each holds the append lock in its shared form, which tells readers a writer is in
+   * flight, and readers stop at the commit horizon (commit-horizon.ts) rather than at the highest seq, so
+   * seq 11 committing before seq 10 never lets a reader pass over 10. Two appends that share event ids in
+   * different orders can deadlock on the unique index; PostgreSQL aborts one, which is retried.
    */
   private async insert(events: CairnEvent[]): Promise<AppendOutcome[]> {
     // Only first occurrences go to the database; later repeats in the batch are duplicates by definition.
@@ -360,15 +394,18 @@ class PgEvents implements EventStore {
       times.push(e.timestamp);
       contexts.push(e.context === null || e.context === undefined ? null : JSON.stringify(e.context));
     }
-    const inserted = await this.db.tx(async (c) => {
-      await this.db.lock(c, LOCK_APPEND);
-      const res = await c.query<{ event_id: string }>({
-        name: 'cairn_events_append',
-        text: this.insertSql,
-        values: [ids, users, items, kinds, values, times, contexts],
-      });
-      return new Set(res.rows.map((r) => r.event_id));
-    });
+    const params = [ids, users, items, kinds, values, times, contexts];
+    const inserted = await retryDeadlocks(() =>
+      this.db.tx(async (c) => {
+        await this.db.lockShared(c, LOCK_APPEND); // before the INSERT draws a seq
+        const res = await c.query<{ event_id: string }>({
+          name: 'cairn_events_append',
+          text: this.insertSql,
+          values: params,
+        });
+        return new Set(res.rows.map((r) => r.event_id));
+      }),
+    );
     const out = new Array<AppendOutcome>(n);
     for (let i = 0; i < n; i++) {
       const id = events[i].eventId;
@@ -378,13 +415,16 @@ class PgEvents implements EventStore {
   }
 
   /**
-   * Keeps each event's log seq. No advisory lock: seqs come from the log, and one consumer writes them
-   * in log order. ON CONFLICT without a target covers both the event id and the seq.
+   * Keeps each event's log seq: seqs come from the log, and one consumer writes them in log order. ON
+   * CONFLICT without a target covers both the event id and the seq. The append lock, exclusive here and
+   * taken first, keeps the sequence's move below from racing an ordinary append's draw and shows this
+   * writer to the commit horizon.
    */
   async appendLogged(events: StoredEvent[]): Promise<AppendOutcome[]> {
     if (events.length === 0) return [];
     const { s } = this.db;
     const res = await this.db.tx(async (c) => {
+      await this.db.lock(c, LOCK_APPEND);
       const inserted = await c.query<{ event_id: string }>(
         `INSERT INTO ${s}.events (seq, event_id, user_id, item_id, type, value, ts, context)
        SELECT e.seq, e.event_id, e.user_id, e.item_id, e.type, e.value, e.ts, e.context
@@ -408,7 +448,6 @@ class PgEvents implements EventStore {
       );
       // Explicit seqs do not move the BIGSERIAL counter: move it past them (never back), so an ordinary
       // append on this schema later can never collide with a logged seq.
-      await this.db.lock(c, LOCK_APPEND);
       await c.query(
         `SELECT setval(pg_get_serial_sequence('${s}.events', 'seq'),
            GREATEST((SELECT last_value FROM ${s}.events_seq_seq), $1::bigint))`,
@@ -435,8 +474,9 @@ class PgEvents implements EventStore {
   }
 
   /**
-   * Keyset pages by seq. Without `untilSeq` the scan stops at the newest event present when it started:
-   * a consistent snapshot that terminates under live ingestion.
+   * Keyset pages by seq. Without `untilSeq` the scan stops at the commit horizon when it started (the
+   * newest seq below which nothing more can commit): a consistent snapshot that terminates under live
+   * ingestion, and that a later `scan({ afterSeq })` from its end continues without a gap.
    */
   async *scan(options: {
     afterSeq?: number;
@@ -444,7 +484,7 @@ class PgEvents implements EventStore {
     untilSeq?: number;
   }): AsyncIterable<StoredEvent[]> {
     const { afterSeq, batchSize, untilSeq } = scanBounds(options);
-    const until = untilSeq ?? (await this.lastSeq());
+    const until = untilSeq ?? (await this.horizon.advance());
     const sql = `SELECT ${EVENT_COLUMNS} FROM ${this.db.s}.events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3`;
     let cursor = afterSeq;
     while (cursor < until) {
