@@ -11,6 +11,11 @@
  *   npm run bench:ingest -- [--synchronous full|normal] [--batches 30] [--posts 2000] [--concurrency 16]
  *     [--stores sqlite,postgres] [--window 100] [--fresh-only]
  *
+ * `--clients C` (default 1) appends the batches from C callers at once; `--writers W` (default 1,
+ * PostgreSQL) spreads them over W store instances on the same schema, each with its own pool and group
+ * commit, as W api processes have (in this one process, so the client side shares one core), e.g.
+ * `--stores postgres --clients 4 --writers 4`.
+ *
  * `--window N` prints the rate of every N fresh batches with the events stored by then, e.g.
  * `--stores sqlite --batches 800 --window 100 --fresh-only`: SQLite from 0 to 8M stored events.
  *   CAIRN_BENCH_BATCHES=50 CAIRN_BENCH_POSTGRES_URL=postgres://… npm run bench:ingest
@@ -34,6 +39,10 @@ const { values: flags } = parseArgs({
     batches: { type: 'string', default: process.env.CAIRN_BENCH_BATCHES ?? '30' },
     posts: { type: 'string', default: '0' },
     concurrency: { type: 'string', default: '1' },
+    /** Callers appending the 10,000-event batches at once. */
+    clients: { type: 'string', default: '1' },
+    /** PostgreSQL store instances (pools, group commits) the callers are spread over. */
+    writers: { type: 'string', default: '1' },
     stores: { type: 'string', default: 'sqlite,postgres' },
     /** Also print the rate of every N fresh batches (how throughput holds as the store grows); 0: off. */
     window: { type: 'string', default: '0' },
@@ -51,8 +60,15 @@ const BATCHES = Number(flags.batches);
 const POSTS = Number(flags.posts);
 const CONCURRENCY = Number(flags.concurrency);
 const WINDOW = Number(flags.window);
-if (!Number.isInteger(CONCURRENCY) || CONCURRENCY < 1) {
-  throw new Error(`--concurrency must be a positive integer, got "${flags.concurrency}"`);
+const CLIENTS = Number(flags.clients);
+const WRITERS = Number(flags.writers);
+for (const [name, n] of [
+  ['concurrency', CONCURRENCY],
+  ['clients', CLIENTS],
+  ['writers', WRITERS],
+] as const) {
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`--${name} must be a positive integer, got "${flags[name]}"`);
 }
 const PG_URL = process.env.CAIRN_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const TYPES = ['view', 'view', 'view', 'click', 'add_to_cart', 'purchase', 'rating'];
@@ -82,10 +98,12 @@ function median(xs: number[]): number {
 
 async function run(
   name: string,
-  store: Store,
+  stores: Store[],
   batches: Iterable<CairnEvent[]> & { length: number },
 ): Promise<void> {
-  await store.events.append(makeBatch(-1)); // warm-up (prepared statements, pool, page cache)
+  const store = stores[0];
+  // Warm-up (prepared statements, pools, page cache): one batch per store instance.
+  for (let w = 0; w < stores.length; w++) await stores[w].events.append(makeBatch(-1 - w));
   const runs = [
     ['fresh', 'inserted'],
     ['replay', 'duplicate'],
@@ -95,23 +113,30 @@ async function run(
     const cpu0 = process.cpuUsage();
     const start = performance.now();
     let windowStart = start;
-    let b = -1;
-    for (const batch of batches) {
-      b++;
-      const t = performance.now();
-      const out = await store.events.append(batch);
-      times.push(performance.now() - t);
-      if (out.some((o) => o !== expect)) throw new Error(`${name}: unexpected outcome in ${label} batch`);
-      if (WINDOW > 0 && label === 'fresh' && (b + 1) % WINDOW === 0) {
-        const now = performance.now();
-        console.log(
-          `${name.padEnd(10)} window ${Math.round((WINDOW * BATCH) / ((now - windowStart) / 1000))
-            .toLocaleString('en-US')
-            .padStart(9)} events/s with ${((b + 2) * BATCH).toLocaleString('en-US')} events stored`,
-        );
-        windowStart = now;
+    let done = 0;
+    const source = batches[Symbol.iterator]();
+    // CLIENTS callers take the next batch as each finishes its last; caller c appends through store c mod W.
+    const client = async (c: number) => {
+      for (let next = source.next(); !next.done; next = source.next()) {
+        const t = performance.now();
+        const out = await stores[c % stores.length].events.append(next.value);
+        times.push(performance.now() - t);
+        if (out.some((o) => o !== expect)) throw new Error(`${name}: unexpected outcome in ${label} batch`);
+        done++;
+        if (WINDOW > 0 && label === 'fresh' && done % WINDOW === 0) {
+          const now = performance.now();
+          console.log(
+            `${name.padEnd(10)} window ${Math.round((WINDOW * BATCH) / ((now - windowStart) / 1000))
+              .toLocaleString('en-US')
+              .padStart(
+                9,
+              )} events/s with ${((done + stores.length) * BATCH).toLocaleString('en-US')} events stored`,
+          );
+          windowStart = now;
+        }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)));
     const seconds = (performance.now() - start) / 1000;
     const cpu = process.cpuUsage(cpu0);
     const cpuSeconds = (cpu.user + cpu.system) / 1e6;
@@ -120,7 +145,8 @@ async function run(
       `${name.padEnd(10)} ${label.padEnd(6)} ${Math.round(total / seconds)
         .toLocaleString('en-US')
         .padStart(9)} events/s` +
-        `  (${batches.length} × ${BATCH.toLocaleString('en-US')}-event batches, median ${median(times).toFixed(1)} ms/batch;` +
+        `  (${batches.length} × ${BATCH.toLocaleString('en-US')}-event batches from ${CLIENTS} client(s)` +
+        ` over ${stores.length} store instance(s), median ${median(times).toFixed(1)} ms/batch;` +
         ` ${Math.round(total / cpuSeconds).toLocaleString('en-US')} events per CPU-second of this process)`,
     );
   }
@@ -228,7 +254,7 @@ if (STORES.has('sqlite')) {
   const sqlite = new SqliteStore({ path: join(dir, 'bench.db'), synchronous: SYNCHRONOUS });
   try {
     await sqlite.migrate();
-    await run('sqlite', sqlite, batches);
+    await run('sqlite', [sqlite], batches);
   } finally {
     await sqlite.close();
     rmSync(dir, { recursive: true, force: true });
@@ -237,15 +263,15 @@ if (STORES.has('sqlite')) {
 
 if (STORES.has('postgres')) {
   const schema = `cairn_bench_${randomBytes(4).toString('hex')}`;
-  const postgres = new PostgresStore({ url: PG_URL, schema });
+  const writers = Array.from({ length: WRITERS }, () => new PostgresStore({ url: PG_URL, schema }));
   try {
-    await postgres.migrate();
-    await run('postgres', postgres, batches);
+    for (const w of writers) await w.migrate();
+    await run('postgres', writers, batches);
   } catch (e) {
     console.log(`postgres   failed: ${(e as Error).message}`);
     process.exitCode = 1;
   } finally {
-    await postgres.close();
+    for (const w of writers) await w.close();
     await dropSchema(schema);
   }
 }
