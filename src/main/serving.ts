@@ -81,6 +81,7 @@ export async function startServing(deps: ServingDeps): Promise<Serving> {
     metrics,
     logger,
     champion: () => champion.get(),
+    predecessor: () => champion.predecessor(),
     experiments,
     pool,
     servedLog,

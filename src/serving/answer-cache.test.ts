@@ -73,7 +73,21 @@ function recommender(options: { stored?: (ttlMs: number) => void; staleSeconds?:
     metrics: world.metrics,
     logger: world.logger,
     champion: () => serving.champion.get(),
+    predecessor: () => serving.champion.predecessor(),
   });
+}
+
+/** The recommender's answers so far by cache outcome (cairn_recommendation_cache_total). */
+async function outcomes(): Promise<Record<string, number>> {
+  return Object.fromEntries(
+    (await world.metrics.recommendationCache.get()).values.map((v) => [String(v.labels.outcome), v.value]),
+  );
+}
+
+/** Lets the background recomputation run until `reads` history reads happened (or fails the test). */
+async function untilHistoryReads(reads: number): Promise<void> {
+  for (let i = 0; i < 100 && historyReads < reads; i++) await new Promise((res) => setImmediate(res));
+  expect(historyReads).toBe(reads);
 }
 
 beforeEach(async () => {
@@ -147,13 +161,6 @@ describe('answer cache', () => {
   it('serves an expired answer while it is computed again in the background, then the new one', async () => {
     const r = recommender();
     const ctx = systemContext();
-    const outcomes = async (): Promise<Record<string, number>> =>
-      Object.fromEntries(
-        (await world.metrics.recommendationCache.get()).values.map((v) => [
-          String(v.labels.outcome),
-          v.value,
-        ]),
-      );
     const first = await r.recommend(ctx, { userId: 'u5', k: 4 });
     expect(historyReads).toBe(1);
     // Past the TTL (60 s less up to a quarter), within the stale window (30 s by default).
@@ -161,8 +168,7 @@ describe('answer cache', () => {
     const stale = await r.recommend(ctx, { userId: 'u5', k: 4 });
     expect(stale.items).toEqual(first.items);
     expect(historyReads).toBe(1); // answered from the cache: nothing computed on the request
-    for (let i = 0; i < 100 && historyReads < 2; i++) await new Promise((res) => setImmediate(res));
-    expect(historyReads).toBe(2); // computed again after the answer was sent
+    await untilHistoryReads(2); // computed again after the answer was sent
     await r.close();
     // The new answer is fresh: a hit, nothing computed.
     const again = await r.recommend(ctx, { userId: 'u5', k: 4 });
@@ -191,5 +197,56 @@ describe('answer cache', () => {
       }
       await r.close();
     }
+  });
+
+  it('after a newer champion, serves the replaced one’s answer under its own version while the new one is computed', async () => {
+    const r = recommender();
+    const ctx = systemContext();
+    const old = serving.champion.get()!.version.version;
+    const first = await r.recommend(ctx, { userId: 'u5', k: 4 });
+    expect(first.modelVersion).toBe(old);
+    await new Promise((res) => setTimeout(res, 5)); // a later training time
+    const newer = await world.registerModel({ scrambled: true });
+    await serving.champion.useVersion(newer.version);
+    expect(serving.champion.predecessor()?.version).toBe(old);
+    const handed = await r.recommend(ctx, { userId: 'u5', k: 4 });
+    expect(handed.modelVersion).toBe(old); // what computed these items, not the champion now
+    expect(handed.items).toEqual(first.items);
+    expect(historyReads).toBe(1); // nothing computed on the request
+    await untilHistoryReads(2); // the new champion's answer, in the background
+    await r.close();
+    const fresh = await r.recommend(ctx, { userId: 'u5', k: 4 });
+    expect(fresh.modelVersion).toBe(newer.version);
+    expect(historyReads).toBe(2);
+    expect(await outcomes()).toEqual({ miss: 1, handover: 1, hit: 1 });
+  });
+
+  it('hands nothing over after a rollback, past an answer’s lifetime, or with no stale window', async () => {
+    const ctx = systemContext();
+    const old = serving.champion.get()!.version.version;
+    await new Promise((res) => setTimeout(res, 5));
+    const newer = await world.registerModel({ scrambled: true });
+    // Rollback: the newer version served u6, then the older one is back: its answer must not return.
+    await serving.champion.useVersion(newer.version);
+    const r = recommender();
+    expect((await r.recommend(ctx, { userId: 'u6', k: 4 })).modelVersion).toBe(newer.version);
+    await serving.champion.useVersion(old);
+    expect(serving.champion.predecessor()).toBeNull();
+    expect((await r.recommend(ctx, { userId: 'u6', k: 4 })).modelVersion).toBe(old);
+    expect(historyReads).toBe(2); // computed on the request
+    // Forward again (the newer version replaces the older), but later than any answer lives (TTL 60 s,
+    // stale window 30 s), or with the stale window off: computed on the request.
+    await r.recommend(ctx, { userId: 'u7', k: 4 });
+    await r.recommend(ctx, { userId: 'u8', k: 4 });
+    await serving.champion.useVersion(newer.version);
+    expect(serving.champion.predecessor()?.version).toBe(old);
+    const noStale = recommender({ staleSeconds: 0 });
+    expect((await noStale.recommend(ctx, { userId: 'u8', k: 4 })).modelVersion).toBe(newer.version);
+    clock += 91_000;
+    expect((await r.recommend(ctx, { userId: 'u7', k: 4 })).modelVersion).toBe(newer.version);
+    expect(historyReads).toBe(6);
+    expect((await outcomes()).handover).toBeUndefined();
+    await r.close();
+    await noStale.close();
   });
 });

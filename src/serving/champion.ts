@@ -9,8 +9,19 @@ import type { Metrics } from '../monitoring/metrics.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
 import { loadServingModel, type ServingModel } from './model-state.ts';
 
+/**
+ * The champion a newer one replaced, and when (this process's clock). Its cached answers may stand in
+ * while the new champion's are computed (serving/recommender.ts): never after a rollback, where the
+ * version replaced is the one judged bad.
+ */
+export interface Predecessor {
+  version: string;
+  replacedAt: number;
+}
+
 export class ChampionHolder {
   private current: ServingModel | null = null;
+  private replaced: Predecessor | null = null;
   private loading: Promise<void> = Promise.resolve();
   /** Last load failure, reported by readiness. */
   lastError: string | null = null;
@@ -19,10 +30,16 @@ export class ChampionHolder {
     private readonly registry: Pick<ModelRegistry, 'champion' | 'get' | 'load'>,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
   ) {}
 
   get(): ServingModel | null {
     return this.current;
+  }
+
+  /** The previous champion when a newer version (by training time) replaced it; null otherwise. */
+  predecessor(): Predecessor | null {
+    return this.replaced;
   }
 
   /** Loads the stored champion, if any (start-up; later changes arrive through the change log). */
@@ -52,7 +69,13 @@ export class ChampionHolder {
     const next = this.loading.then(async () => {
       if (this.current?.version.version === mv.version) return;
       try {
+        const before = this.current;
         this.current = await loadServingModel(this.registry, mv);
+        // A rollback (an older version back in place) hands nothing over.
+        this.replaced =
+          before !== null && mv.createdAt > before.version.createdAt
+            ? { version: before.version.version, replacedAt: this.now() }
+            : null;
         this.lastError = null;
         this.metrics.setChampion(mv.version, mv.algorithm, mv.createdAt);
         this.logger.info({ version: mv.version, algorithm: mv.algorithm }, 'serving new champion');

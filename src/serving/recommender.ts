@@ -63,6 +63,7 @@ import type { Logger } from '../monitoring/logger.ts';
 import type { Metrics } from '../monitoring/metrics.ts';
 import type { OnlineState } from '../storage/ports.ts';
 import { AnswerRefresh } from './answer-refresh.ts';
+import type { Predecessor } from './champion.ts';
 import type { CatalogView } from './catalog.ts';
 import { rankColdStart, userValues } from './cold-start.ts';
 import type { Arm, ExperimentRouter } from './experiments.ts';
@@ -96,6 +97,11 @@ export interface RecommenderDeps {
   logger: Logger;
   /** The champion currently served by this process, or null before the first model. */
   champion: () => ServingModel | null;
+  /**
+   * The champion a newer one replaced (absent or null: none). For a while after the swap its cached
+   * answers are served, labelled with its version, while the new champion's are computed.
+   */
+  predecessor?: () => Predecessor | null;
   /** Running experiments of this replica (absent: nobody is routed, no shadows). */
   experiments?: Pick<ExperimentRouter, 'assign' | 'served' | 'shadows'> | null;
   /** Models named by experiments (absent: every arm is served by the champion). */
@@ -299,28 +305,35 @@ export class Recommender implements RecommendationService {
       this.deps.experiments?.assign(ctx, { user: request.userId, session: request.sessionId }) ?? null;
     const { model: sm, unavailable } = this.modelFor(assigned, champion, ctx);
     const ranker = this.rankerFor(sm, assigned, ctx);
-    const cacheKey =
-      sm && config.serving.cacheTtlSeconds > 0
-        ? this.cacheKey(sm, assigned, k, category, request, ranker.stage !== null)
-        : null;
+    const keyOf = (version: string) =>
+      this.cacheKey(version, assigned, k, category, request, ranker.stage !== null);
+    const cacheKey = sm && config.serving.cacheTtlSeconds > 0 ? keyOf(sm.version.version) : null;
     // Cached answers hold no explanations: an explained answer is always computed.
     const readCache = cacheKey !== null && !answer.explain && !refresh;
+    /** The replaced champion whose answer may stand in for the champion's (see handedOver). */
+    const handover = readCache && sm === champion ? this.handedOver() : null;
     let cached: string | null = null;
+    let previous: string | null = null;
     /** The user's cache version, read before the history: the answer is stored only if it still holds. */
     let version: string | undefined;
-    let hit: { items: RecommendedItem[]; stale: boolean } | null = null;
+    let hit: { items: RecommendedItem[]; stale: boolean; from?: string } | null = null;
     let meta: Promise<MetaRead> | null = null;
     try {
       // The cheap reads first (one round trip: Redis pipelines them). A cached answer needs nothing else,
       // so a hit costs the same after 10 events or 10,000. Any event of the user's applied since the
       // answer was computed dropped it, and an answer computed from an older history than the current
       // one was never stored (cacheSet compares the version read here).
-      [optOut, version, cached] = await Promise.all([
+      [optOut, version, cached, previous] = await Promise.all([
         this.deps.online.optedOut(request.userId),
         cacheKey !== null ? this.deps.online.cacheVersion(request.userId) : Promise.resolve(undefined),
         readCache ? this.deps.online.cacheGet(request.userId, cacheKey) : Promise.resolve(null),
+        handover ? this.deps.online.cacheGet(request.userId, keyOf(handover)) : Promise.resolve(null),
       ]);
       hit = cached !== null && !optOut && sm ? this.fromCache(cached, category) : null;
+      if (!hit && previous !== null && !optOut && handover) {
+        const before = this.fromCache(previous, category);
+        if (before) hit = { items: before.items, stale: true, from: handover };
+      }
       if (!hit) {
         // The ranker's user features need the user's segments: read beside the history, only when it ranks.
         meta = ranker.stage
@@ -347,14 +360,21 @@ export class Recommender implements RecommendationService {
       const result: RecommendationResult = {
         requestId: ctx.requestId,
         userId: request.userId,
-        modelVersion: sm.version.version,
+        // The version that computed these items: the replaced champion's for a handed-over answer.
+        modelVersion: hit.from ?? sm.version.version,
         source: 'personalized',
         fallbackReason: unavailable,
         degraded: false,
         items: this.withFields(hit.items, answer.fields),
         experiment,
       };
-      this.record('recommendations', 'personalized', unavailable, started, hit.stale ? 'stale' : 'hit');
+      this.record(
+        'recommendations',
+        'personalized',
+        unavailable,
+        started,
+        hit.from !== undefined ? 'handover' : hit.stale ? 'stale' : 'hit',
+      );
       // Served as it is; the next request gets it computed again (the same request, in the background).
       if (hit.stale && cacheKey !== null)
         this.refresh.request(`${request.userId}\u0000${cacheKey}`, async () => {
@@ -627,7 +647,7 @@ export class Recommender implements RecommendationService {
    * may share a model version and differ otherwise, e.g. by the ranker).
    */
   private cacheKey(
-    sm: ServingModel,
+    modelVersion: string,
     arm: Arm | null,
     k: number,
     category: string | undefined,
@@ -636,7 +656,22 @@ export class Recommender implements RecommendationService {
   ): string {
     const exclude = [...new Set(request.exclude ?? [])].sort();
     const armKey = arm ? [arm.experiment.id, arm.variant.name] : null;
-    return JSON.stringify([sm.version.version, armKey, k, category ?? null, exclude, ranker]);
+    return JSON.stringify([modelVersion, armKey, k, category ?? null, exclude, ranker]);
+  }
+
+  /**
+   * The replaced champion whose cached answers may still be served, labelled with its version, while the
+   * champion's own are computed in the background: a promotion then does not turn every user's next
+   * request into a miss at once. Only within the cache's lifetime of an answer after the swap (TTL and
+   * stale window; older answers have expired anyway), only where stale answers are served at all
+   * (`serving.cacheStaleSeconds` > 0), and never after a rollback (ChampionHolder names no predecessor).
+   */
+  private handedOver(): string | null {
+    const before = this.deps.predecessor?.() ?? null;
+    const { cacheTtlSeconds, cacheStaleSeconds } = this.deps.config.serving;
+    if (before === null || cacheStaleSeconds <= 0) return null;
+    const lifetimeMs = (cacheTtlSeconds + cacheStaleSeconds) * 1000;
+    return this.now() - before.replacedAt < lifetimeMs ? before.version : null;
   }
 
   /**
@@ -1830,7 +1865,7 @@ export class Recommender implements RecommendationService {
     source: string,
     fallbackReason: string | null,
     started: number,
-    cache: 'hit' | 'stale' | 'miss' = 'miss',
+    cache: 'hit' | 'stale' | 'handover' | 'miss' = 'miss',
   ): void {
     const m = this.deps.metrics;
     m.recommendationsServed.inc({ endpoint, source, fallback_reason: fallbackReason ?? 'none' });
