@@ -222,18 +222,44 @@ export interface Champion {
 }
 
 /** Trains through the API and waits until every one of `urls` serves the new champion. */
-export async function trainChampion(urls: string[]): Promise<Champion> {
-  const queued = await http<{ job_id: string }>('POST', `${urls[0]}/v1/models/train`, {});
+/** Runs one training job through the API (`body`: the train request); resolves with the succeeded job. */
+async function trainJob(url: string, body: object): Promise<{ status: string }> {
+  const queued = await http<{ job_id: string }>('POST', `${url}/v1/models/train`, body);
   if (queued.status !== 202) throw new Error(`train: HTTP ${queued.status} ${JSON.stringify(queued.body)}`);
   const job = await pollUntil(
     'the training job',
     async () => {
-      const { body } = await http<{ status: string }>('GET', `${urls[0]}/v1/jobs/${queued.body.job_id}`);
+      const { body } = await http<{ status: string }>('GET', `${url}/v1/jobs/${queued.body.job_id}`);
       return body.status === 'succeeded' || body.status === 'failed' ? body : null;
     },
     { timeoutMs: 600_000, intervalMs: 200 },
   );
   if (job.status !== 'succeeded') throw new Error(`training failed: ${JSON.stringify(job)}`);
+  return job;
+}
+
+/** Trains a version without promoting it; resolves with its version (the newest that is not champion). */
+export async function trainChallenger(url: string): Promise<string> {
+  await trainJob(url, { promote: false });
+  const { body } = await http<{ models: { version: string; status: string; created_at: string }[] }>(
+    'GET',
+    `${url}/v1/models`,
+  );
+  const newest = body.models
+    .filter((m) => m.status !== 'champion')
+    .sort((a, b) => b.created_at.localeCompare(a.created_at))[0];
+  if (!newest) throw new Error(`no version besides the champion: ${JSON.stringify(body)}`);
+  return newest.version;
+}
+
+/** Promotes `version` through the API (forced: a bench's challenger may have failed its gates). */
+export async function promoteVersion(url: string, version: string): Promise<void> {
+  const res = await http('POST', `${url}/v1/models/${version}/promote`, { force: true, reason: 'bench' });
+  expectStatus('promote', res);
+}
+
+export async function trainChampion(urls: string[]): Promise<Champion> {
+  const job = await trainJob(urls[0], {});
   // The registry (not the job's result) says which version is the champion.
   const { body } = await http<{ models: (Champion & { status: string })[] }>('GET', `${urls[0]}/v1/models`);
   const champion = body.models.find((m) => m.status === 'champion');

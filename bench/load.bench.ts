@@ -6,6 +6,9 @@
  * load-generator process (bench/load-generator.ts) sends requests at a fixed rate, open loop, and
  * latency counts from each request's intended send time (no coordinated omission).
  *
+ * `--swap-at S` trains a second version before the load (not promoted) and promotes it S seconds into the
+ * first measured window: what a client sees while the champion changes under it.
+ *
  * Scenarios: recommend (`GET /v1/users/{id}/recommendations?k=10`), similar (`GET /v1/items/{id}/similar
  * ?k=10`), popular (`GET /v1/popular?k=10`), ingest (`POST /v1/events`, one event), mixed (of every 10
  * requests: 6 recommend, 3 ingest, 1 popular). Printed per route: p50/p90/p99/p99.9/max, errors by
@@ -14,6 +17,7 @@
  *   npm run bench:load -- [--scenario recommend] [--rate 1000[,RATE...]] [--seconds 20] [--warmup 5]
  *                         [--users 2000] [--items 1000] [--events 100000] [--active USERS]
  *                         [--history 0] [--timeout-ms 10000] [--log-level warn] [--cpu-prof DIR]
+ *                         [--swap-at SECONDS]
  *
  * Wall-clock figures depend on what else runs on the machine: the load average is printed with them.
  */
@@ -29,8 +33,10 @@ import {
   loadShop,
   postEvents,
   printLoad,
+  promoteVersion,
   runLoad,
   SCENARIOS,
+  trainChallenger,
   trainChampion,
   type Scenario,
 } from './http-load.ts';
@@ -52,6 +58,8 @@ const { values } = parseArgs({
     'server-env': { type: 'string', multiple: true, default: [] },
     /** Write a V8 CPU profile of the server (whole run) into this directory when it stops. */
     'cpu-prof': { type: 'string' },
+    /** Promote a second trained version this many seconds into the (first) measured window. */
+    'swap-at': { type: 'string' },
   },
 });
 const scenario = values.scenario as Scenario;
@@ -81,9 +89,32 @@ async function ingestHistory(url: string, runId: string): Promise<void> {
   }
 }
 
-async function measure(server: CairnProcess, rate: number, runId: string): Promise<void> {
+async function measure(
+  server: CairnProcess,
+  rate: number,
+  runId: string,
+  swap: { version: string; atSeconds: number } | null,
+): Promise<void> {
   const before = loadAverage();
   const cpu0 = cpuSeconds(server.pid);
+  // The promotion, timed from the generator's start (its warm-up first); awaited after the load.
+  let swapped: Promise<string> = Promise.resolve('');
+  if (swap) {
+    const delayMs = (Number(values.warmup) + swap.atSeconds) * 1000;
+    swapped = new Promise((resolve, reject) =>
+      setTimeout(() => {
+        const t = performance.now();
+        promoteVersion(server.url, swap.version).then(
+          () =>
+            resolve(
+              `    promoted ${swap.version} ${swap.atSeconds} s into the window (the call took ` +
+                `${(performance.now() - t).toFixed(0)} ms)`,
+            ),
+          reject,
+        );
+      }, delayMs),
+    );
+  }
   const r = await runLoad({
     targets: [server.url],
     scenario,
@@ -101,6 +132,7 @@ async function measure(server: CairnProcess, rate: number, runId: string): Promi
       `load average before ${before}, after ${loadAverage()}`,
   );
   printLoad(r);
+  if (swap) console.log(await swapped);
   // Warm-up and measured requests both ran in the CPU window.
   const requests = Math.round(rate * (r.seconds + Number(values.warmup)));
   console.log(
@@ -149,7 +181,18 @@ async function main(): Promise<void> {
           `${((performance.now() - t0) / 1000).toFixed(1)} s`,
       );
     }
-    for (const rate of values.rate.split(',').map(Number)) await measure(server, rate, runId);
+    let swap: { version: string; atSeconds: number } | null = null;
+    if (values['swap-at'] !== undefined) {
+      t0 = performance.now();
+      swap = { version: await trainChallenger(server.url), atSeconds: Number(values['swap-at']) };
+      console.log(
+        `trained ${swap.version} (not promoted) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      );
+    }
+    for (const rate of values.rate.split(',').map(Number)) {
+      await measure(server, rate, runId, swap);
+      swap = null; // only the first window sees the swap
+    }
   } catch (err) {
     console.error(server.tail(30));
     throw err;
