@@ -6,6 +6,10 @@
  * load-generator process (bench/load-generator.ts) sends requests at a fixed rate, open loop, and
  * latency counts from each request's intended send time (no coordinated omission).
  *
+ * `--floor` measures the machine and the generator instead: the same load against a bare `node:http` server
+ * (its own process) answering every request with a fixed 10-item JSON body — no latency figure of Cairn's
+ * can be lower than this.
+ *
  * `--swap-at S` trains a second version before the load (not promoted) and promotes it S seconds into the
  * first measured window: what a client sees while the champion changes under it.
  *
@@ -17,10 +21,11 @@
  *   npm run bench:load -- [--scenario recommend] [--rate 1000[,RATE...]] [--seconds 20] [--warmup 5]
  *                         [--users 2000] [--items 1000] [--events 100000] [--active USERS]
  *                         [--history 0] [--timeout-ms 10000] [--log-level warn] [--cpu-prof DIR]
- *                         [--swap-at SECONDS]
+ *                         [--swap-at SECONDS] [--floor]
  *
  * Wall-clock figures depend on what else runs on the machine: the load average is printed with them.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -60,6 +65,8 @@ const { values } = parseArgs({
     'cpu-prof': { type: 'string' },
     /** Promote a second trained version this many seconds into the (first) measured window. */
     'swap-at': { type: 'string' },
+    /** Load a bare node:http server instead of Cairn (the floor of the figures on this machine). */
+    floor: { type: 'boolean', default: false },
   },
 });
 const scenario = values.scenario as Scenario;
@@ -151,8 +158,49 @@ async function measure(
   );
 }
 
+/** The fixed answer of the floor server: ten items, as a recommendation list's size. */
+const FLOOR_BODY = JSON.stringify({
+  items: Array.from({ length: 10 }, (_, i) => ({ item_id: `i${i + 1}`, score: 1 - i / 10, reason: 'floor' })),
+});
+
+/** `--floor`: the load against a bare node:http server in its own process. */
+async function floor(): Promise<void> {
+  const port = await freePort();
+  const code =
+    `require('node:http').createServer((q, s) => { q.resume(); ` +
+    `s.writeHead(200, { 'content-type': 'application/json' }); s.end(${JSON.stringify(FLOOR_BODY)}); })` +
+    `.listen(${port}, '127.0.0.1', () => console.log('listening'));`;
+  const server = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.stdout.once('data', () => resolve());
+      server.once('exit', (c) => reject(new Error(`the floor server exited (${c})`)));
+    });
+    for (const rate of values.rate.split(',').map(Number)) {
+      const r = await runLoad({
+        targets: [`http://127.0.0.1:${port}`],
+        scenario,
+        rate,
+        seconds: Number(values.seconds),
+        warmupSeconds: Number(values.warmup),
+        users: active,
+        items: size.items,
+        timeoutMs: Number(values['timeout-ms']),
+        runId: `floor-${rate}`,
+      });
+      console.log(
+        `\nfloor (bare node:http server), ${scenario} requests, open loop ${rate}/s for ${r.seconds} s`,
+      );
+      printLoad(r);
+    }
+  } finally {
+    server.kill();
+  }
+}
+
 async function main(): Promise<void> {
   console.log(`node ${process.version}, ${availableParallelism()} cores, load average ${loadAverage()}`);
+  if (values.floor) return floor();
   const dir = await mkdtemp(join(tmpdir(), 'cairn-bench-load-'));
   const runId = randomBytes(4).toString('hex');
   const port = await freePort();
