@@ -8,7 +8,8 @@
  *
  * `--floor` measures the machine and the generator instead: the same load against a bare `node:http` server
  * (its own process) answering every request with a fixed 10-item JSON body — no latency figure of Cairn's
- * can be lower than this.
+ * can be lower than this. `--floor-cpu-us N` makes it spin N µs per request first: what a handler costing
+ * that much CPU gets on this machine, whatever it does.
  *
  * `--swap-at S` trains a second version before the load (not promoted) and promotes it S seconds into the
  * first measured window: what a client sees while the champion changes under it.
@@ -21,7 +22,7 @@
  *   npm run bench:load -- [--scenario recommend] [--rate 1000[,RATE...]] [--seconds 20] [--warmup 5]
  *                         [--users 2000] [--items 1000] [--events 100000] [--active USERS]
  *                         [--history 0] [--timeout-ms 10000] [--log-level warn] [--cpu-prof DIR]
- *                         [--swap-at SECONDS] [--floor]
+ *                         [--swap-at SECONDS] [--floor [--floor-cpu-us 0]]
  *
  * Wall-clock figures depend on what else runs on the machine: the load average is printed with them.
  */
@@ -67,6 +68,8 @@ const { values } = parseArgs({
     'swap-at': { type: 'string' },
     /** Load a bare node:http server instead of Cairn (the floor of the figures on this machine). */
     floor: { type: 'boolean', default: false },
+    /** With --floor: CPU (µs) the bare server spins per request before it answers. */
+    'floor-cpu-us': { type: 'string', default: '0' },
   },
 });
 const scenario = values.scenario as Scenario;
@@ -166,8 +169,10 @@ const FLOOR_BODY = JSON.stringify({
 /** `--floor`: the load against a bare node:http server in its own process. */
 async function floor(): Promise<void> {
   const port = await freePort();
+  const spinNs = Math.round(Number(values['floor-cpu-us']) * 1000);
   const code =
     `require('node:http').createServer((q, s) => { q.resume(); ` +
+    `const t = process.hrtime.bigint(); while (process.hrtime.bigint() - t < ${spinNs}n); ` +
     `s.writeHead(200, { 'content-type': 'application/json' }); s.end(${JSON.stringify(FLOOR_BODY)}); })` +
     `.listen(${port}, '127.0.0.1', () => console.log('listening'));`;
   const server = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -189,7 +194,8 @@ async function floor(): Promise<void> {
         runId: `floor-${rate}`,
       });
       console.log(
-        `\nfloor (bare node:http server), ${scenario} requests, open loop ${rate}/s for ${r.seconds} s`,
+        `\nfloor (bare node:http server, ${values['floor-cpu-us']} µs of CPU per request), ${scenario} ` +
+          `requests, open loop ${rate}/s for ${r.seconds} s`,
       );
       printLoad(r);
     }
