@@ -99,6 +99,21 @@ async function ingestHistory(url: string, runId: string): Promise<void> {
   }
 }
 
+/** The load of the command line at `rate` against `url` (the generator in its own process). */
+function loadAt(url: string, rate: number, runId: string): ReturnType<typeof runLoad> {
+  return runLoad({
+    targets: [url],
+    scenario,
+    rate,
+    seconds: Number(values.seconds),
+    warmupSeconds: Number(values.warmup),
+    users: active,
+    items: size.items,
+    timeoutMs: Number(values['timeout-ms']),
+    runId,
+  });
+}
+
 async function measure(
   server: CairnProcess,
   rate: number,
@@ -125,17 +140,7 @@ async function measure(
       }, delayMs),
     );
   }
-  const r = await runLoad({
-    targets: [server.url],
-    scenario,
-    rate,
-    seconds: Number(values.seconds),
-    warmupSeconds: Number(values.warmup),
-    users: active,
-    items: size.items,
-    timeoutMs: Number(values['timeout-ms']),
-    runId: `${runId}-${rate}`,
-  });
+  const r = await loadAt(server.url, rate, `${runId}-${rate}`);
   const cpu = cpuSeconds(server.pid) - cpu0;
   console.log(
     `\n${scenario}, open loop ${rate}/s for ${r.seconds} s (after ${values.warmup} s of warm-up), ` +
@@ -182,17 +187,7 @@ async function floor(): Promise<void> {
       server.once('exit', (c) => reject(new Error(`the floor server exited (${c})`)));
     });
     for (const rate of values.rate.split(',').map(Number)) {
-      const r = await runLoad({
-        targets: [`http://127.0.0.1:${port}`],
-        scenario,
-        rate,
-        seconds: Number(values.seconds),
-        warmupSeconds: Number(values.warmup),
-        users: active,
-        items: size.items,
-        timeoutMs: Number(values['timeout-ms']),
-        runId: `floor-${rate}`,
-      });
+      const r = await loadAt(`http://127.0.0.1:${port}`, rate, `floor-${rate}`);
       console.log(
         `\nfloor (bare node:http server, ${values['floor-cpu-us']} µs of CPU per request), ${scenario} ` +
           `requests, open loop ${rate}/s for ${r.seconds} s`,

@@ -27,6 +27,20 @@ function gated() {
   return { calls, commit, release, failWith: (f: (items: string[]) => Error | null) => (fail = f) };
 }
 
+/** A synchronous commit recording its groups, started on the next turn (as SQLite's), `concurrency` at once. */
+function deferredSynchronous(concurrency: number) {
+  const calls: string[][] = [];
+  const group = new GroupCommit<string, number>({
+    commit: (items) => {
+      calls.push(items);
+      return items.map((_, i) => i);
+    },
+    start: (run) => setImmediate(run),
+    concurrency,
+  });
+  return { calls, group };
+}
+
 describe('GroupCommit', () => {
   it('commits a lone caller at once, alone', async () => {
     const g = gated();
@@ -113,14 +127,7 @@ describe('GroupCommit', () => {
   });
 
   it('with a deferred start, a synchronous commit takes every call of the same turn in one group', async () => {
-    const calls: string[][] = [];
-    const group = new GroupCommit<string, number>({
-      commit: (items) => {
-        calls.push(items);
-        return items.map((_, i) => i);
-      },
-      start: (run) => setImmediate(run),
-    });
+    const { calls, group } = deferredSynchronous(1);
     const results = await Promise.all([group.submit(['a']), group.submit(['b', 'c']), group.submit(['d'])]);
     expect(calls).toEqual([['a', 'b', 'c', 'd']]);
     expect(results).toEqual([[0], [1, 2], [3]]);
@@ -161,15 +168,7 @@ describe('GroupCommit', () => {
   });
 
   it('with concurrency 2 and a deferred start, a runner that finds the queue taken stops without a commit', async () => {
-    const calls: string[][] = [];
-    const group = new GroupCommit<string, number>({
-      commit: (items) => {
-        calls.push(items);
-        return items.map((_, i) => i);
-      },
-      start: (run) => setImmediate(run),
-      concurrency: 2,
-    });
+    const { calls, group } = deferredSynchronous(2);
     // Two runners are scheduled; the first takes all three calls, the second finds nothing.
     await Promise.all([group.submit(['a']), group.submit(['b']), group.submit(['c'])]);
     expect(calls).toEqual([['a', 'b', 'c']]);

@@ -258,22 +258,14 @@ describe('PostgreSQL logs', () => {
       seen.push(...batch.map((e) => e.seq));
       return Promise.resolve();
     });
-    // An appender in another process, caught between its INSERT and its COMMIT: the protocol of
-    // PgEvents.insert (shared append lock first, then the INSERT that draws the seq).
+    await h.eventLog.append([ev('before')]);
+    await c.caughtUp(await h.eventLog.head());
     const slow = await h.store.db.pool.connect();
     try {
-      await h.eventLog.append([ev('before')]);
-      await c.caughtUp(await h.eventLog.head());
-      await slow.query('BEGIN');
-      await h.store.db.lockShared(slow, LOCK_APPEND);
-      const [{ seq: low }] = (
-        await slow.query<{ seq: string }>(
-          `INSERT INTO "${schema}".events (event_id, user_id, item_id, type, ts) VALUES ('slow', 'u', 'i', 'view', 1) RETURNING seq`,
-        )
-      ).rows;
+      const low = await appendUncommitted(h.store, slow, 'slow');
       await h.eventLog.append([ev('after')]);
       const high = await h.eventLog.head();
-      expect(high).toBeGreaterThan(Number(low));
+      expect(high).toBeGreaterThan(low);
       // Committed and visible, but not yet readable: reading it would move a cursor past `low`.
       await new Promise((r) => setTimeout(r, 150));
       expect(await h.eventLog.read(seen[0], 10)).toEqual([]);
@@ -281,7 +273,7 @@ describe('PostgreSQL logs', () => {
       expect(seen).toHaveLength(1);
       await slow.query('COMMIT');
       await c.caughtUp(high);
-      expect(seen).toEqual([seen[0], Number(low), high]);
+      expect(seen).toEqual([seen[0], low, high]);
       expect((await pagesAll(h.store.events.scan({ afterSeq: seen[0] }))).map((e) => e.eventId)).toEqual([
         'slow',
         'after',
@@ -305,11 +297,7 @@ describe('PostgreSQL logs', () => {
     });
     const slow = await h.store.db.pool.connect();
     try {
-      await slow.query('BEGIN');
-      await h.store.db.lockShared(slow, LOCK_APPEND);
-      await slow.query(
-        `INSERT INTO "${schema}".events (event_id, user_id, item_id, type, ts) VALUES ('gone', 'u', 'i', 'view', 1)`,
-      );
+      await appendUncommitted(h.store, slow, 'gone');
       await h.eventLog.append([ev('kept')]);
       await new Promise((r) => setTimeout(r, 100));
       expect(seen).toEqual([]);
@@ -367,6 +355,25 @@ describe('PostgreSQL logs', () => {
     }
   });
 });
+
+/**
+ * An appender of another process caught between its INSERT and its COMMIT, on `client`: the protocol of
+ * PgEvents.insert (the shared append lock first, then the INSERT that draws the seq). Returns the seq.
+ */
+async function appendUncommitted(
+  store: PostgresStore,
+  client: pg.PoolClient,
+  eventId: string,
+): Promise<number> {
+  await client.query('BEGIN');
+  await store.db.lockShared(client, LOCK_APPEND);
+  const res = await client.query<{ seq: number }>(
+    `INSERT INTO "${store.schema}".events (event_id, user_id, item_id, type, ts) VALUES ($1, 'u', 'i', 'view', 1)
+     RETURNING seq`,
+    [eventId],
+  );
+  return res.rows[0].seq; // the store's pool reads int8 as a number
+}
 
 async function pagesAll(pages: AsyncIterable<StoredEvent[]>): Promise<StoredEvent[]> {
   const out: StoredEvent[] = [];
