@@ -224,6 +224,10 @@ describe('ALS', () => {
     model.scoreUser(0, h, folded, true);
     expect(Array.from(folded)).toEqual(Array.from(out));
     expect(Array.from(stored)).not.toEqual(Array.from(out));
+    // Scoring from a kept folded-in vector is scoring the user: bit for bit.
+    const kept = new Float32Array(model.nItems);
+    model.scoreVector(Float64Array.from(model.userVector(0, h, true)), kept);
+    expect(Array.from(kept)).toEqual(Array.from(out));
     // An empty history yields zero scores rather than garbage.
     model.scoreUser(-1, { items: new Int32Array(0), weights: new Float32Array(0) }, out);
     expect(out.every((v) => v === 0)).toBe(true);
@@ -316,6 +320,10 @@ describe('ALS', () => {
     expect(out[3]).toBeCloseTo(1, 5);
     for (const v of out) expect(Math.abs(v)).toBeLessThanOrEqual(1 + 1e-5);
     expect(model.itemSimilarity!(3, 8)).toBeCloseTo(out[8], 5);
+    const items = Int32Array.from([8, 0, 3, 99, 41, 17, 64]);
+    const many = new Float64Array(items.length);
+    model.itemSimilarities!(items, 3, many);
+    items.forEach((a, j) => expect(many[j]).toBe(model.itemSimilarity!(a, 3)));
     // Items of the same cluster are more alike than items of other clusters, on average.
     let same = 0;
     let other = 0;

@@ -13,6 +13,7 @@ import {
   alsLossRows,
   alsSolveExact,
   cosinePair,
+  cosinePairsTo,
   cosineToAll,
   gramian,
   invNorms,
@@ -274,7 +275,10 @@ export class AlsModel implements FittedModel {
   }
 
   scoreUser(user: number, history: UserHistory, out: Float32Array, foldIn = false): void {
-    const x = this.userVector(user, history, foldIn);
+    this.scoreVector(this.userVector(user, history, foldIn), out);
+  }
+
+  scoreVector(x: Float64Array, out: Float32Array): void {
     matVec(this.itemFactors, this.factors, x, out, 0, this.nItems);
   }
 
@@ -294,6 +298,11 @@ export class AlsModel implements FittedModel {
     if (!(a >= 0 && a < this.nItems && b >= 0 && b < this.nItems)) return 0;
     this.itemInvNorms ??= invNorms(this.itemFactors, this.nItems, this.factors);
     return cosinePair(this.itemFactors, this.itemInvNorms, this.factors, a, b);
+  }
+
+  itemSimilarities(items: Int32Array, b: number, out: Float64Array): void {
+    this.itemInvNorms ??= invNorms(this.itemFactors, this.nItems, this.factors);
+    cosinePairsTo(this.itemFactors, this.itemInvNorms, this.factors, items, b, out);
   }
 
   toArtifact(): ModelArtifact {

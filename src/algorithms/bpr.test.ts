@@ -95,6 +95,12 @@ describe('BPR', () => {
     const x1 = Float64Array.from(model.userVector(-1, h));
     const x2 = Float64Array.from(model.userVector(-1, h));
     expect(Array.from(x2)).toEqual(Array.from(x1));
+    // Scoring from a kept vector is scoring the user: bit for bit.
+    const direct = new Float32Array(model.nItems);
+    const kept = new Float32Array(model.nItems);
+    model.scoreUser(-1, h, direct);
+    model.scoreVector(x1, kept);
+    expect(Array.from(kept)).toEqual(Array.from(direct));
   });
 
   it('scores are bias plus dot product, and similarities are cosines', async () => {
@@ -115,6 +121,10 @@ describe('BPR', () => {
     expect(model.similarItems(2, out)).toBe(true);
     expect(out[2]).toBeCloseTo(1, 5);
     expect(model.itemSimilarity(2, 9)).toBeCloseTo(out[9], 5);
+    const items = Int32Array.from([9, 0, 2, 30, 59, 11]);
+    const many = new Float64Array(items.length);
+    model.itemSimilarities(items, 2, many);
+    items.forEach((a, j) => expect(many[j]).toBe(model.itemSimilarity(a, 2)));
   });
 
   it('round-trips through an artifact', async () => {

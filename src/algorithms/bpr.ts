@@ -12,6 +12,7 @@ import {
   BPR_BLOCK,
   bprFoldIn,
   cosinePair,
+  cosinePairsTo,
   cosineToAll,
   invNorms,
   matVec,
@@ -237,7 +238,10 @@ export class BprModel implements FittedModel {
   }
 
   scoreUser(user: number, history: UserHistory, out: Float32Array, foldIn = false): void {
-    const x = this.userVector(user, history, foldIn);
+    this.scoreVector(this.userVector(user, history, foldIn), out);
+  }
+
+  scoreVector(x: Float64Array, out: Float32Array): void {
     matVec(this.itemFactors, this.factors, x, out, 0, this.nItems);
     const b = this.itemBias;
     for (let i = 0; i < this.nItems; i++) out[i] += b[i];
@@ -262,6 +266,11 @@ export class BprModel implements FittedModel {
     if (!(a >= 0 && a < this.nItems && b >= 0 && b < this.nItems)) return 0;
     this.itemInvNorms ??= invNorms(this.itemFactors, this.nItems, this.factors);
     return cosinePair(this.itemFactors, this.itemInvNorms, this.factors, a, b);
+  }
+
+  itemSimilarities(items: Int32Array, b: number, out: Float64Array): void {
+    this.itemInvNorms ??= invNorms(this.itemFactors, this.nItems, this.factors);
+    cosinePairsTo(this.itemFactors, this.itemInvNorms, this.factors, items, b, out);
   }
 
   toArtifact(): ModelArtifact {

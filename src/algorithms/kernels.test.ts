@@ -9,6 +9,8 @@ import {
   bprFoldIn,
   cholesky,
   choleskySolve,
+  cosinePair,
+  cosinePairsTo,
   cosineToAll,
   dot,
   drawSortedBlock,
@@ -448,5 +450,26 @@ describe('cosine', () => {
       expect(out[j]).toBeCloseTo(n > 0 ? d / n : 0, 5);
     }
     expect(out[2]).toBeCloseTo(1, 5);
+  });
+
+  it('cosinePairsTo gives cosinePair bit for bit, in groups of four and the rest, 0 outside the matrix', () => {
+    const rng = new Rng(11);
+    const k = 13;
+    const rows = 40;
+    const M = randArray(rng, rows * k);
+    const inv = invNorms(M, rows, k);
+    // 11 rows: two groups of four and three left over; a row outside M in the second group.
+    const picked = Int32Array.from([3, 0, 39, 7, 7, 12, -1, 25, 31, 2, rows]);
+    const out = new Float64Array(picked.length);
+    cosinePairsTo(M, inv, k, picked, 5, out);
+    picked.forEach((r, j) => {
+      expect(out[j]).toBe(r >= 0 && r < rows ? cosinePair(M, inv, k, r, 5) : 0);
+    });
+    const clean = Int32Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
+    const out2 = new Float64Array(clean.length);
+    cosinePairsTo(M, inv, k, clean, 9, out2);
+    clean.forEach((r, j) => expect(out2[j]).toBe(cosinePair(M, inv, k, r, 9)));
+    cosinePairsTo(M, inv, k, clean, rows, out2);
+    expect([...out2]).toEqual(new Array(clean.length).fill(0));
   });
 });

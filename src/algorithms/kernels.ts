@@ -821,6 +821,59 @@ export function cosinePair(M: Float32Array, inv: Float32Array, k: number, a: num
   return s * inv[a] * inv[b];
 }
 
+/**
+ * out[j] = cosinePair(M, inv, k, rows[j], b) for every j, bit for bit (each pair sums in cosinePair's
+ * order), four pairs at a time so their sums run side by side rather than one long chain after another.
+ * A row outside M gets 0, as `itemSimilarity` gives it.
+ */
+export function cosinePairsTo(
+  M: Float32Array,
+  inv: Float32Array,
+  k: number,
+  rows: Int32Array,
+  b: number,
+  out: Float64Array,
+): void {
+  const nRows = inv.length;
+  if (!(b >= 0 && b < nRows)) {
+    out.fill(0, 0, rows.length);
+    return;
+  }
+  const ob = b * k;
+  let j = 0;
+  for (; j + 3 < rows.length; j += 4) {
+    const r0 = rows[j];
+    const r1 = rows[j + 1];
+    const r2 = rows[j + 2];
+    const r3 = rows[j + 3];
+    if (!(r0 >= 0 && r0 < nRows && r1 >= 0 && r1 < nRows && r2 >= 0 && r2 < nRows && r3 >= 0 && r3 < nRows))
+      break;
+    const o0 = r0 * k;
+    const o1 = r1 * k;
+    const o2 = r2 * k;
+    const o3 = r3 * k;
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
+    for (let f = 0; f < k; f++) {
+      const y = M[ob + f];
+      s0 += M[o0 + f] * y;
+      s1 += M[o1 + f] * y;
+      s2 += M[o2 + f] * y;
+      s3 += M[o3 + f] * y;
+    }
+    out[j] = s0 * inv[r0] * inv[b];
+    out[j + 1] = s1 * inv[r1] * inv[b];
+    out[j + 2] = s2 * inv[r2] * inv[b];
+    out[j + 3] = s3 * inv[r3] * inv[b];
+  }
+  for (; j < rows.length; j++) {
+    const r = rows[j];
+    out[j] = r >= 0 && r < nRows ? cosinePair(M, inv, k, r, b) : 0;
+  }
+}
+
 export function cosineToAll(
   M: Float32Array,
   inv: Float32Array,

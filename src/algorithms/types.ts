@@ -77,6 +77,16 @@ export interface FittedModel {
    * a recommendation by the history items that contributed to it. Absent for models without one.
    */
   itemSimilarity?(a: number, b: number): number;
+  /** out[j] = itemSimilarity(items[j], b) for every j, the same values, for many items at once. */
+  itemSimilarities?(items: Int32Array, b: number, out: Float64Array): void;
+  /**
+   * Factor models (ALS, BPR): the user's latent vector as `scoreUser` computes it (same fold-in rules),
+   * in a scratch buffer the next call overwrites. With `scoreVector`, a caller can keep a folded-in
+   * vector and score from it again without folding the same history in once more.
+   */
+  userVector?(user: number, history: UserHistory, foldIn?: boolean): Float64Array;
+  /** Scores every item for a vector from `userVector`: exactly what `scoreUser` writes for that user. */
+  scoreVector?(x: Float64Array, out: Float32Array): void;
   toArtifact(): ModelArtifact;
 }
 
