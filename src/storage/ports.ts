@@ -419,7 +419,8 @@ export interface OnlineState {
    * A token that changes whenever the user's cached answers are dropped (an event of theirs applied, an
    * erase). Read it before the reads an answer is computed from and pass it to `cacheSet`: an answer
    * computed from a history that has since moved on is then not stored, so a cached answer is always
-   * one the current history would give, and a hit needs no history read.
+   * one the current history would give, and a hit needs no history read. A version never comes back
+   * for another history, not even after `clear()` (a process may keep what a history gave under it).
    */
   cacheVersion(userId: string): Promise<string>;
   /** Stores `value` under `key`; with `version`, only if the user's cache version is still that one. */

@@ -205,8 +205,13 @@ describe('Redis online state adapter', () => {
       expect(await s.client.exists(`${prefix}online:contrib:u2`, `${prefix}online:history:u2`)).toBe(0);
       expect(await s.client.exists(`${prefix}online:contrib:u1`)).toBe(1);
 
+      const before = Date.now();
       await s.clear();
-      expect(await keysUnder(s.client, prefix)).toEqual([]);
+      // Nothing left but the cache epoch, started again from the time (never from 0: a cache version read
+      // before the clear must not come back).
+      expect(await keysUnder(s.client, prefix)).toEqual([`${prefix}online:wm`]);
+      expect(await s.client.hgetall(`${prefix}online:wm`)).toEqual({ cepoch: expect.any(String) });
+      expect(Number(await s.client.hget(`${prefix}online:wm`, 'cepoch'))).toBeGreaterThanOrEqual(before);
     } finally {
       await s.close();
     }

@@ -835,6 +835,25 @@ export function describeOnlineStateConformance(
         expect(await s.cacheGet('u1', 'k')).toBe('unversioned');
       });
 
+      it('never gives a version again after clear(), whatever is applied since', async () => {
+        const s = await open();
+        const seen = new Set<string>([await s.cacheVersion('u1')]);
+        await s.applyEvents([ev(1, 'u1', 'a', 'view', NOW)]);
+        seen.add(await s.cacheVersion('u1'));
+        await s.applyEvents([ev(2, 'u1', 'b', 'view', NOW)]);
+        seen.add(await s.cacheVersion('u1'));
+        expect(seen.size).toBe(3);
+        // A rebuild: the same events applied again (one batch each, as before). A process that kept what
+        // a history gave under its version (serving/user-states.ts) must not find it under a new history.
+        await s.clear();
+        const after = [await s.cacheVersion('u1')];
+        await s.applyEvents([ev(1, 'u1', 'c', 'view', NOW)]);
+        after.push(await s.cacheVersion('u1'));
+        await s.applyEvents([ev(2, 'u1', 'd', 'view', NOW)]);
+        after.push(await s.cacheVersion('u1'));
+        for (const v of after) expect(seen).not.toContain(v);
+      });
+
       it('stores answers per user and key until their TTL passes', async () => {
         const s = await open();
         await s.cacheSet('u1', 'k', 'v1', 60_000);

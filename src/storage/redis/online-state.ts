@@ -966,6 +966,9 @@ export class RedisOnlineState implements OnlineState {
         cursor = str(next);
         if (keys.length > 0) await this.client.unlink(...keys.map(str));
       } while (cursor !== '0');
+      // The cache epoch starts again above any it had (the time in ms), not at 0: a cache version read
+      // before the clear never comes back for a history rebuilt since (OnlineState.cacheVersion).
+      await this.client.hset(this.k.wm, 'cepoch', String(Date.now()));
     });
   }
 
