@@ -291,6 +291,13 @@ export const ConfigSchema = Type.Object(
          * expired answer is computed on the request).
          */
         cacheStaleSeconds: Type.Number({ minimum: 0, default: 30 }),
+        /**
+         * Events of users' histories each serving process keeps, with what they gave (profile, the folded-in
+         * vector per model version), by the user's cache version, for one answer lifetime (TTL + stale
+         * window): an expired answer of a user who did nothing since is computed again without reading or
+         * folding in their history (src/serving/user-states.ts). Least recently used first out (0: off).
+         */
+        userStateEvents: Type.Integer({ minimum: 0, default: 200_000 }),
         /** Readiness reports the model `stale` once the champion is older than this (0: never). */
         maxModelAgeSeconds: Type.Integer({ minimum: 0, default: 7 * 86_400 }),
       },

@@ -44,15 +44,23 @@ let clock = Date.now();
 /**
  * A recommender on the world's online state that counts history reads (and runs `afterHistoryRead`), with
  * `stored` told the TTL of every answer it stores and `staleSeconds` replacing serving.cacheStaleSeconds.
+ * History reads are how these tests see an answer computed, so the user states that spare them
+ * (serving.userStateEvents) are off unless `userStateEvents` is given.
  */
-function recommender(options: { stored?: (ttlMs: number) => void; staleSeconds?: number } = {}): Recommender {
+function recommender(
+  options: { stored?: (ttlMs: number) => void; staleSeconds?: number; userStateEvents?: number } = {},
+): Recommender {
   const online = world.online;
   const { serving: settings } = world.config;
   return new Recommender({
     now: () => clock,
     config: {
       ...world.config,
-      serving: { ...settings, cacheStaleSeconds: options.staleSeconds ?? settings.cacheStaleSeconds },
+      serving: {
+        ...settings,
+        cacheStaleSeconds: options.staleSeconds ?? settings.cacheStaleSeconds,
+        userStateEvents: options.userStateEvents ?? 0,
+      },
     },
     online: onlineView(online, {
       cacheSet: (user, key, value, ttlMs, version) => {
@@ -248,5 +256,76 @@ describe('answer cache', () => {
     expect((await outcomes()).handover).toBeUndefined();
     await r.close();
     await noStale.close();
+  });
+});
+
+describe('user states (serving.userStateEvents)', () => {
+  /** Lets the background recomputation run until `stores` answers were stored (or fails the test). */
+  async function untilStored(counter: { stores: number }, stores: number): Promise<void> {
+    for (let i = 0; i < 100 && counter.stores < stores; i++) await new Promise((res) => setImmediate(res));
+    expect(counter.stores).toBe(stores);
+  }
+
+  it('computes an expired answer again without reading the history while the user did nothing, the same answer', async () => {
+    const counter = { stores: 0 };
+    const r = recommender({ userStateEvents: 10_000, stored: () => counter.stores++ });
+    const plain = recommender();
+    const ctx = systemContext();
+    const first = await r.recommend(ctx, { userId: 'u5', k: 4 });
+    expect(historyReads).toBe(1);
+    clock += 61_000; // past the TTL, within the stale window
+    await r.recommend(ctx, { userId: 'u5', k: 4 }); // stale: computed again in the background
+    await untilStored(counter, 2);
+    expect(historyReads).toBe(1); // computed from the user's state: no history read
+    expect(await outcomes()).toEqual({ miss: 1, stale: 1 });
+    const again = await r.recommend(ctx, { userId: 'u5', k: 4 });
+    expect(await outcomes()).toEqual({ miss: 1, stale: 1, hit: 1 }); // the recomputed answer, fresh
+    expect(again.items).toEqual(first.items);
+    // What a recommender without user states computes from the history now: the same items and scores.
+    const reference = await plain.recommend(ctx, { userId: 'u5', k: 4, explain: true });
+    const kept = await r.recommend(ctx, { userId: 'u5', k: 4, explain: true }); // explained: computed
+    expect(historyReads).toBe(2); // the reference's read only
+    expect(kept.items).toEqual(reference.items);
+    await plain.close();
+  });
+
+  it('reads the history again after the user’s next event, after an erase, and when the state is off', async () => {
+    const r = recommender({ userStateEvents: 10_000 });
+    const ctx = systemContext();
+    const explained = { userId: 'u7', k: 4, explain: true } as const; // always computed
+    const first = await r.recommend(ctx, explained);
+    await r.recommend(ctx, explained);
+    expect(historyReads).toBe(1);
+    const bought = first.items[0].itemId;
+    await world.online.applyEvents([purchase('u7', bought)]);
+    const next = await r.recommend(ctx, explained);
+    expect(historyReads).toBe(2);
+    expect(next.items.map((i) => i.itemId)).not.toContain(bought);
+    await world.online.applyChanges([{ seq: ++seq, value: { kind: 'erase', userId: 'u7', events: [] } }]);
+    await r.recommend(ctx, explained);
+    expect(historyReads).toBe(3);
+    const off = recommender({ userStateEvents: 0 });
+    await off.recommend(ctx, explained);
+    await off.recommend(ctx, explained);
+    expect(historyReads).toBe(5);
+    await r.close();
+    await off.close();
+  });
+
+  it('folds the user in again for another model version', async () => {
+    const r = recommender({ userStateEvents: 10_000 });
+    const plain = recommender();
+    const ctx = systemContext();
+    const explained = { userId: 'u3', k: 4, explain: true } as const;
+    await r.recommend(ctx, explained);
+    await new Promise((res) => setTimeout(res, 5));
+    const newer = await world.registerModel({ scrambled: true });
+    await serving.champion.useVersion(newer.version);
+    const after = await r.recommend(ctx, explained);
+    expect(historyReads).toBe(1); // the same history: read once
+    expect(after.modelVersion).toBe(newer.version);
+    expect(after.items).toEqual((await plain.recommend(ctx, explained)).items);
+    await r.close();
+    await plain.close();
   });
 });

@@ -76,6 +76,7 @@ import { similarToRecent } from '../features/similar-retriever.ts';
 import { CONTENT_RETRIEVER, ContentIndex, topOf } from '../features/content-retriever.ts';
 import { CATEGORY_RETRIEVER, headList, headScore, TRENDING_RETRIEVER } from '../features/head-retrievers.ts';
 import type { ServedLogSink } from './served-log.ts';
+import { UserStates, type ModelMemo, type UserState } from './user-states.ts';
 import { overlapAtK, shadowMetrics, shadowSampled, type ShadowMetrics } from './shadow.ts';
 
 export interface RecommenderDeps {
@@ -200,9 +201,16 @@ interface RankerChoice {
 
 /** The user's metadata read beside the history for the ranker: never rejects (failures are data). */
 /** What the model's own ranking is asked for (`personal`, `modelList`). */
+/** The user as a model scores them (see scoredUser), with what scoring them once left for next time. */
+interface ScoredUser {
+  index: number;
+  foldIn: boolean;
+  memo: ModelMemo;
+}
+
 interface PersonalQuery {
   sm: ServingModel;
-  user: { index: number; foldIn: boolean };
+  user: ScoredUser;
   profile: UserProfile;
   k: number;
   category: string | undefined;
@@ -250,6 +258,11 @@ export class Recommender implements RecommendationService {
   private readonly stages = new WeakMap<ServingModel, RankerStage | { unusable: string }>();
   /** Expired cached answers being computed again off the response path (serving.cacheStaleSeconds). */
   private readonly refresh: AnswerRefresh;
+  /** What users' histories gave, by cache version (serving.userStateEvents): no history read to recompute. */
+  private readonly userStates: UserStates;
+  private readonly userStatesSweep: NodeJS.Timeout;
+  /** explainPersonal's per-history-item affinities (scratch: synchronous use only). */
+  private affinityScratch = new Float64Array(0);
 
   constructor(private readonly deps: RecommenderDeps) {
     this.now = deps.now ?? Date.now;
@@ -270,10 +283,21 @@ export class Recommender implements RecommendationService {
       onError: (err) => deps.logger.warn({ err }, 'could not compute an expired answer again'),
       onRequest: (outcome) => deps.metrics.answerRefreshes.inc({ outcome }),
     });
+    // Kept as long as a cached answer lives: its recomputation, once it expires, is what reuses them.
+    const lifetimeMs = (config.serving.cacheTtlSeconds + config.serving.cacheStaleSeconds) * 1000;
+    this.userStates = new UserStates({
+      maxEvents: config.serving.userStateEvents,
+      maxAgeMs: lifetimeMs,
+      now: this.now,
+    });
+    this.userStatesSweep = setInterval(() => this.userStates.sweep(), Math.max(1000, lifetimeMs));
+    this.userStatesSweep.unref();
   }
 
   /** Stops computing expired answers again (what waits is dropped; the running one finishes). */
   async close(): Promise<void> {
+    clearInterval(this.userStatesSweep);
+    this.userStates.clear();
     await this.refresh.close();
   }
 
@@ -298,7 +322,9 @@ export class Recommender implements RecommendationService {
     const { config, logger } = this.deps;
 
     let optOut = false;
-    let history: StoredEvent[] = [];
+    let history: readonly StoredEvent[] = [];
+    /** What the history gave when the user's cache version was last seen (then the history is not read). */
+    let known: UserState | null = null;
     let storeDown = false;
     const champion = this.deps.champion();
     const assigned =
@@ -342,7 +368,10 @@ export class Recommender implements RecommendationService {
               (err: unknown): MetaRead => ({ ok: false, err }),
             )
           : null;
-        history = await this.deps.online.recentEvents(request.userId, config.serving.historyLimit);
+        known = version !== undefined && !optOut ? this.userStates.get(request.userId, version) : null;
+        history =
+          known?.history ??
+          (await this.deps.online.recentEvents(request.userId, config.serving.historyLimit));
       }
     } catch (err) {
       storeDown = true;
@@ -396,7 +425,14 @@ export class Recommender implements RecommendationService {
       return result;
     }
     // An opted-out user's history is not used at all, not even to pick fallback categories.
-    const profile = buildUserProfile(config.events.types, optOut ? [] : history, config.events);
+    const profile =
+      known?.profile ?? buildUserProfile(config.events.types, optOut ? [] : history, config.events);
+    // Kept under the version read before the history: an event applied since changed it, so a state
+    // from a newer history than its version says is never found (the next read sees the new version).
+    const state =
+      version !== undefined && !optOut && !storeDown
+        ? this.userStates.set(request.userId, known ?? { version, history, profile, models: new Map() })
+        : null;
     const blocked = new Set<string>(request.exclude ?? []);
     for (const id of profile.negatives) blocked.add(id);
     if (config.serving.excludeSeen) for (const id of profile.seen) blocked.add(id);
@@ -414,7 +450,7 @@ export class Recommender implements RecommendationService {
     else if (profile.positives.size === 0) reason = 'cold_start_user';
     else if (this.pastDeadline(ctx)) reason = 'deadline';
     else {
-      const user = this.scoredUser(sm, request.userId, history);
+      const user = this.scoredUser(sm, request.userId, history, state);
       if (ranker.outcome !== null) this.deps.metrics.rankerRequests.inc({ outcome: ranker.outcome });
       if (ranker.stage && meta) {
         const list = await this.rankOrNull(ctx, ranker.stage, sm, user, profile, history, meta, {
@@ -542,7 +578,7 @@ export class Recommender implements RecommendationService {
     else if (profile.positives.size === 0) reason = 'cold_start_user';
     else if (this.pastDeadline(ctx)) reason = 'deadline';
     else {
-      const user = { index: -1, foldIn: true };
+      const user: ScoredUser = { index: -1, foldIn: true, memo: {} };
       const own = this.modelList({
         sm,
         user,
@@ -781,7 +817,7 @@ export class Recommender implements RecommendationService {
     served: RecommendationResult,
     input: {
       /** The history the answer was computed from; null: a cached answer (the shadow reads it). */
-      history: StoredEvent[] | null;
+      history: readonly StoredEvent[] | null;
       profile: UserProfile | null;
       k: number;
       category: string | undefined;
@@ -816,7 +852,10 @@ export class Recommender implements RecommendationService {
   }
 
   /** The history a shadow scores: the served answer's, or read now (the answer came from the cache). */
-  private async shadowHistory(userId: string, history: StoredEvent[] | null): Promise<StoredEvent[]> {
+  private async shadowHistory(
+    userId: string,
+    history: readonly StoredEvent[] | null,
+  ): Promise<readonly StoredEvent[]> {
     return history ?? this.deps.online.recentEvents(userId, this.deps.config.serving.historyLimit);
   }
 
@@ -825,7 +864,7 @@ export class Recommender implements RecommendationService {
     request: RecommendRequest,
     served: RecommendationResult,
     input: {
-      history: StoredEvent[];
+      history: readonly StoredEvent[];
       profile: UserProfile | null;
       k: number;
       category: string | undefined;
@@ -1070,9 +1109,14 @@ export class Recommender implements RecommendationService {
     sm: ServingModel,
     userId: string,
     history: readonly StoredEvent[],
-  ): { index: number; foldIn: boolean } {
+    state: UserState | null = null,
+  ): ScoredUser {
     const index = sm.userIndex.get(userId) ?? -1;
-    return { index, foldIn: index < 0 || history.some((e) => e.seq > sm.lastEventSeq) };
+    return {
+      index,
+      foldIn: index < 0 || history.some((e) => e.seq > sm.lastEventSeq),
+      memo: state ? UserStates.memo(state, sm.version.version) : {},
+    };
   }
 
   /**
@@ -1104,7 +1148,7 @@ export class Recommender implements RecommendationService {
     explain,
     link,
   }: PersonalQuery): RecommendedItem[] | 'history_not_in_model' {
-    const hist = this.modelHistory(sm, profile);
+    const hist = this.modelHistory(sm, profile, user.memo);
     if (!hist) return 'history_not_in_model';
     const top = this.modelTop(sm, user, hist, k, category, blocked);
     const out: RecommendedItem[] = [];
@@ -1119,8 +1163,20 @@ export class Recommender implements RecommendationService {
     return out;
   }
 
-  /** The profile's positive items that the model knows, by index, with their weights (null: none). */
+  /**
+   * The profile's positive items that the model knows, by index, with their weights (null: none); kept in
+   * the user's memo (the memo belongs to this profile and model).
+   */
   private modelHistory(
+    sm: ServingModel,
+    profile: UserProfile,
+    memo: ModelMemo,
+  ): { items: Int32Array; weights: Float32Array } | null {
+    if (memo.hist !== undefined) return memo.hist;
+    return (memo.hist = this.knownHistory(sm, profile));
+  }
+
+  private knownHistory(
     sm: ServingModel,
     profile: UserProfile,
   ): { items: Int32Array; weights: Float32Array } | null {
@@ -1144,13 +1200,13 @@ export class Recommender implements RecommendationService {
    */
   private modelTop(
     sm: ServingModel,
-    user: { index: number; foldIn: boolean },
+    user: ScoredUser,
     hist: { items: Int32Array; weights: Float32Array },
     k: number,
     category: string | undefined,
     blocked: ReadonlySet<string>,
   ): { indices: Int32Array; scores: Float32Array } {
-    sm.model.scoreUser(user.index, hist, sm.scores, user.foldIn);
+    this.scoreInto(sm, user, hist);
     const mask = this.baseMask(sm, category);
     for (const id of blocked) {
       const i = sm.itemIndex.get(id);
@@ -1169,6 +1225,18 @@ export class Recommender implements RecommendationService {
   }
 
   /**
+   * Every item's score for the user into `sm.scores`. A factor model's folded-in vector is kept in the
+   * user's memo: scoring the same history again (an expired answer computed anew) folds nothing in.
+   */
+  private scoreInto(sm: ServingModel, user: ScoredUser, hist: { items: Int32Array; weights: Float32Array }): void {
+    const model = sm.model;
+    if (user.foldIn && model.userVector && model.scoreVector) {
+      user.memo.vector ??= Float64Array.from(model.userVector(user.index, hist, true));
+      model.scoreVector(user.memo.vector, sm.scores);
+    } else model.scoreUser(user.index, hist, sm.scores, user.foldIn);
+  }
+
+  /**
    * The personal list ranked by the trained ranker, or null when the CF ranking must answer instead
    * (the online state failed while ranking, or no candidate was left). Counts the outcome and times
    * the stage.
@@ -1177,7 +1245,7 @@ export class Recommender implements RecommendationService {
     ctx: RequestContext,
     stage: RankerStage,
     sm: ServingModel,
-    user: { index: number; foldIn: boolean },
+    user: ScoredUser,
     profile: UserProfile,
     history: readonly StoredEvent[],
     meta: Promise<MetaRead>,
@@ -1214,7 +1282,7 @@ export class Recommender implements RecommendationService {
   private async ranked(
     stage: RankerStage,
     sm: ServingModel,
-    user: { index: number; foldIn: boolean },
+    user: ScoredUser,
     profile: UserProfile,
     history: readonly StoredEvent[],
     meta: Promise<MetaRead>,
@@ -1249,7 +1317,7 @@ export class Recommender implements RecommendationService {
     );
 
     // Synchronous from here to the item-state read: `sm.scores` is this model's shared scratch.
-    const hist = this.modelHistory(sm, profile);
+    const hist = this.modelHistory(sm, profile, user.memo);
     if (!hist) return [];
     const similar = retrievers.includes(SIMILAR_RETRIEVER) ? this.similarScores(sm, profile) : null;
     const content = retrievers.includes(CONTENT_RETRIEVER)
@@ -1479,8 +1547,9 @@ export class Recommender implements RecommendationService {
     let second = -1;
     let secondC = 0;
     const parts: { itemId: string; weight: number }[] | null = explain ? [] : null;
+    const affinities = this.affinitiesTo(sm.model, affinity, hist.items, item);
     for (let h = 0; h < hist.items.length; h++) {
-      const c = affinity(hist.items[h], item) * hist.weights[h];
+      const c = affinities[h] * hist.weights[h];
       if (!(c > 0) || !Number.isFinite(c)) continue;
       parts?.push({ itemId: sm.itemIds[hist.items[h]], weight: c });
       if (c > bestC) {
@@ -1507,6 +1576,21 @@ export class Recommender implements RecommendationService {
         ? `Because you ${verb(best)} ${label(best)} and ${label(second)}`
         : `Because you ${verb(best)} ${label(best)} and ${verb(second)} ${label(second)}`,
     );
+  }
+
+  /** affinity(items[h], item) for every h, in a scratch buffer (at once when the model can). */
+  private affinitiesTo(
+    model: FittedModel,
+    affinity: (a: number, b: number) => number,
+    items: Int32Array,
+    item: number,
+  ): Float64Array {
+    if (this.affinityScratch.length < items.length)
+      this.affinityScratch = new Float64Array(Math.max(items.length, 2 * this.affinityScratch.length));
+    const out = this.affinityScratch;
+    if (model.itemSimilarities) model.itemSimilarities(items, item, out.subarray(0, items.length));
+    else for (let h = 0; h < items.length; h++) out[h] = affinity(items[h], item);
+    return out;
   }
 
   /**
