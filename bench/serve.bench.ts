@@ -10,6 +10,15 @@
  * personalized answers (200 candidates from the model, popular and similar retrievers; one item-state
  * read; full feature vectors) are timed in-process (`recommender.recommend`, no HTTP) and through
  * `app.inject`, beside the same model's CF ranking.
+ *
+ * `--computed` measures what one computed personalized answer costs in-process as histories grow:
+ * `--history N` more view events for each of `--active U` users after training (the model knows none
+ * of them), then explained answers for those users (`recommender.recommend` with explain: never read
+ * from the answer cache, always computed). The first pass reads each user's history; the measured passes
+ * find what it gave in the process's user states (serving.userStateEvents, `--user-states N`; 0 turns
+ * them off), as an expired answer's background recomputation does while the user did nothing.
+ *
+ *   npm run bench:serve -- --computed [--history 2000] [--active 50] [--user-states 200000]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -34,6 +43,10 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '5000' },
     algorithm: { type: 'string', default: 'als' },
     ranker: { type: 'boolean', default: false },
+    computed: { type: 'boolean', default: false },
+    history: { type: 'string', default: '0' },
+    active: { type: 'string', default: '50' },
+    'user-states': { type: 'string', default: '200000' },
   },
 });
 const users = Number(values.users);
@@ -49,6 +62,7 @@ const config = loadConfig({
     training: { algorithm: values.algorithm as 'als' },
     // The ranked path is what is measured: no answer comes from the cache.
     ...(values.ranker ? { serving: { cacheTtlSeconds: 0 } } : {}),
+    ...(values.computed ? { serving: { userStateEvents: Number(values['user-states']) } } : {}),
   },
 });
 // The all-in-one process as `cairn serve` builds it: projector, serving follower, job runner and the
@@ -81,6 +95,13 @@ async function measure(label: string, url: (i: number) => string): Promise<void>
   );
 }
 
+if (values.computed) {
+  await measureComputed();
+  await cairn.close();
+  await rm(dir, { recursive: true, force: true });
+  process.exit(0);
+}
+
 if (values.ranker) {
   await measureRanker();
   await cairn.close();
@@ -104,6 +125,49 @@ async function direct(label: string): Promise<void> {
   times.sort((a, b) => a - b);
   console.log(
     `${label.padEnd(44)} n=${requests} p50=${pct(times, 50).toFixed(3)} ms p95=${pct(times, 95).toFixed(3)} ms p99=${pct(times, 99).toFixed(3)} ms  sources=${JSON.stringify(Object.fromEntries(sources))}`,
+  );
+}
+
+async function measureComputed(): Promise<void> {
+  const history = Number(values.history);
+  const active = Math.min(users, Number(values.active));
+  const t0 = performance.now();
+  for (let u = 1; u <= active && history > 0; u++) {
+    for (let from = 0; from < history; from += 1000) {
+      const events = Array.from({ length: Math.min(1000, history - from) }, (_, j) => ({
+        event_id: `computed-${u}-${from + j}`,
+        user_id: `u${u}`,
+        item_id: `i${1 + ((u * 31 + (from + j) * 17) % Number(values.items))}`,
+        type: 'view',
+        timestamp: Date.now() - (history - from - j) * 1000,
+      }));
+      // Answered once this process's projector applied the batch (read-your-writes).
+      const res = await cairn.app.inject({ method: 'POST', url: '/v1/events', payload: { events } });
+      if (res.json<{ accepted: number }>().accepted !== events.length) throw new Error('batch not accepted');
+    }
+  }
+  if (history > 0)
+    console.log(
+      `ingested ${history} view events for each of ${active} users in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
+  const run = (i: number) =>
+    cairn.recommender.recommend(systemContext(), { userId: `u${(i % active) + 1}`, k: 10, explain: true });
+  // The first pass reads every active user's history (and keeps what it gave, unless --user-states 0).
+  for (let i = 0; i < Math.max(active, 200); i++) await run(i);
+  const times: number[] = [];
+  let personalized = 0;
+  for (let i = 0; i < requests; i++) {
+    const s = performance.now();
+    const res = await run(i);
+    times.push(performance.now() - s);
+    if (res.source === 'personalized') personalized++;
+  }
+  times.sort((a, b) => a - b);
+  const mean = times.reduce((a, b) => a + b, 0) / times.length;
+  console.log(
+    `explained answers of ${active} users (+${history} events each), user states ${config.serving.userStateEvents}: ` +
+      `n=${requests} p50=${pct(times, 50).toFixed(3)} ms p95=${pct(times, 95).toFixed(3)} ms ` +
+      `p99=${pct(times, 99).toFixed(3)} ms mean=${mean.toFixed(3)} ms (${personalized} personalized)`,
   );
 }
 
