@@ -199,8 +199,6 @@ interface RankerChoice {
   outcome: 'disabled' | 'no_ranker' | 'unusable' | null;
 }
 
-/** The user's metadata read beside the history for the ranker: never rejects (failures are data). */
-/** What the model's own ranking is asked for (`personal`, `modelList`). */
 /** The user as a model scores them (see scoredUser), with what scoring them once left for next time. */
 interface ScoredUser {
   index: number;
@@ -208,6 +206,7 @@ interface ScoredUser {
   memo: ModelMemo;
 }
 
+/** What the model's own ranking is asked for (`personal`, `modelList`). */
 interface PersonalQuery {
   sm: ServingModel;
   user: ScoredUser;
@@ -219,6 +218,7 @@ interface PersonalQuery {
   link: 'personal' | 'session';
 }
 
+/** The user's metadata read beside the history for the ranker: never rejects (failures are data). */
 type MetaRead = { ok: true; meta: UserMeta | null } | { ok: false; err: unknown };
 type ItemFeatureStateLike = Pick<ItemFeatureState, 'segments'>;
 
@@ -1228,7 +1228,11 @@ export class Recommender implements RecommendationService {
    * Every item's score for the user into `sm.scores`. A factor model's folded-in vector is kept in the
    * user's memo: scoring the same history again (an expired answer computed anew) folds nothing in.
    */
-  private scoreInto(sm: ServingModel, user: ScoredUser, hist: { items: Int32Array; weights: Float32Array }): void {
+  private scoreInto(
+    sm: ServingModel,
+    user: ScoredUser,
+    hist: { items: Int32Array; weights: Float32Array },
+  ): void {
     const model = sm.model;
     if (user.foldIn && model.userVector && model.scoreVector) {
       user.memo.vector ??= Float64Array.from(model.userVector(user.index, hist, true));
