@@ -9,8 +9,13 @@
  * "before" runs with `CAIRN_BENCH_NO_YIELD=1` (the time slicing off: extraction, holdout, artifact
  * encoding/decoding and index building run in one go), "after" with it on.
  *
+ * `--batches N` (default 5) then measures the same probes while N 10,000-event batches are POSTed to
+ * `/v1/events` over HTTP one after another (bodies serialized beforehand; each answered once persisted
+ * and applied), with the slicing off ("batches before") and on ("batches after"), and once more while a
+ * training job runs as well ("train+batches"). 0 skips them.
+ *
  *   npm run bench:train-loop -- [--users 2000] [--items 1000] [--events 100000] [--runs 2]
- *                               [--route /health/live] [--algorithm als]
+ *                               [--route /health/live] [--algorithm als] [--batches 5]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -34,6 +39,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '2' },
     route: { type: 'string', default: '/health/live' },
     algorithm: { type: 'string', default: 'als' },
+    batches: { type: 'string', default: '5' },
   },
 });
 
@@ -152,25 +158,62 @@ async function trainAndSwap(run: number): Promise<{ trainMs: number; swapMs: num
   return { trainMs, swapMs: performance.now() - s };
 }
 
+/** Bodies of `n` 10,000-event batches of new events, serialized before any measurement. */
+function batchBodies(n: number, seed: number): string[] {
+  const demo = generateDemoData({ users, items, events: n * 10_000, seed });
+  const shift = Date.now() - demo.endTime;
+  const events = [...demo.events()].map((e) => ({ ...e, timestamp: e.timestamp + shift }));
+  return Array.from({ length: n }, (_, b) =>
+    JSON.stringify({ events: events.slice(b * 10_000, (b + 1) * 10_000) }),
+  );
+}
+
+/** POSTs the bodies one after another; the wall time of all of them. */
+async function postBatches(bodies: string[]): Promise<number> {
+  const t = performance.now();
+  for (const body of bodies) {
+    const res = await fetch(`http://127.0.0.1:${port}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
+    const answer = (await res.json()) as { accepted?: number };
+    if (answer.accepted !== 10_000) throw new Error(`batch not accepted: ${JSON.stringify(answer)}`);
+  }
+  return performance.now() - t;
+}
+
 const loop = monitorEventLoopDelay({ resolution: 1 });
 const ms = (ns: number) => ns / 1e6;
 const f = (x: number) => x.toFixed(1);
 let runs = 0;
 
-async function measure(label: string, noYield: boolean | null): Promise<void> {
+async function measure(
+  label: string,
+  noYield: boolean | null,
+  options: { train?: boolean; batches?: number } = { train: true },
+): Promise<void> {
   if (noYield) process.env.CAIRN_BENCH_NO_YIELD = '1';
   else delete process.env.CAIRN_BENCH_NO_YIELD;
-  if (noYield !== null) await addEvents(1000 + runs);
+  const train = noYield !== null && options.train === true;
+  if (train) await addEvents(1000 + runs);
+  const bodies = options.batches ? batchBodies(options.batches, 2000 + runs) : [];
   const stop = await startClient(port);
   loop.reset();
   loop.enable();
-  const job = noYield === null ? null : await trainAndSwap(runs++);
-  if (job === null) await new Promise((r) => setTimeout(r, 2000));
+  const [job, postMs] = await Promise.all([
+    train ? trainAndSwap(runs++) : null,
+    bodies.length > 0 ? postBatches(bodies) : null,
+  ]);
+  if (job === null && postMs === null) await new Promise((r) => setTimeout(r, 2000));
+  if (!train) runs++;
   loop.disable();
   const r = await stop();
-  const what = job ? `train ${f(job.trainMs)} ms, swap ${f(job.swapMs)} ms; ` : 'idle 2 s; ';
+  let what = job ? `train ${f(job.trainMs)} ms, swap ${f(job.swapMs)} ms; ` : '';
+  if (postMs !== null)
+    what += `${bodies.length} × 10k events in ${f(postMs)} ms (${Math.round((bodies.length * 10_000) / (postMs / 1000))} events/s); `;
   console.log(
-    `${label.padEnd(8)} ${what}probes n=${r.probes} failed=${r.failed} p50=${f(r.p50)} p99=${f(r.p99)} ` +
+    `${label.padEnd(8)} ${what || 'idle 2 s; '}probes n=${r.probes} failed=${r.failed} p50=${f(r.p50)} p99=${f(r.p99)} ` +
       `max=${f(r.max)} ms; server loop delay max=${f(ms(loop.max))} p99=${f(ms(loop.percentile(99)))} ms`,
   );
 }
@@ -179,6 +222,12 @@ await measure('idle', null);
 for (let run = 0; run < Number(values.runs); run++) {
   await measure('before', true);
   await measure('after', false);
+}
+const batches = Number(values.batches);
+if (batches > 0) {
+  await measure('batches before', true, { batches });
+  await measure('batches after', false, { batches });
+  await measure('train+batches', false, { train: true, batches });
 }
 console.log(
   `load average ${loadavg()

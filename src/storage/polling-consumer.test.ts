@@ -167,6 +167,27 @@ describe('PollingConsumer', { timeout: 10_000 }, () => {
     expect(c.position).toBe(23);
   });
 
+  it('lets the event loop turn between two batches of a synchronous source (a backlog never holds it)', async () => {
+    const log = new MemoryLog();
+    log.append(50);
+    // Reads and handler settle at once (as over SQLite): only the consumer itself can yield.
+    const { c, batches } = start(log, { batchSize: 5 });
+    const handledAtEachTurn: number[] = [batches.length];
+    const turns = (async () => {
+      for (let i = 0; i < 12 && batches.length < 10; i++) {
+        await new Promise<void>((r) => setImmediate(r));
+        handledAtEachTurn.push(batches.length);
+      }
+    })();
+    await c.caughtUp(50);
+    await turns;
+    expect(batches).toHaveLength(10);
+    // Another task ran between every two batches: each turn of the loop saw at most one more batch.
+    for (let i = 1; i < handledAtEachTurn.length; i++)
+      expect(handledAtEachTurn[i] - handledAtEachTurn[i - 1]).toBeLessThanOrEqual(1);
+    expect(handledAtEachTurn.at(-1)).toBe(10);
+  });
+
   it('is woken at once by its wake source while idle, and unsubscribes when closed', async () => {
     const log = new MemoryLog();
     const wake = new ManualWake();

@@ -12,6 +12,7 @@
  * - backend failures (database down, lock connection lost) never escape: they are reported to `onError`
  *   and retried, so a consumer never crashes its process.
  */
+import { yieldToLoop } from '../domain/cooperative.ts';
 import { CairnError } from '../errors/errors.ts';
 import type { BatchHandler, ConsumerOffsets, LogConsumer } from './ports.ts';
 
@@ -243,6 +244,10 @@ export class PollingConsumer<R> implements LogConsumer {
           // broken source) from ending the loop silently: it is reported and retried like a read.
           await this.fail('read', e);
         }
+        // Over a synchronous source (SQLite) a step settles in microtasks alone: without a turn of the loop
+        // here, a backlog of many batches (a 10,000-event POST is ten) would be read and handled back to
+        // back while every request waits.
+        await yieldToLoop();
       }
     } finally {
       unsubscribe?.();
