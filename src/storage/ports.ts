@@ -275,7 +275,7 @@ export interface ConsumeOptions {
   durable?: string;
   /** Exclusive start for a private consumer (default 0: from the beginning). */
   after?: number;
-  /** Largest batch handed to the handler (default 1000). */
+  /** Largest batch handed to the handler (default 1000; SQLite's logs 250: see SQLITE_CONSUME_BATCH). */
   batchSize?: number;
 }
 

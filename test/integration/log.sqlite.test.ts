@@ -11,7 +11,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../../src/domain/types.ts';
 import { describeLogConformance, type LogHandles } from '../../src/storage/conformance/log.conformance.ts';
 import type { ConsumerErrorInfo } from '../../src/storage/polling-consumer.ts';
-import { SqliteChangeLog, SqliteEventLog, type SqliteLogOptions } from '../../src/storage/sqlite/log.ts';
+import {
+  SQLITE_CONSUME_BATCH,
+  SqliteChangeLog,
+  SqliteEventLog,
+  type SqliteLogOptions,
+} from '../../src/storage/sqlite/log.ts';
 import { SqliteStore } from '../../src/storage/sqlite/store.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'cairn-log-sqlite-'));
@@ -91,6 +96,30 @@ describe('SQLite logs', () => {
     // Released on close: the row is gone, so a standby need not wait for it to run out.
     expect(h.store.db.prepare('SELECT COUNT(*) FROM consumer_leases').pluck().get()).toBe(0);
     expect(await h.store.offsets.get('events:projector')).toBe(await h.eventLog.head());
+  });
+
+  it('hands a backlog over in batches of SQLITE_CONSUME_BATCH by default', async () => {
+    const path = join(own, 'batches.db');
+    const h = await openHandles(path);
+    opened.push(h);
+    const events = Array.from({ length: 2 * SQLITE_CONSUME_BATCH + 7 }, (_, i) => ({
+      eventId: `b${i}`,
+      userId: 'u',
+      itemId: 'i',
+      type: 'view',
+      value: null,
+      timestamp: i,
+      context: null,
+    }));
+    await h.eventLog.append(events);
+    const sizes: number[] = [];
+    const c = h.eventLog.consume({}, (batch) => {
+      sizes.push(batch.length);
+      return Promise.resolve();
+    });
+    await c.caughtUp(await h.eventLog.head());
+    expect(sizes).toEqual([SQLITE_CONSUME_BATCH, SQLITE_CONSUME_BATCH, 7]);
+    await c.close();
   });
 
   it('keeps retrying, never throwing, while the database cannot be read; reports each failure', async () => {
