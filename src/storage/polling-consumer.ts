@@ -245,8 +245,8 @@ export class PollingConsumer<R> implements LogConsumer {
           await this.fail('read', e);
         }
         // Over a synchronous source (SQLite) a step settles in microtasks alone: without a turn of the loop
-        // here, a backlog of many batches (a 10,000-event POST is forty of SQLite's) would be read and handled back to
-        // back while every request waits.
+        // here, a backlog of many batches (a 10,000-event POST is forty of SQLite's) would be read and
+        // handled back to back while every request waits.
         await yieldToLoop();
       }
     } finally {
