@@ -336,7 +336,7 @@ describe('PollingConsumer', { timeout: 10_000 }, () => {
   });
 
   describe('durable', () => {
-    it('resumes from the stored position and stores each batch', async () => {
+    it('resumes from the stored position and stores the new one once caught up', async () => {
       const log = new MemoryLog();
       log.append(7);
       const offsets = new MemoryOffsets();
@@ -348,7 +348,7 @@ describe('PollingConsumer', { timeout: 10_000 }, () => {
         [3, 4, 5],
         [6, 7],
       ]);
-      expect(offsets.stored.get('events:x')).toBe(7);
+      await waitFor(() => offsets.stored.get('events:x') === 7, 'the position to be stored');
       await c.close();
       expect(lock.releases).toBe(1);
       expect(lock.held).toBe(false);
@@ -401,7 +401,56 @@ describe('PollingConsumer', { timeout: 10_000 }, () => {
       lock.available = true;
       await c.caughtUp(6);
       expect(batches).toEqual([[1, 2], [6]]);
-      expect(offsets.stored.get('k')).toBe(6);
+      await waitFor(() => offsets.stored.get('k') === 6, 'the position to be stored');
+    });
+
+    it('stores its position at most every persistEveryMs, and within that long of a batch', async () => {
+      const log = new MemoryLog();
+      log.append(40);
+      const offsets = new MemoryOffsets();
+      const stores: number[] = [];
+      const set = offsets.set.bind(offsets);
+      offsets.set = (name, seq) => {
+        stores.push(seq);
+        return set(name, seq);
+      };
+      const wake = new ManualWake();
+      const { c, batches } = start(log, {
+        batchSize: 1,
+        persistEveryMs: 300,
+        wake,
+        durable: { key: 'k', offsets, lock: new FakeLock() },
+      });
+      await c.caughtUp(40);
+      await waitFor(() => offsets.stored.get('k') === 40, 'the position to be stored');
+      expect(batches).toHaveLength(40);
+      // The first batch (nothing stored yet), then once due: 2 stores for 40 batches, not 40.
+      expect(stores).toEqual([1, 40]);
+      // One more event, handled at once when woken; its position is stored when due, by the end of the
+      // idle wait (idlePollMs is an hour here: only the store being due ends it).
+      log.append(1);
+      wake.fire();
+      await c.caughtUp(41);
+      await waitFor(() => offsets.stored.get('k') === 41, 'the new position to be stored');
+      expect(stores).toEqual([1, 40, 41]);
+      // With every batch due (0 ms), each is stored as before.
+      const log2 = new MemoryLog();
+      log2.append(5);
+      const offsets2 = new MemoryOffsets();
+      const every = start(log2, {
+        batchSize: 1,
+        persistEveryMs: 0,
+        durable: { key: 'k2', offsets: offsets2, lock: new FakeLock() },
+      });
+      const stored2: number[] = [];
+      const set2 = offsets2.set.bind(offsets2);
+      offsets2.set = (name, seq) => {
+        stored2.push(seq);
+        return set2(name, seq);
+      };
+      await every.c.caughtUp(5);
+      await waitFor(() => offsets2.stored.get('k2') === 5, 'the position to be stored');
+      expect(stored2.slice(0, 5)).toEqual([1, 2, 3, 4, 5]);
     });
 
     it('retries storing its position without handling the batch again', async () => {

@@ -8,7 +8,10 @@
  *   capped exponential backoff; nothing is ever skipped;
  * - durable consumers keep their position in `ConsumerOffsets` and run only while they hold the name's
  *   `ConsumerLock` (at most one active consumer per name across processes); a standby polls for the lock
- *   and takes over from the stored position when the active one stops or dies;
+ *   and takes over from the stored position when the active one stops or dies. The position is stored
+ *   at most every `persistEveryMs` and within that long of a batch, and on close (each store is a
+ *   durable write: one per batch cost the embedded service a synced SQLite commit per single-event POST
+ *   it projected); a takeover after a crash replays at most that much again, as at least once allows;
  * - backend failures (database down, lock connection lost) never escape: they are reported to `onError`
  *   and retried, so a consumer never crashes its process.
  */
@@ -64,6 +67,11 @@ export interface ConsumerTimings {
   retryBaseMs?: number;
   /** Cap of the retry delay (ms, default 30 000). */
   retryMaxMs?: number;
+  /**
+   * A durable consumer stores its position at most this often (ms, default 1000), and within this long
+   * of handling a batch; on close at once.
+   */
+  persistEveryMs?: number;
   /**
    * Told about every failure (handler rejection, unreachable database, lost lock). Storage cannot log;
    * the composition root wires its logger and metrics here. Without it, the first failure of each streak
@@ -187,6 +195,8 @@ export class PollingConsumer<R> implements LogConsumer {
   private cursor: number;
   /** Highest position stored in `offsets` by this consumer (durable only). */
   private persisted = 0;
+  /** When the position was last stored (or a store of it failed: then it is due again after the backoff). */
+  private persistedAt = -Infinity;
   /** Whether the durable position was loaded since the lock was (re)acquired. */
   private loaded = false;
   /** A batch whose handler failed: delivered again as is, never re-read, so retries see the same records. */
@@ -283,7 +293,7 @@ export class PollingConsumer<R> implements LogConsumer {
         this.loaded = true;
         this.at.advance(this.cursor);
       }
-      if (this.persisted < this.cursor && !(await this.persist())) return;
+      if (this.persisted < this.cursor && this.persistDue() && !(await this.persist())) return;
     }
 
     let batch = this.pending;
@@ -296,8 +306,16 @@ export class PollingConsumer<R> implements LogConsumer {
       }
       if (batch.length === 0) {
         this.failures = 0;
+        let wait = this.options.idlePollMs ?? 5000;
+        if (durable && this.persisted < this.cursor) {
+          // Caught up with a position not stored yet: stored once due, not at every catch-up (under a
+          // trickle of events that is every batch); the wait ends by then at the latest.
+          if (this.persistDue()) {
+            if (!(await this.persist())) return;
+          } else wait = Math.min(wait, this.persistDueInMs());
+        }
         // A wake-up that arrived while reading means there may already be more: read again at once.
-        if (this.signals === seen) await this.sleep(this.options.idlePollMs ?? 5000, true);
+        if (this.signals === seen) await this.sleep(wait, true);
         return;
       }
     }
@@ -313,7 +331,16 @@ export class PollingConsumer<R> implements LogConsumer {
     this.failures = 0;
     this.cursor = this.options.seqOf(batch[batch.length - 1]);
     this.at.advance(this.cursor);
-    if (durable) await this.persist();
+    if (durable && this.persistDue()) await this.persist();
+  }
+
+  /** Whether the position should be stored now (see `persistEveryMs`). */
+  private persistDue(): boolean {
+    return this.persistDueInMs() === 0;
+  }
+
+  private persistDueInMs(): number {
+    return Math.max(0, this.persistedAt + (this.options.persistEveryMs ?? 1000) - Date.now());
   }
 
   /** Stores the cursor of a durable consumer; false (after a backoff) when the store is unreachable. */
@@ -323,7 +350,9 @@ export class PollingConsumer<R> implements LogConsumer {
     const seq = this.cursor;
     try {
       await durable.offsets.set(durable.key, seq);
+      this.persistedAt = Date.now();
     } catch (e) {
+      this.persistedAt = -Infinity; // due again as soon as the backoff ends
       // The batch stays handled (position advanced); only the stored position lags and is retried first
       // thing next turn. A crash meanwhile replays at most the batches since the last stored position.
       await this.fail('commit', e);
