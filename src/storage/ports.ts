@@ -269,8 +269,10 @@ export interface LogRecord<T> {
 export interface ConsumeOptions {
   /**
    * Durable consumer name: its position survives restarts and is shared by every process consuming
-   * under that name (each record is handled by one of them). Without it the consumer is private to
-   * this process and starts after `after`.
+   * under that name (each record is handled by one of them; after a crash, the SQL logs deliver again
+   * what was handled within about a second before it: they store the position at most once a second and
+   * on close).
+   * Without it the consumer is private to this process and starts after `after`.
    */
   durable?: string;
   /** Exclusive start for a private consumer (default 0: from the beginning). */
