@@ -47,6 +47,19 @@ describe('TimeSlicer', () => {
     expect([...perTurn.values()].filter((n) => n === 4).length).toBeGreaterThanOrEqual(8);
   });
 
+  it('with restMs, starts each slice no sooner than restMs after the one before it', async () => {
+    const slicer = new TimeSlicer(1, () => performance.now(), 15);
+    const starts: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      await slicer.turn();
+      starts.push(performance.now());
+      const until = performance.now() + 2; // a unit longer than the slice
+      while (performance.now() < until);
+    }
+    // Each unit used its slice up: every next one waited for its rest (a timer, not the next turn).
+    for (let i = 1; i < starts.length; i++) expect(starts[i] - starts[i - 1]).toBeGreaterThanOrEqual(16);
+  });
+
   it('does not yield at all when switched off for the benchmark comparison', async () => {
     process.env.CAIRN_BENCH_NO_YIELD = '1';
     const startedIn = await runSliced(12, 3, 4);

@@ -42,6 +42,12 @@ export class TimeSlicer {
     private readonly sliceMs = DEFAULT_SLICE_MS,
     // Read through the global at call time (not a captured import), so tests can drive the clock.
     private readonly clock: () => number = () => performance.now(),
+    /**
+     * 0 (default): the next slice starts on the next loop turn. Above 0: no sooner than this long after
+     * the slice before it ended (a timer), so the work takes at most sliceMs / (sliceMs + restMs) of the
+     * loop however many requests keep it busy — for background work that must not crowd requests out.
+     */
+    private readonly restMs = 0,
   ) {}
 
   turn(): Promise<void> {
@@ -55,12 +61,14 @@ export class TimeSlicer {
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => {
+    const start = () => {
       this.scheduled = false;
       this.sliceStart = this.clock();
       this.waiting.shift()?.();
       if (this.waiting.length > 0) this.schedule();
-    });
+    };
+    if (this.restMs > 0) setTimeout(start, this.restMs);
+    else setImmediate(start);
   }
 }
 
