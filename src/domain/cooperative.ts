@@ -44,8 +44,9 @@ export class TimeSlicer {
     private readonly clock: () => number = () => performance.now(),
     /**
      * 0 (default): the next slice starts on the next loop turn. Above 0: no sooner than this long after
-     * the slice before it ended (a timer), so the work takes at most sliceMs / (sliceMs + restMs) of the
-     * loop however many requests keep it busy — for background work that must not crowd requests out.
+     * the slice before it ended (a timer; with several workers queued, after it started), so one worker
+     * takes at most sliceMs / (sliceMs + restMs) of the loop however many requests keep it busy — for
+     * background work that must not crowd requests out.
      */
     private readonly restMs = 0,
   ) {}
