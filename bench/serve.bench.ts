@@ -111,9 +111,20 @@ if (values.ranker) {
 
 /** In-process: the recommender alone (no HTTP), `requests` personalized answers. */
 async function direct(label: string): Promise<void> {
-  const run = (i: number) =>
-    cairn.recommender.recommend(systemContext(), { userId: `u${(i % users) + 1}`, k: 10 });
-  for (let i = 0; i < 200; i++) await run(i);
+  const { times, sources } = await timeAnswers(200, (i) =>
+    cairn.recommender.recommend(systemContext(), { userId: `u${(i % users) + 1}`, k: 10 }),
+  );
+  console.log(
+    `${label.padEnd(44)} n=${requests} p50=${pct(times, 50).toFixed(3)} ms p95=${pct(times, 95).toFixed(3)} ms p99=${pct(times, 99).toFixed(3)} ms  sources=${JSON.stringify(Object.fromEntries(sources))}`,
+  );
+}
+
+/** `warm` answers, then `requests` timed ones (sorted times, counts by source). */
+async function timeAnswers(
+  warm: number,
+  run: (i: number) => Promise<{ source: string }>,
+): Promise<{ times: number[]; sources: Map<string, number> }> {
+  for (let i = 0; i < warm; i++) await run(i);
   const times: number[] = [];
   const sources = new Map<string, number>();
   for (let i = 0; i < requests; i++) {
@@ -123,9 +134,7 @@ async function direct(label: string): Promise<void> {
     sources.set(res.source, (sources.get(res.source) ?? 0) + 1);
   }
   times.sort((a, b) => a - b);
-  console.log(
-    `${label.padEnd(44)} n=${requests} p50=${pct(times, 50).toFixed(3)} ms p95=${pct(times, 95).toFixed(3)} ms p99=${pct(times, 99).toFixed(3)} ms  sources=${JSON.stringify(Object.fromEntries(sources))}`,
-  );
+  return { times, sources };
 }
 
 async function measureComputed(): Promise<void> {
@@ -150,19 +159,11 @@ async function measureComputed(): Promise<void> {
     console.log(
       `ingested ${history} view events for each of ${active} users in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
-  const run = (i: number) =>
-    cairn.recommender.recommend(systemContext(), { userId: `u${(i % active) + 1}`, k: 10, explain: true });
-  // The first pass reads every active user's history (and keeps what it gave, unless --user-states 0).
-  for (let i = 0; i < Math.max(active, 200); i++) await run(i);
-  const times: number[] = [];
-  let personalized = 0;
-  for (let i = 0; i < requests; i++) {
-    const s = performance.now();
-    const res = await run(i);
-    times.push(performance.now() - s);
-    if (res.source === 'personalized') personalized++;
-  }
-  times.sort((a, b) => a - b);
+  // The warm-up reads every active user's history (and keeps what it gave, unless --user-states 0).
+  const { times, sources } = await timeAnswers(Math.max(active, 200), (i) =>
+    cairn.recommender.recommend(systemContext(), { userId: `u${(i % active) + 1}`, k: 10, explain: true }),
+  );
+  const personalized = sources.get('personalized') ?? 0;
   const mean = times.reduce((a, b) => a + b, 0) / times.length;
   console.log(
     `explained answers of ${active} users (+${history} events each), user states ${config.serving.userStateEvents}: ` +

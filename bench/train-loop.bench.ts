@@ -131,12 +131,16 @@ await cairn.app.listen({ host: '127.0.0.1', port: 0 });
 const port = (cairn.app.server.address() as { port: number }).port;
 const ctx = systemContext('bench-train-loop');
 
+/** `events` new demo events (seeded), their window shifted to end now. */
+function demoEventsNow(events: number, seed: number): object[] {
+  const demo = generateDemoData({ users, items, events, seed });
+  const shift = Date.now() - demo.endTime;
+  return [...demo.events()].map((e) => ({ ...e, timestamp: e.timestamp + shift }));
+}
+
 /** Stores 5,000 more events (before probing): the next training sees data its champion did not. */
 async function addEvents(seed: number): Promise<void> {
-  const demo = generateDemoData({ users, items, events: 5_000, seed });
-  const shift = Date.now() - demo.endTime;
-  const batch: unknown[] = [];
-  for (const e of demo.events()) batch.push({ ...e, timestamp: e.timestamp + shift });
+  const batch = demoEventsNow(5_000, seed);
   for (let i = 0; i < batch.length; i += config.server.maxBatchEvents)
     await cairn.ingest.ingestEvents(ctx, batch.slice(i, i + config.server.maxBatchEvents));
 }
@@ -160,9 +164,7 @@ async function trainAndSwap(run: number): Promise<{ trainMs: number; swapMs: num
 
 /** Bodies of `n` 10,000-event batches of new events, serialized before any measurement. */
 function batchBodies(n: number, seed: number): string[] {
-  const demo = generateDemoData({ users, items, events: n * 10_000, seed });
-  const shift = Date.now() - demo.endTime;
-  const events = [...demo.events()].map((e) => ({ ...e, timestamp: e.timestamp + shift }));
+  const events = demoEventsNow(n * 10_000, seed);
   return Array.from({ length: n }, (_, b) =>
     JSON.stringify({ events: events.slice(b * 10_000, (b + 1) * 10_000) }),
   );
