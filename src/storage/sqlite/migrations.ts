@@ -238,4 +238,54 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 7,
+    name: 'event lookups in merged runs',
+    sql: `
+      -- events loses its unique event_id index and its (user_id, ts) index: both were written at random
+      -- places by every batch. Their lookups move to event_ids and event_users, which hold the events up
+      -- to event_index.merged_seq and are extended in key order by merges (sqlite/event-index.ts).
+      -- SQLite cannot drop a UNIQUE column constraint, so the table is rebuilt.
+      CREATE TABLE events_v7 (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        value REAL NULL,
+        ts INTEGER NOT NULL,
+        context TEXT NULL
+      );
+      INSERT INTO events_v7 (seq, event_id, user_id, item_id, type, value, ts, context)
+        SELECT seq, event_id, user_id, item_id, type, value, ts, context FROM events ORDER BY seq;
+      -- Seqs are never reused: carry the AUTOINCREMENT high-water mark over (erased newest events).
+      INSERT INTO sqlite_sequence (name, seq) SELECT 'events_v7', 0
+        WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events_v7');
+      UPDATE sqlite_sequence SET seq = (
+        SELECT MAX(seq) FROM sqlite_sequence WHERE name IN ('events', 'events_v7')) WHERE name = 'events_v7';
+      DROP TABLE events;
+      ALTER TABLE events_v7 RENAME TO events;
+
+      CREATE TABLE event_ids (
+        event_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE event_users (
+        user_id TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (user_id, ts, seq)
+      ) WITHOUT ROWID;
+      INSERT INTO event_ids (event_id, seq) SELECT event_id, seq FROM events ORDER BY event_id;
+      INSERT INTO event_users (user_id, ts, seq) SELECT user_id, ts, seq FROM events ORDER BY user_id, ts, seq;
+      -- One row: how far the merged tables reach, and the lease of the process merging (if any).
+      CREATE TABLE event_index (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        merged_seq INTEGER NOT NULL,
+        merger TEXT NULL,
+        merging_until INTEGER NOT NULL DEFAULT 0
+      );
+      INSERT INTO event_index (id, merged_seq) SELECT 1, COALESCE(MAX(seq), 0) FROM events;
+    `,
+  },
 ];

@@ -22,6 +22,7 @@ import type {
 import { GroupCommit } from '../group-commit.ts';
 import { definedFields, scanBounds } from '../shared.ts';
 import type { Db } from './db.ts';
+import { SqliteEventIndex, type SqliteEventIndexOptions } from './event-index.ts';
 import { SqliteExperiments, SqliteServedLog } from './experiments.ts';
 import { ServedLogThread } from './served-log-thread.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
@@ -48,6 +49,8 @@ export interface SqliteStoreOptions {
    * loss. `normal`: survives a process crash only; an OS crash may lose the last commits (never corrupts).
    */
   synchronous?: 'full' | 'normal';
+  /** When the event lookups are merged (sqlite/event-index.ts); the defaults suit every store size. */
+  eventIndex?: SqliteEventIndexOptions;
 }
 
 export interface EventRow {
@@ -226,6 +229,11 @@ export function guarded<T>(fn: () => T): T {
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   readonly events: EventStore;
+  private readonly sqliteEvents: SqliteEvents;
+  /** The event lookups' merged runs and tail (adapter tests wait for merges through it). */
+  get eventIndex(): SqliteEventIndex {
+    return this.sqliteEvents.index;
+  }
   readonly items: ItemStore;
   readonly users: UserStore;
   readonly models: ModelStore;
@@ -251,15 +259,13 @@ export class SqliteStore implements Store {
       // Deleted rows are overwritten with zeros, not just unlinked: an erased user must not survive in
       // free pages (see purgeErased for the WAL).
       this.db.pragma('secure_delete = ON');
-      // The event_id and (user_id, ts) indexes are written at random places: as the store grows, each
-      // 10k-event batch touches pages all over them. A 256 MiB page cache and reads through a memory map
-      // (no read() and copy per page) held 13.0k instead of 10.0k events/s at 4M stored events
-      // (`npm run bench:ingest -- --stores sqlite --batches 400 --window 100 --fresh-only`).
+      // A 256 MiB page cache and reads through a memory map (no read() and copy per page): the event
+      // lookups' tables (sqlite/event-index.ts) are probed at random places on every append.
       this.db.pragma('cache_size = -262144');
       this.db.pragma('mmap_size = 2147483648');
       this.db.pragma('temp_store = MEMORY');
-      // Batches of random event ids dirty pages all over the indexes; checkpointing every ~40 MiB of WAL
-      // instead of every 4 MiB writes each page back once per many batches (+10-20% append throughput).
+      // Checkpointing every ~40 MiB of WAL instead of every 4 MiB writes a page dirtied by many
+      // transactions (a merge's steps) back once.
       // The WAL file is truncated back to 64 MiB after a checkpoint.
       this.db.pragma('wal_autocheckpoint = 10000');
       this.db.pragma('journal_size_limit = 67108864');
@@ -267,7 +273,7 @@ export class SqliteStore implements Store {
       this.db.close();
       throw mapError(e);
     }
-    this.events = new SqliteEvents(this.db);
+    this.events = this.sqliteEvents = new SqliteEvents(this.db, options.eventIndex);
     this.items = new SqliteItems(this.db);
     this.users = new SqliteUsers(this.db);
     this.models = new SqliteModels(this.db);
@@ -318,9 +324,7 @@ export class SqliteStore implements Store {
     const result = guarded(() =>
       db
         .transaction(() => {
-          const events = db
-            .prepare<[string], EventRow>(`DELETE FROM events WHERE user_id = ? RETURNING ${EVENT_COLUMNS}`)
-            .all(userId);
+          const events = this.sqliteEvents.index.deleteUser<EventRow>(EVENT_COLUMNS, userId);
           const users = db.prepare('DELETE FROM users WHERE id = ?').run(userId).changes;
           return events.length + users > 0 ? events.map(toEvent).sort((a, b) => a.seq - b.seq) : null;
         })
@@ -341,33 +345,32 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.sqliteEvents.index.close();
     await this.servedThread?.close();
     if (this.db.open) this.db.close();
   }
 }
 
 class SqliteEvents implements EventStore {
+  /** The event-id and user lookups (no indexes on `events`: see event-index.ts). */
+  readonly index: SqliteEventIndex;
   private readonly insert;
-  private readonly byUser;
   private readonly page;
   private readonly maxSeq;
   private readonly total;
-  private readonly deleteUser;
   private readonly appendTx;
   private readonly group;
   private readonly insertLogged;
   private readonly appendLoggedTx;
 
-  constructor(db: Db) {
+  constructor(
+    private readonly db: Db,
+    indexOptions?: SqliteEventIndexOptions,
+  ) {
+    this.index = new SqliteEventIndex(db, indexOptions);
     this.insert = lazy(() =>
       db.prepare<[string, string, string, string, number | null, number, string | null]>(
-        `INSERT INTO events (event_id, user_id, item_id, type, value, ts, context) VALUES (?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (event_id) DO NOTHING`,
-      ),
-    );
-    this.byUser = lazy(() =>
-      db.prepare<[string, number], EventRow>(
-        `SELECT ${EVENT_COLUMNS} FROM events WHERE user_id = ? ORDER BY ts DESC, seq DESC LIMIT ?`,
+        'INSERT INTO events (event_id, user_id, item_id, type, value, ts, context) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
     );
     this.page = lazy(() =>
@@ -377,15 +380,16 @@ class SqliteEvents implements EventStore {
     );
     this.maxSeq = lazy(() => db.prepare<[], number>('SELECT COALESCE(MAX(seq), 0) FROM events').pluck());
     this.total = lazy(() => db.prepare<[], number>('SELECT COUNT(*) FROM events').pluck());
-    this.deleteUser = lazy(() => db.prepare<[string]>('DELETE FROM events WHERE user_id = ?'));
     this.insertLogged = lazy(() =>
       db.prepare<[number, string, string, string, string, number | null, number, string | null]>(
         `INSERT INTO events (seq, event_id, user_id, item_id, type, value, ts, context)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`,
       ),
     );
-    this.appendLoggedTx = db.transaction((events: StoredEvent[]): AppendOutcome[] =>
-      events.map((e) => {
+    this.appendLoggedTx = db.transaction((events: StoredEvent[]): AppendOutcome[] => {
+      this.index.beginAppend();
+      return events.map((e) => {
+        if (this.index.isDuplicate(e.eventId)) return 'duplicate';
         const r = this.insertLogged().run(
           e.seq,
           e.eventId,
@@ -394,17 +398,26 @@ class SqliteEvents implements EventStore {
           e.type,
           e.value ?? null,
           e.timestamp,
-          e.context === null || e.context === undefined ? null : JSON.stringify(e.context),
+          contextJson(e),
         );
-        return r.changes === 1 ? 'inserted' : 'duplicate';
-      }),
-    );
+        if (r.changes !== 1) return 'duplicate'; // the seq is taken: a replay
+        this.index.inserted(e.eventId, e.seq);
+        return 'inserted';
+      });
+    });
     // One transaction per call: all-or-nothing, and one commit per batch instead of one per event.
     this.appendTx = db.transaction((events: CairnEvent[]): AppendOutcome[] => {
       const insert = this.insert();
+      const index = this.index;
+      index.beginAppend();
       const out = new Array<AppendOutcome>(events.length);
       for (let i = 0; i < events.length; i++) {
         const e = events[i];
+        // A repeat (from an earlier call or earlier in this batch) is found by the index.
+        if (index.isDuplicate(e.eventId)) {
+          out[i] = 'duplicate';
+          continue;
+        }
         const r = insert.run(
           e.eventId,
           e.userId,
@@ -412,19 +425,33 @@ class SqliteEvents implements EventStore {
           e.type,
           e.value ?? null,
           e.timestamp,
-          e.context === null || e.context === undefined ? null : JSON.stringify(e.context),
+          contextJson(e),
         );
-        // A repeat (from an earlier call or earlier in this batch) hits the unique index: 0 changes.
-        out[i] = r.changes === 1 ? 'inserted' : 'duplicate';
+        index.inserted(e.eventId, Number(r.lastInsertRowid));
+        out[i] = 'inserted';
       }
       return out;
     });
     // The commit is synchronous, so nothing can arrive while it runs: a group is instead the appends of
     // one event-loop turn (requests read while the previous commit held the loop), one fsync for all.
+    // While the event lookups merge, the next group waits until the last one's share of the merge is done.
     this.group = new GroupCommit<CairnEvent, AppendOutcome>({
-      commit: (events) => guarded(() => this.appendTx.immediate(events)),
-      start: (run) => setImmediate(run),
+      commit: (events) => this.indexed(() => this.appendTx.immediate(events)),
+      start: (run) => this.index.whenPaid(run),
     });
+  }
+
+  /** Runs an append transaction and tells the index whether it committed. */
+  private indexed(tx: () => AppendOutcome[]): AppendOutcome[] {
+    let out: AppendOutcome[];
+    try {
+      out = tx();
+    } catch (e) {
+      this.index.rolledBack();
+      throw mapError(e);
+    }
+    this.index.committed();
+    return out;
   }
 
   async append(events: CairnEvent[]): Promise<AppendOutcome[]> {
@@ -433,13 +460,16 @@ class SqliteEvents implements EventStore {
   }
 
   async appendLogged(events: StoredEvent[]): Promise<AppendOutcome[]> {
-    if (events.length === 0) return Promise.resolve([]);
-    return Promise.resolve(guarded(() => this.appendLoggedTx.immediate(events)));
+    if (events.length === 0) return [];
+    await new Promise<void>((resolve) => this.index.whenPaid(resolve));
+    return this.indexed(() => this.appendLoggedTx.immediate(events));
   }
 
   async forUser(userId: string, limit: number): Promise<StoredEvent[]> {
     if (limit <= 0) return Promise.resolve([]);
-    return Promise.resolve(guarded(() => this.byUser().all(userId, Math.floor(limit)).map(toEvent)));
+    return Promise.resolve(
+      guarded(() => this.index.forUser<EventRow>(EVENT_COLUMNS, userId, Math.floor(limit)).map(toEvent)),
+    );
   }
 
   /**
@@ -473,8 +503,17 @@ class SqliteEvents implements EventStore {
   }
 
   async deleteForUser(userId: string): Promise<number> {
-    return Promise.resolve(guarded(() => this.deleteUser().run(userId).changes));
+    const db = this.db;
+    return Promise.resolve(
+      guarded(() =>
+        db.transaction(() => this.index.deleteUser<EventRow>(EVENT_COLUMNS, userId).length).immediate(),
+      ),
+    );
   }
+}
+
+function contextJson(e: CairnEvent): string | null {
+  return e.context === null || e.context === undefined ? null : JSON.stringify(e.context);
 }
 
 class SqliteItems implements ItemStore {
