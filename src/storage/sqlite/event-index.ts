@@ -101,6 +101,8 @@ export class SqliteEventIndex {
   private added: string[] = [];
   private addedFrom = -1;
   private current: Merge | null = null;
+  /** Loading the tail after open, a slice per event-loop turn; appends wait for it. */
+  private warming: Promise<void> | null = null;
   private driver: Promise<void> | null = null;
   /** Merge rows owed by this connection's appends; appends wait while it is positive. */
   private owed = 0;
@@ -192,8 +194,45 @@ export class SqliteEventIndex {
     }
   }
 
-  /** Calls `run` (the next append transaction) once this connection's merge debt is paid. */
+  /**
+   * Loads the unmerged tail (after open), a slice per event-loop turn, instead of in the first append's
+   * transaction: at 1M tail events that read held the loop 2.4 s. Appends wait for it (`whenPaid`).
+   */
+  warm(): Promise<void> {
+    this.warming ??= this.load().finally(() => {
+      this.warming = null;
+    });
+    return this.warming;
+  }
+
+  private async load(): Promise<void> {
+    const slice = this.sql
+      .get<[number], [number, string]>(
+        'SELECT seq, event_id FROM events WHERE seq > ? ORDER BY seq LIMIT 5000',
+      )
+      .raw();
+    this.advance(
+      this.sql.get<[], number>('SELECT merged_seq FROM event_index WHERE id = 1').pluck().get() ?? 0,
+    );
+    if (this.lastSeen < this.mergedSeq) this.lastSeen = this.mergedSeq;
+    for (;;) {
+      if (this.closed || !this.db.open) return;
+      const rows = slice.all(this.lastSeen);
+      for (const [seq, id] of rows) {
+        this.tail.set(id, seq);
+        this.lastSeen = seq;
+      }
+      if (rows.length < 5000) return;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** Calls `run` (the next append transaction) once the tail is loaded and this connection's merge debt paid. */
   whenPaid(run: () => void): void {
+    if (this.warming !== null) {
+      void this.warming.catch(() => undefined).then(() => this.whenPaid(run));
+      return;
+    }
     if (this.owed <= 0 || this.current === null) setImmediate(run);
     else this.waiting.push(run);
   }
