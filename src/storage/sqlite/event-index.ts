@@ -101,8 +101,9 @@ export class SqliteEventIndex {
   private added: string[] = [];
   private addedFrom = -1;
   private current: Merge | null = null;
-  /** Loading the tail after open, a slice per event-loop turn; appends wait for it. */
+  /** Loading the tail before the first append, a slice per event-loop turn; appends wait for it. */
   private warming: Promise<void> | null = null;
+  private warmed = false;
   private driver: Promise<void> | null = null;
   /** Merge rows owed by this connection's appends; appends wait while it is positive. */
   private owed = 0;
@@ -195,12 +196,14 @@ export class SqliteEventIndex {
   }
 
   /**
-   * Loads the unmerged tail (after open), a slice per event-loop turn, instead of in the first append's
-   * transaction: at 1M tail events that read held the loop 2.4 s. Appends wait for it (`whenPaid`).
+   * Loads the unmerged tail, a slice per event-loop turn, instead of in the first append's transaction
+   * (at 1M tail events that read held the loop 2.4 s). The first append starts it and waits for it
+   * (`whenPaid`), so a process that never appends never holds the tail.
    */
   warm(): Promise<void> {
     this.warming ??= this.load().finally(() => {
       this.warming = null;
+      this.warmed = true; // even after a failure: the append transaction's catch-up reads the rest
     });
     return this.warming;
   }
@@ -229,6 +232,7 @@ export class SqliteEventIndex {
 
   /** Calls `run` (the next append transaction) once the tail is loaded and this connection's merge debt paid. */
   whenPaid(run: () => void): void {
+    if (!this.warmed && this.warming === null && !this.closed) void this.warm().catch(() => undefined);
     if (this.warming !== null) {
       void this.warming.catch(() => undefined).then(() => this.whenPaid(run));
       return;

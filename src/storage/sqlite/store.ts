@@ -311,8 +311,6 @@ export class SqliteStore implements Store {
         })
         .immediate(),
     );
-    // The event lookups' unmerged tail is read in slices from now on, not in the first append.
-    this.sqliteEvents.index.warm().catch(() => undefined);
     return Promise.resolve();
   }
 
