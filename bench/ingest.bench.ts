@@ -18,6 +18,8 @@
  *
  * `--window N` prints the rate of every N fresh batches with the events stored by then, e.g.
  * `--stores sqlite --batches 800 --window 100 --fresh-only`: SQLite from 0 to 8M stored events.
+ * After the SQLite run it merges what the event lookups left unmerged and prints how long that took and how
+ * long the merge steps held the event loop.
  *   CAIRN_BENCH_BATCHES=50 CAIRN_BENCH_POSTGRES_URL=postgres://… npm run bench:ingest
  *
  * `--synchronous` is SQLite's `store.synchronous` (default `full`: every commit synced to disk).
@@ -255,6 +257,17 @@ if (STORES.has('sqlite')) {
   try {
     await sqlite.migrate();
     await run('sqlite', [sqlite], batches);
+    // Merges of the event lookups run beside the appends (src/storage/sqlite/event-index.ts): what was
+    // left unmerged at the end, how long merging it took, and how long merge steps held the loop.
+    const tail = sqlite.eventIndex.tailSize;
+    const t = performance.now();
+    await sqlite.eventIndex.mergeNow();
+    const { merges, steps, slowSteps, maxStepMs } = sqlite.eventIndex.stats;
+    console.log(
+      `sqlite     event lookups: ${tail.toLocaleString('en-US')} events unmerged at the end, merged in ` +
+        `${((performance.now() - t) / 1000).toFixed(1)} s; ${merges} merges, ` +
+        `${steps.toLocaleString('en-US')} steps (${slowSteps} over 20 ms), longest ${maxStepMs.toFixed(1)} ms`,
+    );
   } finally {
     await sqlite.close();
     rmSync(dir, { recursive: true, force: true });

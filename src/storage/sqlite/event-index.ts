@@ -55,6 +55,8 @@ export interface EventIndexStats {
   /** Merge steps, and the longest one (it held the event loop and, but for staging, the file's lock). */
   steps: number;
   maxStepMs: number;
+  /** Steps that took over 20 ms. */
+  slowSteps: number;
   /** Wall time of the last complete merge, from claim to the new `merged_seq`. */
   lastMergeMs: number;
 }
@@ -92,7 +94,7 @@ class Statements {
 }
 
 export class SqliteEventIndex {
-  readonly stats: EventIndexStats = { merges: 0, steps: 0, maxStepMs: 0, lastMergeMs: 0 };
+  readonly stats: EventIndexStats = { merges: 0, steps: 0, maxStepMs: 0, slowSteps: 0, lastMergeMs: 0 };
   /** Event id → seq of the events after `mergedSeq` this connection knows of. */
   private readonly tail = new Map<string, number>();
   private mergedSeq = -1;
@@ -350,7 +352,9 @@ export class SqliteEventIndex {
       const t = performance.now();
       const rows = this.step(merge);
       this.stats.steps++;
-      this.stats.maxStepMs = Math.max(this.stats.maxStepMs, performance.now() - t);
+      const ms = performance.now() - t;
+      this.stats.maxStepMs = Math.max(this.stats.maxStepMs, ms);
+      if (ms > 20) this.stats.slowSteps++;
       this.owed -= rows;
       if (this.owed <= 0) this.wake();
     }
