@@ -64,6 +64,8 @@ export interface EventIndexStats {
 const TAIL_CAP = 2_000_000;
 /** Merge work each appended event owes while a merge runs: staged, merged by id, merged by user. */
 const ROWS_PER_EVENT = 3;
+/** Rows per slice of the tail's read before the first append. */
+const TAIL_SLICE = 5_000;
 
 type UserKey = [string, number, number];
 
@@ -213,7 +215,7 @@ export class SqliteEventIndex {
   private async load(): Promise<void> {
     const slice = this.sql
       .get<[number], [number, string]>(
-        'SELECT seq, event_id FROM events WHERE seq > ? ORDER BY seq LIMIT 5000',
+        `SELECT seq, event_id FROM events WHERE seq > ? ORDER BY seq LIMIT ${TAIL_SLICE}`,
       )
       .raw();
     this.advance(
@@ -227,7 +229,7 @@ export class SqliteEventIndex {
         this.tail.set(id, seq);
         this.lastSeen = seq;
       }
-      if (rows.length < 5000) return;
+      if (rows.length < TAIL_SLICE) return;
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
