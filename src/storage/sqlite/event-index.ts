@@ -52,13 +52,11 @@ export interface SqliteEventIndexOptions {
 /** What the merges did so far in this connection (benchmarks, tests). */
 export interface EventIndexStats {
   merges: number;
-  /** Merge steps, and the longest one (it held the event loop and, but for staging, the file's lock). */
+  /** Merge steps, and the longest one (it held the event loop and the file's write lock). */
   steps: number;
   maxStepMs: number;
   /** Steps that took over 20 ms. */
   slowSteps: number;
-  /** Wall time of the last complete merge, from claim to the new `merged_seq`. */
-  lastMergeMs: number;
 }
 
 const TAIL_CAP = 2_000_000;
@@ -73,7 +71,6 @@ type UserKey = [string, number, number];
 interface Merge {
   lo: number;
   hi: number;
-  started: number;
   phase: 'stage' | 'ids' | 'users' | 'done';
   staged: number;
   idCursor: string;
@@ -96,7 +93,7 @@ class Statements {
 }
 
 export class SqliteEventIndex {
-  readonly stats: EventIndexStats = { merges: 0, steps: 0, maxStepMs: 0, slowSteps: 0, lastMergeMs: 0 };
+  readonly stats: EventIndexStats = { merges: 0, steps: 0, maxStepMs: 0, slowSteps: 0 };
   /** Event id → seq of the events after `mergedSeq` this connection knows of. */
   private readonly tail = new Map<string, number>();
   private mergedSeq = -1;
@@ -113,6 +110,8 @@ export class SqliteEventIndex {
   private owed = 0;
   private waiting: (() => void)[] = [];
   private retryAfter = 0;
+  /** The connection's own `synchronous` level, restored after each merge step (read once). */
+  private synchronous: number | null = null;
   private closed = false;
   private readonly holder = randomUUID();
   private readonly sql: Statements;
@@ -362,7 +361,6 @@ export class SqliteEventIndex {
     }
     this.advance(merge.hi);
     this.stats.merges++;
-    this.stats.lastMergeMs = performance.now() - merge.started;
   }
 
   private wake(): void {
@@ -408,7 +406,6 @@ export class SqliteEventIndex {
         return {
           lo,
           hi,
-          started: performance.now(),
           phase: 'stage',
           staged: lo,
           idCursor: '',
@@ -427,12 +424,12 @@ export class SqliteEventIndex {
     // A step need not reach the disk before the next: what a crash loses is merged again, and the WAL
     // loses only a suffix, so `merged_seq` never survives a step it depends on. The next synchronous
     // commit (an append) syncs the steps before it too.
-    const synchronous = this.db.pragma('synchronous', { simple: true }) as number;
+    this.synchronous ??= this.db.pragma('synchronous', { simple: true }) as number;
     this.db.pragma('synchronous = NORMAL');
     try {
       return this.stepTx(m);
     } finally {
-      this.db.pragma(`synchronous = ${synchronous}`);
+      this.db.pragma(`synchronous = ${this.synchronous}`);
     }
   }
 
