@@ -13,6 +13,7 @@ import type { ModelRegistry } from '../registry/registry.ts';
 import type { ChangeLog, EventLog, Store } from '../storage/ports.ts';
 import { runTrainingJob } from '../training/pipeline.ts';
 import { skipTrainedTriggers, startTrainingScheduler } from '../training/scheduler.ts';
+import type { StoreWriter } from '../ingest/consumers.ts';
 import { openJobQueue, type Base } from './adapters.ts';
 
 export interface BackgroundDeps {
@@ -27,10 +28,16 @@ export interface BackgroundDeps {
   pseudonymize: (id: string) => string;
   /** Where what is started here is registered for closing (the root's core). */
   core: Pick<Base, 'add'>;
+  /** The store writer, where the store of record is fed from the event log (NATS): training waits for it. */
+  storeWriter?: Pick<StoreWriter, 'caughtUp'> | null;
 }
 
 export function startBackgroundWork(deps: BackgroundDeps): { jobs: JobQueue; runner: JobRunner } {
-  const { config, logger, metrics, store, eventLog, changeLog, registry, core, pseudonymize } = deps;
+  const { config, logger, metrics, store, eventLog, changeLog, registry, core, pseudonymize, storeWriter } =
+    deps;
+  const storeCaughtUp = storeWriter
+    ? async (ms: number) => within(storeWriter.caughtUp(await eventLog.head()), ms)
+    : undefined;
   // Rolls back canaries whose online metric falls below the control's (stops routing, rejects the version).
   core
     .add(
@@ -51,7 +58,11 @@ export function startBackgroundWork(deps: BackgroundDeps): { jobs: JobQueue; run
     'train',
     // A job whose trigger a model already records finishes without training (one training per trigger).
     skipTrainedTriggers(registry, (payload, ctx) =>
-      runTrainingJob({ store, config, registry, metrics, logger: ctx.logger, pseudonymize }, payload, ctx),
+      runTrainingJob(
+        { store, config, registry, metrics, logger: ctx.logger, pseudonymize, storeCaughtUp },
+        payload,
+        ctx,
+      ),
     ),
   );
   core.add(runner).start();
@@ -61,4 +72,20 @@ export function startBackgroundWork(deps: BackgroundDeps): { jobs: JobQueue; run
     startTrainingScheduler({ config, registry, jobs, eventLog, metrics, logger, wake: () => runner.wake() }),
   );
   return { jobs, runner };
+}
+
+/** True once `p` resolves; false if it fails (the consumer closed) or `ms` pass first. */
+export async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p.then(
+        () => true,
+        () => false,
+      ),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

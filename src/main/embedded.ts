@@ -46,7 +46,7 @@ import {
   type Backends,
 } from './adapters.ts';
 import { fallbackCheck, Health, modelCheck, pingCheck } from './health.ts';
-import { startBackgroundWork } from './background.ts';
+import { startBackgroundWork, within } from './background.ts';
 import { startServing, type Serving } from './serving.ts';
 import { apiDeps, aroundTenants, openTenants, type TenantServices } from './tenancy.ts';
 
@@ -237,6 +237,7 @@ async function createTenantRuntime(
       registry,
       core,
       pseudonymize,
+      storeWriter,
     });
 
     const rywMs = options.readYourWritesMs ?? 2000;
@@ -366,15 +367,7 @@ async function createTenantRuntime(
  * read-your-writes, and a consumer closing at shutdown must not turn an accepted write into an error).
  */
 async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      p.catch(() => undefined),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+  await within(p, ms);
 }
 
 /** Polls until a consumer's position reaches `target` (or the log's head, if that is lower now). */

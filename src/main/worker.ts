@@ -118,6 +118,7 @@ async function createWorkerTenant(
       registry,
       core,
       pseudonymize,
+      storeWriter,
     });
 
     const health = new Health([

@@ -63,7 +63,11 @@ describe('training with self-tuning', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const train = (training: DeepPartial<Config['training']>, jobId: string) => {
+  const train = (
+    training: DeepPartial<Config['training']>,
+    jobId: string,
+    storeCaughtUp?: (ms: number) => Promise<boolean>,
+  ) => {
     const config = loadConfig({
       env: {},
       overrides: { training: { algorithm: 'itemknn', threads: 1, ...training } },
@@ -77,7 +81,7 @@ describe('training with self-tuning', () => {
     };
     const pseudonymize = createPseudonymizer('pipeline-test');
     return runTrainingJob(
-      { store, config, registry, metrics: createMetrics(), logger, pseudonymize },
+      { store, config, registry, metrics: createMetrics(), logger, pseudonymize, storeCaughtUp },
       {},
       ctx,
     );
@@ -142,6 +146,27 @@ describe('training with self-tuning', () => {
     expect(m.ranker_logged_queries + (m.ranker_logged_valid_queries ?? 0)).toBe(30);
     expect(m.ranker_logged_unknown).toBe(1);
     expect(m.ranker_logged_leaked).toBe(0);
+  }, 60_000);
+
+  it('waits for the store writer before reading the store; trains on what it holds if it waits in vain', async () => {
+    // Events the log acknowledged but the store writer has not written yet (NATS deployments).
+    const late = events()
+      .slice(0, 240)
+      .map((e, n) => ({ ...e, eventId: `late${n}`, userId: `late-${e.userId}` }));
+    const written = await train({}, 'j1', async () => {
+      await store.events.append(late);
+      return true;
+    });
+    const seqOf = async (out: { version?: unknown }) =>
+      (await registry.get(out.version as string)).lineage!.data.lastEventSeq;
+    expect(await seqOf(written)).toBe(events().length + late.length);
+    let asked = 0;
+    const behind = await train({}, 'j2', (ms) => {
+      asked = ms;
+      return Promise.resolve(false);
+    });
+    expect(asked).toBeGreaterThan(0);
+    expect(await seqOf(behind)).toBe(events().length + late.length);
   }, 60_000);
 
   it('tunes nothing by default', async () => {

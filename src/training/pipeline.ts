@@ -53,7 +53,17 @@ export interface PipelineDeps {
   registry: ModelRegistry;
   metrics: Metrics;
   logger: Logger;
+  /**
+   * Where the store of record is fed by a consumer of the event log (NATS deployments: the store
+   * writer): resolves once the store holds every event the log had acknowledged when it was called, or
+   * after `ms` (returns false then). Training reads the store, so without it a training started right
+   * after an ingest could miss those events.
+   */
+  storeCaughtUp?: (ms: number) => Promise<boolean>;
 }
+
+/** Longest wait of a training for the store writer to reach the event log's head (ms). */
+export const STORE_CATCH_UP_MS = 120_000;
 
 /** What a training ended with (the `outcome` label of `cairn_training_outcomes_total`). */
 export type TrainingOutcome = 'promoted' | 'not_promoted' | 'rejected' | 'failed';
@@ -86,6 +96,11 @@ export async function runTrainingJob(
     const configured = config.training.params[algorithm] ?? {};
     params = resolveParams(spec, { ...configured, ...(request.params ?? {}) });
     ctx.progress(0.01);
+    if (deps.storeCaughtUp && !(await deps.storeCaughtUp(STORE_CATCH_UP_MS)))
+      logger.warn(
+        { waitedMs: STORE_CATCH_UP_MS },
+        'the store of record is still behind the event log; training on the events it holds',
+      );
     const readingSince = Date.now();
     data = await extractTrainingData(deps.store.events, config.events.types, {
       limits: config.events,
