@@ -13,29 +13,37 @@
  * transaction from the rows other processes appended (read by seq, under the write lock, so nothing is
  * missed). Once the tail holds an eighth of the merged events (at least `mergeMinEvents`), it is
  * sorted in temp tables and merged into the two tables in key order, a short write transaction per
- * step, the event loop free between steps: each index page is then written once per merge instead of
- * once per batch. A merge claims `event_index` with a lease, so one process merges at a time; a merge cut
- * short (crash, close) is simply done again (`INSERT OR IGNORE`), because `merged_seq` only advances
- * when it is complete.
+ * step (event-index-merge.ts; on a worker thread with its own connection for a database file): each
+ * index page is then written once per merge instead of once per batch. A merge claims `event_index`
+ * with a lease, so one process merges at a time; a merge cut short (crash, close) is simply done again
+ * (`INSERT OR IGNORE`), because `merged_seq` only advances when it is complete.
  *
- * Pacing: while this connection merges, every event it appends owes three rows of merge work (staged,
- * merged by id, merged by user), and its next append transaction starts only once the debt is paid
- * (`whenPaid`), a step per event-loop turn. A merge therefore finishes before the tail has doubled, at
- * any ingestion rate, and ingestion slows to what appending and merging together sustain.
+ * Pacing: sorting the tail (staging) runs beside the appends. Then the write steps and this
+ * connection's append transactions take turns, never both at once (so neither waits on the other's
+ * write lock), and every event appended since the merge began owes two rows of merge work (by id, by
+ * user): an append transaction starts only between two steps once the debt is paid (`whenPaid`). A
+ * merge therefore finishes before the tail has doubled, at any ingestion rate, and ingestion slows to
+ * what appending and merging together sustain.
  *
  * Invariants: every event with seq ≤ merged_seq has its rows in `event_ids` and `event_users`; rows of
  * later events may be there too (a merge in progress). An erasure deletes the user's events and their
- * rows in both tables in one transaction, and the rows it deleted from what the merge has staged (the
- * merging connection), or else takes the lease from the merging process (another connection), whose
- * merge then stops at its next step and is done again: an erased event's rows never come back. A tail
- * entry is trusted only after its event row is found (another process may have erased it).
+ * rows in both tables in one transaction and, while any connection merges, records the erased seqs in
+ * `event_index_erased`; each write step first takes those out of what it staged, in its own
+ * transaction: an erased event's rows never come back. A tail entry is trusted only after its event row
+ * is found (another process may have erased it).
  *
  * One assumption: events appended with an explicit seq (`appendLogged`) come in ascending seq order
  * across processes, as the single store-writer of a log does; the catch-up reads `seq > last seen`.
  */
 import { randomUUID } from 'node:crypto';
-import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.ts';
+import {
+  inThread,
+  MergeThread,
+  Statements,
+  type MergeRunner,
+  type MergeSettings,
+} from './event-index-merge.ts';
 
 export interface SqliteEventIndexOptions {
   /**
@@ -47,12 +55,17 @@ export interface SqliteEventIndexOptions {
   mergeStepRows?: number;
   /** Lease of a merging process on `event_index` (ms, default 30,000), renewed on every step. */
   mergeLeaseMs?: number;
+  /**
+   * Merge on a worker thread with its own connection (default for a database file; an in-memory one
+   * merges on its own connection).
+   */
+  mergeOnThread?: boolean;
 }
 
 /** What the merges did so far in this connection (benchmarks, tests). */
 export interface EventIndexStats {
   merges: number;
-  /** Merge steps, and the longest one (it held the event loop and the file's write lock). */
+  /** Write steps, and the longest one (it held the file's write lock; on the thread, not the event loop). */
   steps: number;
   maxStepMs: number;
   /** Steps that took over 20 ms. */
@@ -60,37 +73,12 @@ export interface EventIndexStats {
 }
 
 const TAIL_CAP = 2_000_000;
-/** Merge work each appended event owes while a merge runs: staged, merged by id, merged by user. */
-const ROWS_PER_EVENT = 3;
+/** Merge work each appended event owes while a merge runs: merged by id, merged by user. */
+const ROWS_PER_EVENT = 2;
 /** Rows per slice of the tail's read before the first append. */
 const TAIL_SLICE = 5_000;
 
-type UserKey = [string, number, number];
-
-/** A merge in progress: the seqs it covers and how far each phase got. */
-interface Merge {
-  lo: number;
-  hi: number;
-  phase: 'stage' | 'ids' | 'users' | 'done';
-  staged: number;
-  idCursor: string;
-  userCursor: UserKey;
-}
-
-/** Prepared statements, compiled on first use (the tables exist only after `migrate()`). */
-class Statements {
-  private readonly cache = new Map<string, Statement>();
-  constructor(private readonly db: Db) {}
-
-  get<P extends unknown[] = unknown[], R = unknown>(sql: string): Statement<P, R> {
-    let s = this.cache.get(sql);
-    if (!s) {
-      s = this.db.prepare(sql);
-      this.cache.set(sql, s);
-    }
-    return s as unknown as Statement<P, R>;
-  }
-}
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class SqliteEventIndex {
   readonly stats: EventIndexStats = { merges: 0, steps: 0, maxStepMs: 0, slowSteps: 0 };
@@ -101,7 +89,9 @@ export class SqliteEventIndex {
   /** Ids added by the append transaction in progress: taken back out if it rolls back. */
   private added: string[] = [];
   private addedFrom = -1;
-  private current: Merge | null = null;
+  /** The merge this connection runs: staging (appends go on) or writing (appends wait their turn). */
+  private phase: 'staging' | 'writing' | null = null;
+  private merger: MergeRunner | null = null;
   /** Loading the tail before the first append, a slice per event-loop turn; appends wait for it. */
   private warming: Promise<void> | null = null;
   private warmed = false;
@@ -110,14 +100,11 @@ export class SqliteEventIndex {
   private owed = 0;
   private waiting: (() => void)[] = [];
   private retryAfter = 0;
-  /** The connection's own `synchronous` level, restored after each merge step (read once). */
-  private synchronous: number | null = null;
   private closed = false;
-  private readonly holder = randomUUID();
   private readonly sql: Statements;
   private readonly mergeMin: number;
-  private readonly stepRows: number;
-  private readonly leaseMs: number;
+  private readonly settings: MergeSettings;
+  private readonly onThread: boolean;
 
   constructor(
     private readonly db: Db,
@@ -125,8 +112,12 @@ export class SqliteEventIndex {
   ) {
     this.sql = new Statements(db);
     this.mergeMin = Math.max(1, Math.floor(options.mergeMinEvents ?? 50_000));
-    this.stepRows = Math.max(1, Math.floor(options.mergeStepRows ?? 2_000));
-    this.leaseMs = Math.max(1, options.mergeLeaseMs ?? 30_000);
+    this.settings = {
+      stepRows: Math.max(1, Math.floor(options.mergeStepRows ?? 2_000)),
+      leaseMs: Math.max(1, options.mergeLeaseMs ?? 30_000),
+      holder: randomUUID(),
+    };
+    this.onThread = (options.mergeOnThread ?? true) && !db.memory;
   }
 
   /** Events in the tail (for tests and metrics). */
@@ -187,7 +178,7 @@ export class SqliteEventIndex {
    * tail is large enough, a merge starts.
    */
   committed(): void {
-    if (this.current !== null) this.owed += ROWS_PER_EVENT * this.added.length;
+    if (this.phase !== null) this.owed += ROWS_PER_EVENT * this.added.length;
     this.added = [];
     const due = Math.min(TAIL_CAP, Math.max(this.mergeMin, Math.floor(this.mergedSeq / 8)));
     if (this.tail.size >= due && this.driver === null && Date.now() >= this.retryAfter && !this.closed) {
@@ -233,15 +224,18 @@ export class SqliteEventIndex {
     }
   }
 
-  /** Calls `run` (the next append transaction) once the tail is loaded and this connection's merge debt paid. */
+  /**
+   * Calls `run` (the next append transaction) once the tail is loaded and, while this connection's merge
+   * writes, between two of its steps once the merge debt is paid.
+   */
   whenPaid(run: () => void): void {
     if (!this.warmed && this.warming === null && !this.closed) void this.warm().catch(() => undefined);
     if (this.warming !== null) {
       void this.warming.catch(() => undefined).then(() => this.whenPaid(run));
       return;
     }
-    if (this.owed <= 0 || this.current === null) setImmediate(run);
-    else this.waiting.push(run);
+    if (this.phase === 'writing') this.waiting.push(run);
+    else setImmediate(run);
   }
 
   /** Waits for a merge in progress, then merges what is left of the tail (tests, benchmarks). */
@@ -294,26 +288,19 @@ export class SqliteEventIndex {
       dropId.run(r.event_id);
       this.tail.delete(r.event_id);
     }
-    if (this.current !== null) {
-      // Our own merge: take the rows out of what it staged.
-      const unstageId = this.sql.get<[string]>('DELETE FROM temp.merge_ids WHERE event_id = ?');
-      const unstageUser = this.sql.get<[string, number, number]>(
-        'DELETE FROM temp.merge_users WHERE user_id = ? AND ts = ? AND seq = ?',
-      );
-      for (const r of rows) {
-        unstageId.run(r.event_id);
-        unstageUser.run(r.user_id, r.ts, r.seq);
-      }
-    } else {
-      // Another process's merge may have staged them: it loses its lease, stops, and is done again.
-      this.sql.get('UPDATE event_index SET merger = NULL, merging_until = 0 WHERE id = 1').run();
+    // A merge in progress (of any connection) may have staged them: it takes them out before its next
+    // write step (event-index-merge.ts).
+    if (recent.length > 0 && this.sql.get<[], number>(MERGING).pluck().get() === 1) {
+      const record = this.sql.get<[number]>('INSERT OR IGNORE INTO event_index_erased (seq) VALUES (?)');
+      for (const r of recent) record.run(r.seq);
     }
     return rows;
   }
 
-  /** Stops a merge in progress at its next step (it is done again later) and waits for it. */
+  /** Stops a merge in progress (it is done again later) and waits for it. */
   async close(): Promise<void> {
     this.closed = true;
+    await this.merger?.close();
     await this.driver?.catch(() => undefined);
   }
 
@@ -328,12 +315,9 @@ export class SqliteEventIndex {
     }
   }
 
-  /** Claims the lease and runs the merge's steps, one per event-loop turn. */
+  /** Runs a merge: claims the lease, stages the tail, writes it a step at a time. */
   private startMerge(): Promise<void> {
     const run = this.drive().finally(() => {
-      this.current = null;
-      this.owed = 0;
-      this.release();
       if (this.driver === run) this.driver = null;
     });
     this.driver = run;
@@ -341,26 +325,47 @@ export class SqliteEventIndex {
   }
 
   private async drive(): Promise<void> {
-    const merge = this.claim();
-    if (merge === null) {
-      this.retryAfter = Date.now() + this.leaseMs / 3;
-      return;
+    this.merger ??= this.onThread
+      ? new MergeThread({
+          path: this.db.name,
+          busyTimeoutMs: this.db.pragma('busy_timeout', { simple: true }) as number,
+          settings: this.settings,
+        })
+      : inThread(this.db, this.settings, () => this.closed);
+    const merger = this.merger;
+    this.phase = 'staging';
+    try {
+      const plan = await merger.begin();
+      if (plan === null) {
+        this.retryAfter = Date.now() + this.settings.leaseMs / 3;
+        return;
+      }
+      this.phase = 'writing';
+      for (;;) {
+        // Appends woken here run before the next step (their turn comes first), never beside it.
+        await turn();
+        if (this.closed || !this.db.open) throw new Error('event index closed during a merge');
+        if (this.waiting.length > 0 && this.owed <= 0) {
+          this.wake();
+          continue;
+        }
+        const step = await merger.write();
+        this.stats.steps++;
+        this.stats.maxStepMs = Math.max(this.stats.maxStepMs, step.ms);
+        if (step.ms > 20) this.stats.slowSteps++;
+        this.owed -= step.rows;
+        if (step.done) {
+          this.advance(plan.hi);
+          this.stats.merges++;
+          return;
+        }
+      }
+    } finally {
+      this.phase = null;
+      this.owed = 0;
+      await merger.end().catch(() => undefined);
+      this.wake();
     }
-    this.current = merge;
-    while (merge.phase !== 'done') {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      if (this.closed || !this.db.open) throw new Error('event index closed during a merge');
-      const t = performance.now();
-      const rows = this.step(merge);
-      this.stats.steps++;
-      const ms = performance.now() - t;
-      this.stats.maxStepMs = Math.max(this.stats.maxStepMs, ms);
-      if (ms > 20) this.stats.slowSteps++;
-      this.owed -= rows;
-      if (this.owed <= 0) this.wake();
-    }
-    this.advance(merge.hi);
-    this.stats.merges++;
   }
 
   private wake(): void {
@@ -368,158 +373,7 @@ export class SqliteEventIndex {
     this.waiting = [];
     for (const run of waiting) setImmediate(run);
   }
-
-  private release(): void {
-    this.wake();
-    if (!this.db.open) return;
-    try {
-      this.db.exec('DELETE FROM temp.merge_ids; DELETE FROM temp.merge_users');
-      this.sql
-        .get<[string]>('UPDATE event_index SET merger = NULL, merging_until = 0 WHERE id = 1 AND merger = ?')
-        .run(this.holder);
-    } catch {
-      // Busy: the lease runs out by itself.
-    }
-  }
-
-  /** Takes the merge lease when free or expired; returns the merge of the seqs after `merged_seq`, or null. */
-  private claim(): Merge | null {
-    this.db.exec(`
-      CREATE TEMP TABLE IF NOT EXISTS merge_ids (event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
-      CREATE TEMP TABLE IF NOT EXISTS merge_users (
-        user_id TEXT NOT NULL, ts INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (user_id, ts, seq)
-      ) WITHOUT ROWID;
-      DELETE FROM temp.merge_ids; DELETE FROM temp.merge_users;`);
-    return this.db
-      .transaction((): Merge | null => {
-        const now = Date.now();
-        const taken = this.sql
-          .get<[{ holder: string; until: number; now: number }]>(
-            `UPDATE event_index SET merger = @holder, merging_until = @until
-             WHERE id = 1 AND (merger IS NULL OR merger = @holder OR merging_until < @now)`,
-          )
-          .run({ holder: this.holder, until: now + this.leaseMs, now }).changes;
-        if (taken !== 1) return null;
-        const lo =
-          this.sql.get<[], number>('SELECT merged_seq FROM event_index WHERE id = 1').pluck().get() ?? 0;
-        const hi = this.sql.get<[], number>('SELECT COALESCE(MAX(seq), 0) FROM events').pluck().get() ?? 0;
-        return {
-          lo,
-          hi,
-          phase: 'stage',
-          staged: lo,
-          idCursor: '',
-          // Strictly below every key: '' is the least string and seqs are positive.
-          userCursor: ['', Number.MIN_SAFE_INTEGER, Number.MIN_SAFE_INTEGER],
-        };
-      })
-      .immediate();
-  }
-
-  /**
-   * One step of the merge, in one write transaction that renews the lease (and fails once another
-   * process took it). Returns the rows it moved.
-   */
-  private step(m: Merge): number {
-    // A step need not reach the disk before the next: what a crash loses is merged again, and the WAL
-    // loses only a suffix, so `merged_seq` never survives a step it depends on. The next synchronous
-    // commit (an append) syncs the steps before it too.
-    this.synchronous ??= this.db.pragma('synchronous', { simple: true }) as number;
-    this.db.pragma('synchronous = NORMAL');
-    try {
-      return this.stepTx(m);
-    } finally {
-      this.db.pragma(`synchronous = ${this.synchronous}`);
-    }
-  }
-
-  private stepTx(m: Merge): number {
-    return this.db
-      .transaction((): number => {
-        const renewed = this.sql
-          .get<[number, string]>('UPDATE event_index SET merging_until = ? WHERE id = 1 AND merger = ?')
-          .run(Date.now() + this.leaseMs, this.holder).changes;
-        if (renewed !== 1) throw new Error('merge lease lost');
-        switch (m.phase) {
-          case 'stage':
-            return this.stageStep(m);
-          case 'ids':
-            return this.idStep(m);
-          case 'users':
-            return this.userStep(m);
-          default:
-            return 0;
-        }
-      })
-      .immediate();
-  }
-
-  /** Copies the next tail events' keys into the temp tables, whose B-trees sort them. */
-  private stageStep(m: Merge): number {
-    const to = Math.min(m.hi, m.staged + this.stepRows);
-    this.sql
-      .get<[number, number]>(
-        'INSERT OR IGNORE INTO temp.merge_ids SELECT event_id, seq FROM events WHERE seq > ? AND seq <= ?',
-      )
-      .run(m.staged, to);
-    this.sql
-      .get<[number, number]>(
-        'INSERT OR IGNORE INTO temp.merge_users SELECT user_id, ts, seq FROM events WHERE seq > ? AND seq <= ?',
-      )
-      .run(m.staged, to);
-    const rows = to - m.staged;
-    m.staged = to;
-    if (to >= m.hi) m.phase = 'ids';
-    return rows;
-  }
-
-  private idStep(m: Merge): number {
-    const to = this.sql
-      .get<[string, number], string | null>(
-        'SELECT MAX(event_id) FROM (SELECT event_id FROM temp.merge_ids WHERE event_id > ? ORDER BY event_id LIMIT ?)',
-      )
-      .pluck()
-      .get(m.idCursor, this.stepRows);
-    if (to === null || to === undefined) {
-      m.phase = 'users';
-      return 0;
-    }
-    this.sql
-      .get<[string, string]>(
-        'INSERT OR IGNORE INTO event_ids SELECT event_id, seq FROM temp.merge_ids WHERE event_id > ? AND event_id <= ?',
-      )
-      .run(m.idCursor, to);
-    m.idCursor = to;
-    return this.stepRows;
-  }
-
-  private userStep(m: Merge): number {
-    const to = this.sql
-      .get<[string, number, number, number], UserKey>(
-        `SELECT user_id, ts, seq FROM (
-           SELECT user_id, ts, seq FROM temp.merge_users WHERE (user_id, ts, seq) > (?, ?, ?)
-           ORDER BY user_id, ts, seq LIMIT ?)
-         ORDER BY user_id DESC, ts DESC, seq DESC LIMIT 1`,
-      )
-      .raw()
-      .get(...m.userCursor, this.stepRows);
-    if (to === undefined) {
-      this.sql
-        .get<[number, string]>(
-          `UPDATE event_index SET merged_seq = MAX(merged_seq, ?), merging_until = 0, merger = NULL
-           WHERE id = 1 AND merger = ?`,
-        )
-        .run(m.hi, this.holder);
-      m.phase = 'done';
-      return 0;
-    }
-    this.sql
-      .get<[string, number, number, string, number, number]>(
-        `INSERT OR IGNORE INTO event_users SELECT user_id, ts, seq FROM temp.merge_users
-         WHERE (user_id, ts, seq) > (?, ?, ?) AND (user_id, ts, seq) <= (?, ?, ?)`,
-      )
-      .run(...m.userCursor, ...to);
-    m.userCursor = to;
-    return this.stepRows;
-  }
 }
+
+/** 1 while some connection holds the merge lease (it may have staged what an erasure deletes). */
+const MERGING = 'SELECT merger IS NOT NULL FROM event_index WHERE id = 1';

@@ -288,4 +288,13 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       INSERT INTO event_index (id, merged_seq) SELECT 1, COALESCE(MAX(seq), 0) FROM events;
     `,
   },
+  {
+    version: 8,
+    name: 'erasures during an event lookup merge',
+    sql: `
+      -- Seqs of events erased while a merge ran (its lease held): the merge takes them out of what it
+      -- staged before its next write step and deletes the rows (sqlite/event-index-merge.ts).
+      CREATE TABLE event_index_erased (seq INTEGER PRIMARY KEY);
+    `,
+  },
 ];
