@@ -258,7 +258,8 @@ if (STORES.has('sqlite')) {
     await sqlite.migrate();
     await run('sqlite', [sqlite], batches);
     // Merges of the event lookups run beside the appends (src/storage/sqlite/event-index.ts): what was
-    // left unmerged at the end, how long merging it took, and how long merge steps held the loop.
+    // left unmerged at the end, how long merging it took, and how long write steps held the write lock
+    // (on the merge thread: appends wait for a step, the event loop does not).
     const tail = sqlite.eventIndex.tailSize;
     const t = performance.now();
     await sqlite.eventIndex.mergeNow();
@@ -266,7 +267,7 @@ if (STORES.has('sqlite')) {
     console.log(
       `sqlite     event lookups: ${tail.toLocaleString('en-US')} events unmerged at the end, merged in ` +
         `${((performance.now() - t) / 1000).toFixed(1)} s; ${merges} merges, ` +
-        `${steps.toLocaleString('en-US')} steps (${slowSteps} over 20 ms), longest ${maxStepMs.toFixed(1)} ms`,
+        `${steps.toLocaleString('en-US')} write steps (${slowSteps} over 20 ms), longest ${maxStepMs.toFixed(1)} ms`,
     );
   } finally {
     await sqlite.close();
