@@ -13,10 +13,9 @@
  * its own transaction; every write step first takes those rows out of what it staged, in the same
  * transaction, so an erased event's keys are never written back whatever the order of the two.
  */
-import { Worker } from 'node:worker_threads';
 import type { Statement } from 'better-sqlite3';
-import { workerBootstrap } from '../../algorithms/parallel.ts';
 import type { Db } from './db.ts';
+import { entryBeside, SqliteThread } from './thread.ts';
 
 /** The seqs a merge covers: after `lo` up to `hi`. */
 export interface MergePlan {
@@ -299,10 +298,8 @@ export function inThread(db: Db, settings: MergeSettings, closed: () => boolean 
   };
 }
 
-/** A request to the merge thread, and its reply. */
+/** A request to the merge thread (its reply: a `ThreadReply` with the runner's value). */
 export type MergeRequest = { id: number; op: 'begin' | 'write' | 'end' | 'close' };
-export type MergeReply =
-  { id: number; ok: true; value: MergePlan | MergeStep | null } | { id: number; ok: false; message: string };
 
 /** What the merge thread opens: the database file and the settings of the merge. */
 export interface MergeThreadData {
@@ -311,26 +308,21 @@ export interface MergeThreadData {
   settings: MergeSettings;
 }
 
-function entryUrl(): string {
-  const here = import.meta.url;
-  return new URL(
-    here.endsWith('.ts') ? './event-index-merge.worker.ts' : './event-index-merge.worker.js',
-    here,
-  ).href;
-}
-
-/**
- * The merge on a worker thread with its own connection to the file. The thread starts with the first
- * merge and keeps the process alive only while a request is in flight.
- */
+/** The merge on a worker thread with its own connection to the file (started with the first merge). */
 export class MergeThread implements MergeRunner {
-  private worker: Worker | null = null;
-  private exited: Promise<void> = Promise.resolve();
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  private nextId = 1;
+  private readonly thread: SqliteThread;
   private closing = false;
 
-  constructor(private readonly data: MergeThreadData) {}
+  constructor(data: MergeThreadData) {
+    this.thread = new SqliteThread(
+      entryBeside(import.meta.url, 'event-index-merge.worker'),
+      { cairnEventIndexMerge: data },
+      {
+        failed: (reply) => new Error(reply.message),
+        lost: (why, cause) => new Error(`the event index merge thread ${why}`, { cause }),
+      },
+    );
+  }
 
   begin(): Promise<MergePlan | null> {
     return this.ask('begin') as Promise<MergePlan | null>;
@@ -346,54 +338,14 @@ export class MergeThread implements MergeRunner {
 
   /** Stops a merge in progress (its lease given back), closes the thread's connection and ends it. */
   async close(): Promise<void> {
-    if (this.closing) return this.exited;
-    const running = this.worker !== null;
-    const closed = running ? this.ask('close').catch(() => undefined) : null;
+    const closed = this.thread.running && !this.closing ? this.ask('close').catch(() => undefined) : null;
     this.closing = true;
     await closed;
-    await this.exited;
+    await this.thread.gone();
   }
 
   private ask(op: MergeRequest['op']): Promise<unknown> {
     if (this.closing) return Promise.reject(new Error('event index closed during a merge'));
-    const worker = this.start();
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      if (this.pending.size === 1) worker.ref();
-      worker.postMessage({ id, op } satisfies MergeRequest);
-    });
-  }
-
-  private start(): Worker {
-    if (this.worker) return this.worker;
-    const worker = new Worker(workerBootstrap(entryUrl()), {
-      eval: true,
-      workerData: { cairnEventIndexMerge: this.data },
-    });
-    worker.unref();
-    worker.on('message', (reply: MergeReply) => {
-      const p = this.pending.get(reply.id);
-      if (!p) return;
-      this.pending.delete(reply.id);
-      if (this.pending.size === 0) worker.unref();
-      if (reply.ok) p.resolve(reply.value);
-      else p.reject(new Error(reply.message));
-    });
-    const gone = (err: Error) => {
-      if (this.worker === worker) this.worker = null;
-      const pending = [...this.pending.values()];
-      this.pending.clear();
-      for (const p of pending) p.reject(err);
-    };
-    worker.on('error', (err) => gone(new Error(`event index merge thread failed: ${err.message}`)));
-    this.exited = new Promise((resolve) =>
-      worker.once('exit', () => {
-        gone(new Error('the event index merge thread exited'));
-        resolve();
-      }),
-    );
-    this.worker = worker;
-    return worker;
+    return this.thread.ask({ op });
   }
 }

@@ -4,7 +4,8 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { inThread, type MergeReply, type MergeRequest, type MergeThreadData } from './event-index-merge.ts';
+import { inThread, type MergeRequest, type MergeThreadData } from './event-index-merge.ts';
+import type { ThreadReply } from './thread.ts';
 
 const { path, busyTimeoutMs, settings } = (workerData as { cairnEventIndexMerge: MergeThreadData })
   .cairnEventIndexMerge;
@@ -21,7 +22,7 @@ db.pragma('wal_autocheckpoint = 10000');
 let closed = false;
 const merge = inThread(db, settings, () => closed);
 
-async function handle(request: MergeRequest): Promise<MergeReply> {
+async function handle(request: MergeRequest): Promise<ThreadReply> {
   try {
     if (request.op === 'close') {
       closed = true;

@@ -8,7 +8,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { servedInserter } from './experiments.ts';
-import type { ServedLogReply, ServedLogRequest, ServedLogThreadOptions } from './served-log-thread.ts';
+import type { ServedLogRequest, ServedLogThreadOptions } from './served-log-thread.ts';
+import type { ThreadReply } from './thread.ts';
 
 const { path, busyTimeoutMs } = (workerData as { cairnServedLog: ServedLogThreadOptions }).cairnServedLog;
 const db = new Database(path);
@@ -25,7 +26,7 @@ parentPort!.on('message', (message: ServedLogRequest) => {
     parentPort!.close();
     return;
   }
-  let reply: ServedLogReply;
+  let reply: ThreadReply;
   try {
     insert(message.records);
     reply = { id: message.id, ok: true };
