@@ -144,29 +144,60 @@ describe('MemoryOnlineState snapshots', () => {
     expect(Math.abs((await fresh.popularity(['a'], late))[0] - 10)).toBeLessThan(1e-9);
   });
 
-  it('writes the same bytes in slices with the event loop free in between, while changes wait for it', async () => {
-    const { state } = await populated();
+  it('writes the same bytes in slices with the event loop free in between, while the state goes on changing', async () => {
+    const { state, users, items } = await populated();
     const whole = state.snapshot();
     // Slices of 0 ms: a turn of the event loop after every user and item.
     const turns = countLoopTurns();
     const sliced = state.snapshotInSlices(0);
-    // An event and a change that arrive meanwhile are applied after it, in the order they came.
-    const order: string[] = [];
-    const applied = Promise.all([
-      state.applyEvents([ev(500, 'u0', 'late', 'view', NOW + 900 * DAY)]).then(() => order.push('event')),
-      state
-        .applyChanges([{ seq: 500, value: { kind: 'items', items: [] } }])
-        .then(() => order.push('change')),
+    let written = false;
+    void sliced.then(() => (written = true));
+    // Applied at once while it runs, changing every part it holds: histories and holdings (u0 is at its
+    // cap on `a`), item feature states, popularity, a new user, a user record, an erase, the catalog.
+    const late = NOW + 900 * DAY;
+    await state.applyEvents([
+      ev(500, 'u0', 'a', 'purchase', late),
+      ev(501, 'u3', 'c', 'rating', late),
+      ev(502, 'newcomer', 'd', 'view', late),
     ]);
-    // The state as it was when the snapshot started: neither was applied while it ran.
+    const u4 = (await state.recentEvents('ünï', 100)).map(({ seq, itemId, type, value, timestamp }) => ({
+      seq,
+      itemId,
+      type,
+      value,
+      timestamp,
+    }));
+    await state.applyChanges([
+      { seq: 500, value: { kind: 'erase', userId: 'ünï', events: u4 } },
+      {
+        seq: 501,
+        value: {
+          kind: 'user',
+          user: { id: 'u0', attributes: {}, segments: ['new'], optOut: true, createdAt: 1, updatedAt: 3 },
+        },
+      },
+      {
+        seq: 502,
+        value: {
+          kind: 'items',
+          items: [{ id: 'a', categories: [], attributes: {}, available: false, createdAt: 1, updatedAt: 9 }],
+        },
+      },
+    ]);
+    expect(written).toBe(false);
+    expect(await state.watermarks()).toEqual({ events: 502, changes: 502 });
+    // The state as it was when the snapshot started.
     expect((await sliced).equals(whole)).toBe(true);
     turns.stop();
     expect(turns.count).toBeGreaterThan(10);
-    await applied;
-    expect(order).toEqual(['event', 'change']);
-    expect((await state.watermarks()).events).toBe(500);
-    expect((await state.recentEvents('u0', 1))[0].itemId).toBe('late');
-    expect(state.snapshot().equals(whole)).toBe(false);
+    // And the state as it is now, in the next one.
+    const now = state.snapshot();
+    expect(now.equals(whole)).toBe(false);
+    const later = NOW + 901 * DAY;
+    expect(
+      await observe(MemoryOnlineState.restore(now, OPTIONS), [...users, 'newcomer'], items, later),
+    ).toStrictEqual(await observe(state, [...users, 'newcomer'], items, later));
+    expect(await state.recentEvents('ünï', 10)).toEqual([]);
     // Closed while it runs: it fails rather than return a truncated snapshot.
     const cut = state.snapshotInSlices(0);
     await state.close();

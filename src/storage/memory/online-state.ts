@@ -6,7 +6,9 @@
  * `snapshot()` / `MemoryOnlineState.restore()` let the process restart from the last snapshot plus its
  * watermarks (replaying only the log tail) instead of rescanning the whole event log. A service takes it
  * with `snapshotInSlices()`: the same bytes, written a few milliseconds at a time with the event loop free
- * in between (100k events took 133–150 ms in one piece), while the calls that change the state wait.
+ * in between (100k events took 133–150 ms in one piece). The state goes on changing meanwhile: the
+ * snapshot captures its maps' entries when it starts, and a user's history or holdings that it still
+ * holds are copied before an event changes them (item feature states are copied on write anyway).
  *
  * Item feature states (features/item-state.ts) are folded per applied event with `foldItemEvent`, the
  * acting user's segments taken from the user records applied so far (`userMeta`); an erase takes the
@@ -87,6 +89,18 @@ function popularitySettings(options: OnlineStateOptions): string {
   return JSON.stringify({ halfLifeMs: halfLifeMs(options.popularityHalfLifeDays), types, limits, features });
 }
 
+/** What a snapshot writes, captured when it starts (keys and values side by side). */
+interface Captured {
+  wm: OnlineWatermarks;
+  pop: ReturnType<PopularityTracker['exportState']>;
+  optOuts: string[];
+  catalog: Item[];
+  histories: [string[], StoredEvent[][]];
+  holdings: [string[], Map<string, Holding>[]];
+  states: [string[], ItemFeatureState[]];
+  metas: [string[], UserMeta[]];
+}
+
 /** In-memory `OnlineState` (see the file comment); `kind` is `memory`. */
 export class MemoryOnlineState implements OnlineState {
   readonly kind = 'memory';
@@ -123,8 +137,10 @@ export class MemoryOnlineState implements OnlineState {
   private setsSinceSweep = 0;
   private wm: OnlineWatermarks = { events: 0, changes: 0 };
   private closed = false;
-  /** Set while `snapshotInSlices` runs: the calls that change what it writes wait for it. */
+  /** Set while `snapshotInSlices` runs (one snapshot at a time). */
   private snapshotting: Promise<unknown> | null = null;
+  /** While a sliced snapshot runs: the history arrays and holdings maps it holds, copied before a change. */
+  private frozen: WeakSet<object> | null = null;
 
   constructor(options: OnlineStateOptions) {
     checkOptions(options);
@@ -135,7 +151,7 @@ export class MemoryOnlineState implements OnlineState {
   }
 
   applyEvents(events: StoredEvent[]): Promise<void> {
-    return this.write(() => {
+    return this.run(() => {
       let top = this.wm.events;
       const added: Contribution[] = [];
       for (const e of events) {
@@ -153,7 +169,7 @@ export class MemoryOnlineState implements OnlineState {
   }
 
   applyChanges(records: LogRecord<EntityChange>[]): Promise<void> {
-    return this.write(() => {
+    return this.run(() => {
       let top = this.wm.changes;
       for (const { seq, value: change } of records) {
         if (!(seq > top)) continue;
@@ -306,7 +322,7 @@ export class MemoryOnlineState implements OnlineState {
   }
 
   clear(): Promise<void> {
-    return this.write(() => this.reset());
+    return this.run(() => this.reset());
   }
 
   close(): Promise<void> {
@@ -323,37 +339,62 @@ export class MemoryOnlineState implements OnlineState {
    */
   snapshot(): Buffer {
     this.assertOpen();
-    return runSteps(this.snapshotSteps());
+    return runSteps(this.snapshotSteps(this.capture()));
   }
 
   /**
    * `snapshot()`'s bytes, written in slices of about `sliceMs` of work with at least `restMs` between
    * them, so requests are answered while it runs: it takes at most sliceMs / (sliceMs + restMs) of the
    * loop. (With a slice on every loop turn instead, a snapshot under 1,000 requests/s took most of the loop
-   * and requests queued behind it for up to 1.7 s.) The state cannot change meanwhile: events, changes and
-   * `clear()` wait until it is done (they are applied in the order they came).
+   * and requests queued behind it for up to 1.7 s.) It holds the state as it was when it started: events,
+   * changes and `clear()` are applied meanwhile without changing what it writes (copy on write).
    */
   async snapshotInSlices(sliceMs = 3, restMs = 6): Promise<Buffer> {
     while (this.snapshotting) await this.snapshotting;
     this.assertOpen();
-    const work = runStepsSliced(this.snapshotSteps(), new TimeSlicer(sliceMs, undefined, restMs));
+    const captured = this.capture();
+    this.frozen = new WeakSet<object>([...captured.histories[1], ...captured.holdings[1]]);
+    const work = runStepsSliced(this.snapshotSteps(captured), new TimeSlicer(sliceMs, undefined, restMs));
     this.snapshotting = work.catch(() => undefined);
     try {
       return await work;
     } finally {
       this.snapshotting = null;
+      this.frozen = null;
     }
   }
 
-  /** The snapshot, with a step after each user or item (where a slice may end). */
-  private *snapshotSteps(): Steps<Buffer> {
+  /**
+   * What a snapshot writes, as of now: the maps' keys and values (a pointer copy), the popularity and
+   * opt-outs copied. Item feature states are marked handed out, so a fold copies them first.
+   */
+  private capture(): Captured {
+    const states: [string[], ItemFeatureState[]] = [
+      [...this.itemStates.keys()],
+      [...this.itemStates.values()],
+    ];
+    for (const state of states[1]) this.handedOut.add(state);
+    return {
+      wm: { ...this.wm },
+      pop: this.pop.exportState(),
+      optOuts: [...this.optOuts],
+      catalog: [...this.catalog.values()],
+      histories: [[...this.histories.keys()], [...this.histories.values()]],
+      holdings: [[...this.holdings.keys()], [...this.holdings.values()]],
+      states,
+      metas: [[...this.userMetas.keys()], [...this.userMetas.values()]],
+    };
+  }
+
+  /** The snapshot of `c`, with a step after each user or item (where a slice may end). */
+  private *snapshotSteps(c: Captured): Steps<Buffer> {
     const w = new SnapshotWriter();
     w.str(popularitySettings(this.options));
     w.u32(this.options.historyLimit);
-    w.f64(this.wm.events);
-    w.f64(this.wm.changes);
+    w.f64(c.wm.events);
+    w.f64(c.wm.changes);
 
-    const pop = this.pop.exportState();
+    const pop = c.pop;
     w.f64(pop.reference ?? Number.NaN);
     w.u32(pop.ids.length);
     for (let i = 0; i < pop.ids.length; i++) {
@@ -361,17 +402,20 @@ export class MemoryOnlineState implements OnlineState {
       w.f64(pop.sums[i]);
     }
 
-    w.u32(this.optOuts.size);
-    for (const id of this.optOuts) w.str(id);
+    w.u32(c.optOuts.length);
+    for (const id of c.optOuts) w.str(id);
 
-    w.u32(this.catalog.size);
-    for (const item of this.catalog.values()) {
+    w.u32(c.catalog.length);
+    for (const item of c.catalog) {
       w.str(JSON.stringify(item));
       yield* this.pause(w);
     }
 
-    w.u32(this.histories.size);
-    for (const [userId, history] of this.histories) {
+    const [historyUsers, histories] = c.histories;
+    w.u32(historyUsers.length);
+    for (let u = 0; u < historyUsers.length; u++) {
+      const userId = historyUsers[u];
+      const history = histories[u];
       const from = Math.max(0, history.length - this.options.historyLimit);
       w.str(userId);
       w.u32(history.length - from);
@@ -389,9 +433,11 @@ export class MemoryOnlineState implements OnlineState {
       yield* this.pause(w);
     }
 
-    w.u32(this.holdings.size);
-    for (const [userId, held] of this.holdings) {
-      w.str(userId);
+    const [holdingUsers, holdings] = c.holdings;
+    w.u32(holdingUsers.length);
+    for (let u = 0; u < holdingUsers.length; u++) {
+      const held = holdings[u];
+      w.str(holdingUsers[u]);
       w.u32(held.size);
       for (const [itemId, h] of held) {
         w.str(itemId);
@@ -402,16 +448,18 @@ export class MemoryOnlineState implements OnlineState {
     }
 
     // JSON prints doubles in their shortest exact form: states round-trip bit for bit.
-    w.u32(this.itemStates.size);
-    for (const [itemId, state] of this.itemStates) {
-      w.str(itemId);
-      w.str(JSON.stringify(state));
+    const [itemIds, states] = c.states;
+    w.u32(itemIds.length);
+    for (let i = 0; i < itemIds.length; i++) {
+      w.str(itemIds[i]);
+      w.str(JSON.stringify(states[i]));
       yield* this.pause(w);
     }
-    w.u32(this.userMetas.size);
-    for (const [userId, meta] of this.userMetas) {
-      w.str(userId);
-      w.str(JSON.stringify(meta));
+    const [metaUsers, metas] = c.metas;
+    w.u32(metaUsers.length);
+    for (let u = 0; u < metaUsers.length; u++) {
+      w.str(metaUsers[u]);
+      w.str(JSON.stringify(metas[u]));
       yield* this.pause(w);
     }
     return w.finish();
@@ -517,6 +565,7 @@ export class MemoryOnlineState implements OnlineState {
   private remember(e: StoredEvent): void {
     let history = this.histories.get(e.userId);
     if (!history) this.histories.set(e.userId, (history = []));
+    else if (this.frozen?.has(history)) this.histories.set(e.userId, (history = history.slice()));
     // Events arrive mostly in time order: walk back from the end to the insertion point.
     let i = history.length;
     while (i > 0 && byTime(history[i - 1], e) > 0) i--;
@@ -574,6 +623,12 @@ export class MemoryOnlineState implements OnlineState {
     if (this.rules.cap === null) return null;
     let held = this.holdings.get(userId);
     if (!held) this.holdings.set(userId, (held = new Map<string, Holding>()));
+    else if (this.frozen?.has(held)) {
+      // Holdings change in place (capContribution): the snapshot keeps the old ones.
+      const copy = new Map<string, Holding>();
+      for (const [itemId, h] of held) copy.set(itemId, { ...h });
+      this.holdings.set(userId, (held = copy));
+    }
     return held;
   }
 
@@ -625,12 +680,6 @@ export class MemoryOnlineState implements OnlineState {
 
   private assertOpen(): void {
     if (this.closed) throw new CairnError('CAIRN_UNAVAILABLE', 'online state is closed');
-  }
-
-  /** `run` for work that changes what a snapshot holds: after the snapshot being written, if any. */
-  private write<T>(fn: () => T): Promise<T> {
-    const pending = this.snapshotting;
-    return pending ? pending.then(() => this.write(fn)) : this.run(fn);
   }
 
   /** Runs synchronous work behind the async port, failing after close() like the remote adapters do. */
