@@ -1,8 +1,10 @@
 /**
  * `cairn serve` refuses to listen beyond loopback while API keys are off, before it opens anything
- * (no data directory is created), and says how to enable keys or override.
+ * (no data directory is created), and says how to enable keys or override; a port already taken ends it
+ * with CAIRN_CONFLICT instead of leaving a process that listens nowhere.
  */
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,4 +32,23 @@ it('cairn serve --host 0.0.0.0 without auth fails with CAIRN_CONFIG_INVALID nami
   expect(run.stderr).toContain('server.host');
   expect(run.stderr).toContain('CAIRN_AUTH_ENABLED');
   expect(existsSync(data)).toBe(false);
+});
+
+it('cairn serve on a port already taken exits with CAIRN_CONFLICT (what it opened is closed)', async () => {
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  const port = (taken.address() as { port: number }).port;
+  try {
+    const run = await runCairn(['serve', '--port', String(port), '--data', join(dir, 'taken')], {
+      env: childEnv(),
+      cwd: dir,
+      // Before the fix the process stayed alive with its store open: the deadline ends (and fails) the test.
+      timeoutMs: 30_000,
+    });
+    expect(run.code, run.stdout + run.stderr).not.toBe(0);
+    expect(run.signal).toBeNull();
+    expect(run.stderr).toContain('CAIRN_CONFLICT');
+  } finally {
+    await new Promise((resolve) => taken.close(resolve));
+  }
 });

@@ -89,7 +89,14 @@ export function registerServe(program: Command): void {
         };
       }
     }
-    const address = await proc.app.listen({ host: config.server.host, port: config.server.port });
+    let address: string;
+    try {
+      address = await proc.app.listen({ host: config.server.host, port: config.server.port });
+    } catch (err) {
+      // Port taken, say: close what was opened, or its connections and timers keep the process alive.
+      await proc.close().catch(() => undefined);
+      throw err;
+    }
     logger.info(
       { address, backends: backendsFor(config), docs: role === 'worker' ? undefined : `${address}/docs` },
       'Cairn is listening',
