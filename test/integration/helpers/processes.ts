@@ -242,8 +242,10 @@ export class CairnProcess {
   }
 
   /**
-   * Polls `GET /health/ready` until it answers 200. Fails early, with the process's output, when the
-   * process exits first, and at the deadline with the last readiness answer.
+   * Polls `GET /health/ready` until it answers 200 and the process has logged that it listens (at `info`,
+   * childEnv's level): another process may have taken the port meanwhile and answer in its place. Fails
+   * early, with the process's output, when the process exits first, and at the deadline with the last
+   * readiness answer.
    */
   async waitReady(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
@@ -257,7 +259,7 @@ export class CairnProcess {
       try {
         const res = await fetch(`${this.url}/health/ready`, { signal: AbortSignal.timeout(3000) });
         const text = await res.text();
-        if (res.status === 200) return;
+        if (res.status === 200 && this.output().includes('Cairn is listening')) return;
         last = `${res.status} ${text}`;
       } catch (err) {
         last = errorText(err);
