@@ -177,6 +177,8 @@ export class CairnProcess {
   private exitInfo: ExitInfo | null = null;
   private readonly chunks: string[] = [];
   private chars = 0;
+  /** Whether it logs at `info` or below, so its "Cairn is listening" line shows. */
+  private readonly logsListening: boolean;
 
   constructor(
     /** Name in reports (e.g. `api-A`). */
@@ -189,6 +191,7 @@ export class CairnProcess {
     /** Options for node itself, before the script (e.g. `--cpu-prof`). */
     nodeArgs: readonly string[] = [],
   ) {
+    this.logsListening = ['trace', 'debug', 'info'].includes(env.CAIRN_LOGGING_LEVEL ?? 'info');
     this.child = spawn(process.execPath, [...nodeArgs, CAIRN_BIN, ...args], {
       cwd,
       env,
@@ -242,10 +245,10 @@ export class CairnProcess {
   }
 
   /**
-   * Polls `GET /health/ready` until it answers 200 and the process has logged that it listens (at `info`,
-   * childEnv's level): another process may have taken the port meanwhile and answer in its place. Fails
-   * early, with the process's output, when the process exits first, and at the deadline with the last
-   * readiness answer.
+   * Polls `GET /health/ready` until it answers 200 and, when it logs at `info` (childEnv's level), the
+   * process has logged that it listens: another process may have taken the port meanwhile and answer in
+   * its place. Fails early, with the process's output, when the process exits first, and at the deadline
+   * with the last readiness answer.
    */
   async waitReady(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
@@ -259,7 +262,8 @@ export class CairnProcess {
       try {
         const res = await fetch(`${this.url}/health/ready`, { signal: AbortSignal.timeout(3000) });
         const text = await res.text();
-        if (res.status === 200 && this.output().includes('Cairn is listening')) return;
+        const listening = !this.logsListening || this.output().includes('Cairn is listening');
+        if (res.status === 200 && listening) return;
         last = `${res.status} ${text}`;
       } catch (err) {
         last = errorText(err);
