@@ -14,7 +14,8 @@
  * transaction, so an erased event's keys are never written back whatever the order of the two.
  */
 import type { Statement } from 'better-sqlite3';
-import type { Db } from './db.ts';
+import { yieldToLoop } from '../../domain/cooperative.ts';
+import type { Db, ThreadConnection } from './db.ts';
 import { entryBeside, SqliteThread } from './thread.ts';
 
 /** The seqs a merge covers: after `lo` up to `hi`. */
@@ -277,8 +278,6 @@ export class LocalMerge {
   }
 }
 
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
 /** The merge on a given connection, staging a slice per event-loop turn (in-memory databases; the thread). */
 export function inThread(db: Db, settings: MergeSettings, closed: () => boolean = () => false): MergeRunner {
   const merge = new LocalMerge(db, settings);
@@ -289,7 +288,7 @@ export function inThread(db: Db, settings: MergeSettings, closed: () => boolean 
       for (;;) {
         if (closed() || !db.open) throw new Error('event index closed during a merge');
         if (!merge.stage()) return plan;
-        await turn();
+        await yieldToLoop();
       }
     },
     write: () => Promise.resolve(merge.write()),
@@ -302,9 +301,7 @@ export function inThread(db: Db, settings: MergeSettings, closed: () => boolean 
 export type MergeRequest = { id: number; op: 'begin' | 'write' | 'end' | 'close' };
 
 /** What the merge thread opens: the database file and the settings of the merge. */
-export interface MergeThreadData {
-  path: string;
-  busyTimeoutMs: number;
+export interface MergeThreadData extends ThreadConnection {
   settings: MergeSettings;
 }
 

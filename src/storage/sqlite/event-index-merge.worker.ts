@@ -4,21 +4,16 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { configureConnection, configureForLookups } from './db.ts';
 import { inThread, type MergeRequest, type MergeThreadData } from './event-index-merge.ts';
 import type { ThreadReply } from './thread.ts';
 
 const { path, busyTimeoutMs, settings } = (workerData as { cairnEventIndexMerge: MergeThreadData })
   .cairnEventIndexMerge;
 const db = new Database(path);
-db.pragma('journal_mode = WAL');
-db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
-// As on the service's connection: freed pages are zeroed (erasure), the lookups' pages cached and mapped,
-// the staged keys in memory, checkpoints every ~40 MiB of WAL.
-db.pragma('secure_delete = ON');
-db.pragma('cache_size = -262144');
-db.pragma('mmap_size = 2147483648');
-db.pragma('temp_store = MEMORY');
-db.pragma('wal_autocheckpoint = 10000');
+// Its write steps need not wait for the disk (event-index-merge.ts, `LocalMerge.write`).
+configureConnection(db, { synchronous: 'NORMAL', busyTimeoutMs });
+configureForLookups(db);
 let closed = false;
 const merge = inThread(db, settings, () => closed);
 

@@ -36,6 +36,7 @@
  * across processes, as the single store-writer of a log does; the catch-up reads `seq > last seen`.
  */
 import { randomUUID } from 'node:crypto';
+import { yieldToLoop } from '../../domain/cooperative.ts';
 import type { Db } from './db.ts';
 import {
   inThread,
@@ -77,8 +78,6 @@ const TAIL_CAP = 2_000_000;
 const ROWS_PER_EVENT = 2;
 /** Rows per slice of the tail's read before the first append. */
 const TAIL_SLICE = 5_000;
-
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class SqliteEventIndex {
   readonly stats: EventIndexStats = { merges: 0, steps: 0, maxStepMs: 0, slowSteps: 0 };
@@ -220,7 +219,7 @@ export class SqliteEventIndex {
         this.lastSeen = seq;
       }
       if (rows.length < TAIL_SLICE) return;
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await yieldToLoop();
     }
   }
 
@@ -343,7 +342,7 @@ export class SqliteEventIndex {
       this.phase = 'writing';
       for (;;) {
         // Appends woken here run before the next step (their turn comes first), never beside it.
-        await turn();
+        await yieldToLoop();
         if (this.closed || !this.db.open) throw new Error('event index closed during a merge');
         if (this.waiting.length > 0 && this.owed <= 0) {
           this.wake();

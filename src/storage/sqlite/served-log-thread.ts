@@ -9,15 +9,13 @@
  */
 import type { ServedRecord } from '../../domain/types.ts';
 import { CairnError } from '../../errors/errors.ts';
+import type { ThreadConnection } from './db.ts';
 import { entryBeside, SqliteThread } from './thread.ts';
 
 /** A message to the thread: a batch to insert, or the order to close its connection and exit. */
 export type ServedLogRequest = { id: number; records: ServedRecord[] } | { close: true };
 
-export interface ServedLogThreadOptions {
-  path: string;
-  busyTimeoutMs: number;
-}
+export type ServedLogThreadOptions = ThreadConnection;
 
 export class ServedLogThread {
   private readonly thread: SqliteThread;

@@ -7,17 +7,14 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { configureConnection } from './db.ts';
 import { servedInserter } from './experiments.ts';
 import type { ServedLogRequest, ServedLogThreadOptions } from './served-log-thread.ts';
 import type { ThreadReply } from './thread.ts';
 
 const { path, busyTimeoutMs } = (workerData as { cairnServedLog: ServedLogThreadOptions }).cairnServedLog;
 const db = new Database(path);
-db.pragma('journal_mode = WAL');
-db.pragma('synchronous = NORMAL');
-db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
-// As on the service's connection: rows deleted by an erasure are zeroed, whichever connection frees a page.
-db.pragma('secure_delete = ON');
+configureConnection(db, { synchronous: 'NORMAL', busyTimeoutMs });
 const insert = servedInserter(db);
 
 parentPort!.on('message', (message: ServedLogRequest) => {

@@ -21,7 +21,7 @@ import type {
 } from '../ports.ts';
 import { GroupCommit } from '../group-commit.ts';
 import { definedFields, scanBounds } from '../shared.ts';
-import type { Db } from './db.ts';
+import { configureConnection, configureForLookups, type Db } from './db.ts';
 import { SqliteEventIndex, type SqliteEventIndexOptions } from './event-index.ts';
 import { SqliteExperiments, SqliteServedLog } from './experiments.ts';
 import { ServedLogThread } from './served-log-thread.ts';
@@ -251,24 +251,12 @@ export class SqliteStore implements Store {
   constructor(options: SqliteStoreOptions) {
     this.db = new Database(options.path);
     try {
-      // WAL lets readers run beside the single writer.
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
-      this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
+      configureConnection(this.db, {
+        synchronous: options.synchronous === 'normal' ? 'NORMAL' : 'FULL',
+        busyTimeoutMs: options.busyTimeoutMs ?? 5000,
+      });
       this.db.pragma('foreign_keys = ON');
-      // Deleted rows are overwritten with zeros, not just unlinked: an erased user must not survive in
-      // free pages (see purgeErased for the WAL).
-      this.db.pragma('secure_delete = ON');
-      // A 256 MiB page cache and reads through a memory map (no read() and copy per page): the event
-      // lookups' tables (sqlite/event-index.ts) are probed at random places on every append.
-      this.db.pragma('cache_size = -262144');
-      this.db.pragma('mmap_size = 2147483648');
-      this.db.pragma('temp_store = MEMORY');
-      // Checkpointing every ~40 MiB of WAL instead of every 4 MiB writes a page dirtied by many
-      // transactions (a merge's steps) back once.
-      // The WAL file is truncated back to 64 MiB after a checkpoint.
-      this.db.pragma('wal_autocheckpoint = 10000');
-      this.db.pragma('journal_size_limit = 67108864');
+      configureForLookups(this.db);
     } catch (e) {
       this.db.close();
       throw mapError(e);
