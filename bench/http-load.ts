@@ -6,7 +6,7 @@
  * event loop.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,28 @@ export function cpuSeconds(pid: number): number {
   // Fields after the parenthesised command name (which may contain spaces): utime is the 14th field.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ is 100 on Linux
+}
+
+/**
+ * CPU seconds each thread of a process has used so far, summed by thread name (Linux: the main thread
+ * is named after the executable, V8's helpers `V8 DefaultWorke`, libuv's pool `libuv-worker`, worker
+ * threads by what Node names them).
+ */
+export function cpuSecondsByThread(pid: number): Map<string, number> {
+  const byName = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const main = tid === `${pid}` ? 'main' : name;
+    byName.set(main, (byName.get(main) ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100);
+  }
+  return byName;
 }
 
 /** Nearest-rank percentile of an ascending array. */
@@ -93,6 +115,14 @@ export interface LoadResult {
   totalSeconds: number;
   /** Largest delay of an actual send behind its intended time (ms): the generator's own lag. */
   maxSendLagMs: number;
+  /** The generator's own pauses in the measured window (its event-loop delay, its garbage collections). */
+  generator: {
+    loopDelayP99Ms: number;
+    loopDelayMaxMs: number;
+    gcCount: number;
+    gcTotalMs: number;
+    gcMaxMs: number;
+  };
   routes: RouteResult[];
 }
 
@@ -116,6 +146,11 @@ export function printLoad(r: LoadResult): void {
   console.log(
     `    sent ${r.routes.reduce((a, x) => a + x.sent, 0)} in ${r.sendSeconds.toFixed(1)} s (generator lag at ` +
       `most ${ms(r.maxSendLagMs)}), last answer after ${r.totalSeconds.toFixed(1)} s`,
+  );
+  const g = r.generator;
+  console.log(
+    `    generator: event-loop delay p99 ${ms(g.loopDelayP99Ms)} max ${ms(g.loopDelayMaxMs)}; ` +
+      `${g.gcCount} collections, ${ms(g.gcTotalMs)} in all, longest ${ms(g.gcMaxMs)}`,
   );
   for (const x of r.routes) {
     const errors = Object.values(x.errors).reduce((a, b) => a + b, 0);

@@ -7,6 +7,7 @@
  * intended send time, so a server that falls behind cannot hide its queue (no coordinated omission).
  */
 import { Agent, request as httpRequest } from 'node:http';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import type { LoadResult, LoadSpec, Route, RouteResult, Scenario } from './http-load.ts';
 import { pct } from './http-load.ts';
 
@@ -173,7 +174,22 @@ async function main(): Promise<LoadResult> {
     if (next < total) setTimeout(tick, Math.max(0, start + next * interval - performance.now()));
   };
   setTimeout(tick, Math.max(0, start - performance.now()));
+  // The generator's own pauses in the measured window: its event loop's delay and its collections.
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  const gc = { count: 0, totalMs: 0, maxMs: 0 };
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      if (e.startTime < start + warm * interval) continue;
+      gc.count++;
+      gc.totalMs += e.duration;
+      gc.maxMs = Math.max(gc.maxMs, e.duration);
+    }
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
+  setTimeout(() => loop.enable(), Math.max(0, start + warm * interval - performance.now()));
   await done;
+  loop.disable();
+  gcObserver.disconnect();
   for (const a of agents) a.destroy();
 
   const measuredStart = start + warm * interval;
@@ -183,6 +199,13 @@ async function main(): Promise<LoadResult> {
     sendSeconds: (lastSend - measuredStart) / 1000,
     totalSeconds: (lastAnswer - measuredStart) / 1000,
     maxSendLagMs,
+    generator: {
+      loopDelayP99Ms: loop.percentile(99) / 1e6,
+      loopDelayMaxMs: loop.max / 1e6,
+      gcCount: gc.count,
+      gcTotalMs: gc.totalMs,
+      gcMaxMs: gc.maxMs,
+    },
     routes: [...stats.values()].map((s) => s.result()),
   };
 }

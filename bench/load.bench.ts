@@ -35,6 +35,7 @@ import { parseArgs } from 'node:util';
 import { CairnProcess, childEnv, freePort } from '../test/integration/helpers/processes.ts';
 import {
   cpuSeconds,
+  cpuSecondsByThread,
   loadAverage,
   loadShop,
   postEvents,
@@ -122,6 +123,7 @@ async function measure(
 ): Promise<void> {
   const before = loadAverage();
   const cpu0 = cpuSeconds(server.pid);
+  const threads0 = cpuSecondsByThread(server.pid);
   // The promotion, timed from the generator's start (its warm-up first); awaited after the load.
   let swapped: Promise<string> = Promise.resolve('');
   if (swap) {
@@ -142,6 +144,12 @@ async function measure(
   }
   const r = await loadAt(server.url, rate, `${runId}-${rate}`);
   const cpu = cpuSeconds(server.pid) - cpu0;
+  const threads = [...cpuSecondsByThread(server.pid)]
+    .map(([name, s]) => [name, s - (threads0.get(name) ?? 0)] as const)
+    .filter(([, s]) => s >= 0.05)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, s]) => `${name} ${s.toFixed(1)} s`)
+    .join(', ');
   console.log(
     `\n${scenario}, open loop ${rate}/s for ${r.seconds} s (after ${values.warmup} s of warm-up), ` +
       `load average before ${before}, after ${loadAverage()}`,
@@ -151,7 +159,7 @@ async function measure(
   // Warm-up and measured requests both ran in the CPU window.
   const requests = Math.round(rate * (r.seconds + Number(values.warmup)));
   console.log(
-    `    server CPU meanwhile ${cpu.toFixed(1)} s → ${Math.round(requests / cpu)} requests per CPU-second`,
+    `    server CPU meanwhile ${cpu.toFixed(1)} s → ${Math.round(requests / cpu)} requests per CPU-second (${threads})`,
   );
   // How the answers were made (counted since the server started: warm-up and earlier rates included).
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
