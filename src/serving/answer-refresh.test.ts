@@ -70,6 +70,28 @@ describe('AnswerRefresh', () => {
     expect(ran[3]).toBe('slow later');
   });
 
+  it('keeps to its share of the time: after a task of t ms the next waits t × (1 / share − 1)', async () => {
+    const spans: { start: number; end: number }[] = [];
+    const busy = (ms: number) => () => {
+      const start = performance.now();
+      while (performance.now() - start < ms);
+      spans.push({ start, end: performance.now() });
+      return Promise.resolve();
+    };
+    const refresh = new AnswerRefresh({ maxPending: 10, onError: () => undefined, share: 0.25 });
+    for (const key of ['a', 'b', 'c']) refresh.request(key, busy(10));
+    while (spans.length < 3) await new Promise((resolve) => setTimeout(resolve, 5));
+    for (let i = 1; i < 3; i++) {
+      const took = spans[i - 1].end - spans[i - 1].start;
+      // Timers may fire up to a millisecond early after rounding; never a third of the pause early.
+      expect(spans[i].start - spans[i - 1].end).toBeGreaterThanOrEqual(3 * took - 1);
+    }
+    expect(() => new AnswerRefresh({ maxPending: 1, onError: () => undefined, share: 0 })).toThrow(
+      RangeError,
+    );
+    await refresh.close();
+  });
+
   it('close drops what waits and waits for the running task', async () => {
     const ran: string[] = [];
     const push = (name: string) => () => {

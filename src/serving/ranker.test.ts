@@ -105,6 +105,8 @@ interface Setup {
     config?: Readonly<Config>;
     online?: RecommenderDeps['online'];
     experiment?: Experiment;
+    /** The recommender's clock (default: NOW). */
+    now?: () => number;
   }): Recommender;
 }
 
@@ -228,7 +230,7 @@ async function setup(
         logger,
         champion: () => champion.get(),
         experiments,
-        now: () => NOW,
+        now: options.now ?? (() => NOW),
       });
     },
   };
@@ -373,6 +375,52 @@ describe('the trained ranker online', () => {
     ).toEqual(ids(ranked.items));
     const hits = (await s.metrics.recommendationCache.get()).values.find((v) => v.labels.outcome === 'hit');
     expect(hits?.value).toBe(1);
+  });
+});
+
+describe('a ranked answer computed again in the background', () => {
+  it('gives the event loop turns between its parts, and stores the answer a request computes', async () => {
+    const s = await setup(trainRanker);
+    const config = loadConfig({ env: {}, overrides: { dataDir: dir, serving: { cacheTtlSeconds: 60 } } });
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    /** Turns counted when the background task read the user's cache version, and when it stored. */
+    const marks: { read?: number; stored?: number } = {};
+    let background = false;
+    const online = onlineView(s.online, {
+      cacheVersion: (user) => {
+        if (background) marks.read ??= turns;
+        return s.online.cacheVersion(user);
+      },
+      cacheSet: async (user, key, value, ttlMs, version) => {
+        await s.online.cacheSet(user, key, value, ttlMs, version);
+        if (background) marks.stored = turns;
+      },
+    });
+    let clock = NOW;
+    const r = s.recommender({ config, online, now: () => clock });
+    const first = await r.recommend(ctx, { userId: 'u0', k: 6 });
+    clock += 61_000; // past the answer's TTL (45–60 s), inside its stale window
+    background = true;
+    const stale = await r.recommend(ctx, { userId: 'u0', k: 6 });
+    expect(ids(stale.items)).toEqual(ids(first.items));
+    for (let i = 0; i < 200 && marks.stored === undefined; i++)
+      await new Promise((resolve) => setImmediate(resolve));
+    ticking = false;
+    await r.close();
+    // Without the turns the whole ranked answer runs in one (the memory online state answers at once).
+    expect(marks.stored! - marks.read!).toBeGreaterThanOrEqual(2);
+    background = false;
+    const fresh = await r.recommend(ctx, { userId: 'u0', k: 6 });
+    expect(ids(fresh.items)).toEqual(ids(first.items));
+    expect(
+      (await s.metrics.recommendationCache.get()).values.find((v) => v.labels.outcome === 'hit')?.value,
+    ).toBe(1);
   });
 });
 

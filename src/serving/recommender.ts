@@ -40,6 +40,7 @@ import {
   type SimilarResult,
 } from './contracts.ts';
 import type { Config } from '../config/load.ts';
+import { yieldToLoop } from '../domain/cooperative.ts';
 import { createContext, type RequestContext } from '../domain/context.ts';
 import type {
   Experiment,
@@ -238,6 +239,26 @@ const CACHE_TTL_JITTER = 0.25;
 /** Expired answers that may wait for their background recomputation at once (AnswerRefresh). */
 const MAX_PENDING_REFRESHES = 1000;
 
+/**
+ * Part of the event loop's time the background recomputations may take (AnswerRefresh's `share`): when
+ * many answers expire together they are computed over a few seconds of their stale window, not in one
+ * burst the requests queue behind.
+ */
+const REFRESH_SHARE = 0.25;
+
+/** What the second stage is asked (Recommender.ranked). */
+interface RankRequest {
+  k: number;
+  category: string | undefined;
+  blocked: ReadonlySet<string>;
+  explain: boolean;
+  /**
+   * Computed off the response path (a background recomputation): the stage gives the event loop a turn
+   * between its parts, so requests that arrive meanwhile wait for one part, not the whole answer.
+   */
+  background: boolean;
+}
+
 /** A cached answer as stored: the items and when it stops being fresh (epoch ms). */
 interface CachedAnswer {
   items: RecommendedItem[];
@@ -280,6 +301,7 @@ export class Recommender implements RecommendationService {
     this.popularWindow = days === 7 ? 'this week' : `over the last ${days} day${days === 1 ? '' : 's'}`;
     this.refresh = new AnswerRefresh({
       maxPending: MAX_PENDING_REFRESHES,
+      share: REFRESH_SHARE,
       onError: (err) => deps.logger.warn({ err }, 'could not compute an expired answer again'),
       onRequest: (outcome) => deps.metrics.answerRefreshes.inc({ outcome }),
     });
@@ -458,6 +480,7 @@ export class Recommender implements RecommendationService {
           category,
           blocked,
           explain: answer.explain,
+          background: refresh,
         });
         if (list) {
           ranked = true;
@@ -1253,7 +1276,7 @@ export class Recommender implements RecommendationService {
     profile: UserProfile,
     history: readonly StoredEvent[],
     meta: Promise<MetaRead>,
-    request: { k: number; category: string | undefined; blocked: ReadonlySet<string>; explain: boolean },
+    request: RankRequest,
   ): Promise<RecommendedItem[] | null> {
     const started = performance.now();
     const m = this.deps.metrics;
@@ -1290,9 +1313,9 @@ export class Recommender implements RecommendationService {
     profile: UserProfile,
     history: readonly StoredEvent[],
     meta: Promise<MetaRead>,
-    request: { k: number; category: string | undefined; blocked: ReadonlySet<string>; explain: boolean },
+    request: RankRequest,
   ): Promise<RecommendedItem[]> {
-    const { k, category, blocked, explain } = request;
+    const { k, category, blocked, explain, background } = request;
     const catalog = this.deps.catalog;
     const n = Math.max(k, this.deps.config.ranking.candidates);
     const now = this.now();
@@ -1311,6 +1334,7 @@ export class Recommender implements RecommendationService {
       meta,
     ]);
     if (!metaRead.ok) throw metaRead.err;
+    if (background) await yieldToLoop();
     const features = stage.features;
     const context = features.userContext(
       history,
@@ -1383,6 +1407,8 @@ export class Recommender implements RecommendationService {
     }
 
     const ids = candidates.map((c) => c.item);
+    // Past here the model's scratch is no longer read: as the item-state read may, a turn may pass.
+    if (background) await yieldToLoop();
     const states = await this.deps.online.itemFeatures(ids);
     if (usesPop) {
       // As in training (training/ranker.ts): the item's decayed weight from its feature state, not the
