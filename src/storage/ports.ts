@@ -415,10 +415,14 @@ export interface OnlineState {
   itemFeatures(itemIds: string[]): Promise<(ItemFeatureState | null)[]>;
   /** The user's segments and attributes as last PUT (null when unknown or erased). */
   userMeta(userId: string): Promise<UserMeta | null>;
-  /** Cached answer for the user under `key` (null when absent, expired or dropped by a newer event). */
+  /**
+   * Cached answer for the user under `key` (null when absent, expired, or dropped by a newer event or
+   * user record of theirs).
+   */
   cacheGet(userId: string, key: string): Promise<string | null>;
   /**
-   * A token that changes whenever the user's cached answers are dropped (an event of theirs applied, an
+   * A token that changes whenever the user's cached answers are dropped (an event of theirs applied, a
+   * new record of theirs — its segments and attributes feed the cold-start and ranked answers —, an
    * erase). Read it before the reads an answer is computed from and pass it to `cacheSet`: an answer
    * computed from a history that has since moved on is then not stored, so a cached answer is always
    * one the current history would give, and a hit needs no history read. A version never comes back

@@ -350,6 +350,24 @@ export function describeOnlineStateConformance(
     });
 
     describe('applyChanges', () => {
+      it('drops the cached answers of a user whose record changed, and moves their cache version', async () => {
+        const s = await open();
+        const before = await s.cacheVersion('u1');
+        await s.cacheSet('u1', 'k', 'computed from the old record', 60_000, before);
+        await s.cacheSet('u2', 'k', 'other', 60_000);
+        await s.applyChanges([rec(1, { kind: 'user', user: user('u1', false) })]);
+        expect(await s.cacheGet('u1', 'k')).toBeNull();
+        expect(await s.cacheGet('u2', 'k')).toBe('other');
+        // An answer computed from the old record (version read before the change) is not stored.
+        expect(await s.cacheVersion('u1')).not.toBe(before);
+        await s.cacheSet('u1', 'k', 'late', 60_000, before);
+        expect(await s.cacheGet('u1', 'k')).toBeNull();
+        // A redelivered record changes nothing (below the watermark).
+        const now = await s.cacheVersion('u1');
+        await s.applyChanges([rec(1, { kind: 'user', user: user('u1', false) })]);
+        expect(await s.cacheVersion('u1')).toBe(now);
+      });
+
       it('lists the catalog ordered by id (code points) with paging; later changes replace earlier ones', async () => {
         const s = await open();
         const ids = ['b', 'a', 'A', 'é', '～', '😀', 'a10', 'a2'];

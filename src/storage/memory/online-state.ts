@@ -189,6 +189,8 @@ export class MemoryOnlineState implements OnlineState {
               segments: [...change.user.segments],
               attributes: structuredClone(change.user.attributes),
             });
+            // The user's cached answers were computed from the record this one replaces.
+            this.dropCache(change.user.id);
             break;
           case 'erase':
             // Before the metadata goes: the segments the user's events were counted under.

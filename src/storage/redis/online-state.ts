@@ -32,7 +32,8 @@
  * - `P:items` hash id → item JSON, and `P:item-ids` sorted set (all scores 0) for lexicographic paging.
  * - `P:cache:<userId>` hash key → `<expires-at ms>:<value>` with PEXPIRE; the per-entry expiry is checked
  *   against the Redis clock, because Redis 7.0 has no per-field TTL.
- * - `P:cver:<userId>` counter incremented with every drop of the user's cache (expires with the history);
+ * - `P:cver:<userId>` counter incremented with every drop of the user's cache (an event or user record of
+ *   theirs; expires with the history);
  *   with the `cepoch` field of `P:wm` (incremented by every erase, which deletes the counter) it makes the
  *   user's cache version `<cepoch>.<cver>`, which a versioned cacheSet compares in its script.
  *
@@ -299,8 +300,13 @@ while i <= #ARGV do
         redis.call('SREM', KEYS[4], ARGV[i])
       end
       redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 2])
+      -- The user's cached answers were computed from the record this one replaces.
+      local k = tonumber(ARGV[i + 3])
+      redis.call('DEL', KEYS[k])
+      redis.call('INCR', KEYS[k + 1])
+      redis.call('PEXPIRE', KEYS[k + 1], ARGV[i + 4])
     end
-    i = i + 3
+    i = i + 5
   elseif op == 'E' then
     local k = tonumber(ARGV[i + 1])
     local n = tonumber(ARGV[i + 2])
@@ -813,15 +819,20 @@ export class RedisOnlineState implements OnlineState {
           args.push(seq, 'I', change.items.length);
           for (const item of change.items) args.push(item.id, JSON.stringify(item));
           break;
-        case 'user':
+        case 'user': {
+          const index = keys.length + 1;
+          keys.push(this.k.cache + change.user.id, this.k.cver + change.user.id);
           args.push(
             seq,
             'U',
             change.user.id,
             change.user.optOut ? '1' : '0',
             JSON.stringify({ segments: change.user.segments, attributes: change.user.attributes }),
+            index,
+            this.historyTtlMs,
           );
           break;
+        }
         case 'erase': {
           const index = keys.length + 1;
           keys.push(
