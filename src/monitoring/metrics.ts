@@ -186,7 +186,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; scoreWindow?:
     }),
     recommendationCache: new Counter({
       name: 'cairn_recommendation_cache_total',
-      help: 'Personalized recommendation answers by cache outcome (hit, stale: served while computed again, handover: the replaced champion’s answer served while the new one’s is computed, miss)',
+      help: 'Personalized and cold-start recommendation answers (the cached ones) by cache outcome (hit, stale: served while computed again, handover: the replaced champion’s answer served while the new one’s is computed, miss)',
       labelNames: ['outcome'] as const,
       registers: [registry],
     }),

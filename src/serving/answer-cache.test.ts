@@ -135,6 +135,54 @@ describe('answer cache', () => {
     expect(after.items.map((i) => i.itemId)).not.toContain(bought);
   });
 
+  it('caches a cold-start user’s answer, labelled as the fallback it is, until their record changes', async () => {
+    serving.catalogView.upsert([
+      item('i7', { categories: ['Drama'] }),
+      item('i3', { categories: ['Comedy'] }),
+    ]);
+    const put = (genre: string, seq: number) =>
+      world.online.applyChanges([
+        {
+          seq,
+          value: {
+            kind: 'user',
+            user: {
+              id: 'newbie',
+              segments: [],
+              attributes: { genre },
+              optOut: false,
+              createdAt: 1,
+              updatedAt: 1,
+            },
+          },
+        },
+      ]);
+    const r = recommender();
+    const ctx = systemContext();
+    await put('drama', 900_001);
+    const first = await r.recommend(ctx, { userId: 'newbie', k: 3 });
+    expect(first).toMatchObject({ source: 'fallback', fallbackReason: 'cold_start_user', degraded: false });
+    expect(first.items[0]).toMatchObject({ itemId: 'i7', reason: 'Matches your interest in Drama' });
+    const again = await r.recommend(ctx, { userId: 'newbie', k: 3 });
+    expect(again).toMatchObject({
+      source: 'fallback',
+      fallbackReason: 'cold_start_user',
+      degraded: false,
+      modelVersion: first.modelVersion,
+    });
+    expect(again.items).toEqual(first.items);
+    expect(await outcomes()).toEqual({ miss: 1, hit: 1 });
+    // A new record of theirs drops it: the next answer is computed from the new attributes.
+    await put('comedy', 900_002);
+    const changed = await r.recommend(ctx, { userId: 'newbie', k: 3 });
+    expect(changed.items[0]).toMatchObject({ itemId: 'i3', reason: 'Matches your interest in Comedy' });
+    expect(await outcomes()).toEqual({ miss: 2, hit: 1 });
+    // And their first event: then the model answers.
+    await world.online.applyEvents([purchase('newbie', 'i3')]);
+    expect((await r.recommend(ctx, { userId: 'newbie', k: 3 })).items).not.toEqual(changed.items);
+    expect(await outcomes()).toEqual({ miss: 3, hit: 1 });
+  });
+
   it('stores answers for the configured TTL shortened by up to a quarter, so answers stored together expire apart', async () => {
     const ttls: number[] = [];
     const r = recommender({ stored: (ttl) => ttls.push(ttl) });

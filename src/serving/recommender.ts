@@ -259,10 +259,22 @@ interface RankRequest {
   background: boolean;
 }
 
-/** A cached answer as stored: the items and when it stops being fresh (epoch ms). */
+/**
+ * A cached answer as stored: the items, when it stops being fresh (epoch ms), and whether it is a cold-start
+ * user's answer (the fallback chain's, from their record and the popular items) rather than the model's.
+ */
 interface CachedAnswer {
   items: RecommendedItem[];
   freshUntil?: number;
+  coldStart?: boolean;
+}
+
+/** A cached answer as read for a request (`from`: the replaced champion's version that computed it). */
+interface CacheHit {
+  items: RecommendedItem[];
+  stale: boolean;
+  coldStart: boolean;
+  from?: string;
 }
 
 export class Recommender implements RecommendationService {
@@ -364,7 +376,7 @@ export class Recommender implements RecommendationService {
     let previous: string | null = null;
     /** The user's cache version, read before the history: the answer is stored only if it still holds. */
     let version: string | undefined;
-    let hit: { items: RecommendedItem[]; stale: boolean; from?: string } | null = null;
+    let hit: CacheHit | null = null;
     let meta: Promise<MetaRead> | null = null;
     try {
       // The cheap reads first (one round trip: Redis pipelines them). A cached answer needs nothing else,
@@ -380,7 +392,7 @@ export class Recommender implements RecommendationService {
       hit = cached !== null && !optOut && sm ? this.fromCache(cached, category) : null;
       if (!hit && previous !== null && !optOut && handover) {
         const before = this.fromCache(previous, category);
-        if (before) hit = { items: before.items, stale: true, from: handover };
+        if (before) hit = { ...before, stale: true, from: handover };
       }
       if (!hit) {
         // The ranker's user features need the user's segments: read beside the history, only when it ranks.
@@ -413,16 +425,16 @@ export class Recommender implements RecommendationService {
         userId: request.userId,
         // The version that computed these items: the replaced champion's for a handed-over answer.
         modelVersion: hit.from ?? sm.version.version,
-        source: 'personalized',
-        fallbackReason: unavailable,
+        source: hit.coldStart ? 'fallback' : 'personalized',
+        fallbackReason: hit.coldStart ? 'cold_start_user' : unavailable,
         degraded: false,
         items: this.withFields(hit.items, answer.fields),
         experiment,
       };
       this.record(
         'recommendations',
-        'personalized',
-        unavailable,
+        result.source,
+        result.fallbackReason,
         started,
         hit.from !== undefined ? 'handover' : hit.stale ? 'stale' : 'hit',
       );
@@ -553,14 +565,18 @@ export class Recommender implements RecommendationService {
       this.shadow(ctx, request, result, { history, profile, k, category, exclude: request.exclude });
     }
     // The key says whether the ranker was to rank: an answer the CF ranking gave in its stead (the online
-    // state failed while ranking) is not stored under it.
-    if (cacheKey && source === 'personalized' && !result.degraded && ranked === (ranker.stage !== null)) {
+    // state failed while ranking) is not stored under it. A cold-start user's answer is stored too (it
+    // ranks the popular head for their record, ~1 ms); their first event or a new record drops it.
+    const coldStart = source === 'fallback' && reason === 'cold_start_user' && !late;
+    const personal = source === 'personalized' && ranked === (ranker.stage !== null);
+    if (cacheKey && !result.degraded && (personal || coldStart)) {
       try {
         // What the answer is, not what this request added to it (fields are read fresh on every hit).
         const bare = items.map(({ itemId, score, reason }) => ({ itemId, score, reason }));
         // Fresh for the TTL, then served stale for up to cacheStaleSeconds while computed again.
         const fresh = cacheTtlMs(config.serving.cacheTtlSeconds);
         const entry: CachedAnswer = { items: bare, freshUntil: this.now() + fresh };
+        if (coldStart) entry.coldStart = true;
         await this.deps.online.cacheSet(
           request.userId,
           cacheKey,
@@ -969,10 +985,7 @@ export class Recommender implements RecommendationService {
    * since): then it is recomputed rather than served short. (An answer computed from an older history
    * than the user's current one is never in the cache: see the cache version in `recommend`.)
    */
-  private fromCache(
-    raw: string,
-    category: string | undefined,
-  ): { items: RecommendedItem[]; stale: boolean } | null {
+  private fromCache(raw: string, category: string | undefined): CacheHit | null {
     let entry: CachedAnswer;
     try {
       entry = JSON.parse(raw) as CachedAnswer;
@@ -993,7 +1006,7 @@ export class Recommender implements RecommendationService {
       this.deps.config.serving.cacheStaleSeconds > 0 &&
       typeof entry.freshUntil === 'number' &&
       this.now() > entry.freshUntil;
-    return { items, stale };
+    return { items, stale, coldStart: entry.coldStart === true };
   }
 
   async similar(ctx: RequestContext, itemId: string, options: ListOptions): Promise<SimilarResult> {
@@ -1983,7 +1996,8 @@ export class Recommender implements RecommendationService {
   ): void {
     const m = this.deps.metrics;
     m.recommendationsServed.inc({ endpoint, source, fallback_reason: fallbackReason ?? 'none' });
-    if (endpoint === 'recommendations' && source === 'personalized')
+    // The answers the cache may hold: the model's, and a cold-start user's.
+    if (endpoint === 'recommendations' && (source === 'personalized' || fallbackReason === 'cold_start_user'))
       m.recommendationCache.inc({ outcome: cache });
     m.recommendationDuration.observe({ endpoint }, (performance.now() - started) / 1000);
   }
