@@ -21,7 +21,7 @@
  *
  *   npm run bench:load -- [--scenario recommend] [--rate 1000[,RATE...]] [--seconds 20] [--warmup 5]
  *                         [--users 2000] [--items 1000] [--events 100000] [--active USERS]
- *                         [--history 0] [--timeout-ms 10000] [--log-level warn] [--cpu-prof DIR]
+ *                         [--history 0] [--timeout-ms 10000] [--log-level warn] [--cpu-prof DIR] [--heap-prof DIR]
  *                         [--swap-at SECONDS] [--floor [--floor-cpu-us 0]]
  *
  * Wall-clock figures depend on what else runs on the machine: the load average is printed with them.
@@ -40,9 +40,11 @@ import {
   loadShop,
   postEvents,
   printLoad,
+  printSteal,
   promoteVersion,
   runLoad,
   SCENARIOS,
+  StealWatch,
   trainChallenger,
   trainChampion,
   type Scenario,
@@ -65,6 +67,8 @@ const { values } = parseArgs({
     'server-env': { type: 'string', multiple: true, default: [] },
     /** Write a V8 CPU profile of the server (whole run) into this directory when it stops. */
     'cpu-prof': { type: 'string' },
+    /** Write a V8 sampling heap profile of the server (what allocated, whole run) into this directory. */
+    'heap-prof': { type: 'string' },
     /** Promote a second trained version this many seconds into the (first) measured window. */
     'swap-at': { type: 'string' },
     /** Load a bare node:http server instead of Cairn (the floor of the figures on this machine). */
@@ -142,7 +146,9 @@ async function measure(
       }, delayMs),
     );
   }
+  const steal = new StealWatch();
   const r = await loadAt(server.url, rate, `${runId}-${rate}`);
+  const stolen = steal.stop();
   const cpu = cpuSeconds(server.pid) - cpu0;
   const threads = [...cpuSecondsByThread(server.pid)]
     .map(([name, s]) => [name, s - (threads0.get(name) ?? 0)] as const)
@@ -155,6 +161,7 @@ async function measure(
       `load average before ${before}, after ${loadAverage()}`,
   );
   printLoad(r);
+  printSteal(stolen);
   if (swap) console.log(await swapped);
   // Warm-up and measured requests both ran in the CPU window.
   const requests = Math.round(rate * (r.seconds + Number(values.warmup)));
@@ -195,12 +202,15 @@ async function floor(): Promise<void> {
       server.once('exit', (c) => reject(new Error(`the floor server exited (${c})`)));
     });
     for (const rate of values.rate.split(',').map(Number)) {
+      const steal = new StealWatch();
       const r = await loadAt(`http://127.0.0.1:${port}`, rate, `floor-${rate}`);
+      const stolen = steal.stop();
       console.log(
         `\nfloor (bare node:http server, ${values['floor-cpu-us']} µs of CPU per request), ${scenario} ` +
           `requests, open loop ${rate}/s for ${r.seconds} s`,
       );
       printLoad(r);
+      printSteal(stolen);
     }
   } finally {
     server.kill();
@@ -219,7 +229,11 @@ async function main(): Promise<void> {
   const env = childEnv({ CAIRN_LOGGING_LEVEL: values['log-level'], ...extra });
   const args = ['serve', '--data', join(dir, 'data'), '--port', `${port}`];
   const prof = values['cpu-prof'];
-  const nodeArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
+  const heap = values['heap-prof'];
+  const nodeArgs = [
+    ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []),
+    ...(heap ? ['--heap-prof', `--heap-prof-dir=${heap}`] : []),
+  ];
   const server = new CairnProcess('cairn', args, port, env, dir, nodeArgs);
   try {
     await server.waitReady(60_000);
