@@ -278,17 +278,17 @@ export const ConfigSchema = Type.Object(
         /** Exclude items the user already interacted with positively. */
         excludeSeen: Type.Boolean({ default: true }),
         /**
-         * Personalized answers, and cold-start users' answers, are cached in the online state this long, less
-         * a random 0–25 % per answer so answers stored together expire apart (0: off). A user's new event or
-         * user record, an opt-out or an erase drops their entries; a new champion changes the key; items that became
-         * unavailable are never served from it.
+         * Personalized answers, and cold-start users' answers, are cached in the online state this long,
+         * less a random 0–25 % per answer so answers stored together expire apart (0: off). A user's new
+         * event or user record, an opt-out or an erase drops their entries; a new champion changes the key;
+         * items that became unavailable are never served from it.
          */
         cacheTtlSeconds: Type.Number({ minimum: 0, default: 30 }),
         /**
          * An answer past its TTL is still served for up to this long while it is computed again in the
-         * background, one answer at a time within a quarter of the event loop's time (stale-while-revalidate), so expiring answers never queue
-         * requests behind their recomputation. The invalidations above still drop it at once (0: an
-         * expired answer is computed on the request).
+         * background, one answer at a time within a quarter of the event loop's time
+         * (stale-while-revalidate), so expiring answers never queue requests behind their recomputation.
+         * The invalidations above still drop it at once (0: an expired answer is computed on the request).
          */
         cacheStaleSeconds: Type.Number({ minimum: 0, default: 30 }),
         /**

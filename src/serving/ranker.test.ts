@@ -32,6 +32,7 @@ import { ExperimentRouter } from './experiments.ts';
 import { PopularList } from './popular.ts';
 import { OTHER_FEATURES } from './ranker.ts';
 import { Recommender, type RecommenderDeps } from './recommender.ts';
+import { countLoopTurns } from '../../test/fixtures/loop-turns.ts';
 import { onlineView } from '../../test/fixtures/serving-world.ts';
 
 const CLUSTERS = 4;
@@ -382,24 +383,18 @@ describe('a ranked answer computed again in the background', () => {
   it('gives the event loop turns between its parts, and stores the answer a request computes', async () => {
     const s = await setup(trainRanker);
     const config = loadConfig({ env: {}, overrides: { dataDir: dir, serving: { cacheTtlSeconds: 60 } } });
-    let turns = 0;
-    let ticking = true;
-    const tick = () => {
-      turns++;
-      if (ticking) setImmediate(tick);
-    };
-    setImmediate(tick);
+    const turns = countLoopTurns();
     /** Turns counted when the background task read the user's cache version, and when it stored. */
     const marks: { read?: number; stored?: number } = {};
     let background = false;
     const online = onlineView(s.online, {
       cacheVersion: (user) => {
-        if (background) marks.read ??= turns;
+        if (background) marks.read ??= turns.count;
         return s.online.cacheVersion(user);
       },
       cacheSet: async (user, key, value, ttlMs, version) => {
         await s.online.cacheSet(user, key, value, ttlMs, version);
-        if (background) marks.stored = turns;
+        if (background) marks.stored = turns.count;
       },
     });
     let clock = NOW;
@@ -411,7 +406,7 @@ describe('a ranked answer computed again in the background', () => {
     expect(ids(stale.items)).toEqual(ids(first.items));
     for (let i = 0; i < 200 && marks.stored === undefined; i++)
       await new Promise((resolve) => setImmediate(resolve));
-    ticking = false;
+    turns.stop();
     await r.close();
     // Without the turns the whole ranked answer runs in one (the memory online state answers at once).
     expect(marks.stored! - marks.read!).toBeGreaterThanOrEqual(2);
