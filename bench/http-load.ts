@@ -12,18 +12,22 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { childEnv, http, pollUntil, REPO_ROOT, runCairn } from '../test/integration/helpers/processes.ts';
 
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
-export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** CPU seconds (user + system) in a /proc `stat` line (a process's or a thread's). */
+function statCpuSeconds(stat: string): number {
   // Fields after the parenthesised command name (which may contain spaces): utime is the 14th field.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ is 100 on Linux
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+export function cpuSeconds(pid: number): number {
+  return statCpuSeconds(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+}
+
 /**
- * CPU seconds each thread of a process has used so far, summed by thread name (Linux: the main thread
- * is named after the executable, V8's helpers `V8 DefaultWorke`, libuv's pool `libuv-worker`, worker
- * threads by what Node names them).
+ * CPU seconds each thread of a process has used so far (Linux), the main thread as `main`, the others
+ * summed by the name the kernel has for them (Node 20 leaves V8's helpers, libuv's pool and worker threads
+ * all named `node`, so those add up under one name).
  */
 export function cpuSecondsByThread(pid: number): Map<string, number> {
   const byName = new Map<string, number>();
@@ -34,10 +38,8 @@ export function cpuSecondsByThread(pid: number): Map<string, number> {
     } catch {
       continue; // the thread ended meanwhile
     }
-    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const main = tid === `${pid}` ? 'main' : name;
-    byName.set(main, (byName.get(main) ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100);
+    const name = tid === `${pid}` ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    byName.set(name, (byName.get(name) ?? 0) + statCpuSeconds(stat));
   }
   return byName;
 }

@@ -67,7 +67,7 @@ const { values } = parseArgs({
     'server-env': { type: 'string', multiple: true, default: [] },
     /** Write a V8 CPU profile of the server (whole run) into this directory when it stops. */
     'cpu-prof': { type: 'string' },
-    /** Write a V8 sampling heap profile of the server (what allocated, whole run) into this directory. */
+    /** Write a V8 sampling heap profile of the server (allocations still live when it stops) into this directory. */
     'heap-prof': { type: 'string' },
     /** Promote a second trained version this many seconds into the (first) measured window. */
     'swap-at': { type: 'string' },
