@@ -444,7 +444,10 @@ export interface OnlineState {
 
 export interface ArtifactStore {
   readonly kind: string;
-  /** Stores `bytes` under `key` atomically (readers see the old or the new bytes, never a mix). */
+  /**
+   * Stores `bytes` under `key` atomically (readers see the old or the new bytes, never a mix). The bytes
+   * must not change until it resolves (they are hashed and written a part at a time).
+   */
   put(key: string, bytes: Uint8Array): Promise<{ checksum: string; bytes: number }>;
   /** The bytes under `key`; throws CAIRN_NOT_FOUND when absent. */
   get(key: string): Promise<Buffer>;

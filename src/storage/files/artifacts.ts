@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { TimeSlicer } from '../../domain/cooperative.ts';
 import { CairnError } from '../../errors/errors.ts';
 import type { ArtifactStore } from '../ports.ts';
 
@@ -68,9 +69,23 @@ export function checkArtifactPrefix(prefix: string): string {
   return prefix;
 }
 
-/** SHA-256 of the bytes, lowercase hex: the checksum every ArtifactStore reports. */
-export function artifactChecksum(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
+/** Bytes hashed per step of {@link artifactChecksum} (~45 µs of SHA-256 each). */
+const HASH_STEP = 64 * 1024;
+
+/**
+ * SHA-256 of the bytes, lowercase hex: the checksum every ArtifactStore reports. Hashed a millisecond at
+ * a time with the event loop free between: at ~0.7 ms per MB, hashing a 6 MB online-state snapshot at
+ * once held every request in flight ~4.5 ms (bench:load), a model of 100 MB would hold them 70 ms. The
+ * caller must not change the bytes before it resolves.
+ */
+export async function artifactChecksum(bytes: Uint8Array): Promise<string> {
+  const hash = createHash('sha256');
+  const slicer = new TimeSlicer(1);
+  for (let p = 0; p < bytes.length; p += HASH_STEP) {
+    if (p > 0) await slicer.turn();
+    hash.update(bytes.subarray(p, Math.min(bytes.length, p + HASH_STEP)));
+  }
+  return hash.digest('hex');
 }
 
 /** The parent keys of `key` (`a/b/c` → `a`, `a/b`): none of them may be an artifact while `key` is. */
@@ -154,7 +169,7 @@ export class FileArtifactStore implements ArtifactStore {
 
   async put(key: string, bytes: Uint8Array): Promise<{ checksum: string; bytes: number }> {
     const path = this.pathOf(key);
-    const checksum = artifactChecksum(bytes);
+    const checksum = await artifactChecksum(bytes);
     for (let attempt = 1; ; attempt++) {
       try {
         await this.writeAtomically(path, bytes);

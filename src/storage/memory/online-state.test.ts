@@ -204,6 +204,43 @@ describe('MemoryOnlineState snapshots', () => {
     await expect(cut).rejects.toMatchObject({ code: 'CAIRN_UNAVAILABLE' });
   });
 
+  it('writes whole snapshots after one much smaller or much larger, and keeps no unused buffer', async () => {
+    const state = new MemoryOnlineState(OPTIONS);
+    const events = (from: number, users: number) =>
+      Array.from({ length: 4000 }, (_, i) =>
+        ev(from + i, `user-${i % users}`, `item-${i % 97}`, ['view', 'purchase'][i % 2], NOW + i * 1000),
+      );
+    await state.applyEvents(events(1, 50).slice(0, 200));
+    const small = await state.snapshotInSlices(0, 0);
+    // Over twice the size of the last one: the writer (presized from it) grows past it.
+    await state.applyEvents(events(201, 400));
+    const large = await state.snapshotInSlices(0, 0);
+    expect(large.length).toBeGreaterThan(small.length * 4);
+    expect(large.equals(state.snapshot())).toBe(true);
+    const users = Array.from({ length: 400 }, (_, u) => `user-${u}`);
+    const items = Array.from({ length: 97 }, (_, i) => `item-${i}`);
+    const at = NOW + 5000 * 1000;
+    expect(await observe(MemoryOnlineState.restore(large, OPTIONS), users, items, at)).toStrictEqual(
+      await observe(state, users, items, at),
+    );
+    // Most users erased: far smaller than the last one, and not held in a buffer sized for that.
+    const erased = [];
+    for (let u = 10; u < 400; u++) {
+      const gone = (await state.recentEvents(`user-${u}`, 1000)).map(
+        ({ seq, itemId, type, value, timestamp }) => ({ seq, itemId, type, value, timestamp }),
+      );
+      erased.push({ seq: 1000 + u, value: { kind: 'erase' as const, userId: `user-${u}`, events: gone } });
+    }
+    await state.applyChanges(erased);
+    const shrunk = await state.snapshotInSlices(0, 0);
+    expect(shrunk.length).toBeLessThan(large.length / 4);
+    expect(shrunk.buffer.byteLength).toBeLessThan(large.length / 2);
+    expect(shrunk.equals(state.snapshot())).toBe(true);
+    expect(await observe(MemoryOnlineState.restore(shrunk, OPTIONS), users, items, at)).toStrictEqual(
+      await observe(state, users, items, at),
+    );
+  });
+
   it('snapshots an empty state', async () => {
     const restored = MemoryOnlineState.restore(new MemoryOnlineState(OPTIONS).snapshot(), OPTIONS);
     expect(await restored.watermarks()).toEqual({ events: 0, changes: 0 });

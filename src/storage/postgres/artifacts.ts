@@ -47,7 +47,7 @@ export class PostgresArtifactStore implements ArtifactStore {
 
   async put(key: string, bytes: Uint8Array): Promise<{ checksum: string; bytes: number }> {
     checkArtifactKey(key);
-    const checksum = artifactChecksum(bytes);
+    const checksum = await artifactChecksum(bytes);
     // A Buffer view over the caller's bytes (no copy): node-postgres sends Buffers as binary parameters.
     const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const { s } = this.db;
