@@ -132,12 +132,14 @@ export class RankerStage {
   private readonly contrib: Float64Array;
   private readonly heap = new TopKHeap(16);
   private readonly order: Int32Array;
+  /** See `twin`. */
+  private background: RankerStage | null = null;
 
   constructor(
     readonly ranker: LoadedRanker,
     /** The algorithm of the model it ranks for (its retriever column is the CF reason). */
     readonly algorithm: string,
-    config: FeatureConfig,
+    private readonly config: FeatureConfig,
   ) {
     this.features = new RankingFeatures({ config, retrievers: ranker.stored.retrievers });
     this.nFeatures = this.features.names.length;
@@ -167,6 +169,15 @@ export class RankerStage {
         unusable: `the model has ${ranker.model.nFeatures} features, the artifact names ${ranker.stored.featureNames.length}`,
       };
     return new RankerStage(ranker, algorithm, config);
+  }
+
+  /**
+   * The same ranker on buffers of its own (made once): for the background recomputation, which gives
+   * the event loop turns between filling, scoring and explaining while requests use this stage's
+   * buffers. Background recomputations run one at a time (serving/answer-refresh.ts), so one is enough.
+   */
+  twin(): RankerStage {
+    return (this.background ??= new RankerStage(this.ranker, this.algorithm, this.config));
   }
 
   /** The row buffer with room for `n` candidates (rows × nFeatures, row-major). */
