@@ -21,7 +21,8 @@
  *
  *   npm run bench:load -- [--scenario recommend] [--rate 1000[,RATE...]] [--seconds 20] [--warmup 5]
  *                         [--users 2000] [--items 1000] [--events 100000] [--active USERS]
- *                         [--history 0] [--timeout-ms 10000] [--log-level warn] [--cpu-prof DIR] [--heap-prof DIR]
+ *                         [--history 0] [--timeout-ms 10000] [--log-level warn] [--cpu-prof DIR [--cpu-prof-interval µs]]
+ *                         [--heap-prof DIR]
  *                         [--swap-at SECONDS] [--floor [--floor-cpu-us 0]]
  *
  * Wall-clock figures depend on what else runs on the machine: the load average is printed with them.
@@ -67,6 +68,8 @@ const { values } = parseArgs({
     'server-env': { type: 'string', multiple: true, default: [] },
     /** Write a V8 CPU profile of the server (whole run) into this directory when it stops. */
     'cpu-prof': { type: 'string' },
+    /** With --cpu-prof: the sampling interval in µs (V8's default 1000 blurs tasks of a few ms). */
+    'cpu-prof-interval': { type: 'string' },
     /** Write a V8 sampling heap profile of the server (allocations still live when it stops) into this directory. */
     'heap-prof': { type: 'string' },
     /** Promote a second trained version this many seconds into the (first) measured window. */
@@ -232,6 +235,7 @@ async function main(): Promise<void> {
   const heap = values['heap-prof'];
   const nodeArgs = [
     ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []),
+    ...(prof && values['cpu-prof-interval'] ? [`--cpu-prof-interval=${values['cpu-prof-interval']}`] : []),
     ...(heap ? ['--heap-prof', `--heap-prof-dir=${heap}`] : []),
   ];
   const server = new CairnProcess('cairn', args, port, env, dir, nodeArgs);
