@@ -135,6 +135,27 @@ describe('answer cache', () => {
     expect(after.items.map((i) => i.itemId)).not.toContain(bought);
   });
 
+  it('serves one cached answer to many requests unchanged by their fields, until an item in it goes unavailable', async () => {
+    const r = recommender();
+    const ctx = systemContext();
+    const first = await r.recommend(ctx, { userId: 'u3', k: 4 });
+    const titled = await r.recommend(ctx, { userId: 'u3', k: 4, fields: ['title'] });
+    expect(titled.items.map((i) => i.itemId)).toEqual(first.items.map((i) => i.itemId));
+    expect(titled.items.every((i) => 'title' in i)).toBe(true);
+    // The next hit gets the answer as stored: what the last one added is not in it.
+    const again = await r.recommend(ctx, { userId: 'u3', k: 4 });
+    expect(again.items).toEqual(first.items);
+    expect(again.items.some((i) => 'title' in i)).toBe(false);
+    expect(historyReads).toBe(1);
+    // Its second item withdrawn: computed again, without it.
+    const gone = first.items[1].itemId;
+    serving.catalogView.upsert([item(gone, { available: false })]);
+    const after = await r.recommend(ctx, { userId: 'u3', k: 4 });
+    expect(historyReads).toBe(2);
+    expect(after.items.map((i) => i.itemId)).not.toContain(gone);
+    expect(await outcomes()).toMatchObject({ miss: 2, hit: 2 });
+  });
+
   it('caches a cold-start user’s answer, labelled as the fallback it is, until their record changes', async () => {
     serving.catalogView.upsert([
       item('i7', { categories: ['Drama'] }),
