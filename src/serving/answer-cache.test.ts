@@ -6,7 +6,7 @@
  * online state, a tiny ALS champion) behind a wrapper that counts history reads and can apply an event
  * in the middle of a request.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { systemContext } from '../domain/context.ts';
 import type { StoredEvent } from '../domain/types.ts';
 import type { Serving } from '../main/serving.ts';
@@ -154,6 +154,28 @@ describe('answer cache', () => {
     expect(historyReads).toBe(2);
     expect(after.items.map((i) => i.itemId)).not.toContain(gone);
     expect(await outcomes()).toMatchObject({ miss: 2, hit: 2 });
+  });
+
+  it('keeps an answer parsed for no longer than an answer lives in the store', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const r = recommender({ staleSeconds: 30 });
+      const lifetimeMs = (60 + 30) * 1000;
+      const ctx = systemContext();
+      await r.recommend(ctx, { userId: 'u3', k: 4 });
+      await r.recommend(ctx, { userId: 'u3', k: 4 }); // a hit: parsed and kept
+      const parsed = (r as unknown as { parsed: Map<string, unknown> }).parsed;
+      expect(parsed.size).toBe(1);
+      clock += lifetimeMs / 2;
+      vi.advanceTimersByTime(lifetimeMs); // a sweep: younger than a lifetime, kept
+      expect(parsed.size).toBe(1);
+      clock += lifetimeMs / 2;
+      vi.advanceTimersByTime(lifetimeMs); // a lifetime old: dropped (what an erase left is gone with it)
+      expect(parsed.size).toBe(0);
+      await r.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('caches a cold-start user’s answer, labelled as the fallback it is, until their record changes', async () => {

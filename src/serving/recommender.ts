@@ -247,8 +247,8 @@ const MAX_PENDING_REFRESHES = 1000;
 const REFRESH_SHARE = 0.25;
 
 /**
- * Cached answers kept parsed, by their stored text (parsing one took ~15 µs of a hit's ~0.3 ms, and ~2.5 KB
- * of its ~35 kB allocated: bench:load profiles). Oldest out first; ~2 kB each.
+ * Cached answers kept parsed, by their stored text (parsing one took ~20 µs of a hit's main-thread time,
+ * and ~2.4 of its ~35 kB allocated: bench:load profiles). Oldest out first; ~2 kB each.
  */
 const PARSED_ANSWERS = 4096;
 
@@ -304,9 +304,11 @@ export class Recommender implements RecommendationService {
   private readonly userStates: UserStates;
   /**
    * Cached answers as parsed, by the text the online state returned (which is new for every computed
-   * answer: it holds the answer's freshness). Shared by every request the answer serves: never changed.
+   * answer: it holds the answer's freshness), with when they were parsed; kept for at most an answer's
+   * lifetime (swept with the user states), as the store keeps the text. The items are shared by every
+   * request the answer serves: never changed.
    */
-  private readonly parsed = new Map<string, CachedAnswer>();
+  private readonly parsed = new Map<string, { entry: CachedAnswer; at: number }>();
   private readonly userStatesSweep: NodeJS.Timeout;
   /** explainPersonal's per-history-item affinities (scratch: synchronous use only). */
   private affinityScratch = new Float64Array(0);
@@ -338,7 +340,13 @@ export class Recommender implements RecommendationService {
       maxAgeMs: lifetimeMs,
       now: this.now,
     });
-    this.userStatesSweep = setInterval(() => this.userStates.sweep(), Math.max(1000, lifetimeMs));
+    this.userStatesSweep = setInterval(
+      () => {
+        this.userStates.sweep();
+        this.sweepParsed(lifetimeMs);
+      },
+      Math.max(1000, lifetimeMs),
+    );
     this.userStatesSweep.unref();
   }
 
@@ -346,6 +354,7 @@ export class Recommender implements RecommendationService {
   async close(): Promise<void> {
     clearInterval(this.userStatesSweep);
     this.userStates.clear();
+    this.parsed.clear();
     await this.refresh.close();
   }
 
@@ -1000,7 +1009,7 @@ export class Recommender implements RecommendationService {
    * than the user's current one is never in the cache: see the cache version in `recommend`.)
    */
   private fromCache(raw: string, category: string | undefined): CacheHit | null {
-    const entry = this.parsed.get(raw) ?? this.parse(raw);
+    const entry = this.parsed.get(raw)?.entry ?? this.parse(raw);
     if (!entry) return null;
     const items = entry.items;
     const catalog = this.deps.catalog;
@@ -1028,8 +1037,17 @@ export class Recommender implements RecommendationService {
     // Written by an older process, or damaged: a score that is not a finite number is never served.
     if (!entry.items.every((it) => Number.isFinite(it?.score))) return null;
     if (this.parsed.size >= PARSED_ANSWERS) this.parsed.delete(this.parsed.keys().next().value!);
-    this.parsed.set(raw, entry);
+    this.parsed.set(raw, { entry, at: this.now() });
     return entry;
+  }
+
+  /** Drops the answers parsed over `maxAgeMs` ago (the oldest come first). */
+  private sweepParsed(maxAgeMs: number): void {
+    const oldest = this.now() - maxAgeMs;
+    for (const [raw, { at }] of this.parsed) {
+      if (at > oldest) break;
+      this.parsed.delete(raw);
+    }
   }
 
   async similar(ctx: RequestContext, itemId: string, options: ListOptions): Promise<SimilarResult> {
