@@ -26,6 +26,23 @@ export function configureConnection(
 }
 
 /**
+ * Runs `write` (synchronous: nothing else uses the connection meanwhile) with commits that do not fsync
+ * (`synchronous = NORMAL`: in WAL mode a commit survives a process crash, and after an OS crash or power
+ * loss the WAL loses only a suffix), then restores the connection's own level. For writes whose loss in
+ * such a crash only repeats work or lets a lease run out; on the event loop a synced commit costs an fsync,
+ * up to tens of ms while other connections write.
+ */
+export function withoutSync<T>(db: Db, write: () => T): T {
+  const level = db.pragma('synchronous', { simple: true }) as number;
+  db.pragma('synchronous = NORMAL');
+  try {
+    return write();
+  } finally {
+    db.pragma(`synchronous = ${level}`);
+  }
+}
+
+/**
  * For connections that probe and write the event lookups (the service's, the merge thread's;
  * sqlite/event-index.ts): a 256 MiB page cache and reads through a memory map (no read() and copy per
  * page), temp tables in memory, and checkpoints every ~40 MiB of WAL instead of every 4 MiB, so a page

@@ -15,7 +15,7 @@
  */
 import type { Statement } from 'better-sqlite3';
 import { yieldToLoop } from '../../domain/cooperative.ts';
-import type { Db, ThreadConnection } from './db.ts';
+import { withoutSync, type Db, type ThreadConnection } from './db.ts';
 import { entryBeside, SqliteThread } from './thread.ts';
 
 /** The seqs a merge covers: after `lo` up to `hi`. */
@@ -78,8 +78,6 @@ export class LocalMerge {
   private idCursor = '';
   private userCursor: UserKey = ['', 0, 0];
   private renewedAt = 0;
-  /** The connection's own `synchronous` level, restored after each write step (read once). */
-  private synchronous: number | null = null;
 
   constructor(
     private readonly db: Db,
@@ -167,10 +165,8 @@ export class LocalMerge {
    */
   write(): MergeStep {
     const t = performance.now();
-    this.synchronous ??= this.db.pragma('synchronous', { simple: true }) as number;
-    this.db.pragma('synchronous = NORMAL');
-    try {
-      const rows = this.db
+    const rows = withoutSync(this.db, () =>
+      this.db
         .transaction((): number => {
           this.renew();
           this.unstageErased();
@@ -178,11 +174,9 @@ export class LocalMerge {
           if (this.phase === 'users') return this.userStep();
           return 0;
         })
-        .immediate();
-      return { rows, done: this.phase === 'done', ms: performance.now() - t };
-    } finally {
-      this.db.pragma(`synchronous = ${this.synchronous}`);
-    }
+        .immediate(),
+    );
+    return { rows, done: this.phase === 'done', ms: performance.now() - t };
   }
 
   /** Clears the temp tables and gives the lease back, if still held (busy: it runs out by itself). */

@@ -33,6 +33,7 @@ import {
   type ConsumerTimings,
   type WakeSource,
 } from '../polling-consumer.ts';
+import { withoutSync } from './db.ts';
 import { EVENT_COLUMNS, guarded, lazy, toEvent, type Db, type EventRow, type SqliteStore } from './store.ts';
 
 export interface SqliteLogOptions extends ConsumerTimings {
@@ -124,7 +125,10 @@ class SqliteWake implements WakeSource {
 /**
  * Exclusive ownership of a durable name by a lease row, renewed by a timer while held. `held` also
  * turns false by itself shortly before the lease runs out, so a process whose event loop stalls (or
- * whose renewals fail) stops handling batches before a standby may take over.
+ * whose renewals fail) stops handling batches before a standby may take over. Claims and renewals are
+ * committed without an fsync (`withoutSync`): a renewal runs on the event loop every `leaseMs / 3`, and a
+ * synced one held the loop 0.1–7 ms, up to ~66 ms while the served-log thread wrote (bench:load); a
+ * renewal lost to an OS crash only lets the lease run out sooner.
  */
 class SqliteLease implements ConsumerLock {
   private until = 0;
@@ -171,8 +175,8 @@ class SqliteLease implements ConsumerLock {
   private claim(): boolean {
     const now = Date.now();
     const until = now + this.leaseMs;
-    const changes = guarded(
-      () => this.statements.claim().run({ name: this.name, holder: this.holder, until, now }).changes,
+    const changes = guarded(() =>
+      this.statements.claim({ name: this.name, holder: this.holder, until, now }),
     );
     this.until = changes === 1 ? until : 0;
     return changes === 1;
@@ -193,7 +197,8 @@ interface LeaseParams {
 }
 
 interface LeaseStatements {
-  claim: () => Statement<LeaseParams>;
+  /** Takes or renews a lease, committed without an fsync; the rows changed (1: held). */
+  claim: (params: LeaseParams) => number;
   release: () => Statement<[string, string]>;
 }
 
@@ -202,15 +207,16 @@ const leaseStatements = new WeakMap<Db, LeaseStatements>();
 function leaseStatementsOf(db: Db): LeaseStatements {
   let st = leaseStatements.get(db);
   if (!st) {
-    st = {
-      // The UPSERT changes a row only when the name is free, already ours, or its lease ran out.
-      claim: lazy(() =>
-        db.prepare<LeaseParams>(
-          `INSERT INTO consumer_leases (name, holder, until) VALUES (@name, @holder, @until)
-           ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
-           WHERE consumer_leases.holder = excluded.holder OR consumer_leases.until <= @now`,
-        ),
+    // The UPSERT changes a row only when the name is free, already ours, or its lease ran out.
+    const claim = lazy(() =>
+      db.prepare<LeaseParams>(
+        `INSERT INTO consumer_leases (name, holder, until) VALUES (@name, @holder, @until)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+         WHERE consumer_leases.holder = excluded.holder OR consumer_leases.until <= @now`,
       ),
+    );
+    st = {
+      claim: (params) => withoutSync(db, () => claim().run(params).changes),
       release: lazy(() =>
         db.prepare<[string, string]>('DELETE FROM consumer_leases WHERE name = ? AND holder = ?'),
       ),
